@@ -1,0 +1,84 @@
+"""The ``jaxnn`` command line: one module per subcommand, errors as exit statuses.
+
+Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
+Errors caused by the user's input become one line on stderr and exit status 2
+(see :mod:`jaxnn.errors`); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, DivergedError
+
+# Subcommands, in the order `jaxnn --help` lists them.
+SUBCOMMANDS: tuple[str, ...] = ("demo", "train", "predict", "sweep", "gradcheck")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _modules() -> list[ModuleType]:
+    mods = []
+    for name in SUBCOMMANDS:
+        try:
+            mods.append(importlib.import_module(f"jaxnn.cli.{name}"))
+        except ModuleNotFoundError as e:
+            if e.name != f"jaxnn.cli.{name}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jaxnn",
+        description="Neural-network foundations in JAX, with hand-written gradients proven right.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback on errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for mod in _modules():
+        p = mod.add_parser(sub)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"jaxnn: error: {message}".replace("\n", " "), file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxnn`` console script. Returns the exit status."""
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        return int(args._run(args))
+    except DivergedError as e:
+        if debug:
+            raise
+        return _fail(str(e), EXIT_DIVERGED)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except (ValueError, TypeError, OSError) as e:
+        if debug:
+            raise
+        return _fail(str(e) or type(e).__name__, EXIT_BAD_INPUT)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from jaxnn.cli import main
+
+sys.exit(main())

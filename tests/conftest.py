@@ -1,0 +1,53 @@
+"""Strict numerics for the whole suite (see ../shared/STYLE.md).
+
+* dtype promotion is strict: mixing float32 and float64 (or int and float arrays)
+  raises instead of silently promoting;
+* rank promotion raises: ``(n,) + (n, 1)`` is an error, not an (n, n) matrix --
+  the classic silent bug of hand-written backward code;
+* warnings are errors (``filterwarnings = error`` in pyproject.toml).
+
+float64 tests use ``jax.enable_x64()`` as a context manager, so x64 is never left on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+settings.register_profile(
+    "jaxnn",
+    deadline=None,  # the first call of a jitted function compiles
+    max_examples=int(os.environ.get("JAXNN_HYPOTHESIS_EXAMPLES", "40")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,  # CI runs must be reproducible
+)
+settings.load_profile("jaxnn")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+BOSTON_CSV = SHARED / "datasets" / "boston.csv"
+
+
+@pytest.fixture
+def x64():
+    """Run the test body with 64-bit types enabled, restored afterwards."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def boston_csv() -> Path:
+    """The seed's Boston housing CSV, beside the project (never copied into the repo)."""
+    if not BOSTON_CSV.is_file():
+        raise FileNotFoundError(
+            f"{BOSTON_CSV} is missing: the tests expect ../shared/datasets/boston.csv "
+            "beside the project root"
+        )
+    return BOSTON_CSV
