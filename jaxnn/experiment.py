@@ -1,0 +1,115 @@
+"""From a dataset to a trained, evaluated model: the glue the CLI, the demo and sweeps share.
+
+``run(config, split)`` trains with :func:`jaxnn.training.fit` and returns a
+:class:`Report` whose ``as_json()`` is the ``jaxnn train --json`` contract::
+
+    {"dataset", "model", "steps", "test": {...}, "train": {...},
+     "history": {"train_loss": [...], "val_loss": [...]},
+     "seconds": {"compile": ..., "train": ...}}
+
+``test``/``train`` hold mse, rmse, mae, r2 for regression and accuracy,
+log_loss for classification. ``history.val_loss`` is the per-epoch loss on the
+test split (the seed has no separate validation split; early stopping uses it
+only when ``patience`` is set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import metrics, models
+from jaxnn.datasets import Split
+from jaxnn.training import FitResult, TrainConfig, fit, x64_context
+
+
+def targets(y: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
+    """Training targets (n, k): regression y as a column, classes one-hot."""
+    if task == "classification":
+        if n_classes is None:
+            raise ValueError("n_classes: needed for classification")
+        return np.eye(n_classes, dtype=np.float64)[np.asarray(y, dtype=np.int64)]
+    return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+
+
+def default_loss(task: str) -> str:
+    """mse for regression, cross_entropy for classification."""
+    return "cross_entropy" if task == "classification" else "mse"
+
+
+def model_name(config: TrainConfig) -> str:
+    """``"linear"`` or ``"mlp[13 sigmoid]"``-style description."""
+    if not config.hidden:
+        return "linear"
+    return f"mlp[{'-'.join(map(str, config.hidden))} {config.activation}]"
+
+
+def predict(params: Any, config: TrainConfig, X: np.ndarray) -> np.ndarray:
+    """Raw network outputs (n, k) as NumPy: predictions or logits."""
+    with x64_context(config.dtype):
+        Xj = jnp.asarray(X, dtype=jnp.dtype(config.dtype))
+        return np.asarray(jax.jit(models.predict, static_argnums=2)(params, Xj, config.activation))
+
+
+def evaluate(params: Any, config: TrainConfig, X: np.ndarray, y: np.ndarray, task: str
+             ) -> dict[str, float]:
+    """Metrics of ``params`` on (X, y): regression or classification report."""
+    out = predict(params, config, X)
+    if task == "classification":
+        probs = np.asarray(jax.nn.softmax(jnp.asarray(out, dtype=jnp.float64
+                                                      if config.dtype == "float64" else jnp.float32)
+                                          , axis=-1))
+        return metrics.classification_report(np.asarray(y), probs)
+    return metrics.regression_report(np.asarray(y, dtype=out.dtype).reshape(out.shape), out)
+
+
+@dataclasses.dataclass
+class Report:
+    """A trained model, its metrics and timings."""
+
+    dataset: str
+    model: str
+    task: str
+    config: TrainConfig
+    fit: FitResult
+    test: dict[str, float]
+    train: dict[str, float]
+
+    def as_json(self) -> dict[str, Any]:
+        h = self.fit.history
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "task": self.task,
+            "steps": self.fit.steps,
+            "epochs": self.fit.epochs,
+            "test": self.test,
+            "train": self.train,
+            "history": {"train_loss": [float(x) for x in h.train_loss],
+                        "val_loss": [float(x) for x in h.val_loss]},
+            "seconds": {k: float(v) for k, v in self.fit.seconds.items()},
+            "stopped_early": self.fit.stopped_early,
+            "config": dataclasses.asdict(self.config),
+        }
+
+
+def run(config: TrainConfig, split: Split, **fit_kwargs: Any) -> Report:
+    """Train ``config`` on ``split.X_train`` and evaluate on both splits."""
+    ds = split.dataset
+    n_classes = ds.n_classes if ds.task == "classification" else None
+    Y_train = targets(split.y_train, ds.task, n_classes)
+    Y_test = targets(split.y_test, ds.task, n_classes)
+    result = fit(config, split.X_train, Y_train, X_val=split.X_test, Y_val=Y_test, **fit_kwargs)
+    return Report(
+        dataset=ds.name,
+        model=model_name(config),
+        task=ds.task,
+        config=config,
+        fit=result,
+        test=evaluate(result.params, config, split.X_test, split.y_test, ds.task),
+        train=evaluate(result.params, config, split.X_train, split.y_train, ds.task),
+    )
