@@ -1,0 +1,627 @@
+"""Datasets as plain NumPy arrays, a strict CSV reader, standardisation and the seed's split.
+
+The seed notebook (sections 1.3-1.4) standardises Boston housing and splits it with::
+
+    X = StandardScaler().fit_transform(data)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=80718)
+
+:func:`split_dataset` reproduces that exactly with ``scale_before_split=True``. Its default
+fits the scaler on the training rows only, which is the sound practice: statistics of the
+test rows must not leak into training.
+
+Everything here is NumPy (float64) on purpose: data loading is host-side I/O, and the
+training code converts to ``jax.numpy`` in the dtype it trains in. Arrays held by
+:class:`Dataset`, :class:`Scaler` and :class:`Split` are made read-only, so a dataset
+cannot be changed in place behind a caller's back.
+
+Bad input raises :class:`ValueError` (or :class:`FileNotFoundError` /
+:class:`IsADirectoryError`, both :class:`OSError`) with a message naming the argument, the
+place (file line and 1-based data row, column name) and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import sklearn.datasets
+from sklearn.datasets import fetch_openml
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "Dataset",
+    "Scaler",
+    "Split",
+    "load_boston",
+    "load_csv",
+    "load_dataset",
+    "load_diabetes",
+    "load_digits",
+    "split_dataset",
+]
+
+Task = Literal["regression", "classification"]
+TASKS: tuple[str, ...] = ("regression", "classification")
+BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "digits", "boston")
+
+#: OpenML id of the Boston housing data (506 rows, 13 features, target MEDV).
+BOSTON_OPENML_ID = 531
+BOSTON_TARGET = "medv"
+
+
+def _frozen_array(a: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``a``; the caller's array (and its flags) stay untouched."""
+    a = np.array(a, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+# -------------------------------------------------------------------------- Dataset
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A table of numeric features and one target, ready to split.
+
+    Equality is identity (``eq=False``): comparing arrays elementwise is the caller's
+    call. Arrays are coerced to the documented dtypes and made read-only.
+
+    Attributes:
+        name: ``"diabetes"``, ``"digits"``, ``"boston"``, or the CSV file's stem.
+        X: features, shape ``(n, d)``, float64.
+        y: targets, shape ``(n,)``: float64 for regression, int64 class indices
+            ``0..C-1`` for classification.
+        feature_names: ``d`` column names.
+        target_name: the target column's name.
+        task: ``"regression"`` or ``"classification"``.
+        classes: for classification the original class labels, shape ``(C,)``
+            (``y`` indexes into it); ``None`` for regression.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    target_name: str
+    task: str
+    classes: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        X = np.asarray(self.X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"X must have shape (n, d), got {X.shape}")
+        y = np.asarray(self.y)
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+        names = tuple(str(f) for f in self.feature_names)
+        if len(names) != X.shape[1]:
+            raise ValueError(f"feature_names has {len(names)} names, X has {X.shape[1]} columns")
+        classes = self.classes
+        if self.task == "regression":
+            if classes is not None:
+                raise ValueError("classes must be None for a regression dataset")
+            y = y.astype(np.float64)
+        else:
+            if classes is None:
+                raise ValueError("classes is required for a classification dataset")
+            classes = np.asarray(classes)
+            if classes.ndim != 1 or classes.shape[0] < 2:
+                raise ValueError(f"classes must have shape (C,) with C >= 2, got {classes.shape}")
+            if y.size and (
+                not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= classes.shape[0]
+            ):
+                raise ValueError(f"y must hold class indices 0..{classes.shape[0] - 1} for classification")
+            y = y.astype(np.int64)
+            object.__setattr__(self, "classes", _frozen_array(classes))
+        object.__setattr__(self, "X", _frozen_array(X))
+        object.__setattr__(self, "y", _frozen_array(y))
+        object.__setattr__(self, "feature_names", names)
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows ``n``."""
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns ``d``."""
+        return int(self.X.shape[1])
+
+    @property
+    def n_classes(self) -> int | None:
+        """Number of classes ``C`` for classification, ``None`` for regression."""
+        return None if self.classes is None else int(self.classes.shape[0])
+
+
+# --------------------------------------------------------------------------- Scaler
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scaler:
+    """Feature standardisation ``(X - mean) / scale`` as two plain arrays.
+
+    Save it with ``np.savez(path, mean=s.mean, scale=s.scale)`` or as JSON lists and
+    rebuild it with ``Scaler(mean=..., scale=...)``.
+
+    Attributes:
+        mean: per-feature mean, shape ``(d,)``, float64.
+        scale: per-feature population standard deviation (``ddof=0``), shape ``(d,)``;
+            constant columns get 1.0, as in scikit-learn's ``StandardScaler``.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if mean.ndim != 1 or scale.shape != mean.shape:
+            raise ValueError(f"mean and scale must both have shape (d,), got {mean.shape} and {scale.shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
+            raise ValueError("mean and scale must be finite")
+        if np.any(scale <= 0):
+            raise ValueError("scale must be positive")
+        object.__setattr__(self, "mean", _frozen_array(mean))
+        object.__setattr__(self, "scale", _frozen_array(scale))
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> Scaler:
+        """Fit on ``X``; numerically identical to ``sklearn.preprocessing.StandardScaler``.
+
+        The statistics come from ``StandardScaler`` itself, so the standardised numbers are
+        bit-for-bit those of the seed notebook (scikit-learn's variance uses a corrected
+        two-pass formula and a tolerance for "constant" columns that is not worth
+        re-deriving here).
+
+        Args:
+            X: data, shape ``(n, d)`` with ``n >= 1``.
+
+        Returns:
+            The fitted scaler.
+        """
+        X = _as_2d_float(X, "X")
+        if X.shape[0] == 0:
+            raise ValueError("X is empty; cannot fit a Scaler on 0 rows")
+        sk = StandardScaler().fit(X)
+        return cls(mean=sk.mean_, scale=sk.scale_)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Standardise ``X``.
+
+        Args:
+            X: data, shape ``(n, d)`` with ``d`` equal to ``mean.shape[0]``.
+
+        Returns:
+            ``(X - mean) / scale``, shape ``(n, d)``, float64 (a new writable array).
+        """
+        X = _as_2d_float(X, "X")
+        if X.shape[1] != self.mean.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the Scaler was fitted on {self.mean.shape[0]} features"
+            )
+        return (X - self.mean) / self.scale
+
+
+def _as_2d_float(X: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, d), got {X.shape}")
+    return X
+
+
+# ---------------------------------------------------------------------------- Split
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """A train/test split of a :class:`Dataset`, features already standardised if asked.
+
+    Attributes:
+        X_train: shape ``(n_train, d)``, float64.
+        X_test: shape ``(n_test, d)``, float64.
+        y_train: shape ``(n_train,)`` (dtype as ``dataset.y``).
+        y_test: shape ``(n_test,)``.
+        scaler: the standardisation applied to ``X_train``/``X_test`` (fitted on the
+            training rows, or on all rows with ``scale_before_split=True``); ``None`` when
+            the features were left as they are. Apply it to new data before predicting.
+        dataset: the dataset that was split (unscaled).
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    scaler: Scaler | None
+    dataset: Dataset
+
+    def __post_init__(self) -> None:
+        for part in ("train", "test"):
+            X = getattr(self, f"X_{part}")
+            y = getattr(self, f"y_{part}")
+            if X.ndim != 2 or y.shape != (X.shape[0],):
+                raise ValueError(f"X_{part} {X.shape} and y_{part} {y.shape} must be (n, d) and (n,)")
+            object.__setattr__(self, f"X_{part}", _frozen_array(X))
+            object.__setattr__(self, f"y_{part}", _frozen_array(y))
+
+
+# ------------------------------------------------------------------ builtin loaders
+
+
+def load_diabetes() -> Dataset:
+    """scikit-learn's diabetes data (bundled, offline): 442 rows, 10 features, regression.
+
+    The features are scikit-learn's default ``scaled=True`` version (mean-centred, scaled
+    by ``std * sqrt(n)``); the target is disease progression one year after baseline.
+
+    Returns:
+        ``Dataset`` with ``X`` shape ``(442, 10)`` and ``y`` shape ``(442,)`` float64,
+        ``target_name="disease_progression"``.
+    """
+    bunch = sklearn.datasets.load_diabetes()
+    return Dataset(
+        name="diabetes",
+        X=bunch.data,
+        y=bunch.target,
+        feature_names=tuple(bunch.feature_names),
+        target_name="disease_progression",
+        task="regression",
+    )
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (bundled, offline): 10-class classification.
+
+    Returns:
+        ``Dataset`` with ``X`` shape ``(1797, 64)`` (pixel intensities 0..16, float64),
+        ``y`` shape ``(1797,)`` int64 in ``0..9``, ``classes = arange(10)``,
+        ``target_name="digit"``.
+    """
+    bunch = sklearn.datasets.load_digits()
+    return Dataset(
+        name="digits",
+        X=bunch.data,
+        y=bunch.target,
+        feature_names=tuple(bunch.feature_names),
+        target_name="digit",
+        task="classification",
+        classes=np.asarray(bunch.target_names, dtype=np.int64),
+    )
+
+
+def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
+    """Boston housing (506 rows, 13 features, target ``medv``): the seed's regression data.
+
+    scikit-learn deprecated ``load_boston`` in 1.0 and removed it in 1.2 for ethical
+    reasons: the authors of the data engineered the feature ``B = 1000 (Bk - 0.63)^2``
+    (``Bk``: proportion of Black residents by town) on the assumption that racial
+    self-segregation raises house prices, and the data set was widely used without that
+    assumption being questioned. jaxnn keeps it only to reproduce the seed notebook's
+    numbers; prefer :func:`load_diabetes` or another data set for anything else.
+
+    Args:
+        path: a CSV file with a header and a ``medv`` target column (all other columns
+            are features), e.g. ``../shared/datasets/boston.csv``. With ``None`` the data
+            are fetched from OpenML (``data_id=531``) -- this needs the network, or
+            scikit-learn's OpenML cache under ``~/scikit_learn_data``.
+
+    Returns:
+        ``Dataset`` named ``"boston"``, ``X`` shape ``(506, 13)``, ``y`` shape ``(506,)``.
+
+    Raises:
+        OSError: ``path=None`` and OpenML cannot be reached; the message says to pass the
+            CSV path. Also the file errors of :func:`load_csv`.
+        ValueError: a malformed CSV (see :func:`load_csv`).
+    """
+    if path is not None:
+        return dataclasses.replace(load_csv(path, BOSTON_TARGET, task="regression"), name="boston")
+    try:
+        # liac-arff needs no pandas; it returns the nominal columns (chas, rad) as codes
+        # into ``bunch.categories``, decoded below. One retry keeps offline failure quick.
+        bunch = fetch_openml(
+            data_id=BOSTON_OPENML_ID,
+            as_frame=False,
+            parser="liac-arff",
+            n_retries=1,
+            delay=1.0,
+        )
+    except OSError as exc:  # URLError, HTTPError, TimeoutError, socket errors
+        raise OSError(
+            f"could not fetch Boston housing from OpenML (data_id={BOSTON_OPENML_ID}): "
+            f"{exc}. Without network access pass the CSV path instead: "
+            "load_boston('path/to/boston.csv') or `--data path/to/boston.csv`"
+        ) from exc
+    X = np.array(bunch.data, dtype=np.float64)
+    names = [str(f) for f in bunch.feature_names]
+    for col, cats in (bunch.categories or {}).items():
+        j = names.index(col)
+        X[:, j] = np.asarray([float(c) for c in cats], dtype=np.float64)[X[:, j].astype(int)]
+    return Dataset(
+        name="boston",
+        X=X,
+        y=np.asarray(bunch.target, dtype=np.float64),
+        feature_names=tuple(n.lower() for n in names),
+        target_name=BOSTON_TARGET,
+        task="regression",
+    )
+
+
+# ------------------------------------------------------------------------ CSV reader
+
+
+def _read_numeric_csv(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
+    """Read a header + numeric rows strictly; return (column names, values (n, m))."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"path: no such file: {str(p)!r}")
+    if p.is_dir():
+        raise IsADirectoryError(f"path: {str(p)!r} is a directory, expected a CSV file")
+    rows: list[list[float]] = []
+    try:
+        # utf-8-sig drops a byte-order mark (spreadsheet exports); newline="" for csv.
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True)
+            header: list[str] | None = None
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not f.strip() for f in fields):
+                    continue  # blank lines carry nothing; skip them wherever they are
+                if header is None:
+                    header = _parse_header(fields, p)
+                    continue
+                rows.append(_parse_row(fields, header, line, len(rows) + 1, p))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"path: {str(p)!r} is not a UTF-8 text file ({exc})") from exc
+    except csv.Error as exc:
+        raise ValueError(f"path: {str(p)!r} is not valid CSV: {exc}") from exc
+    if header is None:
+        raise ValueError(f"path: {str(p)!r} is empty; expected a header row and data rows")
+    if not rows:
+        raise ValueError(f"path: {str(p)!r} has a header but no data rows; expected at least 2 rows")
+    return header, np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
+
+
+def _parse_header(fields: list[str], p: Path) -> list[str]:
+    names = [f.strip() for f in fields]
+    for j, name in enumerate(names, start=1):
+        if not name:
+            raise ValueError(f"{str(p)!r}: header column {j} has an empty name")
+    seen: dict[str, int] = {}
+    dups = []
+    for j, name in enumerate(names, start=1):
+        if name in seen:
+            dups.append(f"{name!r} (columns {seen[name]} and {j})")
+        else:
+            seen[name] = j
+    if dups:
+        raise ValueError(f"{str(p)!r}: duplicate column names in header: {', '.join(dups)}")
+    return names
+
+
+def _parse_row(fields: list[str], header: list[str], line: int, row: int, p: Path) -> list[float]:
+    where = f"{str(p)!r} line {line} (data row {row})"
+    if len(fields) != len(header):
+        raise ValueError(f"{where} has {len(fields)} fields, but the header has {len(header)} columns")
+    values = []
+    for name, cell in zip(header, fields, strict=True):
+        text = cell.strip()
+        if not text:
+            raise ValueError(f"{where}, column {name!r}: empty value; expected a number")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{where}, column {name!r}: cannot parse {cell!r} as a number") from None
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{where}, column {name!r}: non-finite value {cell!r}; NaN and inf are "
+                "not allowed in features or target"
+            )
+        values.append(value)
+    return values
+
+
+def load_csv(path: str | os.PathLike[str], target: str, *, task: str | None = None) -> Dataset:
+    """Load a numeric CSV file with a header row; one named column is the target.
+
+    Format: comma-separated, UTF-8 (a byte-order mark is fine), first non-blank line is
+    the header, every other non-blank line a data row with exactly as many fields as the
+    header. Every cell must parse as a finite number (no empty cells, NaN or inf); blank
+    lines are skipped. All columns but ``target`` are features, in file order.
+
+    The task is never guessed from the numbers: it is ``"regression"`` unless
+    ``task="classification"`` is given. Then the distinct target values, sorted, become
+    ``Dataset.classes`` (int64 when they are all integers) and ``y`` indexes into them.
+
+    Args:
+        path: the CSV file.
+        target: name of the target column (exact, after stripping spaces).
+        task: ``"regression"`` (default) or ``"classification"``.
+
+    Returns:
+        ``Dataset`` named after the file's stem, ``X`` shape ``(n, m - 1)`` float64.
+
+    Raises:
+        FileNotFoundError: no such file.
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: the file is empty, has only a header, a single data row (2 are needed
+            to split), ragged rows, duplicate or empty column names, a non-numeric,
+            empty, NaN or inf cell (the message gives file line, 1-based data row, column
+            and value), no feature columns, an unknown ``target`` (the message lists the
+            columns), a bad ``task``, or fewer than 2 classes for classification.
+    """
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
+    return _load_csv(path, target, task)
+
+
+def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None) -> Dataset:
+    """``load_csv`` with ``target=None`` meaning the last column (file read once)."""
+    if task is None:
+        task = "regression"
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
+    header, values = _read_numeric_csv(path)
+    target = header[-1] if target is None else target.strip()
+    if target not in header:
+        raise ValueError(
+            f"target: column {target!r} is not in {str(path)!r}; available columns: {', '.join(header)}"
+        )
+    if len(header) < 2:
+        raise ValueError(f"{str(path)!r} has only the target column {target!r}; no features")
+    if values.shape[0] < 2:
+        raise ValueError(
+            f"{str(path)!r} has only {values.shape[0]} data row; need at least 2 "
+            "(one to train on and one to test on)"
+        )
+    j = header.index(target)
+    X = np.delete(values, j, axis=1)
+    y = values[:, j]
+    features = tuple(h for h in header if h != target)
+    classes = None
+    if task == "classification":
+        uniq, y_idx = np.unique(y, return_inverse=True)
+        if uniq.shape[0] < 2:
+            raise ValueError(
+                f"target: column {target!r} has a single value {uniq[0]:g}; "
+                "classification needs at least 2 classes"
+            )
+        classes = uniq.astype(np.int64) if np.all(uniq == np.round(uniq)) else uniq
+        y = y_idx.reshape(-1).astype(np.int64)
+    return Dataset(
+        name=Path(path).stem,
+        X=X,
+        y=y,
+        feature_names=features,
+        target_name=target,
+        task=task,
+        classes=classes,
+    )
+
+
+def load_dataset(
+    spec: str | os.PathLike[str], target: str | None = None, *, task: str | None = None
+) -> Dataset:
+    """Load a data set by name or CSV path (what the CLI's ``--data`` takes).
+
+    Args:
+        spec: ``"diabetes"``, ``"digits"``, ``"boston"`` (fetched from OpenML -- pass the
+            CSV path when offline), or a path ending in ``.csv``.
+        target: for a CSV, the target column; ``None`` means the *last* column (for the
+            seed's ``boston.csv`` that is ``medv``). Must be ``None`` (or the dataset's
+            own target name) for the built-in names.
+        task: for a CSV, ``"regression"`` (default) or ``"classification"``. For the
+            built-in names ``None`` or their own task.
+
+    Returns:
+        The :class:`Dataset`.
+
+    Raises:
+        ValueError: an unknown ``spec``, or ``target``/``task`` that contradict a
+            built-in dataset; plus everything :func:`load_csv` and :func:`load_boston`
+            raise.
+    """
+    spec_str = os.fspath(spec)
+    if spec_str in BUILTIN_DATASETS:
+        loaders = {"diabetes": load_diabetes, "digits": load_digits, "boston": load_boston}
+        ds = loaders[spec_str]()
+        if target is not None and target != ds.target_name:
+            raise ValueError(f"target: {spec_str!r} has the fixed target {ds.target_name!r}, got {target!r}")
+        if task is not None and task != ds.task:
+            raise ValueError(f"task: {spec_str!r} is a {ds.task} dataset, got {task!r}")
+        return ds
+    if spec_str.lower().endswith(".csv"):
+        return _load_csv(spec_str, target, task)
+    raise ValueError(
+        f"spec: unknown dataset {spec_str!r}; expected one of {', '.join(BUILTIN_DATASETS)} "
+        "or a path ending in .csv"
+    )
+
+
+# ---------------------------------------------------------------------------- split
+
+
+def split_dataset(
+    ds: Dataset,
+    *,
+    test_size: float = 0.3,
+    random_state: int | None = 80718,
+    scale: bool = True,
+    scale_before_split: bool = False,
+    stratify: bool = False,
+) -> Split:
+    """Split into train and test rows with scikit-learn's ``train_test_split``.
+
+    The defaults of ``test_size`` and ``random_state`` are the seed notebook's, so the
+    same rows land in the same split (Boston: 354 train / 152 test).
+
+    Args:
+        ds: the dataset.
+        test_size: fraction of rows for the test set, strictly between 0 and 1;
+            ``ceil(test_size * n)`` rows go to the test set (scikit-learn's rule).
+        random_state: seed of the shuffle; ``None`` for a different split every call.
+        scale: standardise the features (see :class:`Scaler`).
+        scale_before_split: fit the scaler on *all* rows before splitting, as the seed
+            does. This leaks test statistics into training; it exists to reproduce the
+            seed's numbers. Default: fit on the training rows only.
+        stratify: keep class proportions equal in both parts (classification only).
+
+    Returns:
+        :class:`Split` with ``X_*`` shape ``(n_*, d)`` and ``y_*`` shape ``(n_*,)``.
+
+    Raises:
+        TypeError: ``test_size`` is not a real number.
+        ValueError: ``test_size`` outside ``(0, 1)``; a split leaving the train or test
+            set empty; ``scale_before_split`` without ``scale``; ``stratify`` for
+            regression (or classes too small to stratify, from scikit-learn).
+    """
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
+    test_size = float(test_size)
+    if not 0.0 < test_size < 1.0:  # also rejects NaN
+        raise ValueError(f"test_size must be strictly between 0 and 1, got {test_size!r}")
+    if scale_before_split and not scale:
+        raise ValueError("scale_before_split=True needs scale=True")
+    if stratify and ds.task != "classification":
+        raise ValueError("stratify=True needs a classification dataset")
+    n = ds.n_samples
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    if n_train < 1 or n_test < 1:
+        raise ValueError(
+            f"test_size={test_size} on {n} rows gives {n_train} train and {n_test} test "
+            "rows; both sets must be non-empty (use a smaller test_size or more data)"
+        )
+    X = ds.X
+    scaler = None
+    if scale and scale_before_split:
+        scaler = Scaler.fit(X)
+        X = scaler.transform(X)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X,
+        ds.y,
+        test_size=test_size,
+        random_state=random_state,
+        stratify=ds.y if stratify else None,
+    )
+    if scale and not scale_before_split:
+        scaler = Scaler.fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    return Split(
+        X_train=X_train,
+        X_test=X_test,
+        y_train=y_train,
+        y_test=y_test,
+        scaler=scaler,
+        dataset=ds,
+    )
