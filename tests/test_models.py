@@ -1,0 +1,413 @@
+"""Models: initialisation, forward against NumPy, hand-written backprop against jax.grad, and the
+seed's gradient scaling written out in NumPy.
+
+References are independent of the code under test: NumPy forwards and the seed notebook's own
+gradient formulas (sections 1.3 and 1.4), JAX's autodiff of the forward, and finite differences.
+Gradient equality runs in float64 (the ``x64`` fixture), where the three gradient paths agree to
+round-off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxnn import losses, models
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+NP_ACTIVATIONS = {
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "leaky_relu": lambda z: np.where(z >= 0, z, 0.2 * z),  # the seed's slope
+}
+# (d, *hidden, k): linear regression, then 1, 2 and 3 hidden layers
+# (equal widths keep the set of array shapes small: eager ops compile once per shape)
+DEPTHS = ((5, 3), (5, 4, 3), (5, 4, 4, 3), (5, 4, 4, 4, 3))
+
+
+def np_forward(params, X, activation):
+    """Reference forward in NumPy: hidden layers act, the output layer is linear."""
+    h = np.asarray(X)
+    for i, layer in enumerate(params):
+        z = h @ np.asarray(layer["W"]) + np.asarray(layer["b"])
+        h = NP_ACTIVATIONS[activation](z) if i < len(params) - 1 else z
+    return h
+
+
+def rel_err(a, b) -> float:
+    """max |a - b| / max |b| over one array (0 when both vanish)."""
+    a, b = np.asarray(a), np.asarray(b)
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if b.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def tree_rel_err(a, b) -> float:
+    errs = jax.tree_util.tree_map(rel_err, a, b)
+    return max(jax.tree_util.tree_leaves(errs))
+
+
+def problem(sizes, loss_name, *, n=9, seed=0, dtype=jnp.float64):
+    """Parameters, inputs, targets and non-uniform example weights for ``sizes``.
+
+    Drawn with NumPy: eager ``jax.random`` would compile a sampler for every new shape.
+    """
+    rng = np.random.default_rng(seed)
+    params = [
+        {"W": jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a), dtype),
+         "b": jnp.asarray(0.1 * rng.standard_normal(b), dtype)}  # non-zero, to exercise the bias path
+        for a, b in itertools.pairwise(sizes)
+    ]
+    X = jnp.asarray(rng.standard_normal((n, sizes[0])), dtype)
+    if loss_name == "cross_entropy":
+        Y = jnp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)], dtype)
+    else:
+        Y = jnp.asarray(rng.standard_normal((n, sizes[-1])), dtype)
+    w = jnp.asarray(rng.uniform(0.2, 2.0, n), dtype)
+    return params, X, Y, w
+
+
+# --- initialisation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", models.INITS)
+@pytest.mark.parametrize("sizes", [(13, 1), (13, 13, 1), (4, 6, 5, 3)])
+def test_init_shapes_and_dtype(init, sizes):
+    params = models.init_params(jax.random.key(1), sizes, init=init)
+    assert len(params) == len(sizes) - 1
+    for layer, (d_in, d_out) in zip(params, itertools.pairwise(sizes), strict=True):
+        assert set(layer) == {"W", "b"}
+        assert layer["W"].shape == (d_in, d_out)
+        assert layer["b"].shape == (d_out,)
+        assert layer["W"].dtype == jnp.float32
+        assert layer["b"].dtype == jnp.float32
+
+
+def test_init_float64(x64):
+    params = models.init_params(jax.random.key(1), (3, 4, 2), dtype=jnp.float64)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {jnp.dtype(jnp.float64)}
+
+
+def test_init_normal_is_standard_normal_like_the_seed():
+    # the seed draws W and B with np.random.randn: mean 0, standard deviation 1
+    (layer,) = models.init_params(jax.random.key(2), (400, 500), init="normal")
+    W = np.asarray(layer["W"], dtype=np.float64)  # 200,000 draws: sd of the mean is 0.0022
+    assert abs(W.mean()) < 0.01
+    assert abs(W.std() - 1.0) < 0.01
+    b = np.asarray(layer["b"], dtype=np.float64)  # the bias is random too, as in the seed
+    assert abs(b.mean()) < 0.2
+    assert abs(b.std() - 1.0) < 0.15
+
+
+def test_init_glorot_is_uniform_within_its_bounds():
+    d_in, d_out = 300, 200
+    (layer,) = models.init_params(jax.random.key(3), (d_in, d_out), init="glorot")
+    lim = math.sqrt(6.0 / (d_in + d_out))
+    W = np.asarray(layer["W"], dtype=np.float64)
+    assert W.min() >= -lim and W.max() <= lim
+    assert W.min() < -0.99 * lim and W.max() > 0.99 * lim  # fills the interval
+    assert abs(W.var() - lim**2 / 3) < 0.02 * lim**2 / 3  # variance of U(-lim, lim)
+    # a flat histogram: each tenth of the interval holds about a tenth of the draws
+    counts, _ = np.histogram(W, bins=10, range=(-lim, lim))
+    assert np.all(np.abs(counts / W.size - 0.1) < 0.01)
+    np.testing.assert_array_equal(np.asarray(layer["b"]), np.zeros(d_out))
+
+
+def test_init_he_has_std_sqrt_2_over_fan_in():
+    d_in, d_out = 250, 400
+    (layer,) = models.init_params(jax.random.key(4), (d_in, d_out), init="he")
+    W = np.asarray(layer["W"], dtype=np.float64)
+    assert abs(W.std() - math.sqrt(2.0 / d_in)) < 0.01 * math.sqrt(2.0 / d_in)
+    assert abs(W.mean()) < 0.01 * math.sqrt(2.0 / d_in) * 3
+    np.testing.assert_array_equal(np.asarray(layer["b"]), np.zeros(d_out))
+
+
+def test_init_is_a_pure_function_of_the_key():
+    a = models.init_params(jax.random.key(5), (4, 3, 2))
+    b = models.init_params(jax.random.key(5), (4, 3, 2))
+    c = models.init_params(jax.random.key(6), (4, 3, 2))
+    for la, lb, lc in zip(a, b, c, strict=True):
+        np.testing.assert_array_equal(np.asarray(la["W"]), np.asarray(lb["W"]))
+        assert not np.array_equal(np.asarray(la["W"]), np.asarray(lc["W"]))
+
+
+# --- forward -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("sizes", DEPTHS)
+def test_predict_matches_numpy_forward(x64, sizes, activation):
+    params, X, _, _ = problem(sizes, "mse")
+    out = models.predict(params, X, activation)
+    assert out.shape == (X.shape[0], sizes[-1])
+    assert out.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(out), np_forward(params, X, activation), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_regression_is_x_at_w_plus_b():
+    # seed 1.3: N = X @ W, P = N + B
+    params, X, _, _ = problem((13, 1), "mse", dtype=jnp.float32)
+    P = models.predict(params, X)
+    assert P.shape == (9, 1) and P.dtype == jnp.float32
+    ref = np.asarray(X, np.float64) @ np.asarray(params[0]["W"], np.float64) + np.asarray(params[0]["b"])
+    np.testing.assert_allclose(np.asarray(P), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_values_match_numpy(x64):
+    sizes = (5, 4, 3)
+    params, X, Y, w = problem(sizes, "mse")
+    P = np_forward(params, X, "tanh")
+    Yn, wn = np.asarray(Y), np.asarray(w)
+    se = np.sum((P - Yn) ** 2, axis=1)
+    expected = {"mean": np.sum(wn * se) / (3 * wn.sum()), "sum": np.sum(wn * se),
+                "half_sum": 0.5 * np.sum(wn * se)}
+    for reduction, value in expected.items():
+        got = models.loss(params, X, Y, w, activation="tanh", reduction=reduction)
+        np.testing.assert_allclose(float(got), value, rtol=1e-12)
+    # cross-entropy: -sum_c t_c log softmax(z)_c, weighted mean over examples
+    params, X, Y, w = problem(sizes, "cross_entropy")
+    Z = np_forward(params, X, "relu")
+    logp = Z - Z.max(1, keepdims=True) - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True))
+    nll = -np.sum(np.asarray(Y) * logp, axis=1)
+    got = models.loss(params, X, Y, w, activation="relu", loss_name="cross_entropy")
+    np.testing.assert_allclose(float(got), np.sum(np.asarray(w) * nll) / np.sum(np.asarray(w)), rtol=1e-12)
+    # and the l2 term: 0.5 * l2 * sum ||W||^2, biases excluded
+    pen = 0.5 * sum(np.sum(np.asarray(p["W"]) ** 2) for p in params)
+    got_l2 = models.loss(params, X, Y, w, activation="relu", loss_name="cross_entropy", l2=0.3)
+    np.testing.assert_allclose(float(got_l2 - got), 0.3 * pen, rtol=1e-12)
+
+
+# --- hand-written backprop == jax.grad ----------------------------------------------------------
+
+
+def _gradient_cases():
+    for sizes in DEPTHS:
+        # a linear model has no hidden activation: one activation is enough there
+        acts = ACTIVATIONS if len(sizes) > 2 else ("sigmoid",)
+        for act, loss_name in itertools.product(acts, losses.LOSSES):
+            yield pytest.param(sizes, act, loss_name, id=f"{len(sizes) - 2}hidden-{act}-{loss_name}")
+
+
+@pytest.mark.parametrize(("sizes", "activation", "loss_name"), list(_gradient_cases()))
+def test_manual_backprop_equals_jax_grad(x64, sizes, activation, loss_name):
+    params, X, Y, w = problem(sizes, loss_name, seed=len(sizes))
+    for reduction, l2 in itertools.product(losses.REDUCTIONS, (0.0, 0.25)):
+        kw = dict(activation=activation, loss_name=loss_name, reduction=reduction, l2=l2)
+        v_manual, g_manual = models.value_and_grad_manual(params, X, Y, w, **kw)
+        v_auto, g_auto = jax.value_and_grad(models.loss)(params, X, Y, w, **kw)
+        # the hand-written backward handed to JAX through jax.custom_vjp
+        v_cvjp, g_cvjp = jax.value_and_grad(models.loss_with_manual_vjp)(
+            params, X, Y, w, activation, loss_name, reduction, l2)
+        where = f"{reduction}, l2={l2}"
+        assert abs(float(v_manual) - float(v_auto)) <= 1e-12 * abs(float(v_auto)), where
+        assert float(v_cvjp) == pytest.approx(float(v_auto), rel=1e-12), where
+        assert tree_rel_err(g_manual, g_auto) <= 1e-10, where
+        assert tree_rel_err(g_cvjp, g_auto) <= 1e-10, where
+        # value_and_grad's switch picks the same two paths
+        _, g_switch = models.value_and_grad(params, X, Y, w, gradients="manual", **kw)
+        assert tree_rel_err(g_switch, g_manual) == 0.0, where
+
+
+def test_custom_vjp_path_passes_finite_differences(x64):
+    # a third, independent reference: central differences of the forward, in float64
+    params, X, Y, w = problem((4, 5, 3, 2), "mse", seed=11)
+    f = jax.jit(lambda p: models.loss_with_manual_vjp(p, X, Y, w, "tanh", "mse", "mean", 0.1))
+    check_grads(f, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
+
+
+def test_manual_backprop_gradients_wrt_inputs_and_weights(x64):
+    # full_vjp also returns dX, dY, dweights (used when the loss is part of a bigger graph)
+    params, X, Y, w = problem((5, 4, 3), "cross_entropy", seed=3)
+    kw = dict(activation="sigmoid", loss_name="cross_entropy", reduction="mean", l2=0.0)
+    _, (_, dX, dY, dw) = models.full_vjp(params, X, Y, w, jnp.ones((), jnp.float64), **kw)
+    gX, gY, gw = jax.grad(models.loss, argnums=(1, 2, 3))(params, X, Y, w, **kw)
+    assert rel_err(dX, gX) <= 1e-10
+    assert rel_err(dY, gY) <= 1e-10
+    assert rel_err(dw, gw) <= 1e-10
+
+
+def test_manual_backprop_float32_smoke():
+    params, X, Y, w = problem((5, 4, 3), "mse", dtype=jnp.float32)
+    kw = dict(activation="tanh", loss_name="mse", reduction="mean", l2=0.1)
+    v, g = jax.jit(lambda p: models.value_and_grad_manual(p, X, Y, w, **kw))(params)
+    _, g2 = jax.jit(lambda p: jax.value_and_grad(models.loss)(p, X, Y, w, **kw))(params)
+    assert v.dtype == jnp.float32
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(g))
+    assert tree_rel_err(g, g2) <= 1e-5
+
+
+def test_l2_penalises_weights_not_biases(x64):
+    params, X, Y, w = problem((5, 4, 3), "mse", seed=7)
+    kw = dict(activation="sigmoid", loss_name="mse", reduction="mean")
+    _, g0 = models.value_and_grad_manual(params, X, Y, w, l2=0.0, **kw)
+    _, g1 = models.value_and_grad_manual(params, X, Y, w, l2=0.5, **kw)
+    for a, b, p in zip(g1, g0, params, strict=True):
+        np.testing.assert_allclose(np.asarray(a["W"] - b["W"]), 0.5 * np.asarray(p["W"]),
+                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_array_equal(np.asarray(a["b"]), np.asarray(b["b"]))
+
+
+# --- the seed's gradient scaling (seed 1.3 and 1.4, in NumPy) ----------------------------------
+
+
+def seed_linear_regression_gradients(X, y, W, B):
+    """The seed's ``loss_gradients`` of section 1.3, verbatim in NumPy (W (d, 1), B (1, 1))."""
+    N = X @ W
+    P = N + B
+    dLdP = -2 * (y - P)
+    dPdN = np.ones_like(N)
+    dPdB = np.ones_like(B)
+    dLdN = dLdP * dPdN
+    dLdW = X.T @ dLdN
+    dLdB = (dLdP * dPdB).sum(axis=0)
+    return {"W": dLdW, "B": dLdB}, np.mean(np.power(y - P, 2))
+
+
+def seed_network_gradients(X, y, W1, B1, W2, B2):
+    """The seed's section 1.4 gradients of the 13-sigmoid network (dLdP = -(y - P)).
+
+    The seed then sums ``dLdB1`` over axis 0 a *second* time (``loss_gradients['B1'] =
+    dLdB1.sum(axis=0)``), which turns the hidden bias gradient into one scalar shared by
+    every unit; this returns the per-unit gradient before that second sum (see
+    :func:`test_seed_hidden_bias_double_sum_is_a_defect`).
+    """
+    sig = lambda x: 1 / (1 + np.exp(-1.0 * x))
+    M1 = X @ W1
+    N1 = M1 + B1
+    O1 = sig(N1)
+    M2 = O1 @ W2
+    P = M2 + B2
+    dLdP = -(y - P)
+    dLdB2 = dLdP.sum(axis=0)
+    dLdW2 = O1.T @ dLdP
+    dLdO1 = dLdP @ W2.T
+    dLdN1 = dLdO1 * sig(N1) * (1 - sig(N1))
+    dLdB1 = dLdN1.sum(axis=0)
+    dLdW1 = X.T @ dLdN1
+    return {"W1": dLdW1, "B1": dLdB1, "W2": dLdW2, "B2": dLdB2}, np.mean(np.power(y - P, 2))
+
+
+def seed_network_params(W1, B1, W2, B2):
+    """The seed's weight dict (B as (1, h) rows) as jaxnn's layer list."""
+    return [{"W": jnp.asarray(W1), "b": jnp.asarray(B1[0])}, {"W": jnp.asarray(W2), "b": jnp.asarray(B2[0])}]
+
+
+def _seed_data(n=40, d=13, hidden=None, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = (X @ rng.standard_normal((d, 1)) + 0.3 * rng.standard_normal((n, 1)))
+    if hidden is None:
+        return X, y, rng.standard_normal((d, 1)), rng.standard_normal((1, 1))
+    return X, y, rng.standard_normal((d, hidden)), rng.standard_normal((1, hidden)), \
+        rng.standard_normal((hidden, 1)), rng.standard_normal((1, 1))
+
+
+@pytest.mark.parametrize("gradients", models.GRADIENTS)
+def test_linear_regression_sum_gradient_is_the_seeds(x64, gradients):
+    X, y, W, B = _seed_data()
+    seed_g, seed_loss = seed_linear_regression_gradients(X, y, W, B)
+    params = [{"W": jnp.asarray(W), "b": jnp.asarray(B[0])}]
+    ones = jnp.ones((X.shape[0],), jnp.float64)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    _, g_sum = models.value_and_grad(params, Xj, yj, ones, gradients=gradients, activation="sigmoid",
+                                     loss_name="mse", reduction="sum")
+    np.testing.assert_allclose(np.asarray(g_sum[0]["W"]), seed_g["W"], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g_sum[0]["b"]), seed_g["B"], rtol=1e-12)
+    # the default "mean" reports the seed's printed loss, and its gradient is the seed's / n
+    v_mean, g_mean = models.value_and_grad(params, Xj, yj, ones, gradients=gradients, loss_name="mse")
+    assert float(v_mean) == pytest.approx(seed_loss, rel=1e-12)
+    n = X.shape[0]
+    np.testing.assert_allclose(np.asarray(g_mean[0]["W"]), seed_g["W"] / n, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g_mean[0]["b"]), seed_g["B"] / n, rtol=1e-12)
+
+
+@pytest.mark.parametrize("gradients", models.GRADIENTS)
+def test_network_half_sum_gradient_is_the_seeds(x64, gradients):
+    X, y, W1, B1, W2, B2 = _seed_data(hidden=13, seed=1)
+    seed_g, seed_loss = seed_network_gradients(X, y, W1, B1, W2, B2)
+    params = seed_network_params(W1, B1, W2, B2)
+    ones = jnp.ones((X.shape[0],), jnp.float64)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    _, g = models.value_and_grad(params, Xj, yj, ones, gradients=gradients, activation="sigmoid",
+                                 loss_name="mse", reduction="half_sum")
+    for ours, theirs in [(g[0]["W"], seed_g["W1"]), (g[0]["b"], seed_g["B1"]),
+                         (g[1]["W"], seed_g["W2"]), (g[1]["b"], seed_g["B2"])]:
+        np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-11, atol=1e-13)
+    # mean = half_sum / (n / 2): jaxnn's default gradient is the gradient of the mean it reports
+    v_mean, g_mean = models.value_and_grad(params, Xj, yj, ones, gradients=gradients, activation="sigmoid",
+                                           loss_name="mse", reduction="mean")
+    assert float(v_mean) == pytest.approx(seed_loss, rel=1e-12)
+    half_n = X.shape[0] / 2
+    for ours, theirs in [(g_mean[0]["W"], seed_g["W1"]), (g_mean[1]["b"], seed_g["B2"])]:
+        np.testing.assert_allclose(np.asarray(ours), theirs / half_n, rtol=1e-11, atol=1e-13)
+
+
+def test_seed_hidden_bias_double_sum_is_a_defect(x64):
+    # The seed's loss_gradients['B1'] = dLdB1.sum(axis=0) sums an (h,) vector once more: every
+    # hidden bias then moves by the same scalar, the sum of the true per-unit gradients.
+    X, y, W1, B1, W2, B2 = _seed_data(hidden=13, seed=2)
+    seed_g, _ = seed_network_gradients(X, y, W1, B1, W2, B2)
+    seed_b1_update = seed_g["B1"].sum(axis=0)
+    assert np.ndim(seed_b1_update) == 0
+    params = seed_network_params(W1, B1, W2, B2)
+    g_auto = jax.grad(models.loss)(params, jnp.asarray(X), jnp.asarray(y), jnp.ones((40,), jnp.float64),
+                                   activation="sigmoid", reduction="half_sum")
+    per_unit = np.asarray(g_auto[0]["b"])
+    assert seed_b1_update == pytest.approx(per_unit.sum(), rel=1e-10)
+    assert np.ptp(per_unit) > 1e-3  # the true gradient is not one shared value
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ((0, (13,), 1), "n_features"),
+        ((13, (13,), 0), "n_outputs"),
+        ((13, (0,), 1), "hidden"),
+        ((13, (13, -2), 1), "hidden"),
+        ((13, (2.5,), 1), "hidden"),
+        ((13, (True,), 1), "hidden"),
+        ((13.0, (), 1), "n_features"),
+    ],
+)
+def test_layer_sizes_rejects_bad_sizes(args, name):
+    with pytest.raises(ValueError, match=name):
+        models.layer_sizes(*args)
+
+
+def test_layer_sizes_returns_the_sizes():
+    assert models.layer_sizes(13, (13,), 1) == (13, 13, 1)
+    assert models.layer_sizes(4, (), 3) == (4, 3)
+
+
+def test_bad_names_raise_value_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match=r"init.*glorot"):
+        models.init_params(jax.random.key(0), (3, 1), init="xavier")
+    params, X, Y, w = problem((5, 4, 3), "mse", dtype=jnp.float32)
+    with pytest.raises(ValueError, match=r"activation.*leaky_relu"):
+        models.predict(params, X, "softplus")
+    with pytest.raises(ValueError, match=r"gradients.*autodiff"):
+        models.value_and_grad(params, X, Y, w, gradients="numeric")
+    with pytest.raises(ValueError, match=r"reduction.*half_sum"):
+        models.loss(params, X, Y, w, reduction="median")
+    with pytest.raises(ValueError, match=r"loss_name.*cross_entropy"):
+        models.loss(params, X, Y, w, loss_name="hinge")
+
+
+def test_shape_mismatch_raises_value_error():
+    params, X, Y, w = problem((5, 4, 3), "mse", dtype=jnp.float32)
+    with pytest.raises(ValueError, match="dense"):
+        models.predict(params, X[:, :4])
+    with pytest.raises(ValueError, match="mse"):
+        models.loss(params, X, Y[:, :2], w)
+    with pytest.raises(ValueError, match="weights"):
+        models.loss(params, X, Y, w[:3])
