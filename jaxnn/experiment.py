@@ -57,14 +57,16 @@ def predict(params: Any, config: TrainConfig, X: np.ndarray) -> np.ndarray:
 
 def evaluate(params: Any, config: TrainConfig, X: np.ndarray, y: np.ndarray, task: str
              ) -> dict[str, float]:
-    """Metrics of ``params`` on (X, y): regression or classification report."""
+    """Metrics of ``params`` on (X, y): regression or classification report.
+
+    Computed in the run's dtype (float64 runs report float64 metrics).
+    """
     out = predict(params, config, X)
-    if task == "classification":
-        probs = np.asarray(jax.nn.softmax(jnp.asarray(out, dtype=jnp.float64
-                                                      if config.dtype == "float64" else jnp.float32)
-                                          , axis=-1))
-        return metrics.classification_report(np.asarray(y), probs)
-    return metrics.regression_report(np.asarray(y, dtype=out.dtype).reshape(out.shape), out)
+    with x64_context(config.dtype):
+        if task == "classification":
+            probs = np.asarray(jax.nn.softmax(jnp.asarray(out), axis=-1))
+            return metrics.classification_report(np.asarray(y), probs)
+        return metrics.regression_report(np.asarray(y, dtype=out.dtype).reshape(out.shape), out)
 
 
 @dataclasses.dataclass

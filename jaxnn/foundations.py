@@ -73,8 +73,9 @@ def square_deriv(x: ArrayLike) -> Array:
 def sigmoid(x: ArrayLike) -> Array:
     """sigma(x) = 1 / (1 + exp(-x)), elementwise, stable for large |x|.
 
-    Written with ``jnp.exp(-|x|)`` so no intermediate overflows: for x = -50 the
-    seed's ``1 / (1 + np.exp(-x))`` computes exp(50) first.
+    Written with ``jnp.exp(-|x|)`` so no intermediate overflows: the seed's
+    ``1 / (1 + np.exp(-x))`` overflows exp(-x) below about -88 in float32, where
+    ``jax.grad`` of it turns into NaN.
     """
     x = _as_float(x)
     z = jnp.exp(-jnp.abs(x))
@@ -82,9 +83,13 @@ def sigmoid(x: ArrayLike) -> Array:
 
 
 def sigmoid_deriv(x: ArrayLike) -> Array:
-    """sigma'(x) = sigma(x) * (1 - sigma(x)) -- the identity the seed points out."""
-    s = sigmoid(x)
-    return s * (1 - s)
+    """sigma'(x) = sigma(x) * (1 - sigma(x)) -- the identity the seed points out.
+
+    Computed as sigma(x) * sigma(-x), which is the same number but keeps full
+    relative precision for large x, where 1 - sigma(x) rounds to 0.
+    """
+    x = _as_float(x)
+    return sigmoid(x) * sigmoid(-x)
 
 
 def relu(x: ArrayLike) -> Array:

@@ -86,6 +86,12 @@ def init_params(
     return params
 
 
+def _loss_pair(name: str) -> tuple[Any, Any]:
+    if name not in losses.LOSSES:
+        raise ValueError(f"loss_name: expected one of {tuple(losses.LOSSES)}, got {name!r}")
+    return losses.LOSSES[name]
+
+
 def _activation(name: str) -> foundations.ArrayFunction:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
@@ -164,7 +170,7 @@ def loss(
 
     X: (n, d); Y: (n, k) targets (one-hot for cross-entropy); weights: (n,).
     """
-    loss_fn, _ = losses.LOSSES[loss_name]
+    loss_fn, _ = _loss_pair(loss_name)
     out = predict(params, X, activation)
     return loss_fn(out, Y, weights, reduction) + l2 * l2_penalty(params)
 
@@ -182,7 +188,7 @@ def full_vjp(
     l2: float = 0.0,
 ) -> tuple[Array, tuple[Params, Array, Array, Array]]:
     """Loss and its hand-written VJP for every argument: (loss, (dparams, dX, dY, dweights))."""
-    loss_fn, loss_vjp = losses.LOSSES[loss_name]
+    loss_fn, loss_vjp = _loss_pair(loss_name)
     out, residuals = forward(params, X, activation)
     value = loss_fn(out, Y, weights, reduction) + l2 * l2_penalty(params)
     d_out, dY, dweights = loss_vjp(out, Y, weights, cotangent, reduction)

@@ -22,6 +22,7 @@ the last finite parameters and training stops (``DivergedError``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -35,11 +36,11 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import models
+from jaxnn import distributed, models
 from jaxnn.errors import DivergedError
 from jaxnn.losses import REDUCTIONS
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "cosine", "exponential")
 LOSS_NAMES = ("mse", "cross_entropy")
 DTYPES = ("float32", "float64")
@@ -56,7 +57,7 @@ class TrainConfig:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"half_sum"``; see
             :mod:`jaxnn.losses` -- the seed's updates use "sum" (linear) and
             "half_sum" (network).
-        optimizer: ``"sgd"`` (the seed's ``W -= lr * grad``), ``"momentum"``, ``"adam"``.
+        optimizer: ``"sgd"`` (the seed's ``W -= lr * grad``), ``"momentum"``, ``"nesterov"``, ``"adam"``.
         lr: learning rate (> 0).
         momentum: momentum for ``"momentum"``.
         schedule: learning-rate schedule: ``"constant"``, ``"cosine"`` (decay to 0
@@ -247,12 +248,17 @@ def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int) -> op
     elif c.schedule == "cosine":
         lr = optax.cosine_decay_schedule(c.lr, max(total_steps, 1))
     else:
-        lr = optax.exponential_decay(c.lr, transition_steps=steps_per_epoch,
-                                     decay_rate=c.decay_rate, staircase=True)
+        decay = optax.exponential_decay(c.lr, transition_steps=steps_per_epoch,
+                                        decay_rate=c.decay_rate, staircase=True)
+        # optax divides its int32 step count, which yields a float32 rate even in float64
+        # runs; a count in the training dtype keeps the rate exact
+        lr = lambda count: decay(jnp.asarray(count, jnp.dtype(c.dtype)))
     if c.optimizer == "sgd":
         return optax.sgd(lr)
     if c.optimizer == "momentum":
         return optax.sgd(lr, momentum=c.momentum)
+    if c.optimizer == "nesterov":  # scikit-learn's default sgd (nesterovs_momentum=True)
+        return optax.sgd(lr, momentum=c.momentum, nesterov=True)
     return optax.adam(lr)
 
 
@@ -323,7 +329,10 @@ def build_chunk_fn(
         wb = w.astype(xb.dtype)
         value, grads = models.value_and_grad(state.params, xb, yb, wb, gradients=c.gradients,
                                              **loss_kw)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        # optax's bias corrections and schedules compute `float ** int32 count`, which JAX's
+        # strict dtype promotion rejects; give optax the standard rules it is written for
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         active = (state.step < n_steps) & ~state.stopped
         ok = jnp.isfinite(value) & _tree_all_finite(params)
@@ -349,8 +358,12 @@ def build_chunk_fn(
         if monitor_val:
             val = models.loss(state.params, X_val, Y_val, jnp.ones(X_val.shape[0], X_val.dtype),
                               activation=c.activation, loss_name=c.loss, reduction="mean", l2=0.0)
-        else:  # monitor the epoch's mean training loss, as scikit-learn does without validation
-            val = jnp.nanmean(losses)
+        else:  # monitor the epoch's mean training loss, as scikit-learn does without validation:
+            # minibatch losses weighted by their real rows (the padded last batch counts less)
+            rows = jnp.sum(w, axis=1).astype(losses.dtype)  # (nb,)
+            applied = ~jnp.isnan(losses)
+            val = (jnp.sum(jnp.where(applied, losses * rows, 0))
+                   / jnp.sum(jnp.where(applied, rows, 0)))
         improved = jnp.isfinite(val) & (val < state.best_loss - c.tol)
         bad = jnp.where(improved, 0, state.bad_epochs + 1)
         state = state._replace(
@@ -388,9 +401,14 @@ def build_chunk_fn(
 
 
 def _as_2d_float(name: str, A: Any, dtype: Any) -> Array:
-    a = np.asarray(A)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    try:
+        a = np.asarray(A)
+    except ValueError as e:  # ragged nested lists: name the argument, not just numpy's complaint
+        raise ValueError(f"{name}: expected a rectangular numeric array ({e})") from None
+    # complex is a number to NumPy, but casting it to float would drop the imaginary part
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
+                                 or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
     if a.ndim == 1 and name.startswith("Y"):
         a = a[:, None]
     if a.ndim != 2:
@@ -400,7 +418,12 @@ def _as_2d_float(name: str, A: Any, dtype: Any) -> Array:
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
-    return jnp.asarray(a, dtype=dtype)
+    with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf: refuse
+        cast = a.astype(dtype)
+    if not np.all(np.isfinite(cast)):
+        raise ValueError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
+                         f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
+    return jnp.asarray(cast, dtype=dtype)
 
 
 def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) -> TrainState:
@@ -446,6 +469,7 @@ def fit(
     state: TrainState | None = None,
     callback: Callable[[ChunkInfo], None] | None = None,
     batch_sharding: Any = None,
+    devices: Any = None,
     raise_on_divergence: bool = True,
 ) -> FitResult:
     """Train a linear model / MLP with one compiled scan.
@@ -461,6 +485,11 @@ def fit(
         callback: called with a :class:`ChunkInfo` after every compiled chunk.
         batch_sharding: a ``jax.sharding.Sharding`` for every minibatch (data
             parallelism); None on one device.
+        devices: data parallelism (:mod:`jaxnn.distributed`): an int N (the first N
+            devices), a list of devices or a ``Mesh`` with a ``"data"`` axis. Every
+            minibatch is sharded over the devices, parameters and optimizer state are
+            replicated; the min(batch_size, n) rows must divide by the device count.
+            The returned params/state are ordinary single-device arrays. None: one device.
         raise_on_divergence: raise :class:`DivergedError` (with ``.result``) when
             the loss becomes NaN/inf; else return with ``diverged_step`` set.
     Returns:
@@ -503,11 +532,29 @@ def fit(
             state = init_state(config, d, k, n)
         else:
             _check_state(state, config, d, k)
+        # --- data parallelism (jaxnn.distributed): replicate state and data on the mesh ---
+        mesh = None if devices is None else distributed.make_data_mesh(devices)
+        jit_kw: dict[str, Any] = {}
+        if mesh is not None:
+            distributed.check_batch_size(min(config.batch_size, n), mesh)
+            if batch_sharding is None:
+                batch_sharding = distributed.batch_sharding(mesh)
+            state, Xj, Yj, Xv, Yv = distributed.put_replicated((state, Xj, Yj, Xv, Yv), mesh)
+            jit_kw["out_shardings"] = distributed.replicated(mesh)
+        # --- end data parallelism ---
         run_chunk = build_chunk_fn(config, optimizer, n_train=n, n_steps=n_steps,
                                    chunk_epochs=chunk_epochs, has_val=has_val,
                                    batch_sharding=batch_sharding)
         t0 = time.perf_counter()
-        compiled = jax.jit(run_chunk, donate_argnums=()).lower(state, Xj, Yj, Xv, Yv).compile()
+        # --- compile cache (jaxnn.estimators refits the same shapes many times) ---
+        cache_key = (_compile_key(config, (state, Xj, Yj, Xv, Yv), n_steps, chunk_epochs, has_val)
+                     if mesh is None and batch_sharding is None else None)
+        compiled = _COMPILED.get(cache_key) if cache_key is not None else None
+        if compiled is None:
+            compiled = jax.jit(run_chunk, donate_argnums=(), **jit_kw).lower(state, Xj, Yj, Xv, Yv).compile()
+            if cache_key is not None:
+                _remember_compiled(cache_key, compiled)
+        # --- end compile cache ---
         t_compile = time.perf_counter() - t0
 
         train_losses: list[np.ndarray] = []
@@ -515,6 +562,8 @@ def fit(
         t_train = 0.0
 
         def result(state: TrainState) -> FitResult:
+            if mesh is not None:  # hand back ordinary arrays, not the mesh's
+                state = distributed.to_local(state)
             steps = int(state.step)
             tl = np.concatenate(train_losses) if train_losses else np.zeros((0,))
             vl = np.concatenate(val_losses) if val_losses else np.zeros((0,))
@@ -555,6 +604,25 @@ def fit(
                 step=res.diverged_step, result=res,
             )
         return res
+
+
+# --- compile cache: one compiled chunk program per (config minus seed, shapes, dtypes) ---
+_COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+_COMPILED_MAX = 32
+
+
+def _compile_key(config: TrainConfig, args: Any, n_steps: int, chunk_epochs: int, has_val: bool) -> Any:
+    """Everything the compiled chunk depends on: the seed only sets the initial state, so it is not part."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
+    return (dataclasses.replace(config, seed=0), treedef, avals, n_steps, chunk_epochs, has_val)
+
+
+def _remember_compiled(key: Any, compiled: Any) -> None:
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:  # least recently stored first
+        _COMPILED.popitem(last=False)
+# --- end compile cache ---
 
 
 def _active_losses(tl: np.ndarray) -> np.ndarray:

@@ -45,12 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback on errors"
     )
+    # --- compilation cache (jaxnn.compilation_cache) ---
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache "
+                             "(also: JAXNN_NO_COMPILATION_CACHE=1)")
+    # --- end compilation cache ---
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in _modules():
         p = mod.add_parser(sub)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")
+        p.add_argument("--no-compilation-cache", action="store_true", default=argparse.SUPPRESS,
+                       help="do not use JAX's persistent compilation cache")
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -64,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxnn`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    if not getattr(args, "no_compilation_cache", False):  # a second run reuses compiled programs
+        from jaxnn import compilation_cache
+
+        compilation_cache.enable()
     try:
         return int(args._run(args))
     except DivergedError as e:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import math
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from jaxnn.errors import EXIT_OK
@@ -106,7 +114,30 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_model_arguments(p)
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bar (shown only on a terminal anyway; JAXNN_PROGRESS=1 forces it)")
+    add_output_arguments(out)  # checkpoints, figures, JSON-lines log (section at the end)
+    add_distributed_arguments(p)
     return p
+
+
+# --- data parallelism (jaxnn.distributed) ---
+def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "devices and processes",
+        "data parallelism: each minibatch is split over the devices, parameters are replicated "
+        "(see docs/distributed.md)")
+    g.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                   help="train on the first N devices (all processes' devices together); "
+                        "--batch-size must divide by N (default: 1, or all in a multi-process run)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address; every process passes the same one "
+                        "(default: $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=_positive_int, default=None, metavar="P",
+                   help="number of processes (default: $JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's index in [0, P) (default: $JAX_PROCESS_ID)")
+# --- end data parallelism ---
 
 
 def config_from_args(args: argparse.Namespace, task: str) -> Any:
@@ -160,13 +191,267 @@ def format_summary(report: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxnn import distributed
     from jaxnn.experiment import run as run_experiment
 
+    # Joining the other processes must come before anything touches JAX devices.
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    devices = args.devices if args.devices is not None else distributed.default_devices()
+    outputs = TrainOutputs(args)  # --resume fills the data/model flags from the checkpoint
     split = load_split(args)
-    config = config_from_args(args, split.dataset.task)
-    report = run_experiment(config, split)
+    config = outputs.resolve(config_from_args(args, split.dataset.task), split)
+    with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
+        with progress_bar(args, config, split) as bar:  # closed before anything is printed
+            report = run_experiment(config, split, devices=devices,
+                                    **with_progress(outputs.fit_kwargs(), bar))
+        outputs.finish(report)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
         print(format_summary(report))
     return EXIT_OK
+
+
+# --- progress bar (jaxnn.progress) ---
+def progress_bar(args: argparse.Namespace, config: Any, split: Any) -> Any:
+    """A :class:`~jaxnn.progress.ProgressBar` on stderr: off with --quiet, off on processes other
+    than the first, else shown when stderr is a terminal (or JAXNN_PROGRESS=1)."""
+    from jaxnn.distributed import is_primary
+    from jaxnn.progress import ProgressBar
+    from jaxnn.training import total_steps
+
+    enable = False if args.quiet or not is_primary() else None
+    return ProgressBar(total_steps(config, len(split.X_train)), enable=enable, desc="jaxnn train")
+
+
+def with_progress(fit_kwargs: dict[str, Any], bar: Any) -> dict[str, Any]:
+    """``fit_kwargs`` whose ``callback`` also updates ``bar`` after every compiled chunk."""
+    inner = fit_kwargs.get("callback")
+
+    def callback(info: Any) -> None:
+        if inner is not None:
+            inner(info)
+        bar.update(info)
+
+    return {**fit_kwargs, "callback": callback}
+# --- end progress bar ---
+
+
+# --- checkpoints, resume, figures, JSON-lines log (jaxnn.checkpoint, jaxnn.plotting, jaxnn.runlog) ---
+# See docs/checkpoints.md. Resume contract: the model, training and data settings come from the
+# checkpoint; a flag given with a value other than its default must agree with it; --epochs/--steps
+# set the new total (default: the checkpoint's). Checkpoints land on whole epochs: --checkpoint-every N
+# saves every ceil(N / steps_per_epoch) epochs (the first epoch boundary at or after N steps).
+
+
+def add_output_arguments(out: Any) -> None:
+    out.add_argument("--save", default=None, metavar="FILE",
+                     help="write a checkpoint (.npz) at the end, on Ctrl-C and on divergence")
+    out.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                     help="also checkpoint to --save FILE every N steps, rounded up to whole epochs")
+    out.add_argument("--resume", default=None, metavar="FILE",
+                     help="continue the run saved in FILE to the total --epochs/--steps "
+                          "(bit-identical to an uninterrupted run)")
+    out.add_argument("--out", default=None, metavar="DIR", help="write PNG figures into DIR")
+    out.add_argument("--log-jsonl", default=None, metavar="FILE",
+                     help="write one JSON line per compiled chunk and a summary line")
+
+
+def _flag_defaults() -> dict[str, Any]:
+    """Defaults of the data and model flags (the ones a checkpoint records)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_data_arguments(p)
+    add_model_arguments(p)
+    return vars(p.parse_args([]))
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while a checkpoint is written; raise it right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if pending:
+        raise KeyboardInterrupt
+
+
+class TrainOutputs:
+    """What ``jaxnn train`` writes besides its report, and resuming from a checkpoint."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from jaxnn import checkpoint
+
+        self.args = args
+        if args.checkpoint_every is not None and args.save is None:
+            raise ValueError("--checkpoint-every: needs --save FILE to write the checkpoints to")
+        # Refuse unusable output paths before training, not after it.
+        for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
+            if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
+                raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
+        if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out: {args.out!r} exists and is not a directory")
+        self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
+        self._cli = {k: v for k, v in vars(args).items() if k in _flag_defaults()}
+        if self.resumed is not None:
+            self._apply_resume_flags()
+        self.split: Any = None
+        self.config: Any = None
+        self.log: Any = None
+        self.last_state: Any = None
+        self.train_hist: list[Any] = []
+        self.val_hist: list[Any] = []
+
+    def _apply_resume_flags(self) -> None:
+        ck: Any = self.resumed
+        args = self.args
+        stored = ck.extra.get("cli_args", {})
+        for dest, default in _flag_defaults().items():
+            if dest in ("epochs", "steps") or dest not in stored:
+                continue
+            given = getattr(args, dest)
+            if given != default and given != stored[dest]:
+                raise ValueError(f"--{dest.replace('_', '-')}: {args.resume!r} was trained with "
+                                 f"{stored[dest]!r}, got {given!r}; leave the flag out to resume")
+            setattr(args, dest, stored[dest])
+        if args.epochs is None and args.steps is None:
+            args.epochs, args.steps = ck.config.epochs, ck.config.steps
+        self._cli = {k: getattr(args, k) for k in self._cli}
+
+    def resolve(self, config: Any, split: Any) -> Any:
+        """The config to train: chunks aligned with checkpoints; on resume, checked."""
+        from jaxnn.training import default_chunk_epochs, steps_per_epoch, total_epochs
+
+        self.split = split
+        spe = steps_per_epoch(split.X_train.shape[0], config.batch_size)
+        if self.args.checkpoint_every is not None:
+            config = dataclasses.replace(config, chunk_epochs=math.ceil(self.args.checkpoint_every / spe))
+        elif self.resumed is not None:
+            config = dataclasses.replace(config, chunk_epochs=self.resumed.config.chunk_epochs)
+        elif self.args.save is not None:  # pin the chunking so a resume compiles the same program
+            config = dataclasses.replace(
+                config, chunk_epochs=default_chunk_epochs(total_epochs(config, split.X_train.shape[0])))
+        if self.resumed is not None:
+            self._check_resume(config, split)
+            self.train_hist = [self.resumed.history.train_loss]
+            self.val_hist = [self.resumed.history.val_loss]
+        self.config = config
+        return config
+
+    def _check_resume(self, config: Any, split: Any) -> None:
+        ck: Any = self.resumed
+        where = repr(self.args.resume)
+        a, b = dataclasses.asdict(config), dataclasses.asdict(ck.config)
+        diff = [f"{f}={b[f]!r} (flags: {a[f]!r})" for f in a
+                if a[f] != b[f] and f not in ("epochs", "steps", "chunk_epochs")]
+        if diff:
+            raise ValueError(f"--resume: {where} was trained with {', '.join(diff)}")
+        names = ck.dataset.get("feature_names")
+        if names is not None and list(names) != list(split.dataset.feature_names):
+            raise ValueError(f"--resume: {where} was trained on features {names}, the data has "
+                             f"{list(split.dataset.feature_names)}")
+        if ck.state.diverged_step >= 0:
+            raise ValueError(f"--resume: {where} holds the last finite parameters of a run that "
+                             f"diverged at step {int(ck.state.diverged_step)}; retrain with a smaller --lr")
+        from jaxnn.training import total_epochs
+
+        if int(ck.state.epoch) > total_epochs(config, split.X_train.shape[0]):
+            raise ValueError(f"--epochs/--steps: {where} is already at epoch {int(ck.state.epoch)}, "
+                             "past the requested total")
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """``state=`` (on resume) and ``callback=`` for :func:`jaxnn.experiment.run`."""
+        from jaxnn.distributed import is_primary
+        from jaxnn.runlog import RunLog
+
+        if self.args.log_jsonl is not None and is_primary():  # one writer in multi-process runs
+            self.log = RunLog(self.args.log_jsonl)
+        kw: dict[str, Any] = {"callback": self._on_chunk}
+        if self.resumed is not None:
+            kw["state"] = self.resumed.state
+        return kw
+
+    def _on_chunk(self, info: Any) -> None:
+        self.last_state = info.state
+        self.train_hist.append(info.train_loss)
+        self.val_hist.append(info.val_loss)
+        if self.log is not None:
+            self.log(info)
+        if self.args.checkpoint_every is not None:
+            self._save(info.state, self._history())
+
+    def _history(self, result: Any = None) -> Any:
+        import numpy as np
+
+        from jaxnn.training import History
+
+        if result is not None:  # this run's history (the result's), after the resumed one's
+            before = slice(0, 1 if self.resumed is not None else 0)
+            tl = [*self.train_hist[before], result.history.train_loss]
+            vl = [*self.val_hist[before], result.history.val_loss]
+        else:
+            tl, vl = self.train_hist, self.val_hist
+        return History(train_loss=np.concatenate([np.asarray(x, np.float64) for x in tl] or [np.zeros(0)]),
+                       val_loss=np.concatenate([np.asarray(x, np.float64) for x in vl] or [np.zeros(0)]))
+
+    def _save(self, state: Any, history: Any) -> None:
+        import jax
+
+        from jaxnn import checkpoint
+
+        if self.args.save is None or jax.process_index() != 0:  # one writer in multi-process runs
+            return
+        with _sigint_deferred():
+            checkpoint.save(self.args.save, state, self.config, scaler=self.split.scaler,
+                            dataset=checkpoint.dataset_info(self.split.dataset), history=history,
+                            extra={"cli_args": self._cli})
+
+    def finish(self, report: Any) -> None:
+        """After a completed run: full history into the report, final checkpoint, figures, log."""
+        report.fit.history = self._history(report.fit)
+        self._save(report.fit.state, report.fit.history)
+        from jaxnn.distributed import is_primary
+
+        if self.args.out is not None and is_primary():  # one writer in multi-process runs
+            from jaxnn.plotting import save_training_figures
+
+            save_training_figures(report, self.split, self.args.out)
+        if self.log is not None:
+            r = report.as_json()
+            self.log.summary(status="ok", step=r["steps"], epoch=r["epochs"], test=r["test"],
+                             train=r["train"], seconds=r["seconds"])
+
+    def __enter__(self) -> TrainOutputs:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from jaxnn.errors import DivergedError
+        from jaxnn.training import TrainingInterrupted
+
+        try:
+            if isinstance(exc, TrainingInterrupted):
+                # The last state a callback saw is consistent with the history it saw.
+                state = self.last_state if self.last_state is not None else exc.result.state
+                self._save(state, self._history())
+                self._note_stop("interrupted", int(state.step))
+            elif isinstance(exc, DivergedError) and exc.result is not None:
+                result: Any = exc.result
+                self._save(result.state, self._history(result))
+                self._note_stop("diverged", int(result.state.step))
+        finally:
+            if self.log is not None:
+                self.log.close()
+
+    def _note_stop(self, status: str, step: int) -> None:
+        if self.log is not None:
+            self.log.summary(status=status, step=step)
+        if self.args.save is not None:
+            hint = f"; continue with --resume {self.args.save}" if status == "interrupted" else ""
+            print(f"jaxnn: {status} at step {step}: checkpoint saved to {self.args.save}{hint}",
+                  file=sys.stderr)
+# --- end checkpoints, resume, figures, JSON-lines log ---

@@ -1,0 +1,113 @@
+"""What users would otherwise write for the seed's network: NumPy, scikit-learn, a per-step jit loop.
+
+All three train the seed network (d -> h sigmoid -> 1, squared error, plain SGD, minibatches of
+a reshuffled training set) for a given number of steps and return the wall seconds of the
+training loop alone (set-up and the first jit compile excluded).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+
+def numpy_loop(X: np.ndarray, Y: np.ndarray, *, hidden: int, batch_size: int, steps: int,
+               lr: float, seed: int = 0) -> float:
+    """The seed's algorithm in NumPy (its forward / loss_gradients / update), float32.
+
+    Unlike the seed, the short last batch of an epoch does not shrink every later batch.
+    X: (n, d), Y: (n, 1). Returns seconds for ``steps`` steps.
+    """
+    rng = np.random.default_rng(seed)
+    n, d = X.shape
+    W1 = rng.standard_normal((d, hidden)).astype(np.float32)
+    B1 = rng.standard_normal((1, hidden)).astype(np.float32)
+    W2 = rng.standard_normal((hidden, 1)).astype(np.float32)
+    B2 = rng.standard_normal((1, 1)).astype(np.float32)
+    start, Xs, Ys = n, X, Y
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        if start >= n:
+            perm = rng.permutation(n)
+            Xs, Ys, start = X[perm], Y[perm], 0
+        xb, yb = Xs[start:start + batch_size], Ys[start:start + batch_size]
+        start += batch_size
+        N1 = xb @ W1 + B1
+        O1 = 1.0 / (1.0 + np.exp(-N1))
+        P = O1 @ W2 + B2
+        dP = -(yb - P)  # the seed's network: d(0.5 * sum (y - P)^2) / dP
+        dW2 = O1.T @ dP
+        dB2 = dP.sum(axis=0, keepdims=True)
+        dN1 = (dP @ W2.T) * O1 * (1.0 - O1)
+        dW1 = xb.T @ dN1
+        dB1 = dN1.sum(axis=0, keepdims=True)
+        W1 -= lr * dW1
+        B1 -= lr * dB1
+        W2 -= lr * dW2
+        B2 -= lr * dB2
+    return time.perf_counter() - t0
+
+
+def sklearn_mlp(X: np.ndarray, Y: np.ndarray, *, hidden: int, batch_size: int, steps: int,
+                lr: float, seed: int = 0) -> float:
+    """scikit-learn's MLPRegressor with plain SGD for (at least) ``steps`` steps.
+
+    ``max_iter`` epochs of ``ceil(n / batch_size)`` steps each; ``tol=0`` and a huge
+    ``n_iter_no_change`` keep it from stopping early; no momentum, no L2, constant rate.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    epochs = math.ceil(steps / math.ceil(len(X) / batch_size))
+    est = MLPRegressor(hidden_layer_sizes=(hidden,), activation="logistic", solver="sgd",
+                       batch_size=batch_size, learning_rate="constant", learning_rate_init=lr,
+                       momentum=0.0, nesterovs_momentum=False, alpha=0.0, max_iter=epochs, tol=0.0,
+                       n_iter_no_change=10**9, shuffle=True, random_state=seed)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y.ravel())
+    return time.perf_counter() - t0
+
+
+def jit_step_loop(X: np.ndarray, Y: np.ndarray, *, hidden: int, batch_size: int, steps: int,
+                  lr: float, seed: int = 0) -> tuple[float, float]:
+    """The usual JAX program: a ``jax.jit`` step called from a Python loop over minibatches.
+
+    Returns (seconds for ``steps`` steps, seconds of the first call including compilation).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p, xb, yb):
+        h = jax.nn.sigmoid(xb @ p["W1"] + p["b1"])
+        return 0.5 * jnp.sum(jnp.square(h @ p["W2"] + p["b2"] - yb))
+
+    @jax.jit
+    def step(p, xb, yb):
+        g = jax.grad(loss)(p, xb, yb)
+        return jax.tree_util.tree_map(lambda w, gw: w - lr * gw, p, g)
+
+    rng = np.random.default_rng(seed)
+    n, d = X.shape
+    p = {"W1": jnp.asarray(rng.standard_normal((d, hidden)), jnp.float32),
+         "b1": jnp.asarray(rng.standard_normal(hidden), jnp.float32),
+         "W2": jnp.asarray(rng.standard_normal((hidden, 1)), jnp.float32),
+         "b2": jnp.asarray(rng.standard_normal(1), jnp.float32)}
+    nb = n // batch_size  # full batches only: one shape, one compilation
+    t0 = time.perf_counter()
+    p = jax.block_until_ready(step(p, X[:batch_size], Y[:batch_size]))
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    i, Xs, Ys = nb, X, Y
+    for _ in range(steps):  # NumPy minibatches, as a data loader hands them over
+        if i >= nb:
+            perm = rng.permutation(n)
+            Xs, Ys, i = X[perm], Y[perm], 0
+        p = step(p, Xs[i * batch_size:(i + 1) * batch_size], Ys[i * batch_size:(i + 1) * batch_size])
+        i += 1
+    jax.block_until_ready(p)
+    return time.perf_counter() - t0, t_first

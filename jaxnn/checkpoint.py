@@ -1,0 +1,595 @@
+"""Checkpoints: a training state, its config and its data scaler as one ``.npz`` file.
+
+Two layers:
+
+* :func:`save_arrays` / :func:`load_arrays` -- a named set of NumPy arrays plus a JSON
+  metadata dict, written atomically and read back without ever unpickling. Anything
+  (the scikit-learn estimators included) can store itself this way.
+* :func:`save` / :func:`load` -- a :class:`~jaxnn.training.TrainState` (params, optax
+  state, PRNG key data, step, epoch, early-stopping bookkeeping), the
+  :class:`~jaxnn.training.TrainConfig`, the :class:`~jaxnn.datasets.Scaler`, a
+  description of the data set and the loss history. ``load`` rebuilds a state that
+  :func:`jaxnn.training.fit` resumes bit-identically.
+
+File format (``format_version`` 1). The file is an ordinary NumPy ``.npz`` archive
+(uncompressed zip of ``.npy`` members, readable by ``np.load``):
+
+* one member per array, named like ``params/0/W``, ``opt_state/0/mu/0/W``, ``key``
+  (``jax.random.key_data``, uint32), ``step``, ``scaler/mean``, ``history/train_loss``;
+* the member ``__meta__``: UTF-8 JSON as a 1-D uint8 array::
+
+      {"format": "jaxnn-npz", "format_version": 1, "kind": "train_state",
+       "jaxnn_version": "0.1.0",
+       "arrays": {"params/0/W": {"shape": [10, 13], "dtype": "float32"}, ...},
+       "meta": {...what the writer stored: config, dataset, key_impl...}}
+
+Safety. Loading uses ``np.load(allow_pickle=False)`` and checks, before any array data
+is read, that the members are exactly those the metadata lists, that every ``.npy``
+header has the declared shape and a dtype from :data:`ALLOWED_DTYPES` (never object),
+and that the member's byte size is exactly header + data. The metadata is parsed with
+``json`` (size-limited, no NaN), its format and version checked; :func:`load` further
+checks every name, shape and dtype against the state that the stored config implies.
+Anything else -- truncated, random or tampered bytes -- is refused with a
+``ValueError`` naming the file and the problem.
+
+Atomic writes. A temporary file in the target's directory is written, flushed,
+``fsync``-ed and renamed over the target with ``os.replace``; then the directory is
+``fsync``-ed. A process killed at any moment leaves either the previous file or the
+new one, never a mix. An interrupted writer can leave a hidden temporary file
+``.<name>.<random>.tmp`` beside the target; it is never mistaken for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import secrets
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import training
+from jaxnn.datasets import Dataset, Scaler
+from jaxnn.training import History, TrainConfig, TrainState
+
+__all__ = [
+    "ALLOWED_DTYPES",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "dataset_info",
+    "final_params",
+    "load",
+    "load_arrays",
+    "save",
+    "save_arrays",
+]
+
+FORMAT = "jaxnn-npz"
+FORMAT_VERSION = 1
+META_KEY = "__meta__"
+#: dtypes an array in a checkpoint may have; everything else (object!) is refused.
+ALLOWED_DTYPES: tuple[str, ...] = ("float32", "float64", "int32", "uint32", "bool")
+#: Limits that keep a hostile file from making the loader allocate without bound.
+MAX_META_BYTES = 1 << 20
+MAX_ARRAYS = 10_000
+MAX_ARRAY_BYTES = 1 << 33
+# "/"-separated words; no part starts with "." (so no "." or ".." parts).
+_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
+_KIND_TRAIN_STATE = "train_state"
+_HISTORY = ("history/train_loss", "history/val_loss")
+_SCALER = ("scaler/mean", "scaler/scale")
+
+
+# --- Atomic file writing --------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable; a no-op where directories cannot be opened (Windows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file so that readers see the old content or the new, never a mix.
+
+    Args:
+        path: the target file; its directory must exist.
+        write: called with a binary file object open on a temporary file beside ``path``.
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+        FileNotFoundError: the directory of ``path`` does not exist.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"path: {str(target)!r} is a directory, expected a file name")
+    directory = target.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"path: directory {str(directory)!r} of {str(target)!r} does not exist")
+    # O_EXCL with a random name: never follows or clobbers someone else's file; mode 0o666
+    # lets the umask decide the permissions, as for any file the user creates.
+    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:  # including KeyboardInterrupt: never leave a half-written temp file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+# --- Generic arrays + metadata ----------------------------------------------------------------
+
+
+def _check_array_for_save(name: str, a: Any) -> np.ndarray:
+    if not isinstance(name, str) or name == META_KEY or not _NAME.fullmatch(name):
+        raise ValueError(f"arrays: invalid array name {name!r}; use letters, digits, _ . - and '/'")
+    arr = np.asarray(a)
+    if arr.dtype.name not in ALLOWED_DTYPES:
+        raise TypeError(f"arrays[{name!r}]: dtype {arr.dtype} is not one of {list(ALLOWED_DTYPES)}")
+    return np.array(arr, order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
+
+
+def save_arrays(
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    *,
+    kind: str = "arrays",
+) -> None:
+    """Write named arrays and a JSON metadata dict atomically as a ``.npz`` file.
+
+    Args:
+        path: the file to (over)write.
+        arrays: name -> array; names are ``/``-separated words of ``[A-Za-z0-9_.-]`` not starting with ``.``;
+            dtypes must be in :data:`ALLOWED_DTYPES`.
+        meta: JSON-serialisable dict (no NaN/inf) stored beside the arrays.
+        kind: what the file holds (e.g. ``"train_state"``, ``"estimator"``); checked by
+            :func:`load_arrays` when it is given ``kind``.
+    Raises:
+        TypeError: an array of a disallowed dtype, or ``meta`` not JSON-serialisable.
+        ValueError: a bad array name, NaN/inf in ``meta``, or too many arrays.
+    """
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"meta: expected a dict, got {type(meta).__name__}")
+    checked = {name: _check_array_for_save(name, a) for name, a in arrays.items()}
+    if len(checked) > MAX_ARRAYS:
+        raise ValueError(f"arrays: at most {MAX_ARRAYS} arrays per file, got {len(checked)}")
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "jaxnn_version": _version(),
+        "arrays": {n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in checked.items()},
+        "meta": dict(meta),
+    }
+    try:
+        text = json.dumps(header, allow_nan=False, sort_keys=True)
+    except ValueError as e:
+        raise ValueError(f"meta: not storable as strict JSON ({e})") from None
+    except TypeError as e:
+        raise TypeError(f"meta: not JSON-serialisable ({e})") from None
+    meta_bytes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    if meta_bytes.size > MAX_META_BYTES:
+        raise ValueError(f"meta: {meta_bytes.size} bytes of JSON, at most {MAX_META_BYTES}")
+
+    def write(fh: IO[bytes]) -> None:
+        # Exactly np.savez's layout (a stored zip of .npy members), written by hand so no
+        # array name can collide with savez's own keyword arguments.
+        with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, a in (*checked.items(), (META_KEY, meta_bytes)):
+                with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, a, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def _version() -> str:
+    from jaxnn import __version__
+
+    return __version__
+
+
+def _refuse(path: Any, problem: str) -> ValueError:
+    return ValueError(f"{str(path)!r} is not a valid jaxnn checkpoint: {problem}")
+
+
+def _read_header(npz: Any, member: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header bytes) of a ``.npy`` member, without reading its data."""
+    with npz.zip.open(member + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        return tuple(shape), dtype, f.tell()
+
+
+def _decode_meta(path: Any, raw: np.ndarray) -> dict[str, Any]:
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _refuse(path, f"{META_KEY} must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"JSON constant {name} is not allowed")
+
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _refuse(path, f"metadata is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _refuse(path, "metadata must be a JSON object")
+    for key in ("format", "format_version", "kind", "arrays", "meta"):
+        if key not in header:
+            raise _refuse(path, f"metadata lacks the key {key!r}")
+    if header["format"] != FORMAT:
+        raise _refuse(path, f"format is {header['format']!r}, expected {FORMAT!r}")
+    if header["format_version"] != FORMAT_VERSION or isinstance(header["format_version"], bool):
+        raise _refuse(path, f"format_version is {header['format_version']!r}; this jaxnn reads "
+                            f"version {FORMAT_VERSION}")
+    if not isinstance(header["arrays"], dict) or not isinstance(header["meta"], dict):
+        raise _refuse(path, "metadata 'arrays' and 'meta' must be JSON objects")
+    for name, spec in header["arrays"].items():
+        if not isinstance(name, str) or name == META_KEY or not _NAME.fullmatch(name):
+            raise _refuse(path, f"invalid array name {name!r}")
+        ok = (isinstance(spec, dict) and set(spec) == {"shape", "dtype"}
+              and isinstance(spec["shape"], list) and len(spec["shape"]) <= 8
+              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec["shape"])
+              and spec["dtype"] in ALLOWED_DTYPES)
+        if not ok:
+            raise _refuse(path, f"array {name!r}: bad declaration {spec!r} (shape: list of "
+                                f"non-negative ints, dtype: one of {list(ALLOWED_DTYPES)})")
+    return header
+
+
+def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by :func:`save_arrays`, validating everything first.
+
+    Args:
+        path: the ``.npz`` file.
+        kind: if given, the file's ``kind`` must equal it.
+    Returns:
+        ``(arrays, meta)``: name -> read-only NumPy array, and the writer's ``meta`` dict.
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file, or a directory.
+        ValueError: anything wrong with the content, naming the file and the problem.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"model file: no such file: {str(p)!r}")
+    if p.is_dir():
+        raise IsADirectoryError(f"model file: {str(p)!r} is a directory, expected a .npz file")
+    # Our own handle, so it is closed even when np.load fails half-way (a truncated zip).
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # refuse pickles and the like up front
+            raise _refuse(p, f"not an .npz (zip) archive: it starts with {magic!r}")
+        try:
+            loaded = np.load(fh, allow_pickle=False)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+            raise _refuse(p, f"not an .npz archive ({e})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise _refuse(p, "a single .npy array, expected an .npz archive")
+        with loaded as npz:
+            try:
+                return _read_validated(p, npz, kind)
+            except (EOFError, zipfile.BadZipFile, OSError, KeyError) as e:  # truncated or corrupt members
+                raise _refuse(p, f"corrupt archive ({type(e).__name__}: {e})") from None
+
+
+def _read_validated(p: Path, npz: Any, kind: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    members = [i.filename for i in npz.zip.infolist()]
+    if len(members) > MAX_ARRAYS + 1:
+        raise _refuse(p, f"{len(members)} members, at most {MAX_ARRAYS + 1}")
+    if any(not m.endswith(".npy") for m in members) or len(set(members)) != len(members):
+        raise _refuse(p, "members must be distinct .npy files")
+    names = {m[: -len(".npy")] for m in members}
+    if META_KEY not in names:
+        raise _refuse(p, f"no {META_KEY} member (not written by jaxnn)")
+    shape, dtype, hlen = _read_header(npz, META_KEY)
+    if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
+        raise _refuse(p, f"{META_KEY} must be a 1-D uint8 array of at most {MAX_META_BYTES} bytes")
+    header = _decode_meta(p, npz[META_KEY])
+    if kind is not None and header["kind"] != kind:
+        raise _refuse(p, f"it holds {header['kind']!r}, expected {kind!r}")
+    declared: dict[str, Any] = header["arrays"]
+    present = names - {META_KEY}
+    if present != set(declared):
+        extra, missing = sorted(present - set(declared)), sorted(set(declared) - present)
+        raise _refuse(p, f"arrays do not match the metadata (extra: {extra}, missing: {missing})")
+    sizes = {i.filename: i.file_size for i in npz.zip.infolist()}
+    for name, spec in declared.items():
+        shape, dtype, hlen = _read_header(npz, name)
+        want_shape, want_dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
+        if dtype.hasobject or dtype.name not in ALLOWED_DTYPES:
+            raise _refuse(p, f"array {name!r} has dtype {dtype}, not one of {list(ALLOWED_DTYPES)}")
+        if shape != want_shape or dtype != want_dtype:
+            raise _refuse(p, f"array {name!r} is {dtype} {shape}, the metadata says "
+                             f"{want_dtype} {want_shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES or sizes[name + ".npy"] != hlen + nbytes:
+            raise _refuse(p, f"array {name!r}: member holds {sizes[name + '.npy'] - hlen} data "
+                             f"bytes, shape {shape} needs {nbytes}")
+    arrays = {}
+    for name in declared:
+        a = npz[name]
+        a.flags.writeable = False
+        arrays[name] = a
+    return arrays, header["meta"]
+
+
+# --- Training checkpoints -------------------------------------------------------------------
+
+
+def dataset_info(ds: Dataset) -> dict[str, Any]:
+    """What :func:`save` records about the training data (JSON-ready).
+
+    Returns:
+        ``{"name", "task", "feature_names", "target", "n_features", "n_outputs",
+        "classes"}``; ``n_outputs`` is the class count for classification, else 1;
+        ``classes`` is ``None`` for regression.
+    """
+    classes = None if ds.classes is None else ds.classes.tolist()
+    return {
+        "name": ds.name,
+        "task": ds.task,
+        "feature_names": list(ds.feature_names),
+        "target": ds.target_name,
+        "n_features": ds.n_features,
+        "n_outputs": ds.n_classes if ds.task == "classification" else 1,
+        "classes": classes,
+    }
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    """``('.params', [0], ['W'])``-style key path -> ``"params/0/W"``."""
+    parts = []
+    for k in path:
+        if isinstance(k, jax.tree_util.SequenceKey):
+            parts.append(str(k.idx))
+        elif isinstance(k, jax.tree_util.DictKey):
+            parts.append(str(k.key))
+        elif isinstance(k, jax.tree_util.GetAttrKey):
+            parts.append(k.name)
+        else:  # FlattenedIndexKey and friends
+            parts.append(str(getattr(k, "key", k)))
+    return "/".join(parts)
+
+
+def _state_leaves(state: Any) -> tuple[dict[str, Any], Any]:
+    """Named leaves of a TrainState whose key is replaced by its uint32 key data."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+    return {_path_name(p): leaf for p, leaf in flat}, treedef
+
+
+def _with_key_data(state: TrainState) -> TrainState:
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def final_params(state: TrainState, config: TrainConfig) -> Any:
+    """The parameters a finished run reports: the best ones when early stopping fired."""
+    early = config.patience is not None and bool(state.stopped) and int(state.diverged_step) < 0
+    return state.best_params if early else state.params
+
+
+def save(
+    path: str | os.PathLike[str],
+    state: TrainState,
+    config: TrainConfig,
+    *,
+    scaler: Scaler | None = None,
+    dataset: Mapping[str, Any] | None = None,
+    history: History | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Save a training state atomically (see the module docstring for the format).
+
+    Args:
+        path: the ``.npz`` file to (over)write.
+        state: the :class:`TrainState` (e.g. ``FitResult.state`` or ``ChunkInfo.state``).
+        config: the run's :class:`TrainConfig`.
+        scaler: the feature standardisation to apply before predicting, or None.
+        dataset: :func:`dataset_info` of the training data (feature names, task,
+            classes); None stores only the sizes implied by the parameters.
+        history: training (per step) and validation (per epoch) losses so far.
+        extra: any JSON-ready dict the caller wants back (the CLI stores its flags).
+    Raises:
+        TypeError: ``state`` is not a TrainState, or ``config`` not a TrainConfig.
+    """
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state: expected a TrainState, got {type(state).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    named, _ = _state_leaves(_with_key_data(state))
+    arrays: dict[str, Any] = {name: np.asarray(jax.device_get(leaf)) for name, leaf in named.items()}
+    d = int(arrays["params/0/W"].shape[0])
+    k = int(arrays[f"params/{len(state.params) - 1}/W"].shape[1])
+    info = dict(dataset) if dataset is not None else {"n_features": d, "n_outputs": k}
+    if scaler is not None:
+        arrays["scaler/mean"], arrays["scaler/scale"] = scaler.mean, scaler.scale
+    if history is not None:
+        arrays["history/train_loss"] = np.asarray(history.train_loss)
+        arrays["history/val_loss"] = np.asarray(history.val_loss)
+    meta = {
+        "config": dataclasses.asdict(config),
+        "dataset": info,
+        "key_impl": str(jax.random.key_impl(state.key)),
+        "extra": dict(extra or {}),
+    }
+    save_arrays(path, arrays, meta, kind=_KIND_TRAIN_STATE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A loaded training checkpoint.
+
+    Attributes:
+        state: the :class:`TrainState`; pass it to ``fit(config, ..., state=...)``.
+        config: the run's :class:`TrainConfig`.
+        scaler: the feature scaler, or None when the run used raw features.
+        dataset: the data set description (see :func:`dataset_info`).
+        history: losses up to this checkpoint (empty when none were saved).
+        extra: the caller's extra dict.
+        path: the file it came from.
+    """
+
+    state: TrainState
+    config: TrainConfig
+    scaler: Scaler | None
+    dataset: dict[str, Any]
+    history: History
+    extra: dict[str, Any]
+    path: str
+
+    @property
+    def params(self) -> Any:
+        """The parameters to predict with (see :func:`final_params`)."""
+        return final_params(self.state, self.config)
+
+
+def _config_from_meta(p: Path, raw: Any) -> TrainConfig:
+    if not isinstance(raw, dict):
+        raise _refuse(p, "meta.config must be a JSON object")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if set(raw) != fields:
+        raise _refuse(p, f"meta.config keys differ from TrainConfig's (extra: {sorted(set(raw) - fields)}, "
+                         f"missing: {sorted(fields - set(raw))})")
+    values = dict(raw)
+    if isinstance(values["hidden"], list):
+        values["hidden"] = tuple(values["hidden"])
+    try:
+        return TrainConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise _refuse(p, f"meta.config is invalid ({e})") from None
+
+
+def _check_dataset(p: Path, info: Any, d: int, k: int) -> dict[str, Any]:
+    if not isinstance(info, dict):
+        raise _refuse(p, "meta.dataset must be a JSON object")
+    for key in ("n_features", "n_outputs"):
+        if info.get(key) != (d if key == "n_features" else k):
+            raise _refuse(p, f"meta.dataset.{key} is {info.get(key)!r}, the parameters imply "
+                             f"{d if key == 'n_features' else k}")
+    names = info.get("feature_names")
+    if names is not None and (not isinstance(names, list) or len(names) != d
+                              or not all(isinstance(n, str) for n in names)):
+        raise _refuse(p, f"meta.dataset.feature_names must be {d} strings")
+    task = info.get("task", "regression")
+    if task not in ("regression", "classification"):
+        raise _refuse(p, f"meta.dataset.task is {task!r}")
+    classes = info.get("classes")
+    if task == "classification" and (
+        not isinstance(classes, list) or len(classes) != k
+        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+    ):
+        raise _refuse(p, f"meta.dataset.classes must list the {k} class labels")
+    return info
+
+
+def _template(config: TrainConfig, d: int, k: int) -> tuple[dict[str, Any], Any]:
+    """Named shapes/dtypes of the state ``config`` implies, and its tree structure."""
+    with training.x64_context(config.dtype):
+        shapes = jax.eval_shape(lambda: _with_key_data(training.init_state(config, d, k, 1)))
+    return _state_leaves(shapes)
+
+
+def load(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load a checkpoint written by :func:`save`, refusing anything that does not fit.
+
+    The optimizer state's structure comes from the stored config (``make_optimizer(...)
+    .init(params)`` as a template); every stored array must match the template's names,
+    shapes and dtypes exactly.
+
+    Args:
+        path: the ``.npz`` file.
+    Returns:
+        A :class:`Checkpoint`.
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file, or a directory.
+        ValueError: truncated, garbage or tampered content; the message names the file.
+    """
+    p = Path(path)
+    arrays, meta = load_arrays(p, kind=_KIND_TRAIN_STATE)
+    if set(meta) != {"config", "dataset", "key_impl", "extra"}:
+        raise _refuse(p, f"meta keys are {sorted(meta)}, expected config, dataset, extra, key_impl")
+    config = _config_from_meta(p, meta["config"])
+    w0, n_layers = arrays.get("params/0/W"), len(config.hidden) + 1
+    wl = arrays.get(f"params/{n_layers - 1}/W")
+    if w0 is None or wl is None or w0.ndim != 2 or wl.ndim != 2:
+        raise _refuse(p, f"missing the weights of the {n_layers} layers the config describes")
+    d, k = int(w0.shape[0]), int(wl.shape[1])
+    if d < 1 or k < 1:
+        raise _refuse(p, f"layer sizes {d}, {k} must be positive")
+    info = _check_dataset(p, meta["dataset"], d, k)
+    named, treedef = _template(config, d, k)
+    optional = {n for n in (*_SCALER, *_HISTORY) if n in arrays}
+    if set(arrays) - optional != set(named):
+        extra, missing = sorted(set(arrays) - optional - set(named)), sorted(set(named) - set(arrays))
+        raise _refuse(p, f"arrays do not match the training state of its config "
+                         f"(unexpected: {extra}, missing: {missing})")
+    for name, spec in named.items():
+        a = arrays[name]
+        if a.shape != tuple(spec.shape) or a.dtype != spec.dtype:
+            raise _refuse(p, f"array {name!r} is {a.dtype} {a.shape}, the config needs "
+                             f"{spec.dtype} {tuple(spec.shape)}")
+    if meta["key_impl"] != (default_impl := str(jax.random.key_impl(jax.random.key(0)))):
+        raise _refuse(p, f"key_impl is {meta['key_impl']!r}, expected {default_impl!r}")
+    scaler = _scaler(p, arrays, d)
+    history = _history(p, arrays)
+    if not isinstance(meta["extra"], dict):
+        raise _refuse(p, "meta.extra must be a JSON object")
+    with training.x64_context(config.dtype):
+        leaves = [jnp.asarray(arrays[name]) for name in named]
+        state = jax.tree_util.tree_unflatten(treedef, leaves)
+        state = state._replace(key=jax.random.wrap_key_data(state.key, impl=meta["key_impl"]))
+    return Checkpoint(state=state, config=config, scaler=scaler, dataset=info, history=history,
+                      extra=meta["extra"], path=str(p))
+
+
+def _scaler(p: Path, arrays: Mapping[str, np.ndarray], d: int) -> Scaler | None:
+    present = [n for n in _SCALER if n in arrays]
+    if not present:
+        return None
+    if len(present) != 2:
+        raise _refuse(p, "scaler/mean and scaler/scale must both be present")
+    mean, scale = arrays["scaler/mean"], arrays["scaler/scale"]
+    if mean.shape != (d,) or scale.shape != (d,) or mean.dtype != np.float64 or scale.dtype != np.float64:
+        raise _refuse(p, f"scaler arrays must be float64 of shape ({d},), got {mean.dtype} {mean.shape} "
+                         f"and {scale.dtype} {scale.shape}")
+    try:
+        return Scaler(mean=mean, scale=scale)
+    except ValueError as e:
+        raise _refuse(p, f"scaler is invalid ({e})") from None
+
+
+def _history(p: Path, arrays: Mapping[str, np.ndarray]) -> History:
+    present = [n for n in _HISTORY if n in arrays]
+    if not present:
+        return History(train_loss=np.zeros((0,)), val_loss=np.zeros((0,)))
+    if len(present) != 2:
+        raise _refuse(p, "history/train_loss and history/val_loss must both be present")
+    tl, vl = arrays["history/train_loss"], arrays["history/val_loss"]
+    if tl.ndim != 1 or vl.ndim != 1 or tl.dtype.kind != "f" or vl.dtype.kind != "f":
+        raise _refuse(p, "history arrays must be 1-D float arrays")
+    return History(train_loss=np.array(tl), val_loss=np.array(vl))

@@ -1,0 +1,115 @@
+"""``jaxnn sweep``: train seeds x learning rates of one network in one compiled call.
+
+The ``train`` flags (data and model) plus ``--seeds N`` (seeds ``--seed .. --seed+N-1``) and a
+repeatable ``--lr``. Prints per-learning-rate test metrics as mean ± std, or with ``--json``
+one object::
+
+    {"dataset", "model", "task", "n_models", "steps", "shared_order",
+     "models": [{"seed", "lr", "l2", "diverged_step", "test": {...}, "train": {...}}, ...],
+     "test": {metric: {"mean", "std"}}, "train": {...},
+     "by_lr": [{"lr", "test": {metric: {"mean", "std"}}}, ...],
+     "seconds": {"compile", "train", "total"}, "config": {...}}
+
+``--out DIR`` writes ``DIR/sweep_spread.png``: the test metric of every model by learning rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from jaxnn.cli.train import (
+    _positive_float,
+    _positive_int,
+    add_data_arguments,
+    add_model_arguments,
+    config_from_args,
+    load_split,
+)
+from jaxnn.errors import EXIT_OK
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    # "resolve": the sweep's repeatable --lr replaces train's single --lr
+    p = sub.add_parser(
+        "sweep",
+        help="train many seeds x learning rates in one compiled call; mean ± std of test metrics",
+        description="Train the grid seeds x learning rates of one network with jaxnn.fit_many "
+                    "(one vmapped, compiled scan) and report test metrics as mean ± std.",
+        conflict_handler="resolve",
+    )
+    add_data_arguments(p)
+    add_model_arguments(p)
+    g = p.add_argument_group("sweep")
+    g.add_argument("--seeds", type=_positive_int, default=8, metavar="N",
+                   help="number of seeds, starting at --seed (default 8)")
+    g.add_argument("--lr", type=_positive_float, action="append", default=None, metavar="LR",
+                   help="learning rate; repeat for several (default 0.01)")
+    g.add_argument("--per-model-order", action="store_true",
+                   help="every model shuffles with its own seed (default: all models share the "
+                        "minibatch order of --seed, which is faster)")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    out.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="write the figure of the spread (sweep_spread.png) into DIR")
+    return p
+
+
+def _main_metric(task: str) -> str:
+    return "accuracy" if task == "classification" else "rmse"
+
+
+def run(args: argparse.Namespace) -> int:
+    from jaxnn.experiment import model_name, targets
+    from jaxnn.sweep import evaluate_many, fit_many, mean_std, spread_figure
+
+    t0 = time.perf_counter()
+    if args.out is not None and not args.out.is_dir():
+        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
+    lrs = args.lr or [0.01]
+    split = load_split(args)
+    ds = split.dataset
+    config = config_from_args(argparse.Namespace(**{**vars(args), "lr": lrs[0]}), ds.task)
+    if config.patience is not None:
+        raise ValueError("--patience: jaxnn sweep has no early stopping")
+    n_classes = ds.n_classes if ds.task == "classification" else None
+    result = fit_many(config, split.X_train, targets(split.y_train, ds.task, n_classes),
+                      seeds=range(args.seed, args.seed + args.seeds), lrs=lrs,
+                      shared_order=not args.per_model_order)
+    test = evaluate_many(result, split.X_test, split.y_test, ds.task)
+    train = evaluate_many(result, split.X_train, split.y_train, ds.task)
+    by_lr = [{"lr": lr, "test": mean_std([t for t, m in zip(test, result.lrs, strict=True) if m == lr])}
+             for lr in lrs]
+    metric = _main_metric(ds.task)
+    if args.out is not None:
+        spread_figure(result.lrs, [t[metric] for t in test], metric=metric,
+                      path=args.out / "sweep_spread.png")
+    seconds = {**result.seconds, "total": time.perf_counter() - t0}
+    report = {
+        "dataset": ds.name, "model": model_name(config), "task": ds.task,
+        "n_models": result.n_models, "steps": result.steps, "shared_order": result.shared_order,
+        "models": [{"seed": int(s), "lr": float(lr), "l2": float(l2), "diverged_step": int(dv),
+                    "test": te, "train": tr}
+                   for s, lr, l2, dv, te, tr in zip(result.seeds, result.lrs, result.l2s,
+                                                    result.diverged_step, test, train, strict=True)],
+        "test": mean_std(test), "train": mean_std(train), "by_lr": by_lr,
+        "seconds": seconds, "config": dataclasses.asdict(config),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    print(f"jaxnn sweep: {report['model']} on {ds.name} ({ds.task}), {result.n_models} models "
+          f"({args.seeds} seeds x {len(lrs)} learning rates), {result.steps} steps each")
+    print(f"  compile {seconds['compile']:.2f} s, train {seconds['train']:.2f} s "
+          f"({result.n_models * result.steps / max(seconds['train'], 1e-9):.3g} model-steps/s)")
+    for row in by_lr:
+        stats = "  ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in row["test"].items())
+        print(f"  lr={row['lr']:<8g} test {stats}")
+    n_div = int((result.diverged_step >= 0).sum())
+    if n_div:
+        print(f"  {n_div} model(s) diverged and kept their last finite parameters")
+    return EXIT_OK

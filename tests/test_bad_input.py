@@ -1,0 +1,535 @@
+"""Every bad input of issue 7, through the Python API and through the ``jaxnn`` command line.
+
+Python: a ``ValueError``/``TypeError`` (``FileNotFoundError``/``IsADirectoryError`` for
+paths, as ``open`` raises) whose message names the argument and says what was expected.
+CLI: exactly one line on stderr, nothing on stdout, exit status 2, no traceback --
+unless ``--debug`` is given, which lets the exception (and its traceback) through.
+
+Most CLI cases call ``jaxnn.cli.main`` in-process (no JAX start-up per case); a few real
+subprocesses prove that nothing else (a traceback, a warning) reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint
+from jaxnn.cli import main
+from jaxnn.datasets import load_csv, load_dataset, split_dataset
+from jaxnn.errors import EXIT_BAD_INPUT
+from jaxnn.training import TrainConfig, fit
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``jaxnn argv`` run in this process.
+
+    argparse usage errors leave through ``SystemExit``; everything else returns a status.
+    """
+    try:
+        status = main(argv)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status: int, out: str, err: str, *expected: str) -> None:
+    """Exit 2, stdout empty, stderr one line that contains every ``expected`` piece."""
+    assert status == EXIT_BAD_INPUT, (status, err)
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert err.startswith("jaxnn"), err
+    for piece in expected:
+        assert piece in err, (piece, err)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """A child environment whose caches land in ``tmp_path``, never in the user's home."""
+    env = dict(os.environ)
+    env.update(JAXNN_NO_COMPILATION_CACHE="1", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONWARNINGS="error")
+    return env
+
+
+# ------------------------------------------------------------------- data files (CSV)
+
+GOOD = "a,b,y\n1,2,3\n4,5,6\n7,8,9\n10,11,12\n"
+
+# name -> (file content, target column, pieces every message must contain)
+CSV_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "header_only": ("a,b,y\n", "y", ("no data rows", "at least 2 rows")),
+    "zero_bytes": ("", "y", ("is empty", "header row")),
+    "non_numeric_cell": ("a,b,y\n1,2,3\n1,x,3\n4,5,6\n", "y",
+                         ("line 3", "data row 2", "column 'b'", "'x'", "number")),
+    "empty_cell": ("a,b,y\n1,2,3\n1,,3\n4,5,6\n", "y", ("data row 2", "column 'b'", "empty value")),
+    "nan_in_feature": ("a,b,y\n1,2,3\n1,nan,3\n4,5,6\n", "y",
+                       ("data row 2", "column 'b'", "non-finite", "NaN and inf are not allowed")),
+    "inf_in_target": ("a,b,y\n1,2,3\n1,2,3\n4,5,-inf\n", "y",
+                      ("data row 3", "column 'y'", "non-finite", "'-inf'")),
+    "one_row": ("a,b,y\n1,2,3\n", "y", ("only 1 data row", "at least 2")),
+    "ragged_row": ("a,b,y\n1,2,3\n1,2\n4,5,6\n", "y",
+                   ("data row 2", "has 2 fields", "header has 3 columns")),
+    "long_row": ("a,b,y\n1,2,3\n1,2,3,4\n", "y", ("data row 2", "has 4 fields")),
+    "unknown_target": (GOOD, "price", ("target", "'price'", "available columns: a, b, y")),
+    "duplicate_column": ("a,a,y\n1,2,3\n4,5,6\n", "y", ("duplicate column", "'a'")),
+    "not_utf8": ("a,b,y\n1,2,3\n\udcff,5,6\n", "y", ("not a UTF-8 text file",)),
+}
+
+
+def write_case(tmp_path: Path, name: str) -> Path:
+    text, _, _ = CSV_CASES[name]
+    p = tmp_path / f"{name}.csv"
+    p.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(CSV_CASES))
+def test_bad_csv_python(tmp_path: Path, name: str) -> None:
+    path = write_case(tmp_path, name)
+    _, target, pieces = CSV_CASES[name]
+    with pytest.raises(ValueError) as exc:
+        load_csv(path, target)
+    for piece in pieces:
+        assert piece in str(exc.value)
+    # load_dataset (what --data takes) raises the same error
+    with pytest.raises(ValueError, match=re.escape(pieces[0])):
+        load_dataset(str(path), target)
+
+
+@pytest.mark.parametrize("name", sorted(CSV_CASES))
+def test_bad_csv_cli(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_case(tmp_path, name)
+    _, target, pieces = CSV_CASES[name]
+    status, out, err = run_cli(["train", "--data", str(path), "--target", target, "--epochs", "1"],
+                               capsys)
+    assert_one_line_error(status, out, err, *pieces)
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.csv"
+    with pytest.raises(FileNotFoundError, match=r"path: no such file: .*nope\.csv"):
+        load_csv(path, "y")
+    assert_one_line_error(*run_cli(["train", "--data", str(path)], capsys), "no such file", "nope.csv")
+    assert not path.exists()  # a failed read creates nothing
+
+
+def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for d in (tmp_path / "looks_like.csv", tmp_path / "plain_dir"):
+        d.mkdir()
+        with pytest.raises(IsADirectoryError, match="is a directory"):
+            load_dataset(str(d), "y")
+        assert_one_line_error(*run_cli(["train", "--data", str(d)], capsys), "is a directory", d.name)
+
+
+def test_unknown_dataset_name_lists_the_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="diabetes, digits, boston"):
+        load_dataset("iris")
+    assert_one_line_error(*run_cli(["train", "--data", "iris"], capsys), "'iris'", "diabetes, digits, boston")
+
+
+# --------------------------------------------------------------- hyper-parameters
+
+# (TrainConfig field overrides, CLI flags, pieces both messages contain)
+CONFIG_CASES: dict[str, tuple[dict[str, object], list[str], tuple[str, ...]]] = {
+    "lr_zero": ({"lr": 0.0}, ["--lr", "0"], ("lr", "> 0")),
+    "lr_negative": ({"lr": -0.1}, ["--lr", "-0.1"], ("lr", "> 0")),
+    "lr_nan": ({"lr": math.nan}, ["--lr", "nan"], ("lr", "finite", "nan")),
+    "lr_inf": ({"lr": math.inf}, ["--lr", "inf"], ("lr", "finite", "inf")),
+    "batch_size_zero": ({"batch_size": 0}, ["--batch-size", "0"], ("batch", "positive integer", "0")),
+    "hidden_zero": ({"hidden": (0,)}, ["--hidden", "0"], ("hidden", "positive integer", "0")),
+    "hidden_zero_in_list": ({"hidden": (8, 0)}, ["--hidden", "8,0"], ("hidden", "positive integer", "0")),
+    "epochs_zero": ({"epochs": 0}, ["--epochs", "0"], ("epochs", "positive integer", "0")),
+    "activation": ({"activation": "swish"}, ["--activation", "swish"],
+                   ("activation", "'swish'", "sigmoid", "tanh", "relu", "leaky_relu")),
+    "optimizer": ({"optimizer": "rmsprop"}, ["--optimizer", "rmsprop"],
+                  ("optimizer", "'rmsprop'", "sgd", "momentum", "adam")),
+    "loss": ({"loss": "huber"}, ["--loss", "huber"], ("loss", "'huber'", "mse", "cross_entropy")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_CASES))
+def test_bad_config_python(name: str) -> None:
+    fields, _, pieces = CONFIG_CASES[name]
+    with pytest.raises(ValueError) as exc:
+        TrainConfig(**{"epochs": 1, **fields})  # type: ignore[arg-type]
+    assert str(exc.value).split(":")[0] in {"lr", "batch_size", "hidden", "epochs", "activation",
+                                            "optimizer", "loss"}  # the argument comes first
+    for piece in pieces:
+        assert piece in str(exc.value)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_CASES))
+def test_bad_config_cli(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _, flags, pieces = CONFIG_CASES[name]
+    argv = ["train", *flags] if "--epochs" in flags else ["train", *flags, "--epochs", "1"]
+    assert_one_line_error(*run_cli(argv, capsys), flags[0], *pieces[1:])
+
+
+def test_config_types_are_checked() -> None:
+    with pytest.raises(TypeError, match=r"lr: expected a number, got str"):
+        TrainConfig(epochs=1, lr="0.1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"hidden: expected a tuple of positive integers"):
+        TrainConfig(epochs=1, hidden=13)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"batch_size: expected a positive integer, got 2.5"):
+        TrainConfig(epochs=1, batch_size=2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("test_size", [0.0, 1.0, -0.2, 1.5, math.nan])
+def test_test_size_outside_open_unit_interval(test_size: float, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ds = load_csv(write(tmp_path, "ok.csv", GOOD), "y")
+    with pytest.raises(ValueError, match=r"test_size must be strictly between 0 and 1"):
+        split_dataset(ds, test_size=test_size)
+    status, out, err = run_cli(["train", "--data", str(tmp_path / "ok.csv"), "--test-size", str(test_size)],
+                               capsys)
+    assert_one_line_error(status, out, err, "--test-size", "strictly between 0 and 1")
+
+
+def test_test_size_that_empties_a_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "two.csv", "a,y\n1,2\n3,4\n")
+    with pytest.raises(ValueError, match=r"test_size=0.9 on 2 rows gives 0 train"):
+        split_dataset(load_csv(path, "y"), test_size=0.9)
+    assert_one_line_error(*run_cli(["train", "--data", str(path), "--test-size", "0.9"], capsys),
+                          "0 train", "non-empty")
+
+
+def test_mismatched_task_and_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_one_line_error(*run_cli(["train", "--loss", "cross_entropy", "--epochs", "1"], capsys),
+                          "--loss", "regression needs mse")
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse errors of the main parser and of the subparsers: no usage block, exit 2."""
+    for argv, piece in (
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "required: COMMAND"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["train", "--epochs", "2", "--steps", "3"], "not allowed with argument"),
+        (["train", "--batch-size", "ten"], "expected a positive integer, got 'ten'"),
+        (["train", "--lr"], "expected one argument"),
+        (["gradcheck", "--dtype", "float16"], "invalid choice: 'float16'"),
+        (["predict", "--model"], "argument --model: expected one argument"),
+        (["demo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["sweep", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ):
+        assert_one_line_error(*run_cli(argv, capsys), piece)
+
+
+# --------------------------------------------------------------- arrays passed to fit
+
+
+@pytest.mark.parametrize(
+    ("X", "Y", "error", "pieces"),
+    [
+        (np.ones((4, 2, 2)), np.ones((4, 1)), ValueError, ("X:", "2-D", "(4, 2, 2)")),
+        (np.ones(4), np.ones((4, 1)), ValueError, ("X:", "2-D", "(4,)")),
+        (np.ones((4, 2)), np.ones((4, 1, 1)), ValueError, ("Y:", "2-D", "(4, 1, 1)")),
+        (np.ones((0, 2)), np.ones((0, 1)), ValueError, ("X:", "at least one row", "(0, 2)")),
+        (np.ones((4, 2)), np.ones((3, 1)), ValueError, ("X, Y", "4 and 3")),
+        (np.array([["a", "b"]] * 4), np.ones((4, 1)), TypeError, ("X:", "numeric", "<U1")),
+        (np.ones((4, 2), complex), np.ones((4, 1)), TypeError, ("X:", "real numeric", "complex128")),
+        (np.array([[None, 1]] * 4), np.ones((4, 1)), TypeError, ("X:", "numeric", "object")),
+        ([[1.0, 2.0], [3.0]], np.ones((2, 1)), ValueError, ("X:", "rectangular")),
+        (np.where(np.eye(4, 2) > 0, np.nan, 1.0), np.ones((4, 1)), ValueError,
+         ("X:", "NaN or inf", "row 0, column 0")),
+        (np.ones((4, 2)), np.array([1.0, 2.0, np.inf, 4.0]), ValueError, ("Y:", "NaN or inf", "row 2")),
+        (np.full((4, 2), 1e300), np.ones((4, 1)), ValueError, ("X:", "range of float32")),
+    ],
+)
+def test_fit_rejects_bad_arrays(X: object, Y: object, error: type[Exception],
+                                pieces: tuple[str, ...]) -> None:
+    with pytest.raises(error) as exc:
+        fit(TrainConfig(hidden=(3,), epochs=1), X, Y)
+    assert type(exc.value) is error
+    for piece in pieces:
+        assert piece in str(exc.value)
+
+
+def test_fit_rejects_a_non_config() -> None:
+    with pytest.raises(TypeError, match="config: expected a TrainConfig, got dict"):
+        fit({"lr": 0.1}, np.ones((4, 2)), np.ones((4, 1)))  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------- model files
+
+
+def test_model_file_missing_directory_or_garbage(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="model file: no such file"):
+        checkpoint.load(tmp_path / "absent.npz")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        checkpoint.load(tmp_path)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(os.urandom(256))
+    with pytest.raises(ValueError, match="is not a valid jaxnn checkpoint"):
+        checkpoint.load(garbage)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, W=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="not a valid jaxnn checkpoint: no __meta__"):
+        checkpoint.load(plain)
+
+
+# ---------------------------------------------------------- real processes, --debug
+
+
+def test_debug_lets_the_exception_through(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(["train", "--data", str(tmp_path / "nope.csv"), "--debug"])
+    with pytest.raises(ValueError, match="data row 2"):
+        main(["--debug", "train", "--data", str(write_case(tmp_path, "non_numeric_cell"))])
+
+
+def test_subprocess_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
+    bad = write_case(tmp_path, "non_numeric_cell")
+    for argv, piece in (
+        (["train", "--data", str(bad)], "column 'b'"),
+        (["train", "--lr", "nan"], "--lr"),  # an argparse usage error
+    ):
+        proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", *argv], capture_output=True, text=True,
+                              cwd=tmp_path, env=subprocess_env(tmp_path), timeout=120, check=False)
+        assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+        assert proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("jaxnn"), proc.stderr
+        assert piece in proc.stderr
+
+
+def test_subprocess_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxnn.cli", "--debug", "train", "--data", str(tmp_path / "missing.csv")],
+        capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path), timeout=120, check=False,
+    )
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "FileNotFoundError: path: no such file" in proc.stderr
+
+
+# ------------------------------------------------- output paths: refused before training
+
+
+@pytest.mark.parametrize(
+    ("flags", "pieces"),
+    [
+        (["--save", "nodir/m.npz"], ("--save", "cannot write 'nodir/m.npz'", "directory is missing")),
+        (["--save", "."], ("--save", "cannot write '.'", "a directory")),
+        (["--log-jsonl", "nodir/log.jsonl"], ("--log-jsonl", "cannot write", "directory is missing")),
+        (["--out", "a_file"], ("--out", "'a_file' exists and is not a directory")),
+        (["--checkpoint-every", "5"], ("--checkpoint-every", "needs --save")),
+        (["--resume", "absent.npz"], ("no such file", "absent.npz")),
+    ],
+)
+def test_bad_output_paths_fail_before_training(flags: list[str], pieces: tuple[str, ...], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("keep me", encoding="utf-8")
+    # 10**6 epochs: only an error raised before training lets this test finish
+    status, out, err = run_cli(["train", "--data", str(write(tmp_path, "ok.csv", GOOD)),
+                                "--epochs", "1000000", *flags], capsys)
+    assert_one_line_error(status, out, err, *pieces)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "ok.csv"]
+    assert (tmp_path / "a_file").read_text(encoding="utf-8") == "keep me"
+
+
+# ---------------------------------------------------------------------- jaxnn predict
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained by ``jaxnn train --save`` on features a, b (target y)."""
+    d = tmp_path_factory.mktemp("model")
+    data = d / "train.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i},{(i * 7) % 5},{i - 2 * ((i * 7) % 5)}\n" for i in range(20)),
+                    encoding="utf-8")
+    path = d / "m.npz"
+    assert main(["train", "--data", str(data), "--epochs", "1", "--save", str(path), "--json"]) == 0
+    return path
+
+
+PREDICT_DATA: dict[str, tuple[str, tuple[str, ...]]] = {
+    "too_many_features": ("a,b,c\n1,2,3\n", ("--data", "3 feature columns", "expects 2")),
+    "too_few_features": ("a,y\n1,2\n",
+                         ("--data", "1 feature columns", "besides the target 'y'", "expects 2")),
+    "renamed_feature": ("a,z\n1,2\n", ("--data", "lacks the model's feature columns ['b']", "['z']")),
+    "nan_feature": ("a,b\n1,nan\n", ("data row 1", "column 'b'", "non-finite")),
+    "non_numeric": ("a,b\n1,2\n3,four\n", ("data row 2", "column 'b'", "'four'")),
+    "ragged": ("a,b\n1,2\n3\n", ("data row 2", "has 1 fields")),
+    "header_only": ("a,b\n", ("no data rows",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREDICT_DATA))
+def test_predict_bad_data(name: str, model_file: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    text, pieces = PREDICT_DATA[name]
+    data = write(tmp_path, f"{name}.csv", text)
+    assert_one_line_error(*run_cli(["predict", "--model", str(model_file), "--data", str(data)], capsys),
+                          *pieces)
+
+
+def test_predict_good_data_works(model_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The contrast: columns in another order and an extra target column are fine."""
+    data = write(tmp_path, "new.csv", "b,y,a\n2,0,1\n4,0,3\n")
+    status, out, err = run_cli(["predict", "--model", str(model_file), "--data", str(data)], capsys)
+    assert status == 0 and err == ""
+    assert len(out.splitlines()) == 2 and all(math.isfinite(float(v)) for v in out.split())
+
+
+def test_predict_bad_model_files(model_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = write(tmp_path, "new.csv", "a,b\n1,2\n")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(os.urandom(4096))
+    text = write(tmp_path, "model.csv", GOOD)
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.ones(3))
+    cases = [
+        (tmp_path / "absent.npz", ("model file: no such file", "absent.npz")),
+        (tmp_path, ("is a directory",)),
+        (garbage, ("garbage.npz", "is not a valid jaxnn checkpoint")),
+        (text, ("model.csv", "is not a valid jaxnn checkpoint")),
+        (npy, ("array.npy", "is not a valid jaxnn checkpoint")),
+    ]
+    for model, pieces in cases:
+        status, out, err = run_cli(["predict", "--model", str(model), "--data", str(data)], capsys)
+        assert_one_line_error(status, out, err, *pieces)
+        if model.is_file():  # the same refusal in Python
+            with pytest.raises(ValueError, match="is not a valid jaxnn checkpoint"):
+                checkpoint.load(model)
+    assert_one_line_error(*run_cli(["predict", "--data", str(data)], capsys), "required", "--model")
+
+
+def test_predict_truncated_model_file(model_file: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint cut short (a crashed copy): refused, and no file handle is left open.
+
+    (``np.load(path)`` leaks its handle when the zip is corrupt; the leak shows up as a
+    ResourceWarning, an error under this suite's ``filterwarnings = error``.)
+    """
+    data = write(tmp_path, "new.csv", "a,b\n1,2\n")
+    size = model_file.stat().st_size
+    for cut in (size // 2, size - 1, 100):
+        truncated = tmp_path / f"truncated_{cut}.npz"
+        truncated.write_bytes(model_file.read_bytes()[:cut])
+        status, out, err = run_cli(["predict", "--model", str(truncated), "--data", str(data)], capsys)
+        assert_one_line_error(status, out, err, truncated.name, "is not a valid jaxnn checkpoint")
+        with pytest.raises(ValueError, match="is not a valid jaxnn checkpoint"):
+            checkpoint.load(truncated)
+        gc.collect()  # an unclosed handle would warn here, inside this test
+
+
+# ------------------------------------------------------------------------ estimators
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[object, object]:
+    """A regressor and a classifier fitted on 3 features (ConvergenceWarning is expected)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from jaxnn.estimators import MLPClassifier, MLPRegressor
+
+    X = np.random.default_rng(0).normal(size=(24, 3))
+    with pytest.warns(ConvergenceWarning):
+        reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, X[:, 0])
+    with pytest.warns(ConvergenceWarning):
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X, X[:, 0] > 0)
+    return reg, clf
+
+
+BAD_ESTIMATOR_ARRAYS = {
+    "X_rank_3": (np.ones((3, 3, 3)), np.ones(3), ("dim 3",)),
+    "X_rank_1": (np.ones(3), np.ones(3), ("Expected 2D array",)),
+    "y_rank_3": (np.ones((3, 2)), np.ones((3, 1, 1)), ("dim 3",)),
+    "X_strings": (np.array([["a", "b"]] * 3), np.ones(3), ("could not convert string to float",)),
+    "X_complex": (np.ones((3, 2), complex), np.ones(3), ("Complex data not supported",)),
+    "X_objects": (np.array([[None, 1.0]] * 3), np.ones(3), ("X contains NaN",)),
+    "X_nan": (np.array([[1.0, np.nan]] * 3), np.ones(3), ("X contains NaN",)),
+    "y_inf": (np.ones((3, 2)), np.array([1.0, np.inf, 0.0]), ("y contains infinity",)),
+    "rows_differ": (np.ones((3, 2)), np.ones(2), ("inconsistent numbers of samples", "[3, 2]")),
+    "no_rows": (np.ones((0, 2)), np.ones(0), ("0 sample(s)",)),
+    "X_beyond_float32": (np.full((3, 2), 1e300), np.ones(3), ("X:", "range of float32")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ESTIMATOR_ARRAYS))
+@pytest.mark.parametrize("kind", ["MLPRegressor", "MLPClassifier"])
+def test_estimators_reject_bad_arrays(kind: str, name: str) -> None:
+    import jaxnn
+
+    X, y, pieces = BAD_ESTIMATOR_ARRAYS[name]
+    if kind == "MLPClassifier" and name not in ("y_inf",):
+        y = (np.arange(len(y)) % 2).reshape(np.shape(y)) if np.ndim(y) else y
+    est = getattr(jaxnn, kind)(hidden_layer_sizes=(2,), max_iter=1)
+    with pytest.raises(ValueError) as exc:
+        est.fit(X, y)
+    for piece in pieces:
+        assert piece in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("X", "pieces"),
+    [
+        (np.ones((2, 4)), ("X has 4 features", "expecting 3 features")),
+        (np.ones((2, 3, 1)), ("dim 3",)),
+        (np.ones(3), ("Expected 2D array",)),
+        (np.full((2, 3), np.nan), ("X contains NaN",)),
+        (np.array([["a", "b", "c"]]), ("could not convert string to float",)),
+    ],
+)
+def test_estimator_predict_rejects_bad_arrays(fitted, X: np.ndarray, pieces: tuple[str, ...]) -> None:
+    for est in fitted:
+        with pytest.raises(ValueError) as exc:
+            est.predict(X)
+        for piece in pieces:
+            assert piece in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "pieces"),
+    [
+        ({"hidden_layer_sizes": (0,)}, ("hidden_layer_sizes", "positive integers")),
+        ({"learning_rate_init": 0.0}, ("learning_rate_init", "> 0")),
+        ({"learning_rate_init": math.nan}, ("learning_rate_init", "finite")),
+        ({"batch_size": 0}, ("batch_size", "positive integer")),
+        ({"activation": "swish"}, ("activation", "'swish'", "relu", "tanh", "logistic")),
+        ({"solver": "rmsprop"}, ("solver", "'adam' or 'sgd'")),
+        ({"early_stopping": True, "validation_fraction": 1.0}, ("validation_fraction", "(0, 1)")),
+    ],
+)
+def test_estimator_bad_parameters(params: dict[str, object], pieces: tuple[str, ...]) -> None:
+    from jaxnn.estimators import MLPRegressor
+
+    X = np.random.default_rng(1).normal(size=(10, 2))
+    with pytest.raises(ValueError) as exc:
+        MLPRegressor(max_iter=1, **params).fit(X, X[:, 0])  # type: ignore[arg-type]
+    for piece in pieces:
+        assert piece in str(exc.value)
+
+
+def test_classifier_label_errors() -> None:
+    from jaxnn.estimators import MLPClassifier
+
+    X = np.random.default_rng(2).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier(max_iter=1).fit(X, np.zeros(10))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        MLPClassifier(max_iter=1).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=r"y should be a 1d array, got an array of shape \(10, 2\)"):
+        MLPClassifier(max_iter=1).fit(X, (X > 0).astype(int))

@@ -1,0 +1,204 @@
+"""Performance invariants that hold on any machine -- no timings asserted here.
+
+* every step runs inside the compiled program (a scan over epochs of a scan over minibatches),
+  never in a Python loop; the host sees one call per chunk;
+* ``fit`` compiles once per shape: more chunks do not mean more compilations, and a second fit
+  with another seed compiles nothing; ``fit_many`` likewise;
+* the persistent compilation cache is written by one process and hit by the next; the opt-out
+  env var and CLI flag turn it off;
+* ``python -m benchmarks.run --quick`` produces the JSON the README's table is built from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import compilation_cache, fit_many
+from jaxnn.training import TrainConfig, build_chunk_fn, fit, init_state, make_optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (JAX's own monitoring event) while active."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = False
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+
+    def _on_event(self, event: str, duration: float, **kwargs: object) -> None:
+        if self.active and event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self) -> CompileCounter:
+        self.count, self.active = 0, True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+
+
+@pytest.fixture(scope="module")
+def compiles() -> CompileCounter:
+    return CompileCounter()
+
+
+def _data(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X, np.tanh(X.sum(axis=1, keepdims=True))
+
+
+def _scan_lengths(jaxpr: jax.extend.core.ClosedJaxpr) -> list[int]:
+    """Lengths of the scans in a jaxpr, outermost first (depth-first through sub-jaxprs)."""
+    found: list[int] = []
+
+    def walk(jp: jax.extend.core.Jaxpr) -> None:
+        for eqn in jp.eqns:
+            if eqn.primitive.name == "scan":
+                found.append(eqn.params["length"])
+            for v in eqn.params.values():
+                for sub in v if isinstance(v, tuple | list) else (v,):
+                    if hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+                        walk(sub.jaxpr)
+                    elif hasattr(sub, "eqns"):
+                        walk(sub)
+
+    walk(jaxpr.jaxpr)
+    return found
+
+
+def test_steps_run_inside_the_compiled_scan():
+    n, B, chunk = 50, 8, 3
+    cfg = TrainConfig(hidden=(4,), batch_size=B, epochs=6, optimizer="sgd", chunk_epochs=chunk)
+    X, Y = map(jnp.asarray, _data(n, 3))
+    nb = math.ceil(n / B)
+    run_chunk = build_chunk_fn(cfg, make_optimizer(cfg, nb, 6 * nb), n_train=n, n_steps=6 * nb,
+                               chunk_epochs=chunk, has_val=False)
+    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), X, Y, X[:1], Y[:1]))
+    assert lengths[0] == chunk  # epochs of one chunk ...
+    assert nb in lengths[1:]  # ... each a scan over all its minibatches
+
+
+def test_host_sees_one_call_per_chunk_not_per_step():
+    X, Y = _data(50, 3)
+    calls: list[int] = []
+    res = fit(TrainConfig(hidden=(4,), batch_size=8, epochs=10, chunk_epochs=5), X, Y,
+              callback=lambda info: calls.append(info.steps_done))
+    assert res.steps == 70 and calls == [35, 70]
+
+
+def test_fit_compiles_once_per_shape(compiles):
+    cfg = TrainConfig(hidden=(3,), batch_size=7, epochs=2, chunk_epochs=1, optimizer="sgd")
+    with compiles:  # warm the eager helpers (init, transfers) on unrelated shapes
+        fit(cfg, *_data(21, 2))
+    with compiles as few:
+        fit(cfg, *_data(22, 5))  # 2 chunks
+    few_count = few.count
+    with compiles as many:
+        fit(TrainConfig(hidden=(3,), batch_size=7, epochs=12, chunk_epochs=1, optimizer="sgd"),
+            *_data(23, 6))  # 12 chunks of the same program
+    assert many.count <= few_count
+    with compiles as again:  # same shapes, another seed: everything is already compiled
+        fit(TrainConfig(hidden=(3,), batch_size=7, epochs=12, chunk_epochs=1, optimizer="sgd", seed=9),
+            *_data(23, 6))
+    assert again.count == 0
+
+
+def test_fit_many_is_one_program_reused_for_other_seeds(compiles):
+    X, Y = _data(30, 4)
+    cfg = TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd")
+    fit_many(cfg, X, Y, seeds=range(4), lrs=[0.1, 0.2])
+    with compiles as again:
+        fit_many(cfg, X, Y, seeds=range(10, 14), lrs=[0.3, 0.01])
+    assert again.count == 0
+
+
+_CACHE_SCRIPT = textwrap.dedent("""
+    import json, jax, numpy as np
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda e, **k: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None)
+    from jaxnn import compilation_cache
+    from jaxnn.training import TrainConfig, fit
+    where = compilation_cache.enable()
+    X = np.linspace(-1, 1, 60, dtype=np.float32).reshape(20, 3)
+    r = fit(TrainConfig(hidden=(5,), batch_size=6, epochs=3, optimizer="sgd"), X, X[:, :1])
+    print(json.dumps({"dir": str(where) if where else None, "hits": len(hits)}))
+""")
+
+
+def _run_py(code: str, env: dict[str, str]) -> dict[str, object]:
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **env}, cwd=ROOT, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_persistent_cache_is_hit_by_a_second_process(tmp_path):
+    env = {"JAXNN_CACHE_DIR": str(tmp_path / "cache"), "JAXNN_NO_COMPILATION_CACHE": ""}
+    first = _run_py(_CACHE_SCRIPT, env)
+    assert first["dir"] == str(tmp_path / "cache") and first["hits"] == 0
+    assert any((tmp_path / "cache").iterdir())
+    second = _run_py(_CACHE_SCRIPT, env)
+    assert second["hits"] >= 1
+    off = _run_py(_CACHE_SCRIPT, {**env, "JAXNN_CACHE_DIR": str(tmp_path / "off"),
+                                  "JAXNN_NO_COMPILATION_CACHE": "1"})
+    assert off["dir"] is None and not (tmp_path / "off").exists()
+
+
+def test_cli_writes_the_cache_unless_told_not_to(tmp_path, boston_csv):
+    argv = [sys.executable, "-m", "jaxnn.cli", "train", "--data", str(boston_csv), "--steps", "3",
+            "--json"]
+    env = {**os.environ, "JAXNN_CACHE_DIR": str(tmp_path / "on")}
+    env.pop("JAXNN_NO_COMPILATION_CACHE", None)
+    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=300)
+    assert any((tmp_path / "on").iterdir())
+    env["JAXNN_CACHE_DIR"] = str(tmp_path / "off")
+    subprocess.run([*argv[:3], "--no-compilation-cache", *argv[3:]], env=env, check=True,
+                   capture_output=True, timeout=300)
+    assert not (tmp_path / "off").exists()
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAXNN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compilation_cache.default_dir() == tmp_path / "jaxnn" / "jax"
+    monkeypatch.setenv("JAXNN_CACHE_DIR", str(tmp_path / "x"))
+    assert compilation_cache.default_dir() == tmp_path / "x"
+    for value, off in (("1", True), ("yes", True), ("0", False), ("", False), ("false", False)):
+        monkeypatch.setenv("JAXNN_NO_COMPILATION_CACHE", value)
+        assert compilation_cache.disabled_by_env() is off
+
+
+def test_benchmark_quick_produces_the_report(tmp_path):
+    out = tmp_path / "results.json"
+    p = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r == json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["quick"] is True and r["machine"]["platform"] in ("cpu", "gpu", "cuda", "rocm", "tpu")
+    for impl in ("numpy", "sklearn", "jit_loop", "jaxnn"):
+        assert r["w1"][impl]["us_per_step"] > 0
+    assert r["w1"]["jaxnn"]["compile_s"] > 0
+    assert r["cli"]["cold"]["wall_s"] > 0 and r["cli"]["warm"]["compile_s"] >= 0
+    assert r["w2"]["models"] == 16 and r["w2_memory"]["models"] == 1024
+    assert 0 < r["w3"]["gflops"] and 0 < r["w3"]["matmul_gflops"]
+    for name in ("w1", "cli", "w2", "w2_memory", "w3"):
+        assert r[name]["peak_rss_mb"] > 0
+    assert set(r["summary"]["targets"]) <= set(r["summary"])
+    assert "W1 seed network" in p.stdout and "targets:" in p.stdout

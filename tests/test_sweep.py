@@ -1,0 +1,154 @@
+"""fit_many and `jaxnn sweep`: every model of the batched sweep is the model a separate fit trains.
+
+The sweep stacks models along a new axis and shares one matmul across them; comparing each
+model with an independent ``jaxnn.fit`` in float64 (tight tolerances) proves the batched
+layout, the per-model learning rates and L2 terms, and the divergence guard are right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnn import fit_many
+from jaxnn.errors import DivergedError
+from jaxnn.training import TrainConfig, fit, init_state
+
+RTOL = 1e-10
+
+
+def _data(n: int = 37, d: int = 3, k: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    Y = np.sin(X @ rng.normal(size=(d, k))) + 0.1 * rng.normal(size=(n, k))
+    return X, Y
+
+
+def _assert_params_equal(a, b, rtol=RTOL):
+    for la, lb in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(la["W"]), np.asarray(lb["W"]), rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(la["b"]), np.asarray(lb["b"]), rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize(("optimizer", "gradients"), [("sgd", "manual"), ("adam", "autodiff")])
+def test_shared_order_model_equals_individual_fit(optimizer, gradients):
+    X, Y = _data()
+    cfg = TrainConfig(hidden=(4,), batch_size=8, steps=23, optimizer=optimizer, gradients=gradients,
+                      dtype="float64", seed=5, init="glorot")
+    seeds, lrs = [1, 2], [0.05, 0.2]
+    res = fit_many(cfg, X, Y, seeds=seeds, lrs=lrs)
+    assert res.n_models == 4 and res.train_loss.shape == (4, 23)
+    with jax.enable_x64(True):
+        shared_key = init_state(cfg, 3, 1, len(X)).key  # the data order of config.seed
+    for i, (s, lr) in enumerate(zip(res.seeds, res.lrs, strict=True)):
+        one = dataclasses.replace(cfg, lr=float(lr))
+        with jax.enable_x64(True):
+            st = init_state(dataclasses.replace(one, seed=int(s)), 3, 1, len(X))._replace(key=shared_key)
+        ref = fit(one, X, Y, state=st)
+        _assert_params_equal(res.model_params(i), ref.params)
+        np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+    assert list(res.seeds) == [1, 1, 2, 2] and list(res.lrs) == [0.05, 0.2, 0.05, 0.2]
+
+
+def test_per_model_order_and_l2_equal_individual_fits():
+    X, Y = _data(k=2)
+    cfg = TrainConfig(hidden=(5, 3), activation="tanh", batch_size=10, steps=15, optimizer="momentum",
+                      dtype="float64", init="glorot")
+    res = fit_many(cfg, X, Y, seeds=[3, 4], lrs=0.1, l2s=[0.0, 0.3], shared_order=False)
+    for i in range(res.n_models):
+        one = dataclasses.replace(cfg, seed=int(res.seeds[i]), lr=float(res.lrs[i]), l2=float(res.l2s[i]))
+        ref = fit(one, X, Y)
+        _assert_params_equal(res.model_params(i), ref.params)
+        np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+    # the models differ: L2 shrinks the weights
+    w = [float(np.sum(np.square(res.model_params(i)[0]["W"]))) for i in range(4)]
+    assert w[1] < w[0] and w[3] < w[2]
+
+
+def test_diverging_model_keeps_last_finite_params_others_train_on():
+    X, Y = _data()
+    cfg = TrainConfig(hidden=(4,), batch_size=8, steps=40, optimizer="sgd", dtype="float64",
+                      reduction="sum", init="normal")
+    res = fit_many(cfg, X, Y, seeds=[0], lrs=[0.01, 1e3])
+    assert res.diverged_step[0] == -1 and res.diverged_step[1] >= 0
+    with pytest.raises(DivergedError) as e:
+        fit(dataclasses.replace(cfg, lr=1e3), X, Y)
+    assert res.diverged_step[1] == e.value.step
+    _assert_params_equal(res.model_params(1), e.value.result.params)
+    ok = fit(dataclasses.replace(cfg, lr=0.01), X, Y)
+    _assert_params_equal(res.model_params(0), ok.params)
+    assert np.all(np.isnan(res.train_loss[1, res.diverged_step[1]:]))
+
+
+def test_predict_many_matches_each_model():
+    X, Y = _data()
+    cfg = TrainConfig(hidden=(4,), batch_size=8, steps=5, dtype="float64")
+    res = fit_many(cfg, X, Y, seeds=range(3))
+    out = res.predict(X[:6])
+    assert out.shape == (3, 6, 1)
+    from jaxnn.experiment import predict
+
+    for i in range(3):
+        np.testing.assert_allclose(out[i], predict(res.model_params(i), cfg, X[:6]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "name"),
+    [
+        ({"seeds": 5}, TypeError, "seeds"),
+        ({"seeds": []}, ValueError, "seeds"),
+        ({"lrs": [0.1, -1.0]}, ValueError, "lrs"),
+        ({"l2s": [float("nan")]}, ValueError, "l2s"),
+        ({"shared_order": "yes"}, TypeError, "shared_order"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, exc, name):
+    X, Y = _data()
+    with pytest.raises(exc, match=name):
+        fit_many(TrainConfig(steps=2), X, Y, **kwargs)
+
+
+def test_patience_is_refused():
+    X, Y = _data()
+    with pytest.raises(ValueError, match="patience"):
+        fit_many(TrainConfig(steps=2, patience=3), X, Y)
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JAXNN_NO_COMPILATION_CACHE": "1"}
+    return subprocess.run([sys.executable, "-m", "jaxnn.cli", *argv], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_sweep_json_and_figure(boston_csv, tmp_path):
+    p = _cli("sweep", "--data", str(boston_csv), "--seeds", "3", "--lr", "0.01", "--lr", "0.05",
+             "--optimizer", "sgd", "--batch-size", "23", "--steps", "300", "--json",
+             "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["n_models"] == 6 and len(r["models"]) == 6 and r["steps"] == 300
+    rmse = np.array([m["test"]["rmse"] for m in r["models"]])
+    assert r["test"]["rmse"]["mean"] == pytest.approx(rmse.mean())
+    assert r["test"]["rmse"]["std"] == pytest.approx(rmse.std())
+    assert [row["lr"] for row in r["by_lr"]] == [0.01, 0.05]
+    assert {m["seed"] for m in r["models"]} == {0, 1, 2}
+    assert set(r["seconds"]) == {"compile", "train", "total"}
+    # a trained network beats predicting the training mean on the test split
+    assert all(m["test"]["r2"] > 0.5 for m in r["models"])
+    png = tmp_path / "sweep_spread.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv", [["--lr", "0"], ["--seeds", "0"], ["--patience", "3"],
+                                  ["--out", "/nonexistent/dir"]])
+def test_cli_sweep_bad_input_exits_2(boston_csv, argv):
+    p = _cli("sweep", "--data", str(boston_csv), "--steps", "2", *argv)
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1
