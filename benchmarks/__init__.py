@@ -1,1 +1,1 @@
-"""jaxnn's benchmark suite: ``make bench`` (``python -m benchmarks.run``); see docs/performance.md."""
+"""jaxnn's benchmark suite: ``make bench`` (``python -m benchmarks.run``); see the README, "Performance"."""
