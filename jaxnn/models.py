@@ -19,6 +19,7 @@ training loop takes the same switch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from functools import partial
@@ -70,7 +71,7 @@ def init_params(
         raise ValueError(f"init: expected one of {INITS}, got {init!r}")
     params: Params = []
     keys = jax.random.split(key, len(sizes) - 1)
-    for k, (d_in, d_out) in zip(keys, zip(sizes[:-1], sizes[1:], strict=True), strict=True):
+    for k, (d_in, d_out) in zip(keys, itertools.pairwise(sizes), strict=True):
         kw, kb = jax.random.split(k)
         if init == "normal":
             W = jax.random.normal(kw, (d_in, d_out), dtype)
