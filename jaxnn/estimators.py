@@ -247,6 +247,15 @@ class _BaseMLP(BaseEstimator):
                 bad_epochs=jnp.zeros((), i32), stopped=jnp.zeros((), bool),
                 diverged_step=jnp.full((), -1, i32))
 
+    def save(self, path: Any) -> None:
+        """Save the fitted estimator to ``path`` (``.npz``); see :func:`save_estimator`."""
+        save_estimator(self, path)
+
+    @staticmethod
+    def load(path: Any) -> _BaseMLP:
+        """Load an estimator saved with :meth:`save`; see :func:`load_estimator`."""
+        return load_estimator(path)
+
     def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> _BaseMLP:
         self._check_params()
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
@@ -335,6 +344,104 @@ class _BaseMLP(BaseEstimator):
         if scipy.sparse.issparse(X):
             X = X.toarray()
         return _forward(self.coefs_, self.intercepts_, X, _ACTIVATIONS[self.activation])
+
+
+# --- save / load (jaxnn.checkpoint's validated, pickle-free .npz format) ---------------------
+
+_FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
+                   "loss_", "best_loss_")
+
+
+def save_estimator(est: _BaseMLP, path: Any) -> None:
+    """Save a fitted estimator: weights, optimizer state, shuffle key, fitted attributes and parameters.
+
+    Written atomically as ``.npz`` + JSON metadata by :func:`jaxnn.checkpoint.save_arrays`; loading
+    never unpickles. ``load_estimator(path)`` gives back an estimator that predicts identically and
+    whose ``partial_fit`` continues exactly where this one stopped.
+    """
+    from jaxnn import checkpoint
+
+    check_is_fitted(est, "coefs_")
+    arrays: dict[str, Any] = {}
+    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
+        arrays[f"coefs/{i}"], arrays[f"intercepts/{i}"] = np.asarray(W), np.asarray(b)
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(est._opt_state)):
+        arrays[f"opt_state/{i}"] = np.asarray(leaf)
+    arrays["key_data"] = np.asarray(est._key_data)
+    arrays["loss_curve"] = np.asarray(est.loss_curve_, dtype=np.float64)
+    if est.validation_loss_curve_ is not None:
+        arrays["validation_loss_curve"] = np.asarray(est.validation_loss_curve_, dtype=np.float64)
+    meta: dict[str, Any] = {
+        "class": type(est).__name__,
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()
+                   if k != "random_state" or v is None or isinstance(v, int)},
+        "fitted": {k: getattr(est, k) for k in _FITTED_SCALARS
+                   if getattr(est, k, None) is not None and not (isinstance(getattr(est, k), float)
+                                                                and not math.isfinite(getattr(est, k)))},
+    }
+    if hasattr(est, "classes_"):  # labels may be ints or strings: kept in the JSON, not as arrays
+        classes_ = np.asarray(est.classes_)
+        if classes_.dtype.kind not in "biufU":
+            raise TypeError(f"classes_: cannot save labels of dtype {classes_.dtype}")
+        meta["classes"] = {"values": classes_.tolist(), "dtype": classes_.dtype.str}
+    checkpoint.save_arrays(path, arrays, meta, kind="estimator")
+
+
+def load_estimator(path: Any) -> _BaseMLP:
+    """Load an estimator written by :func:`save_estimator` (validated; ``ValueError`` if tampered)."""
+    from jaxnn import checkpoint
+
+    arrays, meta = checkpoint.load_arrays(path, kind="estimator")
+    classes = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
+    name = meta.get("class")
+    if name not in classes or not isinstance(meta.get("params"), dict):
+        raise ValueError(f"{path}: not a jaxnn estimator file (class {name!r})")
+    params = dict(meta["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    try:
+        est = classes[name](**params)
+    except TypeError as e:
+        raise ValueError(f"{path}: bad estimator parameters: {e}") from None
+    n_layers = sum(1 for k in arrays if k.startswith("coefs/"))
+    try:
+        est.coefs_ = [arrays[f"coefs/{i}"] for i in range(n_layers)]
+        est.intercepts_ = [arrays[f"intercepts/{i}"] for i in range(n_layers)]
+        est._key_data = arrays["key_data"]
+        est.loss_curve_ = arrays["loss_curve"].tolist()
+    except KeyError as e:
+        raise ValueError(f"{path}: missing array {e}") from None
+    for i in range(n_layers):
+        W, b = est.coefs_[i], est.intercepts_[i]
+        if W.ndim != 2 or b.shape != (W.shape[1],) or (i and W.shape[0] != est.coefs_[i - 1].shape[1]):
+            raise ValueError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
+    est.validation_loss_curve_ = (arrays["validation_loss_curve"].tolist()
+                                  if "validation_loss_curve" in arrays else None)
+    for k, v in meta.get("fitted", {}).items():
+        if k in _FITTED_SCALARS:
+            setattr(est, k, v)
+    if "classes" in meta:
+        try:
+            dtype = np.dtype(meta["classes"]["dtype"])
+            if dtype.kind not in "biufU":
+                raise ValueError(dtype)
+            est.classes_ = np.asarray(meta["classes"]["values"], dtype=dtype)
+        except (TypeError, ValueError, KeyError):
+            raise ValueError(f"{path}: invalid classes in the metadata") from None
+    # Rebuild the optimizer state's structure from the estimator's own optimizer, then fill it.
+    dt = jnp.dtype(est.dtype)
+    with training.x64_context(est.dtype):
+        params_tree = [{"W": jnp.asarray(W, dt), "b": jnp.asarray(b, dt)}
+                       for W, b in zip(est.coefs_, est.intercepts_, strict=True)]
+        config = est._config(2, epochs=1, seed=0, monitor=False)
+        template = training.make_optimizer(config, 1, 1).init(params_tree)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    saved = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
+    if any(a is None or a.shape != np.shape(t) for a, t in zip(saved, leaves, strict=True)) or \
+            any(k.startswith("opt_state/") and int(k.split("/")[1]) >= len(leaves) for k in arrays):
+        raise ValueError(f"{path}: the optimizer state does not match the estimator's optimizer")
+    est._opt_state = jax.tree_util.tree_unflatten(treedef, saved)
+    return est
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
