@@ -45,7 +45,7 @@ class Entry:
 
     name: str
     forward: Callable[..., jax.Array]
-    backward: Callable[..., tuple[jax.Array, ...]]
+    backward: Callable[..., tuple[Any, ...]]
     example: Callable[[jax.Array, Any], Args]
     kink: str | None = None
 
@@ -181,13 +181,13 @@ def compare(
     man = [manual[i] for i in diff_idx]
     aut = [auto[i] for i in diff_idx]
     for i, m, a in zip(diff_idx, man, aut, strict=True):
-        if jax.tree_util.tree_structure(m) != jax.tree_util.tree_structure(a) or any(
+        if str(jax.tree_util.tree_structure(m)) != str(jax.tree_util.tree_structure(a)) or any(
             jnp.shape(x) != jnp.shape(y)
             for x, y in zip(jax.tree_util.tree_leaves(m), jax.tree_util.tree_leaves(a), strict=True)
         ):
             raise ValueError(f"{entry.name}: gradient {i} has the wrong structure or shape")
     abs_err = _max_abs(jax.tree_util.tree_map(lambda m, a: m - a, man, aut))
-    scale = max(_max_abs(aut), np.finfo(np.float32).tiny)
+    scale = max(_max_abs(aut), float(np.finfo(np.float32).tiny))
     rel_err = abs_err / scale
 
     # Finite differences along a random direction v in the differentiable arguments:
@@ -197,7 +197,8 @@ def compare(
         eps = 1e-6 if dtype == jnp.float64 else 1e-2
     leaves, treedef = jax.tree_util.tree_flatten([args[i] for i in diff_idx])
     dir_keys = jax.random.split(k_dir, max(len(leaves), 1))
-    v = treedef.unflatten(
+    v = jax.tree_util.tree_unflatten(
+        treedef,
         [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(dir_keys, leaves, strict=False)]
     )
 

@@ -319,7 +319,7 @@ def build_chunk_fn(
     loss_kw = dict(activation=c.activation, loss_name=c.loss, reduction=c.reduction, l2=c.l2)
     monitor_val = has_val
 
-    def train_step(state: TrainState, batch: tuple[Array, Array, Array]) -> tuple[TrainState, Array]:
+    def train_step(state: TrainState, batch: tuple[Array, Array, Any]) -> tuple[TrainState, Array]:
         X, Y, idx_w = batch[0], batch[1], batch[2]
         idx, w = idx_w
         xb, yb = X[idx], Y[idx]
