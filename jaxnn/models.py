@@ -173,7 +173,8 @@ def loss(
     """
     loss_fn, _ = _loss_pair(loss_name)
     out = predict(params, X, activation)
-    return loss_fn(out, Y, weights, reduction) + l2 * l2_penalty(params)
+    value = loss_fn(out, Y, weights, reduction)
+    return value + l2 * l2_penalty(params) if l2 else value  # no penalty ops when l2 == 0
 
 
 def full_vjp(
@@ -191,7 +192,9 @@ def full_vjp(
     """Loss and its hand-written VJP for every argument: (loss, (dparams, dX, dY, dweights))."""
     loss_fn, loss_vjp = _loss_pair(loss_name)
     out, residuals = forward(params, X, activation)
-    value = loss_fn(out, Y, weights, reduction) + l2 * l2_penalty(params)
+    value = loss_fn(out, Y, weights, reduction)
+    if l2:
+        value = value + l2 * l2_penalty(params)
     d_out, dY, dweights = loss_vjp(out, Y, weights, cotangent, reduction)
     grads, dX = backward(params, residuals, d_out, activation)
     if l2:

@@ -317,11 +317,11 @@ def build_chunk_fn(
     Steps past ``n_steps`` and everything after a stop are skipped.
     """
     loss_kw = dict(activation=c.activation, loss_name=c.loss, reduction=c.reduction, l2=c.l2)
-    monitor_val = has_val
+    nb = steps_per_epoch(n_train, c.batch_size)
+    epochs_needed = math.ceil(n_steps / nb)
 
-    def train_step(state: TrainState, batch: tuple[Array, Array, Any]) -> tuple[TrainState, Array]:
-        X, Y, idx_w = batch[0], batch[1], batch[2]
-        idx, w = idx_w
+    def train_step(state: TrainState, X: Array, Y: Array, idx: Array, w: Array
+                   ) -> tuple[TrainState, Array]:
         xb, yb = X[idx], Y[idx]
         if batch_sharding is not None:
             xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
@@ -352,10 +352,10 @@ def build_chunk_fn(
         idx, w = batch_indices(state.key, state.epoch, n_train, c.batch_size, c.shuffle)
 
         def body(s: TrainState, iw: tuple[Array, Array]) -> tuple[TrainState, Array]:
-            return train_step(s, (X, Y, iw))
+            return train_step(s, X, Y, *iw)
 
         state, losses = jax.lax.scan(body, state, (idx, w))
-        if monitor_val:
+        if has_val:
             val = models.loss(state.params, X_val, Y_val, jnp.ones(X_val.shape[0], X_val.dtype),
                               activation=c.activation, loss_name=c.loss, reduction="mean", l2=0.0)
         else:  # monitor the epoch's mean training loss, as scikit-learn does without validation:
@@ -373,15 +373,12 @@ def build_chunk_fn(
             stopped=state.stopped | (c.patience is not None and bad >= (c.patience or 0)),
             epoch=state.epoch + 1,
         )
-        return state, (losses, val if monitor_val else jnp.full((), jnp.nan, X.dtype))
-
-    _epochs_needed = math.ceil(n_steps / steps_per_epoch(n_train, c.batch_size))
+        return state, (losses, val if has_val else jnp.full((), jnp.nan, X.dtype))
 
     def run_chunk(state: TrainState, X: Array, Y: Array, X_val: Array, Y_val: Array
                   ) -> tuple[TrainState, Array, Array]:
         def epoch_body(s: TrainState, _: None) -> tuple[TrainState, tuple[Array, Array]]:
-            nb = steps_per_epoch(n_train, c.batch_size)
-            skip = s.stopped | (s.epoch >= _epochs_needed)
+            skip = s.stopped | (s.epoch >= epochs_needed)
             nan = jnp.full((), jnp.nan, X.dtype)
             return jax.lax.cond(
                 skip,
