@@ -36,16 +36,25 @@ class CompileCounter:
     EVENT = "/jax/core/compile/backend_compile_duration"
 
     def __init__(self) -> None:
-        self.count = 0
+        self.names: list[str] = []
         self.active = False
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
 
     def _on_event(self, event: str, duration: float, **kwargs: object) -> None:
         if self.active and event == self.EVENT:
-            self.count += 1
+            self.names.append(str(kwargs.get("fun_name")))
+
+    @property
+    def count(self) -> int:
+        """All compilations, the small eager helpers (init, transfers) included."""
+        return len(self.names)
+
+    def programs(self, name: str) -> int:
+        """Compilations of the jitted function called ``name``."""
+        return self.names.count(f"jit({name})")
 
     def __enter__(self) -> CompileCounter:
-        self.count, self.active = 0, True
+        self.names, self.active = [], True
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,16 +112,16 @@ def test_host_sees_one_call_per_chunk_not_per_step():
 
 
 def test_fit_compiles_once_per_shape(compiles):
+    # Count the chunk program by name: how many eager helpers (init, transfers) compile depends
+    # on which tests ran earlier in this worker, so their total is not a stable quantity.
     cfg = TrainConfig(hidden=(3,), batch_size=7, epochs=2, chunk_epochs=1, optimizer="sgd")
-    with compiles:  # warm the eager helpers (init, transfers) on unrelated shapes
-        fit(cfg, *_data(21, 2))
     with compiles as few:
         fit(cfg, *_data(22, 5))  # 2 chunks
-    few_count = few.count
+    assert few.programs("run_chunk") == 1
     with compiles as many:
         fit(TrainConfig(hidden=(3,), batch_size=7, epochs=12, chunk_epochs=1, optimizer="sgd"),
             *_data(23, 6))  # 12 chunks of the same program
-    assert many.count <= few_count
+    assert many.programs("run_chunk") == 1
     with compiles as again:  # same shapes, another seed: everything is already compiled
         fit(TrainConfig(hidden=(3,), batch_size=7, epochs=12, chunk_epochs=1, optimizer="sgd", seed=9),
             *_data(23, 6))
