@@ -398,3 +398,22 @@ def test_bad_data_names_the_argument():
         training.fit(c, X, Y, X_val=X)
     with pytest.raises(TypeError, match="config"):
         training.fit({"epochs": 1}, X, Y)
+
+
+def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypatch):
+    # the chunk's epoch permutations are drawn in one batch before the scan when they fit in
+    # _HOIST_MAX_INDICES; drawing them epoch by epoch inside the scan must give the same run
+    X, Y = toy_regression(n=40, d=3, seed=11)
+    c = TrainConfig(hidden=(5,), optimizer="sgd", lr=0.05, batch_size=6, epochs=6, chunk_epochs=4)
+    hoisted = training.fit(c, X, Y)
+    monkeypatch.setattr(training, "_HOIST_MAX_INDICES", 0)
+    training._COMPILED.clear()
+    per_epoch = training.fit(c, X, Y)
+    np.testing.assert_array_equal(hoisted.history.train_loss, per_epoch.history.train_loss)
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(hoisted.params), leaves(per_epoch.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and both are jax.random.permutation's order: the first epoch's first minibatch
+    idx, _ = training.batch_indices(hoisted.state.key, jnp.int32(0), 40, 6, True)
+    perm = jax.random.permutation(jax.random.fold_in(hoisted.state.key, 0), 40)
+    np.testing.assert_array_equal(idx.reshape(-1)[:40], perm)
