@@ -5,9 +5,10 @@ own), prints a table and one JSON object (the last line), and writes the JSON to
 ``benchmarks/results.json`` (``--out``). ``--quick`` shrinks every workload to a smoke test
 (seconds; the test suite runs it and checks the JSON's shape, never its speed).
 
-Targets (ratios, since machines differ): W1 jaxnn >= 8x the NumPy loop and >= 30x
-MLPRegressor per step; W2 256 models >= 20x the model-steps/s of one model, 1,024 models
-within 1 GB; W3 >= 90% of the measured matmul rate.
+Targets (ratios, since machines differ): W1 jaxnn >= 8x the NumPy loop (the seed's own code)
+and >= 30x MLPRegressor per step; W2 256 models >= 20x the model-steps/s of one model, 1,024
+models within 1 GB; W3 >= 90% of the measured matmul rate -- reported against the step's own
+products run alone and against one large product.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "w1_speedup_vs_jit_loop": w1["jit_loop"]["us_per_step"] / us,
         "w2_throughput_ratio": w2["model_steps_per_s"] / single,
         "w2_1024_peak_rss_mb": r["w2_memory"]["peak_rss_mb"],
+        "w1_speedup_vs_numpy_streamlined": w1["numpy_streamlined"]["us_per_step"] / us,
+        "w3_fraction_of_step_matmuls": w3["fraction_of_step_matmuls"],
         "w3_fraction_of_matmul": w3["fraction_of_matmul"],
         "targets": {"w1_speedup_vs_numpy": 8, "w1_speedup_vs_sklearn": 30, "w2_throughput_ratio": 20,
-                    "w2_1024_peak_rss_mb": 1024, "w3_fraction_of_matmul": 0.9},
+                    "w2_1024_peak_rss_mb": 1024, "w3_fraction_of_step_matmuls": 0.9,
+                    "w3_fraction_of_matmul": 0.9},
     }
 
 
@@ -73,7 +77,8 @@ def table(r: dict[str, Any]) -> str:
         f"  {'implementation':<28}{'µs/step':>10}{'vs jaxnn':>10}{'compile s':>11}",
     ]
     us = max(w1["jaxnn"]["us_per_step"], 1e-3)
-    for key, name in (("numpy", "NumPy loop (seed algorithm)"), ("sklearn", "sklearn MLPRegressor(sgd)"),
+    for key, name in (("numpy", "NumPy, the seed's own code"), ("numpy_streamlined", "NumPy, streamlined"),
+                      ("sklearn", "sklearn MLPRegressor(sgd)"),
                       ("jit_loop", "jax.jit step, Python loop"), ("jaxnn", "jaxnn fit (one lax.scan)")):
         v = w1[key]
         comp = f"{v['compile_s']:.2f}" if "compile_s" in v else "-"
@@ -92,13 +97,16 @@ def table(r: dict[str, Any]) -> str:
         "",
         f"W3 MLP 784-{'-'.join(map(str, w3['hidden']))}-10 softmax, batch {w3['batch']}, "
         f"{w3['samples']} samples: {w3['epoch_s']:.2f} s/epoch, {w3['gflops']:.1f} GFLOP/s = "
-        f"{100 * w3['fraction_of_matmul']:.0f}% of jnp.matmul's {w3['matmul_gflops']:.1f} GFLOP/s "
-        f"(compile {w3['compile_s']:.2f} s, peak RSS {w3['peak_rss_mb']:.0f} MiB)",
+        f"{100 * w3['fraction_of_step_matmuls']:.0f}% of the step's own jnp.matmul products alone "
+        f"({w3['step_matmuls_gflops']:.1f} GFLOP/s), {100 * w3['fraction_of_matmul']:.0f}% of a "
+        f"{'x'.join(map(str, w3['matmul_shape']))} jnp.matmul ({w3['matmul_gflops']:.1f} GFLOP/s)",
+        f"   compile {w3['compile_s']:.2f} s, peak RSS {w3['peak_rss_mb']:.0f} MiB",
         "",
         "targets: W1 >= 8x NumPy ({:.1f}x), >= 30x sklearn ({:.1f}x); W2 >= 20x ({:.1f}x), "
-        "1,024 models <= 1024 MiB ({:.0f}); W3 >= 90% ({:.0f}%)".format(
+        "1,024 models <= 1024 MiB ({:.0f}); W3 >= 90% ({:.0f}% / {:.0f}%)".format(
             s["w1_speedup_vs_numpy"], s["w1_speedup_vs_sklearn"], s["w2_throughput_ratio"],
-            s["w2_1024_peak_rss_mb"], 100 * s["w3_fraction_of_matmul"]),
+            s["w2_1024_peak_rss_mb"], 100 * s["w3_fraction_of_step_matmuls"],
+            100 * s["w3_fraction_of_matmul"]),
     ]
     return "\n".join(rows)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxnn import metrics, models
 from jaxnn.datasets import Split
-from jaxnn.training import FitResult, TrainConfig, fit, x64_context
+from jaxnn.training import FitResult, TrainConfig, as_2d_float, fit, x64_context
 
 
 def targets(y: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
@@ -49,9 +49,17 @@ def model_name(config: TrainConfig) -> str:
 
 
 def predict(params: Any, config: TrainConfig, X: np.ndarray) -> np.ndarray:
-    """Raw network outputs (n, k) as NumPy: predictions or logits."""
+    """Raw network outputs (n, k) as NumPy: predictions or logits. X: (n, d).
+
+    Raises:
+        TypeError / ValueError: X is not a finite 2-D real array (naming ``X``), or its number
+            of columns is not the model's ``d``.
+    """
     with x64_context(config.dtype):
-        Xj = jnp.asarray(X, dtype=jnp.dtype(config.dtype))
+        Xj = as_2d_float("X", X, jnp.dtype(config.dtype))
+        d = params[0]["W"].shape[0]
+        if Xj.shape[1] != d:
+            raise ValueError(f"X: the model expects {d} feature columns, got {Xj.shape[1]}")
         return np.asarray(jax.jit(models.predict, static_argnums=2)(params, Xj, config.activation))
 
 
@@ -100,8 +108,20 @@ class Report:
 
 
 def run(config: TrainConfig, split: Split, **fit_kwargs: Any) -> Report:
-    """Train ``config`` on ``split.X_train`` and evaluate on both splits."""
+    """Train ``config`` on ``split.X_train`` and evaluate on both splits.
+
+    Raises:
+        ValueError: a regression split with fewer than 2 train or test rows (R² is undefined
+            for one row), before any training is spent.
+    """
     ds = split.dataset
+    if ds.task == "regression":
+        for name, y in (("train", split.y_train), ("test", split.y_test)):
+            if len(y) < 2:
+                raise ValueError(
+                    f"{name} set: {len(y)} row of {ds.n_samples}; R² needs at least 2 rows per "
+                    "set (use more data, or another test_size)"
+                )
     n_classes = ds.n_classes if ds.task == "classification" else None
     Y_train = targets(split.y_train, ds.task, n_classes)
     Y_test = targets(split.y_test, ds.task, n_classes)

@@ -193,8 +193,8 @@ def fit_many(
     seed_a, lr_a, l2_a = grid(seed_v, lr_v, l2_v)
     with training.x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
-        Xj = training._as_2d_float("X", X, dtype)
-        Yj = training._as_2d_float("Y", Y, dtype)
+        Xj = training.as_2d_float("X", X, dtype)
+        Yj = training.as_2d_float("Y", Y, dtype)
         if Xj.shape[0] != Yj.shape[0]:
             raise ValueError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
         n, d = Xj.shape

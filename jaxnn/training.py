@@ -3,7 +3,9 @@
 The structure (see :func:`fit`):
 
 * the training data lives on the device; each epoch draws a permutation with
-  ``jax.random.permutation(fold_in(key, epoch), n)`` -- no host shuffling;
+  ``jax.random.permutation(fold_in(key, epoch), n)`` -- no host shuffling -- computed by
+  :func:`jaxnn.shuffle.permutation` (the same result, cheaper sorts), for all epochs of a
+  chunk at once before its scan;
 * every epoch has ``ceil(n / batch_size)`` minibatches of the *same* shape. The
   last one is padded with weight-0 rows, so it is the mean over its real
   examples, and nothing is ever recompiled. (The seed's loop instead sets
@@ -413,7 +415,12 @@ def build_chunk_fn(
 # --- fit ------------------------------------------------------------------------------------
 
 
-def _as_2d_float(name: str, A: Any, dtype: Any) -> Array:
+def as_2d_float(name: str, A: Any, dtype: Any) -> Array:
+    """A validated 2-D array of ``dtype``; errors name the argument ``name``.
+
+    1-D ``Y``-named inputs become one column. Raises TypeError (not real numbers) or ValueError
+    (ragged, not 2-D, empty, NaN or inf, or overflowing ``dtype``).
+    """
     try:
         a = np.asarray(A)
     except ValueError as e:  # ragged nested lists: name the argument, not just numpy's complaint
@@ -517,16 +524,16 @@ def fit(
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     with x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
-        Xj = _as_2d_float("X", X, dtype)
-        Yj = _as_2d_float("Y", Y, dtype)
+        Xj = as_2d_float("X", X, dtype)
+        Yj = as_2d_float("Y", Y, dtype)
         if Xj.shape[0] != Yj.shape[0]:
             raise ValueError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
         has_val = X_val is not None
         if has_val != (Y_val is not None):
             raise ValueError("X_val, Y_val: give both or neither")
         if has_val:
-            Xv = _as_2d_float("X_val", X_val, dtype)
-            Yv = _as_2d_float("Y_val", Y_val, dtype)
+            Xv = as_2d_float("X_val", X_val, dtype)
+            Yv = as_2d_float("Y_val", Y_val, dtype)
             if Xv.shape[1] != Xj.shape[1] or Yv.shape[1] != Yj.shape[1] or Xv.shape[0] != Yv.shape[0]:
                 raise ValueError(
                     f"X_val, Y_val: shapes {Xv.shape}, {Yv.shape} do not match the training "

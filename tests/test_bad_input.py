@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint
+from jaxnn import checkpoint, experiment
 from jaxnn.cli import main
 from jaxnn.datasets import load_csv, load_dataset, split_dataset
 from jaxnn.errors import EXIT_BAD_INPUT
@@ -209,6 +209,18 @@ def test_test_size_that_empties_a_split(tmp_path: Path, capsys: pytest.CaptureFi
         split_dataset(load_csv(path, "y"), test_size=0.9)
     assert_one_line_error(*run_cli(["train", "--data", str(path), "--test-size", "0.9"], capsys),
                           "0 train", "non-empty")
+
+
+def test_one_row_regression_split_is_refused_before_training(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # 2 rows at test_size 0.3: 1 train and 1 test row, and R² is undefined for one row
+    path = write(tmp_path, "two.csv", "a,y\n1,2\n3,4\n")
+    calls: list[object] = []
+    with pytest.raises(ValueError, match=r"train set: 1 row of 2; R² needs at least 2"):
+        experiment.run(TrainConfig(hidden=(), epochs=1), split_dataset(load_csv(path, "y")),
+                       callback=calls.append)
+    assert calls == []  # refused before a single chunk ran
+    assert_one_line_error(*run_cli(["train", "--data", str(path)], capsys), "R² needs at least 2")
 
 
 def test_mismatched_task_and_loss(capsys: pytest.CaptureFixture[str]) -> None:
@@ -533,3 +545,18 @@ def test_classifier_label_errors() -> None:
         MLPClassifier(max_iter=1).fit(X, X[:, 0])
     with pytest.raises(ValueError, match=r"y should be a 1d array, got an array of shape \(10, 2\)"):
         MLPClassifier(max_iter=1).fit(X, (X > 0).astype(int))
+
+
+def test_experiment_predict_validates_its_input() -> None:
+    config = TrainConfig(hidden=(3,), epochs=1)
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    params = fit(config, X, X[:, :1]).params
+    assert experiment.predict(params, config, X).shape == (8, 1)
+    bad_X = X.copy()
+    bad_X[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"X: contains NaN or inf \(first at row 2, column 1\)"):
+        experiment.predict(params, config, bad_X)
+    with pytest.raises(ValueError, match="X: the model expects 2 feature columns, got 3"):
+        experiment.predict(params, config, np.ones((4, 3)))
+    with pytest.raises(TypeError, match="X: expected a real numeric array"):
+        experiment.predict(params, config, np.array([["a", "b"]]))

@@ -201,12 +201,12 @@ def test_benchmark_quick_produces_the_report(tmp_path):
     r = json.loads(out.read_text())
     assert r == json.loads(p.stdout.strip().splitlines()[-1])
     assert r["quick"] is True and r["machine"]["platform"] in ("cpu", "gpu", "cuda", "rocm", "tpu")
-    for impl in ("numpy", "sklearn", "jit_loop", "jaxnn"):
+    for impl in ("numpy", "numpy_streamlined", "sklearn", "jit_loop", "jaxnn"):
         assert r["w1"][impl]["us_per_step"] > 0
     assert r["w1"]["jaxnn"]["compile_s"] > 0
     assert r["cli"]["cold"]["wall_s"] > 0 and r["cli"]["warm"]["compile_s"] >= 0
     assert r["w2"]["models"] == 16 and r["w2_memory"]["models"] == 1024
-    assert 0 < r["w3"]["gflops"] and 0 < r["w3"]["matmul_gflops"]
+    assert 0 < r["w3"]["gflops"] and 0 < r["w3"]["matmul_gflops"] and 0 < r["w3"]["step_matmuls_gflops"]
     for name in ("w1", "cli", "w2", "w2_memory", "w3"):
         assert r[name]["peak_rss_mb"] > 0
     assert set(r["summary"]["targets"]) <= set(r["summary"])
