@@ -404,6 +404,22 @@ def test_predict_good_data_works(model_file: Path, tmp_path: Path,
     assert len(out.splitlines()) == 2 and all(math.isfinite(float(v)) for v in out.split())
 
 
+def test_predict_into_a_closed_pipe_stops_quietly(model_file: Path, tmp_path: Path) -> None:
+    # `jaxnn predict ... | head -1`: the reader leaves after one line; more output than a pipe buffer
+    data = write(tmp_path, "many.csv", "a,b\n" + "".join(f"{i},{i % 5}\n" for i in range(50_000)))
+    proc = subprocess.Popen([sys.executable, "-m", "jaxnn.cli", "predict", "--model", str(model_file),
+                             "--data", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=subprocess_env(tmp_path))
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone
+    status = proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert math.isfinite(float(first))
+    assert status == 0 and err == "", err
+
+
 def test_predict_bad_model_files(model_file: Path, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     data = write(tmp_path, "new.csv", "a,b\n1,2\n")

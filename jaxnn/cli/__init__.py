@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -85,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # the reader closed stdout (`jaxnn predict ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except (ValueError, TypeError, OSError) as e:
         if debug:
             raise
