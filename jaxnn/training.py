@@ -298,10 +298,15 @@ def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bo
         perm = _permutation(jax.random.fold_in(key, epoch), n)
     else:
         perm = jnp.arange(n)
-    pad = nb * B - n
-    idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]).reshape(nb, B)
-    w = jnp.concatenate([jnp.ones((n,), bool), jnp.zeros((pad,), bool)]).reshape(nb, B)
-    return idx, w
+    idx = jnp.concatenate([perm, jnp.zeros((nb * B - n,), perm.dtype)]).reshape(nb, B)
+    return idx, batch_weights(n, batch_size)
+
+
+def batch_weights(n: int, batch_size: int) -> Array:
+    """(nb, B) bool: True for real rows, False for the padding of the last batch (every epoch's)."""
+    B = min(batch_size, n)
+    nb = math.ceil(n / B)
+    return jnp.concatenate([jnp.ones((n,), bool), jnp.zeros((nb * B - n,), bool)]).reshape(nb, B)
 
 
 _HOIST_MAX_INDICES = 1 << 22
@@ -384,11 +389,14 @@ def build_chunk_fn(
 
     def run_chunk(state: TrainState, X: Array, Y: Array, X_val: Array, Y_val: Array
                   ) -> tuple[TrainState, Array, Array]:
+        w = batch_weights(n_train, c.batch_size)
+
+        def order(key: Array, epoch: Array) -> Array:  # (nb, B) row indices of one epoch
+            return batch_indices(key, epoch, n_train, c.batch_size, c.shuffle)[0]
+
         def epoch_body(s: TrainState, idx: Array | None) -> tuple[TrainState, tuple[Array, Array]]:
-            if idx is None:
-                idx, w = batch_indices(s.key, s.epoch, n_train, c.batch_size, c.shuffle)
-            else:
-                w = weights
+            if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
+                idx = order(s.key, s.epoch)
             skip = s.stopped | (s.epoch >= epochs_needed)
             nan = jnp.full((), jnp.nan, X.dtype)
             return jax.lax.cond(
@@ -398,15 +406,11 @@ def build_chunk_fn(
                 s,
             )
 
+        orders = None
         if hoist:  # every epoch's shuffle of the chunk in one batched computation, before the scan
             epochs = state.epoch + jnp.arange(chunk_epochs, dtype=state.epoch.dtype)
-            all_idx, all_w = jax.vmap(batch_indices, in_axes=(None, 0, None, None, None))(
-                state.key, epochs, n_train, c.batch_size, c.shuffle)
-            weights = all_w[0]
-            state, (train_losses, val_losses) = jax.lax.scan(epoch_body, state, all_idx)
-        else:
-            state, (train_losses, val_losses) = jax.lax.scan(epoch_body, state, None,
-                                                              length=chunk_epochs)
+            orders = jax.vmap(order, in_axes=(None, 0))(state.key, epochs)  # (chunk_epochs, nb, B)
+        state, (train_losses, val_losses) = jax.lax.scan(epoch_body, state, orders, length=chunk_epochs)
         return state, train_losses, val_losses
 
     return run_chunk
