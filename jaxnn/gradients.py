@@ -59,6 +59,7 @@ _PROVIDERS: tuple[str, ...] = (
     "jaxnn.layers",
     "jaxnn.losses",
     "jaxnn.models",
+    "jaxnn.packed",
 )
 
 

@@ -57,6 +57,65 @@ def test_shared_order_model_equals_individual_fit(optimizer, gradients):
     assert list(res.seeds) == [1, 1, 2, 2] and list(res.lrs) == [0.05, 0.2, 0.05, 0.2]
 
 
+@pytest.mark.parametrize(
+    ("activation", "loss", "k", "optimizer", "gradients", "reduction"),
+    [("relu", "cross_entropy", 3, "nesterov", "manual", "mean"),
+     ("tanh", "mse", 2, "adam", "autodiff", "sum"),
+     ("leaky_relu", "mse", 1, "momentum", "manual", "half_sum")])
+def test_packed_layout_trains_what_separate_fits_train(activation, loss, k, optimizer, gradients, reduction):
+    """The packed layout (model axis last, its own backward) with per-model lr and L2."""
+    X, Y = _data(k=k)
+    if loss == "cross_entropy":
+        Y = np.eye(k)[np.argmax(Y, axis=1)]
+    cfg = TrainConfig(hidden=(5,), activation=activation, loss=loss, reduction=reduction, batch_size=8,
+                      steps=17, optimizer=optimizer, gradients=gradients, dtype="float64", seed=2,
+                      init="glorot")
+    res = fit_many(cfg, X, Y, seeds=[0, 1], lrs=[0.03, 0.1], l2s=[0.0, 0.2])
+    assert res.layout == "packed" and res.n_models == 8
+    vm = fit_many(cfg, X, Y, seeds=[0, 1], lrs=[0.03, 0.1], l2s=[0.0, 0.2], layout="vmap")
+    assert vm.layout == "vmap"
+    with jax.enable_x64(True):
+        shared_key = init_state(cfg, X.shape[1], k, len(X)).key
+    for i in range(res.n_models):
+        one = dataclasses.replace(cfg, lr=float(res.lrs[i]), l2=float(res.l2s[i]))
+        with jax.enable_x64(True):
+            st = init_state(dataclasses.replace(one, seed=int(res.seeds[i])), X.shape[1], k,
+                            len(X))._replace(key=shared_key)
+        ref = fit(one, X, Y, state=st)
+        _assert_params_equal(res.model_params(i), ref.params)
+        _assert_params_equal(vm.model_params(i), ref.params)
+        np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+
+
+def test_layout_choice_and_refusals():
+    X, Y = _data()
+    assert fit_many(TrainConfig(hidden=(3,), steps=2), X, Y).layout == "packed"
+    assert fit_many(TrainConfig(hidden=(3, 2), steps=2), X, Y).layout == "vmap"
+    assert fit_many(TrainConfig(hidden=(3,), steps=2), X, Y, shared_order=False).layout == "vmap"
+    with pytest.raises(ValueError, match="layout"):
+        fit_many(TrainConfig(hidden=(3, 2), steps=2), X, Y, layout="packed")
+    with pytest.raises(ValueError, match="layout"):
+        fit_many(TrainConfig(hidden=(3,), steps=2), X, Y, shared_order=False, layout="packed")
+    with pytest.raises(ValueError, match="layout"):
+        fit_many(TrainConfig(steps=2), X, Y, layout="fast")
+
+
+def test_finite_per_model_flags_exactly_the_models_with_inf_or_nan():
+    from jaxnn import packed
+
+    with jax.enable_x64(True):
+        W = np.ones((3, 4, 5))
+        W[2, 1, 1] = np.inf
+        W[0, 3, 3] = np.nan
+        b = np.ones((4, 5))
+        b[0, 4] = -np.inf
+        ok = packed.finite_per_model([{"W": jax.numpy.asarray(W), "b": jax.numpy.asarray(b)}])
+        assert list(np.asarray(ok)) == [True, False, True, False, False]
+        # finite entries whose sum would overflow are still finite
+        big = np.full((3, 4, 5), 1e308)
+        assert bool(np.all(np.asarray(packed.finite_per_model([{"W": jax.numpy.asarray(big)}]))))
+
+
 def test_per_model_order_and_l2_equal_individual_fits():
     X, Y = _data(k=2)
     cfg = TrainConfig(hidden=(5, 3), activation="tanh", batch_size=10, steps=15, optimizer="momentum",
@@ -134,6 +193,7 @@ def test_cli_sweep_json_and_figure(boston_csv, tmp_path):
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["n_models"] == 6 and len(r["models"]) == 6 and r["steps"] == 300
+    assert r["shared_order"] is True and r["layout"] == "packed"
     rmse = np.array([m["test"]["rmse"] for m in r["models"]])
     assert r["test"]["rmse"]["mean"] == pytest.approx(rmse.mean())
     assert r["test"]["rmse"]["std"] == pytest.approx(rmse.std())

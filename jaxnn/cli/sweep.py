@@ -4,7 +4,7 @@ The ``train`` flags (data and model) plus ``--seeds N`` (seeds ``--seed .. --see
 repeatable ``--lr``. Prints per-learning-rate test metrics as mean ± std, or with ``--json``
 one object::
 
-    {"dataset", "model", "task", "n_models", "steps", "shared_order",
+    {"dataset", "model", "task", "n_models", "steps", "shared_order", "layout",
      "models": [{"seed", "lr", "l2", "diverged_step", "test": {...}, "train": {...}}, ...],
      "test": {metric: {"mean", "std"}}, "train": {...},
      "by_lr": [{"lr", "test": {metric: {"mean", "std"}}}, ...],
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "dataset": ds.name, "model": model_name(config), "task": ds.task,
         "n_models": result.n_models, "steps": result.steps, "shared_order": result.shared_order,
+        "layout": result.layout,
         "models": [{"seed": int(s), "lr": float(lr), "l2": float(l2), "diverged_step": int(dv),
                     "test": te, "train": tr}
                    for s, lr, l2, dv, te, tr in zip(result.seeds, result.lrs, result.l2s,
