@@ -56,6 +56,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "w1_speedup_vs_sklearn": w1["sklearn"]["us_per_step"] / us,
         "w1_speedup_vs_jit_loop": w1["jit_loop"]["us_per_step"] / us,
         "w2_throughput_ratio": w2["model_steps_per_s"] / single,
+        "w2_vmap_throughput_ratio": w2["vmap"]["model_steps_per_s"] / single,
         "w2_1024_peak_rss_mb": r["w2_memory"]["peak_rss_mb"],
         "w1_speedup_vs_numpy_streamlined": w1["numpy_streamlined"]["us_per_step"] / us,
         "w3_fraction_of_step_matmuls": w3["fraction_of_step_matmuls"],
@@ -92,6 +93,8 @@ def table(r: dict[str, Any]) -> str:
         f"W2 fit_many: {w2['models']} models x {w2['steps']} steps: {w2['model_steps_per_s']:.3g} "
         f"model-steps/s = {s['w2_throughput_ratio']:.1f}x one model (compile {w2['compile_s']:.2f} s, "
         f"peak RSS {w2['peak_rss_mb']:.0f} MiB)",
+        f"   layout {w2['layout']}; the vmapped one-model step beside it: "
+        f"{w2['vmap']['model_steps_per_s']:.3g} model-steps/s = {s['w2_vmap_throughput_ratio']:.1f}x one model",
         f"   {w2m['models']} models: {w2m['model_steps_per_s']:.3g} model-steps/s, "
         f"peak RSS {w2m['peak_rss_mb']:.0f} MiB",
         "",

@@ -142,17 +142,22 @@ def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
     steps = 200 if quick else 2_000
     lrs = [1e-3, 3e-3, 1e-2, 3e-2]
     seeds = range(max(M // len(lrs), 1))
-    seconds: dict[int, float] = {}
-    compile_s = 0.0
-    for s in (steps, 2 * steps):
-        r = fit_many(jaxnn_seed_config(s), X, Y, seeds=seeds, lrs=lrs)
-        seconds[s] = r.seconds["train"]
-        compile_s = compile_s or r.seconds["compile"]
-    per_step = _marginal(seconds[steps], seconds[2 * steps], steps)
-    return {"models": r.n_models, "steps": steps, "compile_s": compile_s,
-            "us_per_step": per_step * 1e6,
-            "model_steps_per_s": r.n_models / per_step,
-            "device": str(jax.devices()[0].device_kind)}
+    out: dict[str, Any] = {}
+    for layout in ("auto", "vmap"):  # the packed layout (what fit_many picks here), and vmap beside it
+        seconds: dict[int, float] = {}
+        compile_s = 0.0
+        for s in (steps, 2 * steps):
+            r = fit_many(jaxnn_seed_config(s), X, Y, seeds=seeds, lrs=lrs, layout=layout)
+            seconds[s] = r.seconds["train"]
+            compile_s = compile_s or r.seconds["compile"]
+        per_step = _marginal(seconds[steps], seconds[2 * steps], steps)
+        row = {"layout": r.layout, "compile_s": compile_s, "us_per_step": per_step * 1e6,
+               "model_steps_per_s": r.n_models / per_step}
+        if layout == "auto":
+            out.update(row)
+        else:
+            out["vmap"] = row
+    return {"models": r.n_models, "steps": steps, **out, "device": str(jax.devices()[0].device_kind)}
 
 
 def w2_memory(quick: bool) -> dict[str, Any]:
