@@ -94,7 +94,8 @@ def table(r: dict[str, Any]) -> str:
         f"model-steps/s = {s['w2_throughput_ratio']:.1f}x one model (compile {w2['compile_s']:.2f} s, "
         f"peak RSS {w2['peak_rss_mb']:.0f} MiB)",
         f"   layout {w2['layout']}; the vmapped one-model step beside it: "
-        f"{w2['vmap']['model_steps_per_s']:.3g} model-steps/s = {s['w2_vmap_throughput_ratio']:.1f}x one model",
+        f"{w2['vmap']['model_steps_per_s']:.3g} model-steps/s = "
+        f"{s['w2_vmap_throughput_ratio']:.1f}x one model",
         f"   {w2m['models']} models: {w2m['model_steps_per_s']:.3g} model-steps/s, "
         f"peak RSS {w2m['peak_rss_mb']:.0f} MiB",
         "",

@@ -151,6 +151,18 @@ def test_packed_sweep_is_one_matmul_wide_and_opts_out_of_ynnpack():
         assert "__ynn_fusion" not in text
 
 
+def test_packed_sweep_compiles_without_the_option_on_a_jaxlib_that_lacks_it(monkeypatch):
+    from jaxnn import sweep
+
+    X, Y = _data(30, 4)
+    cfg = TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd", seed=7)
+    ref = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
+    monkeypatch.setattr(sweep, "_PACKED_CPU_OPTIONS", {"xla_cpu_option_that_does_not_exist": ""})
+    monkeypatch.setattr(sweep, "_COMPILED", type(sweep._COMPILED)())
+    res = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
+    np.testing.assert_allclose(res.train_loss, ref.train_loss, rtol=1e-5)
+
+
 _CACHE_SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
     hits = []
