@@ -131,33 +131,45 @@ def cli(quick: bool) -> dict[str, Any]:
     return {"steps": steps, "cold": runs[0], "warm": runs[1]}
 
 
-def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
-    """fit_many: seeds x 4 learning rates of the seed network, one compiled call."""
-    import jax
-
+def _sweep_rate(M: int, steps: int, layout: str = "auto", devices: int | None = None) -> dict[str, Any]:
+    """Marginal µs per step and model-steps/s of a sweep of M seed networks (M/4 seeds x 4 lrs)."""
     from jaxnn.sweep import fit_many
 
     X, Y = seed_data()
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2]
+    seconds: dict[int, float] = {}
+    compile_s = 0.0
+    for s in (steps, 2 * steps):
+        r = fit_many(jaxnn_seed_config(s), X, Y, seeds=range(max(M // len(lrs), 1)), lrs=lrs,
+                     layout=layout, devices=devices)
+        seconds[s] = r.seconds["train"]
+        compile_s = compile_s or r.seconds["compile"]
+    per_step = _marginal(seconds[steps], seconds[2 * steps], steps)
+    return {"models": r.n_models, "layout": r.layout, "compile_s": compile_s,
+            "us_per_step": per_step * 1e6, "model_steps_per_s": r.n_models / per_step}
+
+
+def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
+    """fit_many: seeds x 4 learning rates of the seed network, one compiled call, one device."""
+    import jax
+
     M = n_models or (16 if quick else 256)
     steps = 200 if quick else 2_000
-    lrs = [1e-3, 3e-3, 1e-2, 3e-2]
-    seeds = range(max(M // len(lrs), 1))
-    out: dict[str, Any] = {}
-    for layout in ("auto", "vmap"):  # the packed layout (what fit_many picks here), and vmap beside it
-        seconds: dict[int, float] = {}
-        compile_s = 0.0
-        for s in (steps, 2 * steps):
-            r = fit_many(jaxnn_seed_config(s), X, Y, seeds=seeds, lrs=lrs, layout=layout)
-            seconds[s] = r.seconds["train"]
-            compile_s = compile_s or r.seconds["compile"]
-        per_step = _marginal(seconds[steps], seconds[2 * steps], steps)
-        row = {"layout": r.layout, "compile_s": compile_s, "us_per_step": per_step * 1e6,
-               "model_steps_per_s": r.n_models / per_step}
-        if layout == "auto":
-            out.update(row)
-        else:
-            out["vmap"] = row
-    return {"models": r.n_models, "steps": steps, **out, "device": str(jax.devices()[0].device_kind)}
+    # the packed layout (what fit_many picks here), and the vmapped step beside it
+    packed = _sweep_rate(M, steps)
+    vmap = _sweep_rate(M, steps, layout="vmap")
+    return {"steps": steps, **packed, "vmap": vmap, "device": str(jax.devices()[0].device_kind)}
+
+
+def w2_cores(quick: bool) -> dict[str, Any]:
+    """W2 with the models split over every device: ``benchmarks.run`` starts this process with
+    one simulated CPU device per core (``JAX_NUM_CPU_DEVICES``), or it finds the GPUs."""
+    import jax
+
+    M = 16 if quick else 256
+    n_dev = max(d for d in range(1, jax.device_count() + 1) if M % d == 0)
+    out = _sweep_rate(M, 200 if quick else 2_000, devices=n_dev)
+    return {**out, "devices": n_dev, "device": str(jax.devices()[0].device_kind)}
 
 
 def w2_memory(quick: bool) -> dict[str, Any]:
@@ -273,7 +285,7 @@ def w3(quick: bool) -> dict[str, Any]:
             "device": str(jax.devices()[0].device_kind)}
 
 
-WORKLOADS = {"w1": w1, "cli": cli, "w2": w2, "w2_memory": w2_memory, "w3": w3}
+WORKLOADS = {"w1": w1, "cli": cli, "w2": w2, "w2_cores": w2_cores, "w2_memory": w2_memory, "w3": w3}
 
 
 def main(argv: list[str] | None = None) -> int:

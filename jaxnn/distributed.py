@@ -156,6 +156,24 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def request_cpu_devices(n: int) -> None:
+    """Ask JAX for ``n`` CPU devices (``jax_num_cpu_devices``), one per core worth using.
+
+    For a command-line entry point, before anything starts JAX's backends: on a CPU-only
+    machine, ``--devices N`` then finds N devices. It changes nothing when the user already
+    chose a count (``JAX_NUM_CPU_DEVICES`` or XLA_FLAGS' ``--xla_force_host_platform_device_count``)
+    or when JAX has already started (the devices are then what they are, and too few gives
+    :func:`make_data_mesh`'s error). Accelerators are not affected.
+    """
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or \
+            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", int(n))
+    except RuntimeError:  # JAX's backends already started
+        pass
+
+
 def default_devices() -> int | None:
     """What ``devices=`` defaults to in the CLI: None (one device) in a single process,
     every device of every process in a multi-process run."""
@@ -165,8 +183,8 @@ def default_devices() -> int | None:
 # --- The mesh --------------------------------------------------------------------------------
 
 
-def make_data_mesh(devices: int | Sequence[Any] | Mesh | None = None) -> Mesh:
-    """A one-axis mesh ``("data",)`` for data parallelism.
+def make_data_mesh(devices: int | Sequence[Any] | Mesh | None = None, *, axis: str = DATA_AXIS) -> Mesh:
+    """A one-axis mesh ``("data",)`` for data parallelism (or named ``axis``: ``fit_many``'s models).
 
     Args:
         devices: None: every device (of every process); an int N: the first N of
@@ -180,8 +198,8 @@ def make_data_mesh(devices: int | Sequence[Any] | Mesh | None = None) -> Mesh:
         TypeError: ``devices`` of another type.
     """
     if isinstance(devices, Mesh):
-        if DATA_AXIS not in devices.axis_names:
-            raise ValueError(f"devices: the mesh needs a {DATA_AXIS!r} axis, got axes {devices.axis_names}")
+        if axis not in devices.axis_names:
+            raise ValueError(f"devices: the mesh needs a {axis!r} axis, got axes {devices.axis_names}")
         return devices
     available = jax.devices()
     if devices is None:
@@ -213,7 +231,7 @@ def make_data_mesh(devices: int | Sequence[Any] | Mesh | None = None) -> Mesh:
         raise ValueError(f"devices: the {len(chosen)} chosen device(s) leave out process(es) "
                          f"{sorted(missing)}; in a multi-process run use every process's devices "
                          f"({len(available)} in all)")
-    return Mesh(np.array(chosen), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    return Mesh(np.array(chosen), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

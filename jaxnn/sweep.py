@@ -43,8 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxnn import models, packed, training
+from jaxnn import distributed, models, packed, training
 from jaxnn.training import TrainConfig
 
 
@@ -168,6 +170,7 @@ def fit_many(
     l2s: Sequence[float] | float | None = None,
     shared_order: bool = True,
     layout: str = "auto",
+    devices: int | Sequence[Any] | Mesh | None = None,
 ) -> SweepResult:
     """Train the grid ``seeds x lrs x l2s`` of ``config``'s network in one compiled call.
 
@@ -183,6 +186,12 @@ def fit_many(
         layout: ``"auto"`` (packed where it applies: shared order and one hidden layer),
             ``"packed"`` (refused where it does not apply) or ``"vmap"`` (``jax.vmap`` of
             the one-model step). Both train the same models; packed is faster.
+        devices: None (one device), or the devices to split the **models** over -- an int N
+            (the first N of ``jax.devices()``), a list of devices or a ``Mesh`` with a
+            ``"models"`` axis. The models are independent, so each device trains its share
+            with no communication at all; the number of models must divide by the number of
+            devices. On a CPU, N simulated devices (``JAX_NUM_CPU_DEVICES=N`` before Python
+            starts, or ``jaxnn sweep --devices N``) put N cores to work.
     Returns:
         A :class:`SweepResult` with M = len(seeds) * len(lrs) * len(l2s) models.
     Raises:
@@ -199,6 +208,7 @@ def fit_many(
     lr_v = _hyper("lrs", lrs, config.lr, positive=True)
     l2_v = _hyper("l2s", l2s, config.l2, positive=False)
     seed_a, lr_a, l2_a = grid(seed_v, lr_v, l2_v)
+    mesh = _model_mesh(devices, len(seed_a))
     with training.x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
         Xj = training.as_2d_float("X", X, dtype)
@@ -215,22 +225,33 @@ def fit_many(
         lr_j = jnp.asarray(lr_a, dtype)
         l2_j = jnp.asarray(l2_a, dtype)
         args = (params, keys, lr_j, l2_j, Xj, Yj)
+        per_model = P(MODEL_AXIS)
+        specs = (per_model, P() if shared_order else per_model, per_model, per_model, P(), P())
+        if mesh is not None:  # each device holds its models, and all the data
+            args = tuple(jax.device_put(a, NamedSharding(mesh, sp))
+                         for a, sp in zip(args, specs, strict=True))
         leaves, treedef = jax.tree_util.tree_flatten(args)
         key = (dataclasses.replace(config, seed=0, lr=1.0, l2=0.0), shared_order, use_packed, has_l2,
-               treedef, tuple((x.shape, str(x.dtype)) for x in leaves))
+               treedef, tuple((x.shape, str(x.dtype)) for x in leaves),
+               None if mesh is None else tuple(d.id for d in mesh.devices.flat))
         t0 = time.perf_counter()
         compiled = _COMPILED.get(key)
         if compiled is None:
             run = _build_sweep(config, n=n, n_steps=n_steps, shared_order=shared_order, has_l2=has_l2,
                                use_packed=use_packed)
+            if mesh is not None:  # the same program on every device, on its own models
+                run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=P(MODEL_AXIS),
+                                    check_vma=False)
             compiled = _COMPILED[key] = _compile(jax.jit(run).lower(*args), use_packed)
             while len(_COMPILED) > _COMPILED_MAX:
                 _COMPILED.popitem(last=False)
         t_compile = time.perf_counter() - t0
         t1 = time.perf_counter()
-        params, losses, diverged = compiled(params, keys, lr_j, l2_j, Xj, Yj)
+        params, losses, diverged = compiled(*args)
         losses_np = np.asarray(jax.device_get(losses))
         diverged_np = np.asarray(jax.device_get(diverged))
+        if mesh is not None:  # ordinary single-device arrays again
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)
         t_train = time.perf_counter() - t1
     return SweepResult(
         params=params, seeds=seed_a, lrs=lr_a, l2s=l2_a, train_loss=losses_np,
@@ -245,6 +266,23 @@ LAYOUTS = ("auto", "packed", "vmap")
 # XLA:CPU hands the packed step's reductions and matmuls to YNNPACK by default, which ran it
 # about 6x slower (1,650 against 250 µs per step at 256 models); this compile alone opts out.
 _PACKED_CPU_OPTIONS: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+MODEL_AXIS = "models"
+
+
+def _model_mesh(devices: Any, n_models: int) -> Mesh | None:
+    """The one-axis ``("models",)`` mesh of ``devices`` (None: one device)."""
+    if devices is None:
+        return None
+    mesh = distributed.make_data_mesh(devices, axis=MODEL_AXIS)
+    if any(d.process_index != jax.process_index() for d in mesh.devices.flat):
+        raise ValueError("devices: fit_many splits models over this process's own devices")
+    n_dev = mesh.shape[MODEL_AXIS]
+    if n_models % n_dev:
+        raise ValueError(f"devices: {n_models} models do not split evenly over {n_dev} devices; "
+                         f"choose seeds x lrs x l2s divisible by {n_dev}")
+    return mesh
 
 
 def _compile(lowered: Any, use_packed: bool) -> Any:

@@ -212,3 +212,75 @@ def test_cli_sweep_bad_input_exits_2(boston_csv, argv):
     p = _cli("sweep", "--data", str(boston_csv), "--steps", "2", *argv)
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+# --- Models split over devices (simulated CPU devices, so in a subprocess) -----------------
+
+_DEVICES_SCRIPT = """
+import json, re
+import jax, numpy as np
+from jaxnn import fit_many, sweep
+from jaxnn.training import TrainConfig
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(37, 3))
+Y = np.sin(X @ rng.normal(size=(3, 2)))
+out = {"device_count": jax.device_count()}
+for name, hidden, order in [("packed", (4,), True), ("vmap_shared", (3, 2), True), ("vmap_own", (4,), False)]:
+    cfg = TrainConfig(hidden=hidden, batch_size=8, steps=23, dtype="float64", init="glorot",
+                      optimizer="adam", activation="tanh")
+    kw = dict(seeds=range(2), lrs=[0.01, 0.1], l2s=[0.0, 0.1], shared_order=order)
+    one = fit_many(cfg, X, Y, **kw)
+    for n in (2, 4):
+        r = fit_many(cfg, X, Y, devices=n, **kw)
+        out[f"{name}_{n}"] = {
+            "layout": r.layout,
+            "params": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                          for a, b in zip(jax.tree_util.tree_leaves(r.params),
+                                          jax.tree_util.tree_leaves(one.params))),
+            "loss": float(np.max(np.abs(r.train_loss - one.train_loss))),
+            "single_device": all(len(a.devices()) == 1 for a in jax.tree_util.tree_leaves(r.params))}
+# the compiled program holds 8 / 4 = 2 models per device: the hidden layer is (8, 4, 2)
+fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=3), X, Y, seeds=range(8), devices=4)
+text = next(reversed(sweep._COMPILED.values())).as_text()
+out["local_hidden"] = bool(re.search(r"f32\\[8,4,2\\]", text))
+try:
+    fit_many(TrainConfig(hidden=(4,), steps=3), X, Y, seeds=range(3), devices=2)
+except ValueError as e:
+    out["uneven"] = str(e)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_models_split_over_devices_train_what_one_device_trains():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    proc = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT], capture_output=True, text=True,
+                          timeout=300, env={**env, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"},
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    assert r["device_count"] == 4
+    for name, layout in [("packed", "packed"), ("vmap_shared", "vmap"), ("vmap_own", "vmap")]:
+        for n in (2, 4):
+            got = r[f"{name}_{n}"]
+            assert got["layout"] == layout
+            assert got["params"] < 1e-12 and got["loss"] < 1e-12, (name, n, got)
+            assert got["single_device"]
+    assert r["local_hidden"]
+    assert "devices" in r["uneven"] and "3 models" in r["uneven"]
+
+
+def test_cli_sweep_devices_makes_cpu_devices_and_matches_one_device(boston_csv):
+    argv = ["sweep", "--data", str(boston_csv), "--seeds", "2", "--lr", "0.01", "--lr", "0.05",
+            "--optimizer", "sgd", "--batch-size", "23", "--steps", "200", "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    env.update(JAX_PLATFORMS="cpu", JAXNN_NO_COMPILATION_CACHE="1")  # one CPU device unless asked
+    runs = [subprocess.run([sys.executable, "-m", "jaxnn.cli", *argv, *extra], capture_output=True,
+                           text=True, timeout=300, env=env, check=False)
+            for extra in ([], ["--devices", "2"])]
+    for p in runs:
+        assert p.returncode == 0, p.stderr
+    one, two = (json.loads(p.stdout) for p in runs)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    for a, b in zip(one["models"], two["models"], strict=True):
+        assert a["test"]["rmse"] == pytest.approx(b["test"]["rmse"], rel=1e-5)

@@ -4,7 +4,7 @@ The ``train`` flags (data and model) plus ``--seeds N`` (seeds ``--seed .. --see
 repeatable ``--lr``. Prints per-learning-rate test metrics as mean ± std, or with ``--json``
 one object::
 
-    {"dataset", "model", "task", "n_models", "steps", "shared_order", "layout",
+    {"dataset", "model", "task", "n_models", "steps", "shared_order", "layout", "devices",
      "models": [{"seed", "lr", "l2", "diverged_step", "test": {...}, "train": {...}}, ...],
      "test": {metric: {"mean", "std"}}, "train": {...},
      "by_lr": [{"lr", "test": {metric: {"mean", "std"}}}, ...],
@@ -49,6 +49,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="number of seeds, starting at --seed (default 8)")
     g.add_argument("--lr", type=_positive_float, action="append", default=None, metavar="LR",
                    help="learning rate; repeat for several (default 0.01)")
+    g.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                   help="split the models over N devices (no communication: each trains its "
+                        "share); on a CPU-only machine jaxnn makes N CPU devices, so N = the "
+                        "number of cores puts every core to work. The number of models "
+                        "(seeds x learning rates) must divide by N (default: one device)")
     g.add_argument("--per-model-order", action="store_true",
                    help="every model shuffles with its own seed (default: all models share the "
                         "minibatch order of --seed, which is faster)")
@@ -64,10 +69,13 @@ def _main_metric(task: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxnn import distributed
     from jaxnn.experiment import model_name, targets
     from jaxnn.sweep import evaluate_many, fit_many, mean_std, spread_figure
 
     t0 = time.perf_counter()
+    if args.devices is not None:  # before anything starts JAX's backends
+        distributed.request_cpu_devices(args.devices)
     if args.out is not None and not args.out.is_dir():
         raise ValueError(f"--out: {str(args.out)!r} is not a directory")
     lrs = args.lr or [0.01]
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     n_classes = ds.n_classes if ds.task == "classification" else None
     result = fit_many(config, split.X_train, targets(split.y_train, ds.task, n_classes),
                       seeds=range(args.seed, args.seed + args.seeds), lrs=lrs,
-                      shared_order=not args.per_model_order)
+                      shared_order=not args.per_model_order, devices=args.devices)
     test = evaluate_many(result, split.X_test, split.y_test, ds.task)
     train = evaluate_many(result, split.X_train, split.y_train, ds.task)
     by_lr = [{"lr": lr, "test": mean_std([t for t, m in zip(test, result.lrs, strict=True) if m == lr])}
@@ -92,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "dataset": ds.name, "model": model_name(config), "task": ds.task,
         "n_models": result.n_models, "steps": result.steps, "shared_order": result.shared_order,
-        "layout": result.layout,
+        "layout": result.layout, "devices": args.devices or 1,
         "models": [{"seed": int(s), "lr": float(lr), "l2": float(l2), "diverged_step": int(dv),
                     "test": te, "train": tr}
                    for s, lr, l2, dv, te, tr in zip(result.seeds, result.lrs, result.l2s,
