@@ -26,6 +26,7 @@ against ~500 µs for ``jax.vmap`` of the one-model step (see the README's perfor
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import Any
 
@@ -121,12 +122,16 @@ def l2_penalty(params: Packed) -> Array:
     return 0.5 * sum(jnp.sum(jnp.square(layer["W"]), axis=(0, 1)) for layer in params)  # type: ignore[return-value]
 
 
+def _data_losses(out: Array, Y: Array, weights: Array, loss_name: str, reduction: str) -> Array:
+    """(M,) each model's data loss: the one-model loss vmapped over the last axis of out (B, k, M)."""
+    loss_fn, _ = losses.LOSSES[loss_name]
+    return jax.vmap(partial(loss_fn, reduction=reduction), in_axes=(2, None, None))(out, Y, weights)
+
+
 def losses_of(params: Packed, X: Array, Y: Array, weights: Array, l2s: Array | None = None, *,
               activation: str = "sigmoid", loss_name: str = "mse", reduction: str = "mean") -> Array:
     """(M,) every model's training loss on the shared minibatch X (B, d), Y (B, k), weights (B,)."""
-    loss_fn, _ = losses.LOSSES[loss_name]
-    out, _ = forward(params, X, activation)
-    values = jax.vmap(partial(loss_fn, reduction=reduction), in_axes=(2, None, None))(out, Y, weights)
+    values = _data_losses(forward(params, X, activation)[0], Y, weights, loss_name, reduction)
     return values if l2s is None else values + l2s * l2_penalty(params)
 
 
@@ -146,9 +151,9 @@ def value_and_grad(params: Packed, X: Array, Y: Array, weights: Array, l2s: Arra
 
         (_, values), grads = jax.value_and_grad(total, has_aux=True)(params)
         return values, grads
-    loss_fn, loss_vjp = losses.LOSSES[loss_name]
+    _, loss_vjp = losses.LOSSES[loss_name]
     out, residuals = forward(params, X, activation)
-    values = jax.vmap(partial(loss_fn, reduction=reduction), in_axes=(2, None, None))(out, Y, weights)
+    values = _data_losses(out, Y, weights, loss_name, reduction)
     one = jnp.ones((), X.dtype)
     d_out = jax.vmap(lambda o: loss_vjp(o, Y, weights, one, reduction)[0], in_axes=2, out_axes=2)(out)
     grads, _ = backward(params, X, residuals, d_out, activation)
@@ -168,14 +173,11 @@ def finite_per_model(tree: Any) -> Array:
     (``all(isfinite(x), axis=(0, 1))``, or a sum) did not vectorise and cost about a third
     of the whole step at 256 models; the product costs a few microseconds.
     """
-    oks = []
-    for x in jax.tree_util.tree_leaves(tree):
+    def leaf_ok(x: Array) -> Array:
         cols = (x * 0).reshape(-1, x.shape[-1])  # (rows, M): 0 or NaN
-        oks.append(jnp.isfinite(jnp.ones((1, cols.shape[0]), x.dtype) @ cols)[0])
-    ok = oks[0]
-    for o in oks[1:]:
-        ok = ok & o
-    return ok
+        return jnp.isfinite(jnp.ones((1, cols.shape[0]), x.dtype) @ cols)[0]
+
+    return functools.reduce(jnp.logical_and, map(leaf_ok, jax.tree_util.tree_leaves(tree)))
 
 
 # --- Registry: the packed network's hand-written backprop ----------------------------------

@@ -154,6 +154,13 @@ def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -
     return jax.vmap(one)(seeds)
 
 
+LAYOUTS = ("auto", "packed", "vmap")
+MODEL_AXIS = "models"  # the mesh axis fit_many(devices=...) splits the models over
+
+# XLA:CPU hands the packed step's reductions and matmuls to YNNPACK by default, which ran it
+# about 6x slower (1,650 against 250 µs per step at 256 models); this compile alone opts out.
+_PACKED_CPU_OPTIONS: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
 # compiled sweeps by (config without seed/lr/l2, shapes, layout): a second sweep of the same
 # shapes -- other seeds or learning rates -- compiles nothing
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
@@ -259,16 +266,6 @@ def fit_many(
         seconds={"compile": t_compile, "train": t_train}, shared_order=shared_order,
         layout="packed" if use_packed else "vmap", config=config,
     )
-
-
-LAYOUTS = ("auto", "packed", "vmap")
-
-# XLA:CPU hands the packed step's reductions and matmuls to YNNPACK by default, which ran it
-# about 6x slower (1,650 against 250 µs per step at 256 models); this compile alone opts out.
-_PACKED_CPU_OPTIONS: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-MODEL_AXIS = "models"
 
 
 def _model_mesh(devices: Any, n_models: int) -> Mesh | None:
