@@ -17,8 +17,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from jaxnn.gradients import registry
-from jaxnn.training import FitResult, TrainConfig, TrainState, fit
+# before anything starts JAX's backend: let XLA:CPU compile small training loops as one
+# function (see jaxnn.xla_cpu; opt out with JAXNN_NO_XLA_FLAGS=1)
+from jaxnn import xla_cpu
+
+xla_cpu.request_small_loops()
+
+from jaxnn.gradients import registry  # noqa: E402
+from jaxnn.training import FitResult, TrainConfig, TrainState, fit  # noqa: E402
 
 __all__ = [
     "FitResult",

@@ -46,7 +46,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import distributed, models, packed, training
+from jaxnn import distributed, models, packed, training, xla_cpu
 from jaxnn.training import TrainConfig
 
 
@@ -157,10 +157,6 @@ def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -
 LAYOUTS = ("auto", "packed", "vmap")
 MODEL_AXIS = "models"  # the mesh axis fit_many(devices=...) splits the models over
 
-# XLA:CPU hands the packed step's reductions and matmuls to YNNPACK by default, which ran it
-# about 6x slower (1,650 against 250 µs per step at 256 models); this compile alone opts out.
-_PACKED_CPU_OPTIONS: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
 # compiled sweeps by (config without seed/lr/l2, shapes, layout): a second sweep of the same
 # shapes -- other seeds or learning rates -- compiles nothing
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
@@ -249,7 +245,8 @@ def fit_many(
             if mesh is not None:  # the same program on every device, on its own models
                 run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=P(MODEL_AXIS),
                                     check_vma=False)
-            compiled = _COMPILED[key] = _compile(jax.jit(run).lower(*args), use_packed)
+            # YNNPACK ran the packed step about 6x slower (1,650 against 250 µs at 256 models)
+            compiled = _COMPILED[key] = xla_cpu.compile(jax.jit(run).lower(*args), no_ynnpack=use_packed)
             while len(_COMPILED) > _COMPILED_MAX:
                 _COMPILED.popitem(last=False)
         t_compile = time.perf_counter() - t0
@@ -282,17 +279,6 @@ def _model_mesh(devices: Any, n_models: int) -> Mesh | None:
     return mesh
 
 
-def _compile(lowered: Any, use_packed: bool) -> Any:
-    """Compile; the packed step on CPU without YNNPACK where this jaxlib knows the option."""
-    if use_packed and jax.default_backend() == "cpu":
-        try:
-            return lowered.compile(compiler_options=_PACKED_CPU_OPTIONS)
-        except jax.errors.JaxRuntimeError as e:  # a jaxlib without the option: the default compile
-            if "compile option" not in str(e):
-                raise
-    return lowered.compile()
-
-
 def _packed_applies(c: TrainConfig, shared_order: bool, layout: str) -> bool:
     if layout not in LAYOUTS:
         raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
@@ -318,12 +304,9 @@ def _build_sweep(c: TrainConfig, *, n: int, n_steps: int, shared_order: bool, ha
         """One model's optimizer update and divergence guard (vmapped over models)."""
         with jax.numpy_dtype_promotion("standard"):  # optax's counters, as in training.fit
             updates, new_opt = unit.update(grads, opt_state, params)
-        updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
-        new = optax.apply_updates(params, updates)
-        ok = jnp.isfinite(value) & training._tree_all_finite(new)
-        apply = live & ok
-        return (training._select(apply, new, params), training._select(apply, new_opt, opt_state),
-                live & ok, jnp.where(apply, value, jnp.nan))
+        new, apply = training.guarded_update(params, jax.tree_util.tree_map(lambda u: lr * u, updates),
+                                             value, live)
+        return new, training._select(apply, new_opt, opt_state), apply, jnp.where(apply, value, jnp.nan)
 
     def value_and_grads(params: Any, l2s: Array, xb: Array, yb: Array, wb: Array, shared: bool
                         ) -> tuple[Array, Any]:

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import distributed, models
+from jaxnn import distributed, models, xla_cpu
 from jaxnn.errors import DivergedError
 from jaxnn.losses import REDUCTIONS
 from jaxnn.shuffle import permutation as _permutation
@@ -282,6 +282,20 @@ def _tree_all_finite(tree: Any) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
+def guarded_update(params: Any, updates: Any, value: Array, active: Array) -> tuple[Any, Array]:
+    """``(params + updates, True)`` if ``active`` and the step is finite, else ``(params, False)``.
+
+    The step is finite when the loss ``value`` and every new parameter are. The new parameters
+    are ``p + where(apply, u, 0)``: one pass over each leaf, where choosing between a stored
+    ``p + u`` and ``p`` takes two (the check's ``p + u`` is fused into its reduction). A step
+    not applied leaves ``p`` exactly as it was (``p + 0``).
+    """
+    ok = jnp.isfinite(value) & _tree_all_finite(optax.apply_updates(params, updates))
+    apply = active & ok
+    new = jax.tree_util.tree_map(lambda p, u: p + jnp.where(apply, u, jnp.zeros_like(u)), params, updates)
+    return new, apply
+
+
 def _select(pred: Array, a: Any, b: Any) -> Any:
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
@@ -347,13 +361,11 @@ def build_chunk_fn(
         # strict dtype promotion rejects; give optax the standard rules it is written for
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         active = (state.step < n_steps) & ~state.stopped
-        ok = jnp.isfinite(value) & _tree_all_finite(params)
-        apply = active & ok
-        diverged = active & ~ok
+        params, apply = guarded_update(state.params, updates, value, active)
+        diverged = active & ~apply
         new = state._replace(
-            params=_select(apply, params, state.params),
+            params=params,
             opt_state=_select(apply, opt_state, state.opt_state),
             step=state.step + apply.astype(state.step.dtype),
             stopped=state.stopped | diverged,
@@ -575,7 +587,11 @@ def fit(
                      if mesh is None and batch_sharding is None else None)
         compiled = _COMPILED.get(cache_key) if cache_key is not None else None
         if compiled is None:
-            compiled = jax.jit(run_chunk, donate_argnums=(), **jit_kw).lower(state, Xj, Yj, Xv, Yv).compile()
+            lowered = jax.jit(run_chunk, donate_argnums=(), **jit_kw).lower(state, Xj, Yj, Xv, Yv)
+            # a tiny step on one device: no YNNPACK, so XLA can make the scan one function
+            tiny = mesh is None and batch_sharding is None and xla_cpu.is_tiny(
+                min(config.batch_size, n), models.layer_sizes(d, config.hidden, k))
+            compiled = xla_cpu.compile(lowered, no_ynnpack=tiny)
             if cache_key is not None:
                 _remember_compiled(cache_key, compiled)
         # --- end compile cache ---

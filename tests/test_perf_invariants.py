@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import compilation_cache, fit_many
+from jaxnn import compilation_cache, fit_many, xla_cpu
 from jaxnn.training import TrainConfig, build_chunk_fn, fit, init_state, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,10 +157,76 @@ def test_packed_sweep_compiles_without_the_option_on_a_jaxlib_that_lacks_it(monk
     X, Y = _data(30, 4)
     cfg = TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd", seed=7)
     ref = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
-    monkeypatch.setattr(sweep, "_PACKED_CPU_OPTIONS", {"xla_cpu_option_that_does_not_exist": ""})
+    monkeypatch.setattr(xla_cpu, "NO_YNNPACK", {"xla_cpu_option_that_does_not_exist": ""})
     monkeypatch.setattr(sweep, "_COMPILED", type(sweep._COMPILED)())
     res = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
     np.testing.assert_allclose(res.train_loss, ref.train_loss, rtol=1e-5)
+
+
+# --- jaxnn.xla_cpu: small loops as one function, YNNPACK off for tiny steps ---
+
+
+def test_request_small_loops_adds_the_threshold_once_and_respects_the_user():
+    env: dict[str, str] = {}
+    assert xla_cpu.request_small_loops(env) is True
+    assert env["XLA_FLAGS"] == xla_cpu.SMALL_LOOP_FLAG
+    assert xla_cpu.request_small_loops(env) is False  # already there: not added twice
+    env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+    assert xla_cpu.request_small_loops(env) is True
+    assert env["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {xla_cpu.SMALL_LOOP_FLAG}"
+    mine = {"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1"}
+    assert xla_cpu.request_small_loops(mine) is False and mine["XLA_FLAGS"].endswith("=1")
+    for value, added in (("1", False), ("yes", False), ("0", True), ("", True), ("false", True)):
+        env = {"JAXNN_NO_XLA_FLAGS": value}
+        assert xla_cpu.request_small_loops(env) is added
+        assert ("XLA_FLAGS" in env) is added
+
+
+def test_tiny_is_the_seed_network_not_the_large_mlp():
+    assert xla_cpu.step_flops(23, (13, 13, 1)) == 2 * 23 * (13 * 13 + 13 * 1) == 8372
+    assert xla_cpu.is_tiny(23, (13, 13, 1))
+    assert not xla_cpu.is_tiny(128, (13, 64, 1))
+    assert not xla_cpu.is_tiny(128, (784, 512, 512, 10))
+
+
+_LOOP_SCRIPT = textwrap.dedent("""
+    import json, re, sys
+    import jaxnn  # first, as a user would: before JAX starts its backend
+    import jax, numpy as np
+    from jaxnn import training
+    from jaxnn.training import TrainConfig, fit
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 13)); Y = X @ rng.standard_normal((13, 1))
+    out = {}
+    for name, hidden, batch in (("tiny", (13,), 23), ("large", (64,), 120)):
+        r = fit(TrainConfig(hidden=hidden, activation="sigmoid", batch_size=batch, steps=40,
+                            optimizer="sgd", lr=1e-3, dtype="float64"), X, Y)
+        text = next(reversed(training._COMPILED.values())).as_text()
+        # loops XLA compiled as one function: calls marked xla_cpu_small_call; the training
+        # loop is the one that carries W1, f64[13, hidden]
+        blocks = {m.group(1): m.group(0)
+                  for m in re.finditer(r"^(?:ENTRY )?%(\\S+) .*?^}", text, re.S | re.M)}
+        hoisted = re.findall(r'to_apply=%([^,\\s]+), frontend_attributes=[{]xla_cpu_small_call="true"', text)
+        w1 = f"f64[13,{hidden[0]}]"
+        out[name] = {"one_function": any(w1 in blocks.get(c, "") for c in hoisted),
+                     "ynn": "__ynn_fusion" in text,
+                     "loss": r.history.train_loss.tolist()}
+    print(json.dumps({"backend": jax.default_backend(), **out}))
+""")
+
+
+def test_tiny_training_loop_compiles_as_one_function_with_the_same_numbers():
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXNN_NO_XLA_FLAGS")}
+    run = lambda env: json.loads(subprocess.run(
+        [sys.executable, "-c", _LOOP_SCRIPT], capture_output=True, text=True, timeout=300,
+        env={**clean, **env}, cwd=ROOT, check=True).stdout.strip().splitlines()[-1])
+    on, off = run({}), run({"JAXNN_NO_XLA_FLAGS": "1"})
+    if on["backend"] == "cpu":  # XLA:CPU settings; other backends compile as they always do
+        assert on["tiny"]["one_function"] and not on["tiny"]["ynn"]
+        assert not off["tiny"]["one_function"]  # the opt-out leaves XLA's default: thunk by thunk
+        assert on["large"]["ynn"]  # a step past TINY_STEP_FLOPS keeps XLA's YNNPACK matmuls
+    for name in ("tiny", "large"):  # how it is compiled changes no result
+        np.testing.assert_allclose(on[name]["loss"], off[name]["loss"], rtol=1e-12)
 
 
 _CACHE_SCRIPT = textwrap.dedent("""

@@ -417,3 +417,46 @@ def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypat
     idx, _ = training.batch_indices(hoisted.state.key, jnp.int32(0), 40, 6, True)
     perm = jax.random.permutation(jax.random.fold_in(hoisted.state.key, 0), 40)
     np.testing.assert_array_equal(idx.reshape(-1)[:40], perm)
+
+
+# --- guarded_update: one pass per leaf, and a rejected step changes nothing ---
+
+
+def _guard_case():
+    f32 = lambda a: jnp.array(a, jnp.float32)
+    params = [{"W": f32([[1.0, -2.0], [0.5, 3.0]]), "b": f32([0.25, -0.0])}]
+    updates = [{"W": f32([[0.1, 0.2], [-0.3, 0.4]]), "b": f32([1.0, 2.0])}]
+    return params, updates
+
+
+def test_guarded_update_applies_a_finite_step_exactly_as_optax():
+    import optax
+
+    params, updates = _guard_case()
+    new, applied = training.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True))
+    assert bool(applied)
+    want = optax.apply_updates(params, updates)
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", ["inactive", "nan_loss", "inf_update", "nan_update", "overflow"])
+def test_guarded_update_rejects_and_keeps_the_parameters(case):
+    params, updates = _guard_case()
+    value, active = jnp.float32(0.5), jnp.bool_(True)
+    if case == "inactive":
+        active = jnp.bool_(False)
+    elif case == "nan_loss":
+        value = jnp.float32(jnp.nan)
+    elif case == "inf_update":
+        updates[0]["b"] = updates[0]["b"].at[1].set(jnp.inf)
+    elif case == "nan_update":
+        updates[0]["W"] = updates[0]["W"].at[0, 1].set(jnp.nan)
+    else:  # finite + finite beyond float32's range: the new parameter would be inf
+        params[0]["W"] = params[0]["W"].at[1, 1].set(3e38)
+        updates[0]["W"] = updates[0]["W"].at[1, 1].set(3e38)
+    new, applied = training.guarded_update(params, updates, value, active)
+    assert not bool(applied)
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert np.all(np.isfinite(a))

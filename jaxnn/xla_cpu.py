@@ -1,0 +1,79 @@
+"""How jaxnn asks XLA:CPU to compile its training loops; nothing here changes a result.
+
+Two settings, both measured with ``jax.profiler`` traces (``make bench``, README):
+
+* **Small loops as one function.** XLA:CPU runs a compiled program as a sequence of "thunks"
+  (one per fused kernel or matmul), at a fixed cost each. The seed network's step is about 25
+  of them and does little work in each, so the cost per thunk was most of the step. XLA can
+  compile a small ``while`` loop -- the whole scan over minibatches -- into one function
+  instead; it does so below ``xla_cpu_small_while_loop_byte_threshold`` bytes accessed per
+  iteration. That threshold is only read from ``XLA_FLAGS`` (a backend "extra option", not a
+  per-compile option), once, when JAX starts its CPU backend. :func:`request_small_loops`
+  adds it to ``XLA_FLAGS`` when jaxnn is imported, unless ``XLA_FLAGS`` already sets
+  ``--xla_backend_extra_options`` or ``JAXNN_NO_XLA_FLAGS=1``. Imported after JAX has
+  started, it comes too late for this process (training is then just slower, never different).
+* **YNNPACK off where it does not pay.** XLA:CPU hands matmuls and reductions to YNNPACK by
+  default. That is right for the 784-512-512-10 network, but a YNNPACK kernel inside a loop
+  keeps XLA from compiling the loop as one function, and YNNPACK ran the packed sweep's step
+  about 6x slower. :func:`compile` opts out, per compile, for tiny steps (:func:`is_tiny`) and
+  for the packed sweep.
+
+Measured on 2 CPU cores (jaxlib 0.10.2): the seed network's step went from about 6.5 to 2.5 µs;
+steps of 1-13 k FLOPs went 2-5x faster; steps above about 50 k FLOPs did not gain and some lost,
+hence :data:`TINY_STEP_FLOPS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+ENV_OPT_OUT = "JAXNN_NO_XLA_FLAGS"
+SMALL_LOOP_BYTES = 1 << 18  # 256 KiB per iteration: the seed network's scan needs about 100 KiB
+SMALL_LOOP_FLAG = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
+NO_YNNPACK: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+TINY_STEP_FLOPS = 16_384  # forward FLOPs of one minibatch; the seed network's is 8,372
+
+
+def request_small_loops(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Add the small-loop threshold to ``XLA_FLAGS``; True if it was added.
+
+    Leaves ``XLA_FLAGS`` alone when it already sets ``--xla_backend_extra_options`` (the
+    user's own) or when ``JAXNN_NO_XLA_FLAGS`` is set to anything but "", "0", "false", "no".
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_OPT_OUT, "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    flags = env.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" in flags:
+        return False
+    env["XLA_FLAGS"] = f"{flags} {SMALL_LOOP_FLAG}".strip()
+    return True
+
+
+def step_flops(batch_size: int, sizes: Sequence[int]) -> int:
+    """Forward FLOPs of one minibatch through an MLP of these layer sizes: 2 B sum(a b)."""
+    return 2 * batch_size * sum(a * b for a, b in itertools.pairwise(sizes))
+
+
+def is_tiny(batch_size: int, sizes: Sequence[int]) -> bool:
+    """Whether a step is small enough that per-kernel overhead, not arithmetic, dominates."""
+    return step_flops(batch_size, sizes) <= TINY_STEP_FLOPS
+
+
+def compile(lowered: Any, *, no_ynnpack: bool) -> Any:
+    """``lowered.compile()``, without YNNPACK when asked and running on CPU.
+
+    A jaxlib that does not know the option compiles with its defaults instead.
+    """
+    import jax
+
+    if no_ynnpack and jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(compiler_options=NO_YNNPACK)
+        except jax.errors.JaxRuntimeError as e:
+            if "compile option" not in str(e):
+                raise
+    return lowered.compile()
