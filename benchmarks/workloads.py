@@ -253,6 +253,7 @@ def w3(quick: bool) -> dict[str, Any]:
     """784-512-512-10 softmax MLP, batch 128, one epoch of 60,000 synthetic samples."""
     import jax
 
+    from jaxnn import xla_cpu
     from jaxnn.training import TrainConfig, fit
 
     n, d, k, B = (6_000, 784, 10, 128)
@@ -272,7 +273,7 @@ def w3(quick: bool) -> dict[str, Any]:
     epoch_s = min(times)
     sizes = (d, *hidden, k)
     steps = -(-n // B)
-    fwd = sum(2 * B * a * b for a, b in itertools.pairwise(sizes))
+    fwd = xla_cpu.step_flops(B, sizes)
     # backward: dW for every layer, dX for every layer but the first (nothing needs dL/dX)
     flops = steps * (fwd + fwd + (fwd - 2 * B * sizes[0] * sizes[1]))
     gflops = flops / epoch_s / 1e9

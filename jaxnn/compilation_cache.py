@@ -21,6 +21,8 @@ from pathlib import Path
 
 import jax
 
+from jaxnn import envvars
+
 ENV_DISABLE = "JAXNN_NO_COMPILATION_CACHE"
 ENV_DIR = "JAXNN_CACHE_DIR"
 
@@ -35,7 +37,7 @@ def default_dir() -> Path:
 
 def disabled_by_env() -> bool:
     """True when ``JAXNN_NO_COMPILATION_CACHE`` is set to anything but "", "0", "false" or "no"."""
-    return os.environ.get(ENV_DISABLE, "").strip().lower() not in ("", "0", "false", "no")
+    return envvars.is_set(ENV_DISABLE)
 
 
 def enable(path: str | os.PathLike[str] | None = None) -> Path | None:

@@ -18,7 +18,7 @@ Two settings, both measured with ``jax.profiler`` traces (``make bench``, README
   about 6x slower. :func:`compile` opts out, per compile, for tiny steps (:func:`is_tiny`) and
   for the packed sweep.
 
-Measured on 2 CPU cores (jaxlib 0.10.2): the seed network's step went from about 6.5 to 2.5 µs;
+Measured on 2 CPU cores (jaxlib 0.10.2): the seed network's step went from about 6.4 to 2.4 µs;
 steps of 1-13 k FLOPs went 2-5x faster; steps above about 50 k FLOPs did not gain and some lost,
 hence :data:`TINY_STEP_FLOPS`.
 """
@@ -29,6 +29,8 @@ import itertools
 import os
 from collections.abc import MutableMapping, Sequence
 from typing import Any
+
+from jaxnn import envvars
 
 ENV_OPT_OUT = "JAXNN_NO_XLA_FLAGS"
 SMALL_LOOP_BYTES = 1 << 18  # 256 KiB per iteration: the seed network's scan needs about 100 KiB
@@ -44,7 +46,7 @@ def request_small_loops(environ: MutableMapping[str, str] | None = None) -> bool
     user's own) or when ``JAXNN_NO_XLA_FLAGS`` is set to anything but "", "0", "false", "no".
     """
     env = os.environ if environ is None else environ
-    if env.get(ENV_OPT_OUT, "").strip().lower() not in ("", "0", "false", "no"):
+    if envvars.is_set(ENV_OPT_OUT, env):
         return False
     flags = env.get("XLA_FLAGS", "")
     if "xla_backend_extra_options" in flags:
