@@ -158,7 +158,17 @@ def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
     # the packed layout (what fit_many picks here), and the vmapped step beside it
     packed = _sweep_rate(M, steps)
     vmap = _sweep_rate(M, steps, layout="vmap")
-    return {"steps": steps, **packed, "vmap": vmap, "device": str(jax.devices()[0].device_kind)}
+    return {"steps": steps, **packed, "vmap": vmap, "bound": _packed_bound(M, steps, devices=1),
+            "device": str(jax.devices()[0].device_kind)}
+
+
+def _packed_bound(M: int, steps: int, devices: int) -> dict[str, float]:
+    """The packed step cut down to its matmuls, sigmoid and W1 update (``benchmarks.bounds``)."""
+    from benchmarks.bounds import packed_step_bound_us
+
+    us = packed_step_bound_us(seed_data()[0], models=M, hidden=13, batch_size=23, steps=steps,
+                              devices=devices)
+    return {"us_per_step": us, "model_steps_per_s": M / us * 1e6}
 
 
 def w2_cores(quick: bool) -> dict[str, Any]:
@@ -168,8 +178,10 @@ def w2_cores(quick: bool) -> dict[str, Any]:
 
     M = 16 if quick else 256
     n_dev = max(d for d in range(1, jax.device_count() + 1) if M % d == 0)
-    out = _sweep_rate(M, 200 if quick else 2_000, devices=n_dev)
-    return {**out, "devices": n_dev, "device": str(jax.devices()[0].device_kind)}
+    steps = 200 if quick else 2_000
+    out = _sweep_rate(M, steps, devices=n_dev)
+    return {**out, "devices": n_dev, "bound": _packed_bound(M, steps, devices=n_dev),
+            "device": str(jax.devices()[0].device_kind)}
 
 
 def w2_memory(quick: bool) -> dict[str, Any]:
@@ -253,6 +265,7 @@ def w3(quick: bool) -> dict[str, Any]:
     """784-512-512-10 softmax MLP, batch 128, one epoch of 60,000 synthetic samples."""
     import jax
 
+    from benchmarks.baselines import textbook_mlp_epoch
     from jaxnn import xla_cpu
     from jaxnn.training import TrainConfig, fit
 
@@ -266,11 +279,12 @@ def w3(quick: bool) -> dict[str, Any]:
     cfg = TrainConfig(hidden=hidden, activation="relu", loss="cross_entropy", batch_size=B,
                       epochs=1, optimizer="sgd", lr=0.01, init="he", chunk_epochs=1)
     times, compile_s = [], []
-    for _ in range(1 if quick else 2):
+    for _ in range(2):
         r = fit(cfg, X, Y)
         times.append(r.seconds["train"])
         compile_s.append(r.seconds["compile"])
     epoch_s = min(times)
+    textbook_s = textbook_mlp_epoch(X, Y, hidden=hidden, batch_size=B, lr=0.01, reps=1 if quick else 2)
     sizes = (d, *hidden, k)
     steps = -(-n // B)
     fwd = xla_cpu.step_flops(B, sizes)
@@ -282,6 +296,8 @@ def w3(quick: bool) -> dict[str, Any]:
     return {"samples": n, "hidden": list(hidden), "batch": B, "steps": steps,
             "compile_s": compile_s[0], "epoch_s": epoch_s, "gflops": gflops,
             "step_matmuls_gflops": same, "fraction_of_step_matmuls": gflops / same,
+            "textbook_epoch_s": textbook_s,
+            "textbook_fraction_of_step_matmuls": flops / textbook_s / 1e9 / same,
             "matmul_gflops": ref, "matmul_shape": [B * 16, d, hidden[0]], "fraction_of_matmul": gflops / ref,
             "device": str(jax.devices()[0].device_kind)}
 
