@@ -228,12 +228,17 @@ def step_matmul_shapes(B: int, sizes: tuple[int, ...]) -> list[tuple[int, int, i
     return fwd + dW + dX
 
 
-def step_matmuls_gflops(shapes: list[tuple[int, int, int]], reps: int, repeat: int = 20) -> float:
+def step_matmuls_gflops(shapes: list[tuple[int, int, int]], reps: int, repeat: int = 20, *,
+                        with_update: bool = False) -> float:
     """GFLOP/s of exactly these jnp.matmul products, all of them ``repeat`` times in one jitted loop.
 
     The products of one step, back to back and nothing else: the rate the training could reach if
     everything but its matmuls were free. Each iteration's inputs depend on the previous results
     (a negligible scalar nudge), so XLA cannot hoist the products out of the loop.
+
+    ``with_update``: shapes as :func:`step_matmul_shapes` lists them, and after the products each
+    layer's weight (the right operand of its forward product) takes an SGD update from its dW
+    product -- one more pass over every weight, the least a training step adds to its products.
     """
     import jax
     import jax.numpy as jnp
@@ -247,7 +252,12 @@ def step_matmuls_gflops(shapes: list[tuple[int, int, int]], reps: int, repeat: i
         def body(_: int, carry: Any) -> Any:
             nudge = sum(jnp.sum(a[:1] @ b[:, :1]) for a, b in carry) * 1e-30  # tiny, data-dependent
             outs = [a @ b for a, b in carry]
-            return [(a + nudge + 1e-30 * o[0, 0], b) for (a, b), o in zip(carry, outs, strict=True)]
+            new = [(a + nudge + 1e-30 * o[0, 0], b) for (a, b), o in zip(carry, outs, strict=True)]
+            if with_update:
+                layers = (len(shapes) + 1) // 3  # forward products first, then the dW products
+                for i in range(layers):
+                    new[i] = (new[i][0], new[i][1] - 1e-30 * outs[layers + i])
+            return new
         return jax.lax.fori_loop(0, repeat, body, pairs)
 
     jax.block_until_ready(run(pairs))
@@ -293,9 +303,11 @@ def w3(quick: bool) -> dict[str, Any]:
     gflops = flops / epoch_s / 1e9
     ref = matmul_gflops(B * 16, d, hidden[0], 3 if quick else 10)
     same = step_matmuls_gflops(step_matmul_shapes(B, sizes), 3 if quick else 10)
+    updated = step_matmuls_gflops(step_matmul_shapes(B, sizes), 3 if quick else 10, with_update=True)
     return {"samples": n, "hidden": list(hidden), "batch": B, "steps": steps,
             "compile_s": compile_s[0], "epoch_s": epoch_s, "gflops": gflops,
             "step_matmuls_gflops": same, "fraction_of_step_matmuls": gflops / same,
+            "step_matmuls_update_gflops": updated, "bound_fraction_of_step_matmuls": updated / same,
             "textbook_epoch_s": textbook_s,
             "textbook_fraction_of_step_matmuls": flops / textbook_s / 1e9 / same,
             "matmul_gflops": ref, "matmul_shape": [B * 16, d, hidden[0]], "fraction_of_matmul": gflops / ref,

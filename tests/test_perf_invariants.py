@@ -300,6 +300,7 @@ def test_benchmark_quick_produces_the_report(tmp_path):
     assert r["w2"]["models"] == 16 and r["w2_memory"]["models"] == 1024
     assert 0 < r["w3"]["gflops"] and 0 < r["w3"]["matmul_gflops"] and 0 < r["w3"]["step_matmuls_gflops"]
     assert r["w3"]["textbook_epoch_s"] > 0 and r["summary"]["w3_epoch_vs_textbook"] > 0
+    assert r["w3"]["step_matmuls_update_gflops"] > 0
     for name in ("w2", "w2_cores"):
         assert r[name]["bound"]["us_per_step"] > 0 and r[name]["bound"]["model_steps_per_s"] > 0
     for name in ("w1", "cli", "w2", "w2_memory", "w3"):
