@@ -31,7 +31,7 @@ def packed_step_bound_us(X: np.ndarray, *, models: int, hidden: int, batch_size:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from benchmarks.workloads import _best, _marginal
+    from benchmarks.workloads import _marginal_us
 
     d, B = X.shape[1], batch_size
     nb = X.shape[0] // B
@@ -67,6 +67,5 @@ def packed_step_bound_us(X: np.ndarray, *, models: int, hidden: int, batch_size:
             jax.block_until_ready(compiled(*args, jnp.int32(n_steps)))
             return time.perf_counter() - t0
 
-        best = min(best, _marginal(_best(lambda: seconds(steps), 3), _best(lambda: seconds(2 * steps), 3),
-                                   steps))
-    return best * 1e6
+        best = min(best, _marginal_us(seconds, steps, reps=3)["us_per_step"])
+    return best
