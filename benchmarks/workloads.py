@@ -196,8 +196,8 @@ def w2_memory(quick: bool) -> dict[str, Any]:
             "model_steps_per_s": r.n_models * steps / max(r.seconds["train"], 1e-9)}
 
 
-def matmul_gflops(m: int, k: int, n: int, reps: int) -> float:
-    """jnp.matmul GFLOP/s of an (m, k) @ (k, n) float32 product (best of reps)."""
+def matmul_gflops(m: int, k: int, n: int) -> Any:
+    """A timer of one (m, k) @ (k, n) float32 jnp.matmul: each call returns its GFLOP/s."""
     import jax
     import jax.numpy as jnp
 
@@ -210,9 +210,9 @@ def matmul_gflops(m: int, k: int, n: int, reps: int) -> float:
     def once() -> float:
         t0 = time.perf_counter()
         jax.block_until_ready(f(a, b))
-        return time.perf_counter() - t0
+        return 2 * m * k * n / (time.perf_counter() - t0) / 1e9
 
-    return 2 * m * k * n / _best(once, reps) / 1e9
+    return once
 
 
 def step_matmul_shapes(B: int, sizes: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -228,9 +228,10 @@ def step_matmul_shapes(B: int, sizes: tuple[int, ...]) -> list[tuple[int, int, i
     return fwd + dW + dX
 
 
-def step_matmuls_gflops(shapes: list[tuple[int, int, int]], reps: int, repeat: int = 20, *,
-                        with_update: bool = False) -> float:
-    """GFLOP/s of exactly these jnp.matmul products, all of them ``repeat`` times in one jitted loop.
+def step_matmuls_gflops(shapes: list[tuple[int, int, int]], repeat: int = 20, *,
+                        with_update: bool = False) -> Any:
+    """A timer of exactly these jnp.matmul products, all of them ``repeat`` times in one jitted
+    loop: each call runs the loop once and returns its GFLOP/s.
 
     The products of one step, back to back and nothing else: the rate the training could reach if
     everything but its matmuls were free. Each iteration's inputs depend on the previous results
@@ -261,14 +262,14 @@ def step_matmuls_gflops(shapes: list[tuple[int, int, int]], reps: int, repeat: i
         return jax.lax.fori_loop(0, repeat, body, pairs)
 
     jax.block_until_ready(run(pairs))
+    flops = repeat * sum(2 * m * k * n for m, k, n in shapes)
 
     def once() -> float:
         t0 = time.perf_counter()
         jax.block_until_ready(run(pairs))
-        return time.perf_counter() - t0
+        return flops / (time.perf_counter() - t0) / 1e9
 
-    flops = repeat * sum(2 * m * k * n for m, k, n in shapes)
-    return flops / _best(once, reps) / 1e9
+    return once
 
 
 def w3(quick: bool) -> dict[str, Any]:
@@ -288,24 +289,30 @@ def w3(quick: bool) -> dict[str, Any]:
     Y = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
     cfg = TrainConfig(hidden=hidden, activation="relu", loss="cross_entropy", batch_size=B,
                       epochs=1, optimizer="sgd", lr=0.01, init="he", chunk_epochs=1)
-    times, compile_s = [], []
-    for _ in range(2):
-        r = fit(cfg, X, Y)
-        times.append(r.seconds["train"])
-        compile_s.append(r.seconds["compile"])
-    epoch_s = min(times)
-    textbook_s = textbook_mlp_epoch(X, Y, hidden=hidden, batch_size=B, lr=0.01, reps=1 if quick else 2)
+    # Everything compiled first, then timed in interleaved rounds (best of each): the machine's
+    # speed drifts by 10-20% over seconds, and every ratio below should see the same drift.
+    compile_s = fit(cfg, X, Y).seconds["compile"]
     sizes = (d, *hidden, k)
+    timers = {
+        "jaxnn": lambda: fit(cfg, X, Y).seconds["train"],
+        "textbook": textbook_mlp_epoch(X, Y, hidden=hidden, batch_size=B, lr=0.01),
+        "same": step_matmuls_gflops(step_matmul_shapes(B, sizes)),
+        "updated": step_matmuls_gflops(step_matmul_shapes(B, sizes), with_update=True),
+        "ref": matmul_gflops(B * 16, d, hidden[0]),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(2 if quick else 5):
+        for name, timer in timers.items():
+            runs[name].extend(timer() for _ in range(1 if name in ("jaxnn", "textbook") else 3))
+    epoch_s, textbook_s = min(runs["jaxnn"]), min(runs["textbook"])
+    same, updated, ref = max(runs["same"]), max(runs["updated"]), max(runs["ref"])
     steps = -(-n // B)
     fwd = xla_cpu.step_flops(B, sizes)
     # backward: dW for every layer, dX for every layer but the first (nothing needs dL/dX)
     flops = steps * (fwd + fwd + (fwd - 2 * B * sizes[0] * sizes[1]))
     gflops = flops / epoch_s / 1e9
-    ref = matmul_gflops(B * 16, d, hidden[0], 3 if quick else 10)
-    same = step_matmuls_gflops(step_matmul_shapes(B, sizes), 3 if quick else 10)
-    updated = step_matmuls_gflops(step_matmul_shapes(B, sizes), 3 if quick else 10, with_update=True)
     return {"samples": n, "hidden": list(hidden), "batch": B, "steps": steps,
-            "compile_s": compile_s[0], "epoch_s": epoch_s, "gflops": gflops,
+            "compile_s": compile_s, "epoch_s": epoch_s, "gflops": gflops,
             "step_matmuls_gflops": same, "fraction_of_step_matmuls": gflops / same,
             "step_matmuls_update_gflops": updated, "bound_fraction_of_step_matmuls": updated / same,
             "textbook_epoch_s": textbook_s,

@@ -42,7 +42,28 @@ def dense_vjp(x: Array, W: Array, b: Array, cotangent: Array) -> tuple[Array, Ar
     ``sum(axis=0)``). cotangent: (n, d_out).
     """
     _check_dense(x, W, b)
-    return cotangent @ W.T, x.T @ cotangent, jnp.sum(cotangent, axis=0)
+    return cotangent @ W.T, weight_grad(x, cotangent), jnp.sum(cotangent, axis=0)
+
+
+NARROW = 16  # output columns below which XLA:CPU's x^T @ c is slow (one AVX-512 vector of float32)
+NARROW_MIN_INPUT = 1 << 14  # x.size below which the difference does not matter
+
+
+def weight_grad(x: Array, cotangent: Array) -> Array:
+    """dW = x^T @ c, (n, d_in), (n, d_out) -> (d_in, d_out).
+
+    The same product in every case; only its orientation changes. On CPU, when the layer is
+    narrow (``d_out < NARROW <= d_in``) and ``x`` has at least ``NARROW_MIN_INPUT`` elements,
+    it is computed as ``(c^T @ x)^T``: XLA:CPU writes a product with fewer than 16 output
+    columns about 4x slower than its transpose (784-512-512-10 network, batch 128: 100 µs
+    against 27 µs for the output layer's dW, about 4% of the training step). The
+    ``optimization_barrier`` keeps XLA from folding the transpose back into the product.
+    """
+    n, d_in = x.shape
+    d_out = cotangent.shape[1]
+    if d_out < NARROW <= d_in and n * d_in >= NARROW_MIN_INPUT and jax.default_backend() == "cpu":
+        return jax.lax.optimization_barrier(cotangent.T @ x).T
+    return x.T @ cotangent
 
 
 def _dense_example(key: Array, dtype: Any) -> tuple[Array, Array, Array]:

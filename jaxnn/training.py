@@ -20,6 +20,14 @@ Per-step training losses and per-epoch validation losses come back as the
 history. Early stopping (``patience``) restores the best parameters. A step
 whose loss or new parameters are not finite is *not* applied: the state keeps
 the last finite parameters and training stops (``DivergedError``).
+
+Checking every new parameter at every step is a pass over all weights, 7% of a
+784-512-512-10 step. So the chunk first runs with the loss checked per step and the
+parameters checked once, at its end (:func:`finite_and_not_diverged`): a non-finite parameter stays
+non-finite under every later update, so finite parameters at the end mean every step of the
+chunk passed the full check. Only a chunk that diverged, or ended with a non-finite parameter,
+runs again from its first state with the full per-step check (compiled then, once), so its
+result is exactly what checking every step gives.
 """
 
 from __future__ import annotations
@@ -282,18 +290,34 @@ def _tree_all_finite(tree: Any) -> Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
-def guarded_update(params: Any, updates: Any, value: Array, active: Array) -> tuple[Any, Array]:
+def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
+                   check_params: bool = True) -> tuple[Any, Array]:
     """``(params + updates, True)`` if ``active`` and the step is finite, else ``(params, False)``.
 
     The step is finite when the loss ``value`` and every new parameter are. The new parameters
     are ``p + where(apply, u, 0)``: one pass over each leaf, where choosing between a stored
     ``p + u`` and ``p`` takes two (the check's ``p + u`` is fused into its reduction). A step
-    not applied leaves ``p`` exactly as it was (``p + 0``).
+    not applied leaves ``p`` exactly as it was (``p + 0``). ``check_params=False`` checks the
+    loss only, for a chunk whose parameters are checked at its end (:func:`finite_and_not_diverged`).
     """
-    ok = jnp.isfinite(value) & _tree_all_finite(optax.apply_updates(params, updates))
+    ok = jnp.isfinite(value)
+    if check_params:
+        ok = ok & _tree_all_finite(optax.apply_updates(params, updates))
     apply = active & ok
     new = jax.tree_util.tree_map(lambda p, u: p + jnp.where(apply, u, jnp.zeros_like(u)), params, updates)
     return new, apply
+
+
+@jax.jit
+def finite_and_not_diverged(state: TrainState) -> Array:
+    """True when a chunk run with ``check_params=False`` needs no second run: nothing diverged
+    and every parameter is finite.
+
+    A parameter that became NaN or inf stays so (``NaN + u`` is NaN, ``inf + u`` is inf or NaN),
+    so a finite one at the end was finite after every step. Early stopping's ``best_params``
+    is a copy of ``params`` taken after some step, so it is finite too.
+    """
+    return (state.diverged_step < 0) & _tree_all_finite(state.params)
 
 
 def _select(pred: Array, a: Any, b: Any) -> Any:
@@ -335,11 +359,14 @@ def build_chunk_fn(
     chunk_epochs: int,
     has_val: bool,
     batch_sharding: Any = None,
+    check_params: bool = True,
 ) -> Callable[..., tuple[TrainState, Array, Array]]:
     """The (unjitted) function that runs ``chunk_epochs`` epochs from a state.
 
     ``run_chunk(state, X, Y, X_val, Y_val) -> (state, train_loss (E, nb), val_loss (E,))``.
-    Steps past ``n_steps`` and everything after a stop are skipped.
+    Steps past ``n_steps`` and everything after a stop are skipped. ``check_params``: test
+    every new parameter at every step (:func:`guarded_update`); False tests the loss only,
+    and :func:`fit` checks the parameters at the chunk's end (:func:`finite_and_not_diverged`).
     """
     loss_kw = dict(activation=c.activation, loss_name=c.loss, reduction=c.reduction, l2=c.l2)
     nb = steps_per_epoch(n_train, c.batch_size)
@@ -362,7 +389,7 @@ def build_chunk_fn(
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         active = (state.step < n_steps) & ~state.stopped
-        params, apply = guarded_update(state.params, updates, value, active)
+        params, apply = guarded_update(state.params, updates, value, active, check_params=check_params)
         diverged = active & ~apply
         new = state._replace(
             params=params,
@@ -578,24 +605,38 @@ def fit(
             state, Xj, Yj, Xv, Yv = distributed.put_replicated((state, Xj, Yj, Xv, Yv), mesh)
             jit_kw["out_shardings"] = distributed.replicated(mesh)
         # --- end data parallelism ---
-        run_chunk = build_chunk_fn(config, optimizer, n_train=n, n_steps=n_steps,
-                                   chunk_epochs=chunk_epochs, has_val=has_val,
-                                   batch_sharding=batch_sharding)
+        def compile_chunk(check_params: bool) -> Any:
+            run_chunk = build_chunk_fn(config, optimizer, n_train=n, n_steps=n_steps,
+                                       chunk_epochs=chunk_epochs, has_val=has_val,
+                                       batch_sharding=batch_sharding, check_params=check_params)
+            # --- compile cache (jaxnn.estimators refits the same shapes many times) ---
+            cache_key = (_compile_key(config, (state, Xj, Yj, Xv, Yv), n_steps, chunk_epochs, has_val,
+                                      check_params)
+                         if mesh is None and batch_sharding is None else None)
+            compiled = _COMPILED.get(cache_key) if cache_key is not None else None
+            if compiled is None:
+                lowered = jax.jit(run_chunk, donate_argnums=(), **jit_kw).lower(state, Xj, Yj, Xv, Yv)
+                # a tiny step on one device: no YNNPACK, so XLA can make the scan one function
+                tiny = mesh is None and batch_sharding is None and xla_cpu.is_tiny(
+                    min(config.batch_size, n), models.layer_sizes(d, config.hidden, k))
+                compiled = xla_cpu.compile(lowered, no_ynnpack=tiny)
+                if cache_key is not None:
+                    _remember_compiled(cache_key, compiled)
+            # --- end compile cache ---
+            return compiled
+
         t0 = time.perf_counter()
-        # --- compile cache (jaxnn.estimators refits the same shapes many times) ---
-        cache_key = (_compile_key(config, (state, Xj, Yj, Xv, Yv), n_steps, chunk_epochs, has_val)
-                     if mesh is None and batch_sharding is None else None)
-        compiled = _COMPILED.get(cache_key) if cache_key is not None else None
-        if compiled is None:
-            lowered = jax.jit(run_chunk, donate_argnums=(), **jit_kw).lower(state, Xj, Yj, Xv, Yv)
-            # a tiny step on one device: no YNNPACK, so XLA can make the scan one function
-            tiny = mesh is None and batch_sharding is None and xla_cpu.is_tiny(
-                min(config.batch_size, n), models.layer_sizes(d, config.hidden, k))
-            compiled = xla_cpu.compile(lowered, no_ynnpack=tiny)
-            if cache_key is not None:
-                _remember_compiled(cache_key, compiled)
-        # --- end compile cache ---
+        compiled = compile_chunk(check_params=False)  # parameters checked at each chunk's end
         t_compile = time.perf_counter() - t0
+        checked: list[Any] = []  # the chunk with every step's parameters checked, if ever needed
+
+        def run_checked_chunk(start: TrainState) -> tuple[TrainState, Array, Array]:
+            nonlocal t_compile
+            if not checked:
+                t = time.perf_counter()
+                checked.append(compile_chunk(check_params=True))
+                t_compile += time.perf_counter() - t
+            return checked[0](start, Xj, Yj, Xv, Yv)  # type: ignore[no-any-return]
 
         train_losses: list[np.ndarray] = []
         val_losses: list[np.ndarray] = []
@@ -621,11 +662,14 @@ def fit(
 
         try:
             while int(state.epoch) < n_epochs and not bool(state.stopped):
-                t1 = time.perf_counter()
+                t1, compile_before = time.perf_counter(), t_compile
+                start = state
                 state, tl, vl = compiled(state, Xj, Yj, Xv, Yv)
+                if not bool(finite_and_not_diverged(state)):  # diverged: again, checking every step
+                    state, tl, vl = run_checked_chunk(start)
                 tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
                 vl_np = np.asarray(jax.device_get(vl)).reshape(-1)
-                t_train += time.perf_counter() - t1
+                t_train += time.perf_counter() - t1 - (t_compile - compile_before)
                 train_losses.append(_active_losses(tl_np))
                 val_losses.append(vl_np)
                 if callback is not None:
@@ -651,11 +695,12 @@ _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 32
 
 
-def _compile_key(config: TrainConfig, args: Any, n_steps: int, chunk_epochs: int, has_val: bool) -> Any:
+def _compile_key(config: TrainConfig, args: Any, n_steps: int, chunk_epochs: int, has_val: bool,
+                 check_params: bool) -> Any:
     """Everything the compiled chunk depends on: the seed only sets the initial state, so it is not part."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
-    return (dataclasses.replace(config, seed=0), treedef, avals, n_steps, chunk_epochs, has_val)
+    return (dataclasses.replace(config, seed=0), treedef, avals, n_steps, chunk_epochs, has_val, check_params)
 
 
 def _remember_compiled(key: Any, compiled: Any) -> None:

@@ -411,3 +411,23 @@ def test_shape_mismatch_raises_value_error():
         models.loss(params, X, Y[:, :2], w)
     with pytest.raises(ValueError, match="weights"):
         models.loss(params, X, Y, w[:3])
+
+
+@pytest.mark.parametrize("shape", [(128, 512, 10), (128, 16, 1), (7, 4, 3), (64, 256, 16)])
+def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
+    """dW of a narrow layer is computed as (c^T x)^T on CPU (layers.weight_grad): the same numbers."""
+    from jaxnn import layers
+
+    n, d_in, d_out = shape
+    kx, kw, kb, kc = jax.random.split(jax.random.key(3), 4)
+    x = jax.random.normal(kx, (n, d_in), jnp.float64)
+    W = jax.random.normal(kw, (d_in, d_out), jnp.float64)
+    b = jax.random.normal(kb, (d_out,), jnp.float64)
+    c = jax.random.normal(kc, (n, d_out), jnp.float64)
+    want = jax.vjp(layers.dense, x, W, b)[1](c)
+    got = jax.jit(layers.dense_vjp)(x, W, b, c)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    narrow = d_out < layers.NARROW <= d_in and n * d_in >= layers.NARROW_MIN_INPUT
+    transposed = "optimization_barrier" in str(jax.make_jaxpr(layers.weight_grad)(x, c))
+    assert transposed == (narrow and jax.default_backend() == "cpu")

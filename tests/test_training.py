@@ -460,3 +460,65 @@ def test_guarded_update_rejects_and_keeps_the_parameters(case):
     for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
         assert np.all(np.isfinite(a))
+
+
+def test_guarded_update_without_the_parameter_check_tests_the_loss_only():
+    params, updates = _guard_case()
+    updates[0]["b"] = updates[0]["b"].at[1].set(jnp.inf)
+    new, applied = training.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True),
+                                           check_params=False)
+    assert bool(applied) and np.isinf(np.asarray(new[0]["b"][1]))  # left to the chunk's end
+    _, applied = training.guarded_update(params, updates, jnp.float32(jnp.nan), jnp.bool_(True),
+                                         check_params=False)
+    assert not bool(applied)
+
+
+# --- the parameter check at a chunk's end, and the second run that finds the step ---
+
+
+def test_a_step_with_a_finite_loss_but_overflowing_parameters_is_found_by_the_second_run():
+    """lr = 1e38: step 0's loss is finite, its new weights overflow to inf; step 1's loss is inf.
+
+    Checked by the loss alone, step 1 would be the one that diverged, and the weights inf.
+    fit() sees the non-finite parameters at the chunk's end, runs the chunk again with every
+    step checked, and so rejects step 0 and keeps the initial parameters.
+    """
+    X, Y = toy_regression(n=12, d=3)
+    Y = 100 * Y  # gradients well above 3.4 so that lr * g overflows float32
+    c = TrainConfig(hidden=(), optimizer="sgd", lr=1e38, steps=6, batch_size=12, shuffle=False)
+    Xj, Yj = jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.float32)
+    state0 = training.init_state(c, 3, 1, 12)
+    opt = training.make_optimizer(c, 1, 6)
+
+    def run(check_params):
+        fn = training.build_chunk_fn(c, opt, n_train=12, n_steps=6, chunk_epochs=6, has_val=False,
+                                     check_params=check_params)
+        return jax.jit(fn)(state0, Xj, Yj, Xj[:1], Yj[:1])[0]
+
+    loss_only, every_step = run(False), run(True)
+    assert int(loss_only.diverged_step) == 1 and not np.all(np.isfinite(loss_only.params[0]["W"]))
+    assert int(every_step.diverged_step) == 0
+    assert not bool(training.finite_and_not_diverged(loss_only))
+
+    r = training.fit(c, X, Y, raise_on_divergence=False)
+    assert r.diverged_step == 0 and r.steps == 0 and r.history.train_loss.shape == (0,)
+    for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(state0.params),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_parameters_checked_at_the_chunk_end_train_exactly_as_checked_every_step():
+    """A run that never diverges: the two ways of checking give the same numbers."""
+    X, Y = toy_regression(n=40, d=4, k=2)
+    c = TrainConfig(hidden=(8,), optimizer="momentum", lr=0.05, epochs=5, batch_size=7, dtype="float64")
+    with jax.enable_x64(True):
+        Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+        state0 = training.init_state(c, 4, 2, 40)
+        opt = training.make_optimizer(c, 6, 30)
+        out = [jax.jit(training.build_chunk_fn(c, opt, n_train=40, n_steps=30, chunk_epochs=5,
+                                               has_val=False, check_params=check))(
+            state0, Xj, Yj, Xj[:1], Yj[:1]) for check in (False, True)]
+        assert bool(training.finite_and_not_diverged(out[0][0]))
+    for a, b in zip(jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1]), strict=True):
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
