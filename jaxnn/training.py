@@ -308,7 +308,6 @@ def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
     return new, apply
 
 
-@jax.jit
 def finite_and_not_diverged(state: TrainState) -> Array:
     """True when a chunk run with ``check_params=False`` needs no second run: nothing diverged
     and every parameter is finite.
@@ -606,9 +605,13 @@ def fit(
             jit_kw["out_shardings"] = distributed.replicated(mesh)
         # --- end data parallelism ---
         def compile_chunk(check_params: bool) -> Any:
-            run_chunk = build_chunk_fn(config, optimizer, n_train=n, n_steps=n_steps,
-                                       chunk_epochs=chunk_epochs, has_val=has_val,
-                                       batch_sharding=batch_sharding, check_params=check_params)
+            chunk = build_chunk_fn(config, optimizer, n_train=n, n_steps=n_steps,
+                                   chunk_epochs=chunk_epochs, has_val=has_val,
+                                   batch_sharding=batch_sharding, check_params=check_params)
+
+            def run_chunk(*args: Any) -> tuple[TrainState, Array, Array, Array]:
+                after, tl, vl = chunk(*args)  # and whether it must run again, fully tested
+                return after, tl, vl, finite_and_not_diverged(after)
             # --- compile cache (jaxnn.estimators refits the same shapes many times) ---
             cache_key = (_compile_key(config, (state, Xj, Yj, Xv, Yv), n_steps, chunk_epochs, has_val,
                                       check_params)
@@ -630,7 +633,7 @@ def fit(
         t_compile = time.perf_counter() - t0
         checked: list[Any] = []  # the chunk with every step's parameters checked, if ever needed
 
-        def run_checked_chunk(start: TrainState) -> tuple[TrainState, Array, Array]:
+        def run_checked_chunk(start: TrainState) -> tuple[TrainState, Array, Array, Array]:
             nonlocal t_compile
             if not checked:
                 t = time.perf_counter()
@@ -663,10 +666,10 @@ def fit(
         try:
             while int(state.epoch) < n_epochs and not bool(state.stopped):
                 t1, compile_before = time.perf_counter(), t_compile
-                start = state
-                state, tl, vl = compiled(state, Xj, Yj, Xv, Yv)
-                if not bool(finite_and_not_diverged(state)):  # diverged: again, checking every step
-                    state, tl, vl = run_checked_chunk(start)
+                after, tl, vl, clean = compiled(state, Xj, Yj, Xv, Yv)
+                if not bool(clean):  # diverged: again, checking every step
+                    after, tl, vl, _ = run_checked_chunk(start=state)
+                state = after  # (a Ctrl-C before this line leaves the last completed chunk's state)
                 tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
                 vl_np = np.asarray(jax.device_get(vl)).reshape(-1)
                 t_train += time.perf_counter() - t1 - (t_compile - compile_before)
