@@ -23,6 +23,7 @@ from jaxnn import xla_cpu
 
 xla_cpu.request_small_loops()
 
+from jaxnn.backward import with_backward  # noqa: E402
 from jaxnn.gradients import registry  # noqa: E402
 from jaxnn.training import FitResult, TrainConfig, TrainState, fit  # noqa: E402
 
@@ -36,6 +37,7 @@ __all__ = [
     "fit",
     "fit_many",
     "registry",
+    "with_backward",
 ]
 
 # Names whose modules pull in scikit-learn's estimator machinery or vmap sweeps: imported on
