@@ -17,12 +17,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# before anything starts JAX's backend: let XLA:CPU compile small training loops as one
-# function (see jaxnn.xla_cpu; opt out with JAXNN_NO_XLA_FLAGS=1)
-from jaxnn import xla_cpu
-
-xla_cpu.request_small_loops()
-
+# Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers).
+# Programs that own their process opt in to XLA:CPU's small-loop setting themselves, before
+# JAX starts its backend: the `jaxnn` CLI and the benchmarks do (jaxnn.xla_cpu.request_small_loops).
 from jaxnn.backward import with_backward  # noqa: E402
 from jaxnn.gradients import registry  # noqa: E402
 from jaxnn.training import TrainConfig  # noqa: E402

@@ -431,3 +431,34 @@ def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
     narrow = d_out < layers.NARROW <= d_in and n * d_in >= layers.NARROW_MIN_INPUT
     transposed = "optimization_barrier" in str(jax.make_jaxpr(layers.weight_grad)(x, c))
     assert transposed == (narrow and jax.default_backend() == "cpu")
+
+
+# --- The engine's built-in models: with_backward pieces == their plain forwards -------------
+
+
+@pytest.mark.parametrize("activation", models.ACTIVATIONS)
+@pytest.mark.parametrize("loss_name,l2,sizes", [("mse", 0.0, (5, 1)), ("mse", 0.3, (5, 7, 4, 2)),
+                                                ("cross_entropy", 0.0, (5, 6, 3))])
+def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, sizes):
+    with jax.enable_x64(True):
+        kp, kx, ky = jax.random.split(jax.random.key(7), 3)
+        params = models.init_params(kp, sizes, init="glorot", dtype=jnp.float64)
+        X = 2 * jax.random.normal(kx, (9, sizes[0]), jnp.float64)
+        if loss_name == "cross_entropy":
+            Y = jax.nn.one_hot(jax.random.randint(ky, (9,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
+        else:
+            Y = jax.random.normal(ky, (9, sizes[-1]), jnp.float64)
+        manual = models.make_loss_fn(activation, loss_name, l2=l2, gradients="manual")
+        auto = models.make_loss_fn(activation, loss_name, l2=l2, gradients="autodiff")
+        assert manual is models.make_loss_fn(activation, loss_name, l2=l2, gradients="manual")  # cached
+        np.testing.assert_array_equal(manual(params, X, Y), auto(params, X, Y))
+        weights = jax.random.uniform(jax.random.key(3), (9,), jnp.float64)  # any cotangent, not only ones
+        gm = jax.grad(lambda p: jnp.sum(weights * manual(p, X, Y)))(params)
+        ga = jax.grad(lambda p: jnp.sum(weights * auto(p, X, Y)))(params)
+        for a, b in zip(jax.tree_util.tree_leaves(gm), jax.tree_util.tree_leaves(ga), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        # and the mean of the per-example losses is the registry's scalar loss
+        w = jnp.ones((9,), jnp.float64)
+        np.testing.assert_allclose(jnp.mean(manual(params, X, Y)),
+                                   models.loss(params, X, Y, w, activation=activation, loss_name=loss_name,
+                                               l2=l2), rtol=1e-13)

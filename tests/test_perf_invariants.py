@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import compilation_cache, fit_many, xla_cpu
-from jaxnn.training import TrainConfig, build_chunk_fn, fit, init_state, make_optimizer
+from jaxnn import compilation_cache, engine, fit_many, training, xla_cpu
+from jaxnn.training import TrainConfig, fit, init_state, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,9 +96,12 @@ def test_steps_run_inside_the_compiled_scan():
     cfg = TrainConfig(hidden=(4,), batch_size=B, epochs=6, optimizer="sgd", chunk_epochs=chunk)
     X, Y = map(jnp.asarray, _data(n, 3))
     nb = math.ceil(n / B)
-    run_chunk = build_chunk_fn(cfg, make_optimizer(cfg, nb, 6 * nb), n_train=n, n_steps=6 * nb,
-                               chunk_epochs=chunk, has_val=False)
-    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), X, Y, X[:1], Y[:1]))
+    plan = engine._Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=6 * nb, chunk_epochs=chunk,
+                        shuffle=True, has_val=False, has_weights=False, patience=None, track_best=False,
+                        tol=0.0, hoist=True, reduction="mean")
+    run_chunk = engine._build_chunk(training._loss_fns(cfg)[0], make_optimizer(cfg, nb, 6 * nb), None, plan,
+                                    check_params=False, batch_sharding=None)
+    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), (X, Y), (), ()))
     assert lengths[0] == chunk  # epochs of one chunk ...
     assert nb in lengths[1:]  # ... each a scan over all its minibatches
 
@@ -182,6 +185,19 @@ def test_request_small_loops_adds_the_threshold_once_and_respects_the_user():
         assert ("XLA_FLAGS" in env) is added
 
 
+def test_importing_jaxnn_changes_nothing_in_the_process():
+    script = ("import os, jax; import jaxnn, jaxnn.engine, jaxnn.training, jaxnn.models; "
+              "print(repr(os.environ.get('XLA_FLAGS')), jax.config.jax_enable_x64)")
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXNN_NO_XLA_FLAGS")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env=clean, cwd=ROOT, check=True).stdout.split()
+    assert out == ["None", "False"]
+    # the CLI owns its process and opts in
+    cli = subprocess.run([sys.executable, "-c", "import os, jaxnn.cli; print(os.environ['XLA_FLAGS'])"],
+                         capture_output=True, text=True, timeout=120, env=clean, cwd=ROOT, check=True)
+    assert cli.stdout.strip() == xla_cpu.SMALL_LOOP_FLAG
+
+
 def test_tiny_is_the_seed_network_not_the_large_mlp():
     assert xla_cpu.step_flops(23, (13, 13, 1)) == 2 * 23 * (13 * 13 + 13 * 1) == 8372
     assert xla_cpu.is_tiny(23, (13, 13, 1))
@@ -191,9 +207,10 @@ def test_tiny_is_the_seed_network_not_the_large_mlp():
 
 _LOOP_SCRIPT = textwrap.dedent("""
     import json, re, sys
-    import jaxnn  # first, as a user would: before JAX starts its backend
+    from jaxnn import xla_cpu
+    xla_cpu.request_small_loops()  # the explicit opt-in, before JAX starts its backend
     import jax, numpy as np
-    from jaxnn import training
+    from jaxnn import engine, training
     from jaxnn.training import TrainConfig, fit
     rng = np.random.default_rng(0)
     X = rng.standard_normal((120, 13)); Y = X @ rng.standard_normal((13, 1))
@@ -201,7 +218,7 @@ _LOOP_SCRIPT = textwrap.dedent("""
     for name, hidden, batch in (("tiny", (13,), 23), ("large", (64,), 120)):
         r = fit(TrainConfig(hidden=hidden, activation="sigmoid", batch_size=batch, steps=40,
                             optimizer="sgd", lr=1e-3, dtype="float64"), X, Y)
-        text = next(reversed(training._COMPILED.values())).as_text()
+        text = next(reversed(engine._COMPILED.values())).as_text()
         # loops XLA compiled as one function: calls marked xla_cpu_small_call; the training
         # loop is the one that carries W1, f64[13, hidden]
         blocks = {m.group(1): m.group(0)

@@ -14,7 +14,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from jaxnn import xla_cpu
 from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, DivergedError
+
+# The CLI owns its process: before JAX starts its backend, let XLA:CPU compile small training
+# loops as one function (see jaxnn.xla_cpu; opt out with JAXNN_NO_XLA_FLAGS=1).
+xla_cpu.request_small_loops()
 
 # Subcommands, in the order `jaxnn --help` lists them.
 SUBCOMMANDS: tuple[str, ...] = ("demo", "train", "predict", "sweep", "gradcheck")
