@@ -24,6 +24,7 @@ from jaxnn import xla_cpu
 xla_cpu.request_small_loops()
 
 from jaxnn.backward import with_backward  # noqa: E402
+from jaxnn.checking import check_vjp  # noqa: E402
 from jaxnn.gradients import registry  # noqa: E402
 from jaxnn.training import FitResult, TrainConfig, TrainState, fit  # noqa: E402
 
@@ -34,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "__version__",
+    "check_vjp",
     "fit",
     "fit_many",
     "registry",
