@@ -719,20 +719,18 @@ def _value_hints(hands: list[Any], refs: list[Any], tol: Tolerances, atol: float
         return ["the hand-written gradient has NaN or inf where jax.vjp is finite"]
     if all(not np.any(h) for h in hs):
         return ["the hand-written gradient is all zeros"]
-    fit_tol = max(100 * tol.rtol, 1e-7)
-    # a constant factor (the same for every cotangent)
+    # a constant factor k, the same for every cotangent: hand == k * ref within the tolerances
     factors: list[float] = []
     for h, r in zip(hs, rs, strict=True):
         rr = float(r @ r)
-        if rr == 0:
-            factors = []
-            break
-        k = float(h @ r) / rr
-        res = float(np.linalg.norm(h - k * r)) / max(float(np.linalg.norm(h)), 1e-300)
-        factors.append(k if res <= fit_tol else math.nan)
-    if factors and all(not math.isnan(k) for k in factors) and \
-            max(factors) - min(factors) <= fit_tol * max(abs(k) for k in factors):
-        return [_describe_factor(float(np.mean(factors)), _named_sizes(args, out, names))]
+        k = float(h @ r) / rr if rr > 0 else math.nan
+        fits = rr > 0 and bool(np.all(
+            _elementwise(h, k * r) <= abs(k) * atol + 4 * tol.rtol * np.abs(k * r)))
+        factors.append(k if fits else math.nan)
+    if factors and all(not math.isnan(k) for k in factors):
+        k = float(np.mean(factors))
+        if max(factors) - min(factors) <= 8 * tol.rtol * abs(k) and abs(k - 1) > 8 * tol.rtol:
+            return [_describe_factor(k, _named_sizes(args, out, names))]
     # a transpose of a square matrix (a non-square one fails on shape)
     transposed = True
     any_square = False
