@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,6 +67,9 @@ def test_factor_two_errors_and_worst_element_are_the_true_ones(x64):
     assert arg.max_rel_err == pytest.approx(1.0, rel=1e-12)
     where, hand, refv, _k = arg.worst
     assert hand == pytest.approx(2 * refv, rel=1e-12)
+    # the element furthest out is the largest gradient over all cotangents, the user's included
+    assert abs(refv) >= np.max(np.abs(ref)) * (1 - 1e-12)
+    assert re.fullmatch(r"\[\d, \d\]", where)
     assert any("= 2 x jax.vjp" in h for h in arg.hints)
     text = r.report()
     assert "worst element [" in text and "hand-written" in text and "rtol 1e-09" in text
