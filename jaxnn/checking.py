@@ -29,7 +29,7 @@ the output), overridable with ``rtol``/``atol``/``eps``:
 =========  ============  ==========  ========================
 dtype      rtol (vjp)    fd rtol     fd step eps
 =========  ============  ==========  ========================
-float64    1e-9          1e-6        1e-6
+float64    1e-10         1e-6        1e-6
 float32    1e-4          1e-3        1e-6 (run in float64)
 bfloat16   5e-2          5e-2        1e-6 (run in float64)
 float16    1e-2          1e-2        1e-6 (run in float64)
@@ -93,7 +93,7 @@ class Tolerances:
 
 
 _DEFAULTS: dict[str, tuple[float, float]] = {  # dtype -> (rtol vs jax.vjp, fd rtol)
-    "float64": (1e-9, 1e-6),
+    "float64": (1e-10, 1e-6),
     "float32": (1e-4, 1e-3),
     "bfloat16": (5e-2, 5e-2),
     "float16": (1e-2, 1e-2),

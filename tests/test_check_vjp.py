@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +73,7 @@ def test_factor_two_errors_and_worst_element_are_the_true_ones(x64):
     assert re.fullmatch(r"\[\d, \d\]", where)
     assert any("= 2 x jax.vjp" in h for h in arg.hints)
     text = r.report()
-    assert "worst element [" in text and "hand-written" in text and "rtol 1e-09" in text
+    assert "worst element [" in text and "hand-written" in text and "rtol 1e-10" in text
 
 
 def test_with_backward_function_checks_value_and_wiring(x64):
@@ -308,3 +309,19 @@ def test_check_chain_catches_a_wrong_deriv(x64):
 def test_bad_input_names_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_readme_example_prints_the_report_shown(capsys):
+    """The README's "Check your own backward" snippet runs and prints the report it shows."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Check your own backward", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.startswith("False\ncheck_vjp(dense): FAILED")
+    key_lines = [line for line in printed.splitlines()
+                 if any(w in line for w in ("FAILED", "hint:", "worst element", "argument"))]
+    assert len(key_lines) >= 6
+    for line in key_lines:
+        assert line in shown, line
