@@ -173,7 +173,11 @@ class CheckResult:
     report: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; the report only for a failed check."""
+        d = dataclasses.asdict(self)
+        if self.passed:
+            del d["report"]
+        return d
 
 
 # Default tolerances by dtype: (rtol vs jax.vjp, rtol vs finite differences); see jaxnn.checking.
