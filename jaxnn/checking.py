@@ -888,7 +888,8 @@ def _behaviour_checks(result: VJPCheck, call_backward: Callable[..., Any], args:
         lin = True
         for i in ok_args:
             expect = _tree.tree_map(lambda x, y: a * _f64(x) + b * _f64(y), g1[i], g2[i])
-            scale = _tree.tree_map(lambda x, y: np.abs(a * _f64(x)) + np.abs(b * _f64(y)), g1[i], g2[i])
+            scale = _tree.tree_map(lambda x, y: np.abs(a * _f64(x)) + np.abs(b * _f64(y)),
+                                   g1[i], g2[i])
             lin &= close(g12[i], expect, scale)
         result.checks["linear in the cotangent"] = lin
         if not lin:
@@ -909,8 +910,8 @@ def _behaviour_checks(result: VJPCheck, call_backward: Callable[..., Any], args:
                                    "something that does not depend on the cotangent")
     # ignoring the cotangent / right only for a cotangent of ones
     same = all(close(g1[i], g2[i], g1[i]) for i in ok_args)
-    if same and any(_tree.tree_leaves(_tree.tree_map(lambda x: bool(np.any(_f64(x))), g1[i]))
-                    for i in ok_args):
+    nonzero = any(bool(np.any(_f64(x))) for i in ok_args for x in _tree.tree_leaves(g1[i]))
+    if same and nonzero:
         result.hints.append("backward gives the same gradient for different cotangents: it "
                             "ignores its cotangent (multiply by it)")
     wrong = [i for i in ok_args if not result.arguments[i].passed]  # wrong values, right shapes

@@ -52,6 +52,10 @@ def test_correct_backward_passes_and_reports_tiny_errors(x64):
     assert r.reference_dtype == "float64" and r.dtype == "float64"
     assert r.max_rel_err < 1e-14 and r.fd_rel_err < 1e-8
     assert all(r.checks.values()) and len(r.checks) == 5
+    assert not r.hints and not r.problems and not r.arguments[0].hints
+    # a gradient that is zero everywhere (relu on negatives) is no "ignored cotangent"
+    zero = check_vjp(F.relu, lambda x, c: (jnp.where(x > 0, c, 0.0),), (-jnp.abs(_x()) - 1,))
+    assert zero.passed and not zero.hints
     assert "passed" in r.report() and "argument 0 (x): float64[4, 5]  ok" in r.report()
 
 
