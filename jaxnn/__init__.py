@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 # Programs that own their process opt in to XLA:CPU's small-loop setting themselves, before
 # JAX starts its backend: the `jaxnn` CLI and the benchmarks do (jaxnn.xla_cpu.request_small_loops).
 from jaxnn.backward import with_backward  # noqa: E402
+from jaxnn.checking import check_vjp  # noqa: E402
 from jaxnn.gradients import registry  # noqa: E402
 from jaxnn.training import TrainConfig  # noqa: E402
 
@@ -31,6 +32,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "__version__",
+    "check_vjp",
     "fit",
     "fit_many",
     "registry",

@@ -217,6 +217,12 @@ def chain_deriv(chain: Chain, x: ArrayLike) -> Array:
     analytic derivatives f_k'(u_k) together (elementwise, since every link is
     elementwise). This is the seed's ``chain_deriv_2``/``chain_deriv_3`` with
     analytic instead of numerical link derivatives.
+
+    ``chain_deriv`` trusts every link's ``.deriv``: a derivative attached by hand that
+    disagrees with its function is used silently. Prove them with
+    ``check_chain(chain, x)``, which checks each link's ``.deriv`` at the very inputs the
+    chain feeds it (``jaxnn.checking.check_deriv``: against ``jax.vjp`` of the link and
+    finite differences) and raises ``ValueError`` with the report of the first wrong one.
     """
     _check_chain(chain)
     derivs = [derivative_of(f) for f in chain]
@@ -226,6 +232,35 @@ def chain_deriv(chain: Chain, x: ArrayLike) -> Array:
         total = total * df(u)  # df_k/du evaluated at this link's input
         u = f(u)
     return total
+
+
+def check_chain(chain: Chain, x: ArrayLike, *, key: Array | None = None) -> list[Any]:
+    """Check every link's ``.deriv`` at the input the chain gives it; see :func:`chain_deriv`.
+
+    Args:
+        chain: elementwise functions, each with ``.deriv``.
+        x: the chain's input (float64 inside ``jax.enable_x64(True)`` for the tightest check).
+        key: a ``jax.random.key`` for the checker's random cotangents.
+    Returns:
+        One :class:`jaxnn.checking.VJPCheck` per link, all passed.
+    Raises:
+        ValueError: a link's ``.deriv`` disagrees with its function; the message names the
+            link and carries the checker's report.
+        TypeError: a link is not callable or has no ``.deriv``.
+    """
+    from jaxnn.checking import check_deriv  # here: jaxnn.checking is the checker, not a lesson
+
+    _check_chain(chain)
+    u = _as_float(x)
+    results = []
+    for k, f in enumerate(chain):
+        r = check_deriv(f, u, deriv=derivative_of(f), key=key)
+        if not r.passed:
+            raise ValueError(f"chain: link {k} ({getattr(f, '__name__', f)!r}) has a .deriv that "
+                             f"disagrees with the function:\n{r.report()}")
+        results.append(r)
+        u = f(u)
+    return results
 
 
 # --- 1.2.6 Functions with multiple inputs --------------------------------------------------

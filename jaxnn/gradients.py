@@ -1,18 +1,23 @@
-"""One registry of every hand-written backward pass in jaxnn, and the checker that proves them.
+"""One registry of every hand-written backward pass in jaxnn (and the user's), checked by ``check_vjp``.
 
-Each module that defines a hand-written backward registers it once, right
-below the code, with :func:`register`. :func:`registry` returns them all.
+Each module that defines a hand-written backward registers it once, right below the code, with
+:func:`register`; :func:`registry` returns them all. Registering a name again replaces the
+entry, so a notebook cell that defines and registers a function can be re-run.
 
 An :class:`Entry` is a hand-written vector-Jacobian product (VJP):
 
 * ``forward(*args) -> out``
 * ``backward(*args, cotangent) -> tuple`` of one gradient per argument, each with
-  the shape of that argument: ``sum(cotangent * d out / d arg)``.
+  the shape and dtype of that argument: ``sum(cotangent * d out / d arg)``.
 * ``example(key, dtype) -> args``: realistic random arguments for the check.
 
-:func:`check_entry` compares ``backward`` with ``jax.vjp`` of ``forward`` (the
-independent reference) and with central finite differences along a random
-direction. It is what ``jaxnn gradcheck`` runs and what the tests assert.
+A function made by :func:`jaxnn.with_backward` registers directly:
+``register(softplus, example=lambda key, dtype: (jax.random.normal(key, (4, 5), dtype),))``.
+
+:func:`check_entry` runs :func:`jaxnn.checking.check_vjp` on an entry at its example
+arguments: against ``jax.vjp`` of ``forward`` in float64 and central finite differences, with
+the structural checks and a report. It is what ``jaxnn gradcheck`` runs and what the tests
+assert.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxnn.checking import VJPCheck, check_vjp, tolerances_for
 
 Args = tuple[Any, ...]
 
@@ -38,9 +45,10 @@ class Entry:
         name: unique name, e.g. ``"sigmoid"`` or ``"dense"``.
         forward: ``forward(*args) -> array``.
         backward: ``backward(*args, cotangent) -> tuple`` with one gradient per
-            argument (same shapes as the arguments).
+            argument (same shapes and dtypes as the arguments).
         example: ``example(key, dtype) -> tuple`` of realistic example arguments.
         kink: a short note on how a nonsmooth point is handled, if any.
+        module: the module that registered it (set by :func:`register`).
     """
 
     name: str
@@ -48,6 +56,7 @@ class Entry:
     backward: Callable[..., tuple[Any, ...]]
     example: Callable[[jax.Array, Any], Args]
     kink: str | None = None
+    module: str | None = None
 
 
 _REGISTRY: dict[str, Entry] = {}
@@ -63,16 +72,55 @@ _PROVIDERS: tuple[str, ...] = (
 )
 
 
-def register(entry: Entry) -> Entry:
-    """Add ``entry`` to the registry. Names are unique.
+def register(entry: Any, *, name: str | None = None, example: Any = None,
+             kink: str | None = None) -> Entry:
+    """Add ``entry`` to the registry; an entry of the same name is replaced.
 
+    Args:
+        entry: an :class:`Entry`, or a function made by :func:`jaxnn.with_backward`
+            (then ``example`` is required and ``name`` defaults to its ``__name__``).
+        name: the entry's name (for a ``with_backward`` function).
+        example: ``example(key, dtype) -> args``, or a fixed tuple of arguments.
+        kink: how a nonsmooth point is handled, if any.
+    Returns:
+        The registered :class:`Entry`.
     Raises:
-        ValueError: if an entry of that name is already registered.
+        TypeError: ``entry`` is neither an Entry nor a ``with_backward`` function, or
+            ``example`` is missing or not callable / a tuple.
     """
-    if entry.name in _REGISTRY and _REGISTRY[entry.name] is not entry:
-        raise ValueError(f"register: an entry named {entry.name!r} is already registered")
-    _REGISTRY[entry.name] = entry
+    caller = sys._getframe(1).f_globals.get("__name__")
+    if isinstance(entry, Entry):
+        if name is not None or example is not None:
+            raise TypeError("register: name= and example= are for a with_backward function, "
+                            "not an Entry")
+    else:
+        fwd, bwd = getattr(entry, "forward", None), getattr(entry, "backward", None)
+        if not (callable(entry) and callable(fwd) and callable(bwd)):
+            raise TypeError(f"entry: expected an Entry or a function made by jaxnn.with_backward, "
+                            f"got {type(entry).__name__}")
+        if example is None:
+            raise TypeError("example: required to register a with_backward function: "
+                            "example(key, dtype) -> args, or a tuple of arguments")
+        if isinstance(example, tuple | list):
+            fixed = tuple(example)
+            example_fn: Callable[[jax.Array, Any], Args] = lambda key, dtype: fixed
+        elif callable(example):
+            example_fn = example
+        else:
+            raise TypeError(f"example: expected example(key, dtype) -> args or a tuple, got "
+                            f"{type(example).__name__}")
+        entry = Entry(str(name or getattr(entry, "__name__", "forward")), fwd, bwd, example_fn, kink)
+    if not isinstance(entry.name, str) or not entry.name:
+        raise ValueError(f"name: expected a non-empty string, got {entry.name!r}")
+    if entry.module is None and isinstance(caller, str):
+        entry = dataclasses.replace(entry, module=caller)
+    _REGISTRY[entry.name] = entry  # a re-registered name keeps its place
     return entry
+
+
+def unregister(name: str) -> None:
+    """Remove the entry called ``name`` (no error if there is none)."""
+    _REGISTRY.pop(name, None)
 
 
 def registry() -> tuple[Entry, ...]:
@@ -107,12 +155,13 @@ class CheckResult:
 
     Attributes:
         name: the entry's name.
-        max_abs_err: max |backward - jax.vjp| over all gradient elements.
-        max_rel_err: ``max_abs_err`` divided by max(|jax.vjp|, tiny).
-        fd_rel_err: relative error of the directional derivative
+        max_abs_err: max |backward - jax.vjp| over all gradient elements and cotangents.
+        max_rel_err: ``max_abs_err`` divided by the largest |jax.vjp| gradient element.
+        fd_rel_err: worst relative error of a directional derivative
             <cotangent, J v> by central differences vs <backward, v>.
-        passed: both errors within the tolerances of the dtype.
+        passed: every check of :func:`jaxnn.checking.check_vjp` passed.
         dtype: the dtype the check ran in.
+        report: the checker's report (what is wrong, with hints).
     """
 
     name: str
@@ -121,35 +170,24 @@ class CheckResult:
     fd_rel_err: float
     passed: bool
     dtype: str
+    report: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; the report only for a failed check."""
+        d = dataclasses.asdict(self)
+        if self.passed:
+            del d["report"]
+        return d
 
 
-# Tolerances on the relative error, by dtype: (vs jax.vjp, vs finite differences).
+# Default tolerances by dtype: (rtol vs jax.vjp, rtol vs finite differences); see jaxnn.checking.
 TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-10, 1e-6),
-    "float32": (1e-5, 5e-2),
+    d: (tolerances_for(d).rtol, tolerances_for(d).fd_rtol) for d in ("float64", "float32")
 }
 
 
-def _max_abs(tree: Any) -> float:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return max((float(jnp.max(jnp.abs(x))) if x.size else 0.0) for x in leaves)
-
-
-def _vdot(a: Any, b: Any) -> jax.Array:
-    pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
-    return sum(jnp.vdot(x, y) for x, y in pairs)  # type: ignore[return-value]
-
-
-def _differentiable(args: Args) -> list[int]:
-    """Indices of the arguments that are floating point (integer labels have no gradient)."""
-    return [
-        i
-        for i, a in enumerate(args)
-        if all(jnp.issubdtype(x.dtype, jnp.floating) for x in jax.tree_util.tree_leaves(a))
-    ]
+def _err(x: float) -> float:
+    return math.inf if math.isnan(x) else x
 
 
 def compare(
@@ -162,78 +200,45 @@ def compare(
 ) -> tuple[float, float, float]:
     """Errors of ``entry.backward`` at ``args``: (max_abs_err, max_rel_err, fd_rel_err).
 
-    The cotangent (random normal if not given, drawn from ``key``) is pulled back
-    through ``entry.backward`` and through ``jax.vjp(entry.forward)``. Integer
-    arguments (class labels) are not differentiated.
+    A thin view of :func:`jaxnn.checking.check_vjp` (whose result has the report); a
+    structural failure (a wrong shape) shows as infinite errors.
     """
-    args = tuple(args)
-    key = jax.random.key(0) if key is None else key
-    k_cot, k_dir = jax.random.split(key)
-    out, vjp_fn = jax.vjp(entry.forward, *args)
-    if cotangent is None:
-        cotangent = jax.random.normal(k_cot, jnp.shape(out), jnp.result_type(out))
-    manual = entry.backward(*args, cotangent)
-    auto = vjp_fn(cotangent)
-    if len(manual) != len(args):
-        raise ValueError(
-            f"{entry.name}: backward returned {len(manual)} gradients for {len(args)} arguments"
-        )
-    diff_idx = _differentiable(args)
-    man = [manual[i] for i in diff_idx]
-    aut = [auto[i] for i in diff_idx]
-    for i, m, a in zip(diff_idx, man, aut, strict=True):
-        if str(jax.tree_util.tree_structure(m)) != str(jax.tree_util.tree_structure(a)) or any(
-            jnp.shape(x) != jnp.shape(y)
-            for x, y in zip(jax.tree_util.tree_leaves(m), jax.tree_util.tree_leaves(a), strict=True)
-        ):
-            raise ValueError(f"{entry.name}: gradient {i} has the wrong structure or shape")
-    abs_err = _max_abs(jax.tree_util.tree_map(lambda m, a: m - a, man, aut))
-    scale = max(_max_abs(aut), float(np.finfo(np.float32).tiny))
-    rel_err = abs_err / scale
-
-    # Finite differences along a random direction v in the differentiable arguments:
-    # <cot, (f(x + eps v) - f(x - eps v)) / 2 eps>  vs  <backward, v>.
-    dtype = jnp.result_type(out)
-    if eps is None:
-        eps = 1e-6 if dtype == jnp.float64 else 1e-2
-    leaves, treedef = jax.tree_util.tree_flatten([args[i] for i in diff_idx])
-    dir_keys = jax.random.split(k_dir, max(len(leaves), 1))
-    v = jax.tree_util.tree_unflatten(
-        treedef,
-        [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(dir_keys, leaves, strict=False)]
-    )
-
-    def shifted(sign: float) -> jax.Array:
-        moved = list(args)
-        for j, i in enumerate(diff_idx):
-            moved[i] = jax.tree_util.tree_map(lambda x, d: x + sign * eps * d, args[i], v[j])
-        return entry.forward(*moved)
-
-    fd = _vdot(cotangent, (shifted(1.0) - shifted(-1.0)) / (2 * eps))
-    an = _vdot(man, v)
-    fd_rel = float(jnp.abs(fd - an) / jnp.maximum(jnp.maximum(jnp.abs(fd), jnp.abs(an)), 1.0))
-    return abs_err, rel_err, fd_rel
+    r = check_vjp(entry.forward, entry.backward, tuple(args), cotangent=cotangent, key=key,
+                  eps=eps, name=entry.name)
+    if any(a.problems for a in r.arguments) or r.problems:
+        return math.inf, math.inf, math.inf
+    return _err(r.max_abs_err), _err(r.max_rel_err), _err(r.fd_rel_err)
 
 
-def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> CheckResult:
-    """Check one entry at its example arguments in ``dtype`` (float64 by default).
+def check_entry_vjp(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> VJPCheck:
+    """:func:`jaxnn.checking.check_vjp` of one entry at its example arguments in ``dtype``.
 
-    float64 runs inside ``jax.enable_x64()``, restored on exit.
+    float64 runs inside ``jax.enable_x64(True)``, restored on exit.
     """
     dtype_name = jnp.dtype(dtype).name
     if dtype_name not in TOLERANCES:
         raise ValueError(f"dtype: expected float32 or float64, got {dtype_name!r}")
     with jax.enable_x64(dtype_name == "float64"):
-        key = jax.random.key(seed)
-        k_ex, k_cmp = jax.random.split(key)
+        k_ex, k_cmp = jax.random.split(jax.random.key(seed))
         args = entry.example(k_ex, jnp.dtype(dtype_name))
-        abs_err, rel_err, fd_rel = compare(entry, args, key=k_cmp)
-    tol_ad, tol_fd = TOLERANCES[dtype_name]
-    finite = all(math.isfinite(x) for x in (abs_err, rel_err, fd_rel))
-    passed = finite and rel_err <= tol_ad and fd_rel <= tol_fd
-    return CheckResult(entry.name, abs_err, rel_err, fd_rel, passed, dtype_name)
+        return check_vjp(entry.forward, entry.backward, tuple(args), key=k_cmp, name=entry.name)
 
 
-def check_all(*, dtype: Any = jnp.float64, seed: int = 0) -> list[CheckResult]:
-    """Check every registered entry; see :func:`check_entry`."""
-    return [check_entry(e, dtype=dtype, seed=seed) for e in registry()]
+def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> CheckResult:
+    """Check one entry at its example arguments in ``dtype`` (float64 by default)."""
+    r = check_entry_vjp(entry, dtype=dtype, seed=seed)
+    structural = bool(r.problems or any(a.problems for a in r.arguments))
+    inf = math.inf
+    return CheckResult(
+        entry.name,
+        inf if structural else _err(r.max_abs_err),
+        inf if structural else _err(r.max_rel_err),
+        inf if structural else _err(r.fd_rel_err),
+        r.passed, jnp.dtype(dtype).name, r.report())
+
+
+def check_all(*, dtype: Any = jnp.float64, seed: int = 0,
+              entries: Sequence[Entry] | None = None) -> list[CheckResult]:
+    """Check every registered entry (or ``entries``); see :func:`check_entry`."""
+    return [check_entry(e, dtype=dtype, seed=seed)
+            for e in (registry() if entries is None else entries)]

@@ -89,3 +89,20 @@ def test_check_all_passes_in_both_dtypes():
 def test_unknown_entry_lists_valid_names():
     with pytest.raises(ValueError, match="valid"):
         gradients.get("nope")
+
+
+def test_a_wrong_shape_is_a_failed_check_that_names_both_shapes(x64):
+    """check_vjp underneath: a structural error is a failed result with a report, not a crash."""
+    good = gradients.get("dense")
+    bad = gradients.Entry(
+        name="dense_dW_transposed",
+        forward=good.forward,
+        backward=lambda x, W, b, c: (c @ W.T, c.T @ x, jnp.sum(c, axis=0)),
+        example=good.example,
+    )
+    result = gradients.check_entry(bad)
+    assert not result.passed and result.max_rel_err == np.inf
+    assert "gradient has shape (3, 4), argument has shape (4, 3)" in result.report
+    assert result.as_json()["report"] == result.report
+    assert "report" not in gradients.check_entry(good).as_json()
+    assert gradients.compare(bad, good.example(jax.random.key(0), jnp.float64)) == (np.inf,) * 3
