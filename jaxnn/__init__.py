@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers).
 # Programs that own their process opt in to XLA:CPU's small-loop setting themselves, before
