@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("w1", "cli", "w2", "w2_cores", "w2_memory", "w3")
+WORKLOADS = ("w1", "user", "cli", "w2", "w2_cores", "w2_memory", "w3")
 # w2_cores splits the models over one simulated CPU device per core (no effect on a GPU)
 WORKLOAD_ENV = {"w2_cores": {"JAX_NUM_CPU_DEVICES": str(os.cpu_count() or 1)}}
 
@@ -51,12 +51,47 @@ def machine() -> dict[str, Any]:
             "date": datetime.date.today().isoformat()}
 
 
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """a's µs per step over b's, or None where either row is missing."""
+    if not a or not b:
+        return None
+    return a["us_per_step"] / max(b["us_per_step"], 1e-3)
+
+
+# Issue 14's "Proof": (summary key, what it is, target, ">=" or "<=")
+PROOF = (
+    ("user_tutorial_vs_jaxnn", "user model: tutorial loop / jaxnn.fit, per step", 3.0, ">="),
+    ("user_jaxnn_vs_bare", "user model: jaxnn.fit / bare lax.scan, per step", 1.1, "<="),
+    ("w1_engine_speedup_vs_numpy", "seed network: seed's NumPy / jaxnn.fit, per step", 8.0, ">="),
+    ("w2_cores_throughput_ratio", "256-model sweep over every core / one model", 5.0, ">="),
+    ("w3_fraction_of_step_matmuls", "W3: share of its step's own products", 0.8, ">="),
+)
+
+
+def proof(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of issue 14's benchmark targets with this run's value and whether it is met."""
+    rows = []
+    for key, what, target, op in PROOF:
+        v = s.get(key)
+        met = None if v is None else (v >= target if op == ">=" else v <= target)
+        rows.append({"key": key, "what": what, "value": v, "target": f"{op} {target:g}", "met": met})
+    return rows
+
+
 def summarize(r: dict[str, Any]) -> dict[str, Any]:
     """The headline ratios against the targets."""
-    w1, w2, w3 = r["w1"], r["w2"], r["w3"]
+    w1, w2, w3, u = r["w1"], r["w2"], r["w3"], r["user"]
     us = max(w1["jaxnn"]["us_per_step"], 1e-3)
     single = 1e6 / us  # model-steps/s of one model in jaxnn's scan
-    return {
+    s = {
+        # a user's own model (issue 14): jaxnn.fit against what a JAX user writes without it
+        "user_tutorial_vs_jaxnn": _ratio(u["tutorial"], u.get("jaxnn")),
+        "user_jaxnn_vs_bare": _ratio(u.get("jaxnn"), u["bare"]),
+        "user_jaxnn_vs_bare_padded": _ratio(u.get("jaxnn"), u["bare_padded"]),
+        "user_jaxnn_vs_bare_tuned": _ratio(u.get("jaxnn"), u["bare_tuned"]),
+        "user_tutorial_vs_bare": _ratio(u["tutorial"], u["bare"]),
+        "user_v01_vs_jaxnn": _ratio(u.get("v01"), u.get("jaxnn")),
+        "w1_engine_speedup_vs_numpy": _ratio(w1["numpy"], w1.get("jaxnn_engine")),
         "w1_speedup_vs_numpy": w1["numpy"]["us_per_step"] / us,
         "w1_speedup_vs_sklearn": w1["sklearn"]["us_per_step"] / us,
         "w1_speedup_vs_jit_loop": w1["jit_loop"]["us_per_step"] / us,
@@ -74,10 +109,13 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         # the products plus one SGD update of every weight, nothing else: the most a step can reach
         "w3_bound_fraction_of_step_matmuls": w3["bound_fraction_of_step_matmuls"],
         "w3_epoch_vs_textbook": w3["epoch_s"] / w3["textbook_epoch_s"],
-        "targets": {"w1_speedup_vs_numpy": 8, "w1_speedup_vs_sklearn": 30, "w2_throughput_ratio": 20,
+        "targets": {"user_tutorial_vs_jaxnn": 3, "user_jaxnn_vs_bare": 1.1,
+                    "w1_engine_speedup_vs_numpy": 8, "w1_speedup_vs_numpy": 8, "w1_speedup_vs_sklearn": 30,
+                    "w2_throughput_ratio": 20,
                     "w2_1024_peak_rss_mb": 1024, "w3_fraction_of_step_matmuls": 0.9,
                     "w3_fraction_of_matmul": 0.9},
     }
+    return s
 
 
 def table(r: dict[str, Any]) -> str:
@@ -97,6 +135,11 @@ def table(r: dict[str, Any]) -> str:
         v = w1[key]
         comp = f"{v['compile_s']:.2f}" if "compile_s" in v else "-"
         rows.append(f"  {name:<28}{v['us_per_step']:>10.2f}{v['us_per_step'] / us:>9.1f}x{comp:>11}")
+    if w1.get("jaxnn_engine"):
+        v = w1["jaxnn_engine"]
+        name = "jaxnn.fit(loss_fn, sgd)"
+        rows.append(f"  {name:<28}{v['us_per_step']:>10.2f}{v['us_per_step'] / us:>9.1f}x"
+                    f"{v['compile_s']:>11.2f}")
     rows += [
         f"  CLI `jaxnn train` {cli['steps']} steps end to end: cold cache {cli['cold']['wall_s']:.2f} s "
         f"(compile {cli['cold']['compile_s']:.2f} s), warm cache {cli['warm']['wall_s']:.2f} s "
@@ -138,7 +181,43 @@ def table(r: dict[str, Any]) -> str:
             s["w2_cores_throughput_ratio"], s["w2_1024_peak_rss_mb"], 100 * s["w3_fraction_of_step_matmuls"],
             100 * s["w3_fraction_of_matmul"]),
     ]
+    rows += ["", *user_table(r["user"])]
+    rows += ["", "Issue 14 proof (ratios of this run):"]
+    for p in r["proof"]:
+        pct = p["key"].startswith("w3")
+        op, target = p["target"].split()
+        v = "n/a" if p["value"] is None else (f"{100 * p['value']:.0f}%" if pct else f"{p['value']:.2f}x")
+        t = f"{100 * float(target):.0f}%" if pct else f"{target}x"
+        met = {True: "met", False: "MISSED", None: "not measured"}[p["met"]]
+        rows.append(f"  {p['what']:<52}{v:>8}  (target {op} {t})  {met}")
     return "\n".join(rows)
+
+
+USER_ROWS = (("tutorial", "tutorial: NumPy batches, jit step"),
+             ("bare", "bare lax.scan, short batch dropped"),
+             ("bare_padded", "bare lax.scan, short batch padded"),
+             ("bare_tuned", "  same, compiled as jaxnn compiles"),
+             ("v01", "jaxnn 0.1 fit(TrainConfig(adam))"), ("jaxnn", "jaxnn.fit(loss_fn, adam)"))
+
+
+def user_table(u: dict[str, Any]) -> list[str]:
+    """The rows of the user's-own-model workload: µs per step and the ratio to jaxnn.fit."""
+    rows = [f"User's own model ({u['rows']}x{u['features']} {u['data']}, {u['hidden']} sigmoid, "
+            f"batch {u['batch']}, {u['steps_per_epoch']} steps/epoch, {u['optimizer']}), marginal cost, "
+            f"best of {u['rounds']} interleaved rounds:",
+            f"  {'implementation':<36}{'µs/step':>9}{'vs jaxnn':>10}{'first call s':>14}"]
+    ref = u.get("jaxnn")
+    for key, name in USER_ROWS:
+        v = u.get(key)
+        if v is None:
+            rows.append(f"  {name:<36}{'(not available on this branch)':>33}")
+            continue
+        ratio = f"{v['us_per_step'] / max(ref['us_per_step'], 1e-3):>9.2f}x" if ref else f"{'-':>10}"
+        rows.append(f"  {name:<36}{v['us_per_step']:>9.2f}{ratio}{v['first_call_s']:>14.2f}")
+    if ref and "max_abs_diff_vs_bare_padded" in ref:
+        rows.append(f"  jaxnn.fit's final params vs the padded bare scan's: max |diff| "
+                    f"{ref['max_abs_diff_vs_bare_padded']:.3g}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_workload(name, args.quick)
     results["summary"] = summarize(results)
+    results["proof"] = proof(results["summary"])
     print(table(results))
     out = args.out or (None if args.quick else ROOT / "benchmarks" / "results.json")
     if out is not None:
