@@ -25,7 +25,7 @@ xla_cpu.request_small_loops()
 
 from jaxnn.backward import with_backward  # noqa: E402
 from jaxnn.gradients import registry  # noqa: E402
-from jaxnn.training import FitResult, TrainConfig, TrainState, fit  # noqa: E402
+from jaxnn.training import TrainConfig  # noqa: E402
 
 __all__ = [
     "FitResult",
@@ -43,6 +43,9 @@ __all__ = [
 # Names whose modules pull in scikit-learn's estimator machinery or vmap sweeps: imported on
 # first use so `import jaxnn` stays light.
 _LAZY = {
+    "fit": "jaxnn.engine",
+    "TrainState": "jaxnn.engine",
+    "FitResult": "jaxnn.engine",
     "MLPRegressor": "jaxnn.estimators",
     "MLPClassifier": "jaxnn.estimators",
     "fit_many": "jaxnn.sweep",

@@ -79,3 +79,8 @@ def compile(lowered: Any, *, no_ynnpack: bool) -> Any:
             if "compile option" not in str(e):
                 raise
     return lowered.compile()
+
+
+def is_tiny_step(batch_size: int, n_params: int) -> bool:
+    """:func:`is_tiny` for any model: a dense model's forward FLOPs are about 2 B (number of params)."""
+    return 2 * batch_size * n_params <= TINY_STEP_FLOPS

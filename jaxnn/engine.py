@@ -1,0 +1,715 @@
+"""The training engine: ``jaxnn.fit(loss_fn, params, data, optimizer=...)``, one compiled scan for any model.
+
+The trainer's only contract with a model is its loss::
+
+    def loss_fn(params, x, y):          # x: (B, ...), y: (B, ...) -> (B,) per-example losses
+        return optax.l2_loss(predict(params, x), y).sum(-1)
+
+    result = jaxnn.fit(loss_fn, params, (X, Y), optimizer=optax.adam(1e-3), batch_size=32, epochs=100,
+                       key=jax.random.key(0))
+    result.params, result.history.train_loss, result.history.val_loss, result.diverged_step
+
+``params`` is any pytree, ``optimizer`` any ``optax.GradientTransformation``, ``data`` a tuple of
+arrays sharing their leading axis ``n`` (``loss_fn(params, *batch)`` receives one minibatch of
+each). Hand-written backward passes enter through the model itself (:func:`jaxnn.with_backward`);
+the engine only calls ``jax.value_and_grad``.
+
+How a run is computed (every one of these is a documented contract the tests check):
+
+* **Data order.** Epoch ``e`` visits the rows in the order
+  ``jax.random.permutation(jax.random.fold_in(key, e), n)`` (``arange(n)`` with
+  ``shuffle=False``), in consecutive minibatches of ``B = min(batch_size, n)`` rows. Step ``t``
+  is minibatch ``t % nb`` of epoch ``t // nb``, with ``nb = ceil(n / B)`` steps per epoch.
+* **One shape.** The last minibatch of an epoch is padded to ``B`` rows whose weight is 0, and
+  every step minimises ``sum(w * losses) / sum(w)``: the mean over its real rows, what calling
+  ``loss_fn`` on the short batch would give. Nothing recompiles. ``sample_weight`` multiplies
+  ``w``, so a step minimises the sample-weighted mean.
+* **One program.** A compiled *chunk* runs ``chunk_epochs`` epochs as a ``lax.scan`` over epochs
+  of a ``lax.scan`` over minibatches; the epochs' permutations are drawn on the device, all at
+  once before the scan. Between chunks the host runs callbacks, progress bars and notices Ctrl-C.
+  Steps before the state's ``step`` (a resume in mid-epoch) or past the total are computed but
+  not applied, so **results do not depend on chunking**: ``fit(steps=61, state=fit(steps=33).state)``
+  equals ``fit(steps=61)`` bit for bit.
+* **Divergence.** A step whose loss or new parameters are not finite is not applied; training
+  stops, keeps the last finite parameters and reports that step (``DivergedError`` by default).
+  The loss is checked at every step, the parameters once per chunk; a chunk that ends with a
+  non-finite parameter runs again from its start with every step's parameters checked, so the
+  result is what checking every step gives.
+* **Epoch ends.** After the last step of each epoch the engine records the epoch's mean training
+  loss (over real rows) and, with ``val_data``, the validation loss ``val_fn(params, *val_data)``
+  (default: the mean of ``loss_fn``). Early stopping (``patience``) watches the validation loss,
+  or the mean training loss without validation data, with scikit-learn's ``tol`` semantics:
+  an epoch counts as bad unless it improves on the best value by more than ``tol``; the best
+  value and, with ``restore_best``, the best parameters follow every strict improvement.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+
+from jaxnn import distributed, xla_cpu
+from jaxnn.errors import DivergedError
+from jaxnn.shuffle import permutation as _permutation
+
+MAX_STEPS = 2**31 - 1  # the step counter is int32
+
+
+class TrainState(NamedTuple):
+    """Everything the scan carries; pass it back to :func:`fit` to resume exactly.
+
+    Attributes:
+        params: the model's parameters (any pytree).
+        opt_state: the optimizer's state.
+        key: typed PRNG key of the data order (epoch ``e`` uses ``fold_in(key, e)``).
+        step: optimizer steps applied so far (int32 scalar).
+        best_params: parameters at the best monitored value; None unless early stopping is on.
+        best_loss: best monitored value so far (inf at the start).
+        bad_epochs: epochs since the last improvement by more than ``tol``.
+        stopped: early stopping or divergence has ended training.
+        diverged_step: the step whose loss or update was not finite, or -1.
+        epoch_loss: sum of the current epoch's minibatch losses times their real rows.
+        epoch_rows: the current epoch's real rows so far (its mean training loss is the ratio).
+    """
+
+    params: Any
+    opt_state: Any
+    key: Array
+    step: Array
+    best_params: Any
+    best_loss: Array
+    bad_epochs: Array
+    stopped: Array
+    diverged_step: Array
+    epoch_loss: Array
+    epoch_rows: Array
+
+
+@dataclasses.dataclass
+class History:
+    """Losses of one :func:`fit` call (a resumed call holds only its own steps and epochs).
+
+    Attributes:
+        train_loss: (steps,) the minibatch loss of every applied step.
+        epoch_loss: (epochs,) each completed epoch's mean training loss over its real rows.
+        val_loss: (epochs,) each completed epoch's validation loss; empty without ``val_data``.
+    """
+
+    train_loss: np.ndarray
+    epoch_loss: np.ndarray
+    val_loss: np.ndarray
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        params: the final parameters -- the best ones when early stopping restores them.
+        state: the final :class:`TrainState` (``fit(..., state=result.state)`` resumes).
+        history: this call's losses (:class:`History`).
+        steps: optimizer steps applied in all (``state.step``); epochs: completed epochs.
+        seconds: ``{"compile": ..., "train": ...}``; train excludes compilation.
+        stopped_early: early stopping ended the run.
+        diverged_step: the step whose loss or update was not finite, else None.
+    """
+
+    params: Any
+    state: TrainState
+    history: History
+    steps: int
+    epochs: int
+    seconds: dict[str, float]
+    stopped_early: bool
+    diverged_step: int | None
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; ``.result`` holds the state at the last completed chunk."""
+
+    def __init__(self, result: FitResult) -> None:
+        super().__init__("training interrupted")
+        self.result = result
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkInfo:
+    """Passed to ``fit(callback=...)`` after every compiled chunk."""
+
+    steps_done: int
+    total_steps: int
+    epochs_done: int
+    train_loss: np.ndarray  # this chunk's per-step losses
+    val_loss: np.ndarray  # this chunk's per-epoch validation losses (empty without val_data)
+    state: TrainState
+
+
+class _Plan(NamedTuple):
+    """Everything static about a run: what the compiled chunk depends on besides shapes and dtypes."""
+
+    n: int
+    batch: int
+    steps_per_epoch: int
+    total_steps: int
+    chunk_epochs: int
+    shuffle: bool
+    has_val: bool
+    has_weights: bool
+    patience: int | None
+    track_best: bool
+    tol: float
+    hoist: bool
+
+
+# --- Pieces of the step ---------------------------------------------------------------------
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """``ceil(n / min(batch_size, n))``."""
+    return math.ceil(n / min(batch_size, n))
+
+
+def _tree_all_finite(tree: Any) -> Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
+
+
+def _select(pred: Array, a: Any, b: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
+                   check_params: bool = True) -> tuple[Any, Array]:
+    """``(params + updates, True)`` if ``active`` and the step is finite, else ``(params, False)``.
+
+    The step is finite when the loss ``value`` (and, with ``check_params``, every new parameter)
+    is. ``p + where(apply, u, 0)`` is one pass over each leaf; a step not applied leaves ``p``
+    exactly as it was (``p + 0``).
+    """
+    ok = jnp.isfinite(value)
+    if check_params:
+        ok = ok & _tree_all_finite(optax.apply_updates(params, updates))
+    apply = active & ok
+    new = jax.tree_util.tree_map(lambda p, u: p + jnp.where(apply, u, jnp.zeros_like(u)).astype(p.dtype),
+                                 params, updates)
+    return new, apply
+
+
+def finite_and_not_diverged(state: TrainState) -> Array:
+    """True when a chunk run with ``check_params=False`` needs no second run.
+
+    A parameter that became NaN or inf stays so under every later update (``NaN + u``, ``inf + u``),
+    so finite parameters at the end were finite after every step of the chunk.
+    """
+    return (state.diverged_step < 0) & _tree_all_finite(state.params)
+
+
+def batch_weights(n: int, batch_size: int) -> Array:
+    """(nb, B) bool: True for real rows, False for the padding of the last batch (every epoch's)."""
+    B = min(batch_size, n)
+    nb = math.ceil(n / B)
+    return jnp.concatenate([jnp.ones((n,), bool), jnp.zeros((nb * B - n,), bool)]).reshape(nb, B)
+
+
+def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bool) -> Array:
+    """(nb, B) row indices of epoch ``epoch``'s minibatches; the padding rows are index 0.
+
+    The order is ``jax.random.permutation(jax.random.fold_in(key, epoch), n)`` (computed by
+    :func:`jaxnn.shuffle.permutation`, bit for bit the same), or ``arange(n)`` without shuffling.
+    """
+    B = min(batch_size, n)
+    nb = math.ceil(n / B)
+    perm = _permutation(jax.random.fold_in(key, epoch), n) if shuffle else jnp.arange(n)
+    return jnp.concatenate([perm, jnp.zeros((nb * B - n,), perm.dtype)]).reshape(nb, B)
+
+
+_HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M indices (16 MB)
+
+
+def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
+                 val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
+                 batch_sharding: Any) -> Callable[..., Any]:
+    """``run_chunk(state, data, weights, val_data) -> (state, train (E, nb), val (E,), epoch (E,),
+    done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one."""
+    n, B, nb, n_steps = plan.n, plan.batch, plan.steps_per_epoch, plan.total_steps
+
+    def batch_loss(params: Any, batch: tuple[Any, ...], w: Array) -> Array:
+        losses = loss_fn(params, *batch)
+        if jnp.shape(losses) != (B,):
+            raise ValueError(f"loss_fn: expected per-example losses of shape ({B},) for a minibatch of "
+                             f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
+                             "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
+        w = w.astype(losses.dtype)
+        return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
+
+    def train_step(s: TrainState, data: Any, weights: Any, idx: Array, w: Array, t: Array
+                   ) -> tuple[TrainState, Array]:
+        batch = tuple(a[idx] for a in data)
+        if batch_sharding is not None:
+            batch = tuple(jax.lax.with_sharding_constraint(b, batch_sharding) for b in batch)
+        wb = w.astype(weights.dtype) * weights[idx] if plan.has_weights else w
+        value, grads = jax.value_and_grad(batch_loss)(s.params, batch, wb)
+        # optax's bias corrections and schedules compute `float ** int32 count`, which strict
+        # dtype promotion rejects; give optax the standard rules it is written for
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
+        active = (s.step == t) & (t < n_steps) & ~s.stopped
+        params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
+        diverged = active & ~apply
+        rows = jnp.sum(wb.astype(value.dtype))
+        new = s._replace(
+            params=params,
+            opt_state=_select(apply, opt_state, s.opt_state),
+            step=s.step + apply.astype(s.step.dtype),
+            stopped=s.stopped | diverged,
+            diverged_step=jnp.where(diverged, s.step, s.diverged_step),
+            epoch_loss=s.epoch_loss + jnp.where(apply, value * rows, 0).astype(s.epoch_loss.dtype),
+            epoch_rows=s.epoch_rows + jnp.where(apply, rows, 0).astype(s.epoch_rows.dtype),
+        )
+        return new, jnp.where(apply, value, jnp.nan)  # NaN marks a step not applied
+
+    def end_epoch(s: TrainState, val_data: Any) -> tuple[TrainState, tuple[Array, Array]]:
+        train_mean = s.epoch_loss / s.epoch_rows
+        monitored = val_fn(s.params, *val_data).astype(s.best_loss.dtype) if plan.has_val else train_mean
+        better = monitored < s.best_loss
+        bad = jnp.where(monitored < s.best_loss - plan.tol, 0, s.bad_epochs + 1)
+        stop = (bad >= plan.patience) if plan.patience is not None else jnp.zeros((), bool)
+        s = s._replace(
+            best_params=_select(better, s.params, s.best_params) if plan.track_best else s.best_params,
+            best_loss=jnp.where(better, monitored, s.best_loss),
+            bad_epochs=bad,
+            stopped=s.stopped | stop,
+            epoch_loss=jnp.zeros_like(s.epoch_loss),
+            epoch_rows=jnp.zeros_like(s.epoch_rows),
+        )
+        return s, (monitored, train_mean)
+
+    def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any
+                  ) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
+        def body(s: TrainState, xs: tuple[Array, Array, Array]) -> tuple[TrainState, Array]:
+            return train_step(s, data, weights, *xs)
+
+        ts = e * nb + jnp.arange(nb, dtype=s.step.dtype)
+        s, losses = jax.lax.scan(body, s, (idx, w, ts))
+        done = s.step == (e + 1) * nb  # the epoch's last step ran in this chunk
+        nan = jnp.full((), jnp.nan, s.best_loss.dtype)
+        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, _: (s, (nan, nan)), s, val_data)
+        return s, (losses, val, mean, done)
+
+    def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any) -> Any:
+        w = batch_weights(n, B)
+        e0 = s.step // nb
+        epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
+
+        def order(e: Array) -> Array:
+            return batch_indices(s.key, e, n, B, plan.shuffle)
+
+        def epoch_body(s: TrainState, xs: tuple[Array, Array | None]) -> tuple[TrainState, Any]:
+            e, idx = xs
+            if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
+                idx = order(e)
+            skip = s.stopped | (e * nb >= n_steps)
+            nan = jnp.full((), jnp.nan, s.best_loss.dtype)
+            skipped = (jnp.full((nb,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
+            return jax.lax.cond(skip, lambda s: (s, skipped),
+                                lambda s: run_epoch(s, e, idx, w, data, weights, val_data), s)
+
+        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, nb, B)
+        s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
+        return s, train, val, mean, done, finite_and_not_diverged(s)
+
+    return run_chunk
+
+
+# --- Validation of the arguments ------------------------------------------------------------
+
+
+def _positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int = MAX_STEPS) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if value > limit:
+        raise ValueError(f"{name}: {value} is above the limit of {limit}")
+
+
+def _float_dtype(params: Any) -> Any:
+    """The floating dtype of ``params`` (the first floating leaf's), which the data is cast to."""
+    for leaf in jax.tree_util.tree_leaves(params):
+        dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
+        if jnp.issubdtype(dt, jnp.floating):
+            return jnp.dtype(dt)
+    raise ValueError("params: expected a pytree with at least one floating-point array")
+
+
+def _as_data(name: str, data: Any, dtype: Any) -> tuple[Array, ...]:
+    """A tuple of arrays sharing their leading axis; floating arrays cast to ``dtype``, checked finite."""
+    if not isinstance(data, tuple | list) or len(data) == 0:
+        raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
+    out = []
+    for i, a in enumerate(data):
+        try:
+            arr = np.asarray(a)
+        except ValueError as e:
+            raise ValueError(f"{name}[{i}]: expected a rectangular array ({e})") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"{name}[{i}]: expected a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim == 0:
+            raise ValueError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.all(np.isfinite(arr)):
+                bad = np.argwhere(~np.isfinite(arr))[0]
+                raise ValueError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
+            with np.errstate(over="ignore"):
+                arr = arr.astype(dtype)
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
+        out.append(jnp.asarray(arr))
+    n = out[0].shape[0]
+    if n < 1:
+        raise ValueError(f"{name}: expected at least one row, got 0")
+    for i, a in enumerate(out):
+        if a.shape[0] != n:
+            raise ValueError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
+                             f"{name}[{i}] has {a.shape[0]}")
+    return tuple(out)
+
+
+def _describe(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
+    paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [(jax.tree_util.keystr(p), tuple(jnp.shape(x)), str(jnp.result_type(x))) for p, x in paths]
+
+
+def _same_layout(name: str, got: Any, want: Any) -> None:
+    """Raise ValueError naming the first difference of structure, shape or dtype of two pytrees."""
+    gs, ws = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(want)
+    if gs != ws:
+        raise ValueError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
+    for (path, gshape, gdt), (_, wshape, wdt) in zip(_describe(got), _describe(want), strict=True):
+        if gshape != wshape or gdt != wdt:
+            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, this run needs {wdt}{list(wshape)}")
+
+
+def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
+    _same_layout("params", state.params, params)
+    try:
+        want = jax.eval_shape(optimizer.init, params)
+    except Exception as e:  # an optimizer that cannot init these params: say so, by name
+        raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
+    if jax.tree_util.tree_structure(state.opt_state) != jax.tree_util.tree_structure(want):
+        raise ValueError("state: its optimizer state comes from another optimizer than this run's "
+                         f"({type(state.opt_state).__name__} vs {type(want).__name__}); resume with the "
+                         "optimizer it was trained with")
+    _same_layout("opt_state", state.opt_state, want)
+    if (state.best_params is not None) != track_best:
+        raise ValueError("state: it was saved with early stopping " + ("off" if track_best else "on")
+                         + f"; resume with patience {'set' if not track_best else 'None'} as then")
+
+
+def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
+               track_best: bool = False) -> TrainState:
+    """A fresh :class:`TrainState`: step 0, ``optimizer.init(params)``, the data-order ``key``."""
+    dtype = _float_dtype(params)
+    i32 = jnp.int32
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        key=key,
+        step=jnp.zeros((), i32),
+        best_params=params if track_best else None,
+        best_loss=jnp.full((), jnp.inf, dtype),
+        bad_epochs=jnp.zeros((), i32),
+        stopped=jnp.zeros((), bool),
+        diverged_step=jnp.full((), -1, i32),
+        epoch_loss=jnp.zeros((), dtype),
+        epoch_rows=jnp.zeros((), dtype),
+    )
+
+
+def _as_key(key: Any) -> Array:
+    if key is None:
+        return jax.random.key(0)
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key: expected one key, got an array of keys of shape {key.shape}")
+        return key
+    raise TypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
+
+
+def _is_x64(dtype: Any) -> bool:
+    return jnp.dtype(dtype).itemsize == 8
+
+
+# --- Compile cache: one compiled chunk per (loss, optimizer, plan, shapes) --------------------
+
+_COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+_COMPILED_MAX = 32
+
+
+def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
+                    check_params: bool, mesh: Any, batch_sharding: Any) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
+    key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable loss or optimizer: compile every time
+        key = None
+    if mesh is not None:
+        key = None
+    if key is not None and key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    chunk = _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
+                         batch_sharding=batch_sharding)
+    jit_kw: dict[str, Any] = {}
+    if mesh is not None:
+        jit_kw["out_shardings"] = distributed.replicated(mesh)
+    lowered = jax.jit(chunk, **jit_kw).lower(*args)
+    n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
+    # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
+    compiled = xla_cpu.compile(lowered, no_ynnpack=mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params))
+    if key is not None:
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+
+def fit(
+    loss_fn: Callable[..., Array],
+    params: Any,
+    data: Any,
+    *,
+    optimizer: optax.GradientTransformation,
+    batch_size: int = 32,
+    epochs: int | None = None,
+    steps: int | None = None,
+    key: Array | None = None,
+    shuffle: bool = True,
+    sample_weight: Any = None,
+    val_data: Any = None,
+    val_fn: Callable[..., Array] | None = None,
+    patience: int | None = None,
+    tol: float = 0.0,
+    restore_best: bool | None = None,
+    state: TrainState | None = None,
+    callback: Callable[[ChunkInfo], None] | None = None,
+    progress: bool | None = False,
+    devices: Any = None,
+    chunk_epochs: int | None = None,
+    raise_on_divergence: bool = True,
+) -> FitResult:
+    """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
+
+    Args:
+        loss_fn: ``loss_fn(params, *batch) -> (B,)`` per-example losses (as optax's losses return);
+            ``batch`` holds ``B`` rows of each array of ``data``. Pure and traceable.
+        params: the initial parameters, any pytree of arrays. Their floating dtype is the run's:
+            floating data is cast to it; float64 params train inside ``jax.enable_x64()``.
+        data: a tuple of arrays with the same leading axis ``n``, e.g. ``(X, Y)``; integer arrays
+            (class labels) are kept as they are.
+        optimizer: any ``optax.GradientTransformation`` (chains, clipping, schedules,
+            ``inject_hyperparams``); its schedules count optimizer steps.
+        batch_size: rows per minibatch (capped at ``n``).
+        epochs: train for ``epochs * ceil(n / batch_size)`` steps in all, or
+        steps: for this many optimizer steps in all (exactly one of the two). A resumed run
+            continues to this total.
+        key: typed PRNG key of the data order (default ``jax.random.key(0)``); ignored on resume
+            (the state's key is used).
+        shuffle: reshuffle every epoch; False visits ``0..n-1`` every epoch.
+        sample_weight: optional (n,) non-negative weights; each step minimises the weighted mean.
+        val_data: optional tuple like ``data``, evaluated after every completed epoch.
+        val_fn: ``val_fn(params, *val_data) -> scalar`` to monitor (lower is better); default the
+            mean of ``loss_fn`` over ``val_data``.
+        patience: stop after this many epochs in a row without improving the monitored value
+            (validation loss, else the epoch's mean training loss) by more than ``tol``. None: off,
+            and then no best parameters are kept (it costs nothing).
+        tol: minimum improvement that resets the patience counter.
+        restore_best: return the best parameters seen (default: True when early stopping watches
+            ``val_data``, else False, as scikit-learn).
+        state: resume from this :class:`TrainState` (``result.state``); it must come from the same
+            optimizer and parameter structure (else ``ValueError`` naming the difference).
+        callback: called with a :class:`ChunkInfo` after every compiled chunk.
+        progress: a tqdm progress bar on stderr: True, False, or None (only on a terminal).
+        devices: data parallelism (:mod:`jaxnn.distributed`): an int N, a list of devices or a
+            ``Mesh`` with a ``"data"`` axis; every minibatch is sharded, parameters replicated.
+        chunk_epochs: epochs per compiled call (default: about 20 calls per run). Never changes
+            a result.
+        raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
+            step is not finite; False returns with ``diverged_step`` set.
+    Returns:
+        A :class:`FitResult`.
+    Raises:
+        ValueError / TypeError: a bad argument, named.
+        DivergedError: see ``raise_on_divergence``.
+        TrainingInterrupted: Ctrl-C; ``.result`` holds the last completed chunk.
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable loss_fn(params, *batch), got {type(loss_fn).__name__}")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+                        f"got {optimizer!r}")
+    if val_fn is not None and not callable(val_fn):
+        raise TypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
+    _positive_int("batch_size", batch_size)
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+    _positive_int("epochs", epochs, allow_none=True)
+    _positive_int("steps", steps, allow_none=True)
+    _positive_int("patience", patience, allow_none=True)
+    _positive_int("chunk_epochs", chunk_epochs, allow_none=True)
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    if not isinstance(shuffle, bool | np.bool_):
+        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+    dtype = _float_dtype(params)
+    with jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
+        return _fit(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
+                    steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
+                    val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
+                    restore_best=restore_best, state=state, callback=callback, progress=progress,
+                    devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
+                    dtype=dtype)
+
+
+def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
+         steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
+         patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
+         callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
+         raise_on_divergence: bool, dtype: Any) -> FitResult:
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    arrays = _as_data("data", data, dtype)
+    n = arrays[0].shape[0]
+    has_val = val_data is not None
+    val_arrays = _as_data("val_data", val_data, dtype) if has_val else ()
+    if has_val:
+        for i, (a, v) in enumerate(zip(arrays, val_arrays, strict=False)):
+            if a.shape[1:] != v.shape[1:] or len(val_arrays) != len(arrays):
+                raise ValueError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
+                                 f"{v.shape} for data[{i}] {a.shape}")
+    weights: Any = ()
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight)
+        if sw.ndim != 1 or sw.shape[0] != n or not np.issubdtype(sw.dtype, np.number):
+            raise ValueError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise ValueError("sample_weight: expected finite, non-negative weights")
+        weights = jnp.asarray(sw.astype(dtype))
+    B = min(batch_size, n)
+    nb = steps_per_epoch(n, B)
+    n_steps = steps if steps is not None else epochs * nb  # type: ignore[operator]
+    if n_steps > MAX_STEPS:
+        raise ValueError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
+                         f"of {MAX_STEPS}")
+    n_epochs = math.ceil(n_steps / nb)
+    track_best = patience is not None and (restore_best if restore_best is not None else has_val)
+    chunk = min(chunk_epochs or max(1, math.ceil(n_epochs / 20)), n_epochs)
+    plan = _Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=n_steps, chunk_epochs=chunk,
+                 shuffle=shuffle, has_val=has_val, has_weights=sample_weight is not None,
+                 patience=patience, track_best=track_best, tol=tol,
+                 hoist=chunk * nb * B <= _HOIST_MAX_INDICES)
+    if val_fn is None and has_val:
+        def val_fn(p: Any, *batch: Any) -> Array:
+            return jnp.mean(loss_fn(p, *batch))
+    if state is None:
+        state = init_state(params, optimizer, _as_key(key), track_best=track_best)
+    else:
+        _check_state(state, params, optimizer, track_best)
+    # --- data parallelism (jaxnn.distributed): replicate state and data on the mesh ---
+    mesh = batch_sharding = None
+    if devices is not None:
+        mesh = distributed.make_data_mesh(devices)
+        distributed.check_batch_size(B, mesh)
+        batch_sharding = distributed.batch_sharding(mesh)
+        state, arrays, weights, val_arrays = distributed.put_replicated((state, arrays, weights, val_arrays), mesh)
+    args = (state, arrays, weights, val_arrays)
+
+    seconds = {"compile": 0.0, "train": 0.0}
+
+    def compiled(check_params: bool) -> Any:
+        t = time.perf_counter()
+        fn = _compiled_chunk(loss_fn, optimizer, val_fn, plan, args, check_params=check_params,
+                             mesh=mesh, batch_sharding=batch_sharding)
+        seconds["compile"] += time.perf_counter() - t
+        return fn
+
+    fast = compiled(check_params=False)  # parameters checked at each chunk's end
+    checked: list[Any] = []
+    train_losses: list[np.ndarray] = []
+    epoch_losses: list[np.ndarray] = []
+    val_losses: list[np.ndarray] = []
+
+    def result(s: TrainState) -> FitResult:
+        if mesh is not None:
+            s = distributed.to_local(s)
+        diverged = int(s.diverged_step)
+        stopped_early = bool(s.stopped) and diverged < 0
+        final = s.params
+        if track_best and s.best_params is not None and bool(jnp.isfinite(s.best_loss)):
+            final = s.best_params
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.dtype(dtype))  # noqa: E731
+        return FitResult(params=final, state=s,
+                         history=History(train_loss=cat(train_losses), epoch_loss=cat(epoch_losses),
+                                         val_loss=cat(val_losses) if has_val else np.zeros((0,), np.dtype(dtype))),
+                         steps=int(s.step), epochs=int(s.step) // nb, seconds=dict(seconds),
+                         stopped_early=stopped_early, diverged_step=diverged if diverged >= 0 else None)
+
+    bar = None
+    if progress is not False:
+        from jaxnn.progress import ProgressBar
+        bar = ProgressBar(n_steps, enable=progress, desc="fit")
+        bar.__enter__()
+    try:
+        while int(state.step) < n_steps and not bool(state.stopped):
+            t1, compile_before = time.perf_counter(), seconds["compile"]
+            after, tl, vl, el, done, clean = fast(state, arrays, weights, val_arrays)
+            if not bool(clean):  # diverged somewhere in the chunk: run it again, every step checked
+                if not checked:
+                    checked.append(compiled(check_params=True))
+                after, tl, vl, el, done, _ = checked[0](state, arrays, weights, val_arrays)
+            state = after  # (a Ctrl-C before this line leaves the last completed chunk's state)
+            tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
+            done_np = np.asarray(jax.device_get(done))
+            seconds["train"] += time.perf_counter() - t1 - (seconds["compile"] - compile_before)
+            train_losses.append(tl_np[~np.isnan(tl_np)])
+            epoch_losses.append(np.asarray(el)[done_np])
+            if has_val:
+                val_losses.append(np.asarray(vl)[done_np])
+            info = ChunkInfo(steps_done=int(state.step), total_steps=n_steps, epochs_done=int(state.step) // nb,
+                             train_loss=train_losses[-1], val_loss=val_losses[-1] if has_val else np.zeros((0,)),
+                             state=state)
+            if bar is not None:
+                bar.update(info)
+            if callback is not None:
+                callback(info)
+    except KeyboardInterrupt as e:
+        raise TrainingInterrupted(result(state)) from e
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    res = result(state)
+    if res.diverged_step is not None and raise_on_divergence:
+        raise DivergedError(
+            f"training diverged: the loss or the parameters became NaN or inf at step {res.diverged_step}; "
+            "try a smaller learning rate (the last finite parameters were kept)",
+            step=res.diverged_step, result=res)
+    return res
