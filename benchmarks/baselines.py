@@ -318,7 +318,7 @@ def tutorial_loop(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray,
 
 def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, optimizer: object,
               batch_size: int, epochs: tuple[int, ...], pad: bool = False, tuned: bool = False,
-              seed: int = 0) -> RunFn:
+              hoist: bool = False, seed: int = 0) -> RunFn:
     """The same step as a bare hand-written ``lax.scan``: the whole run in one jitted call.
 
     Epoch ``e`` visits the rows in the order ``jax.random.permutation(jax.random.fold_in(key,
@@ -329,7 +329,9 @@ def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, 
     its real rows: the same training as jaxnn.fit). ``tuned=True`` compiles it as jaxnn compiles
     a tiny step (``jaxnn.xla_cpu.compile(..., no_ynnpack=True)``: without YNNPACK, so that
     XLA:CPU's small-loop threshold, set in ``XLA_FLAGS`` at the process's start, can compile the
-    inner loop as one function); otherwise with JAX's defaults. Compiles one program per epoch
+    inner loop as one function); otherwise with JAX's defaults. ``hoist=True`` draws every
+    epoch's permutation before the scan (``jax.vmap`` over the epochs: the same orders, (E, n)
+    indices in memory) instead of inside the epoch loop. Compiles one program per epoch
     count in ``epochs``. ``run.last["params"]`` holds the last run's final params.
     """
     import jax
@@ -342,12 +344,19 @@ def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, 
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
     key = jax.random.key(seed)
 
+    def order(e):
+        perm = jax.random.permutation(jax.random.fold_in(key, e), n)
+        if pad:
+            perm = jnp.concatenate([perm, jnp.zeros(nb * batch_size - n, perm.dtype)])
+        return perm
+
     def train(p, s, length):
-        def epoch(carry, e):
-            perm = jax.random.permutation(jax.random.fold_in(key, e), n)
-            if pad:
-                perm = jnp.concatenate([perm, jnp.zeros(nb * batch_size - n, perm.dtype)])
-            real = (jnp.arange(nb * batch_size) < n).astype(Xj.dtype)
+        real = (jnp.arange(nb * batch_size) < n).astype(Xj.dtype)
+
+        def epoch(carry, xs):
+            e, perm = xs
+            if perm is None:
+                perm = order(e)
 
             def step(carry, i):
                 p, s = carry
@@ -366,7 +375,9 @@ def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, 
 
             return jax.lax.scan(step, carry, jnp.arange(nb))
 
-        (p, s), losses = jax.lax.scan(epoch, (p, s), jnp.arange(length))
+        es = jnp.arange(length)
+        orders = jax.vmap(order)(es) if hoist else None
+        (p, s), losses = jax.lax.scan(epoch, (p, s), (es, orders))
         return p, s, losses.reshape(-1)
 
     p0 = jax.tree_util.tree_map(jnp.asarray, params)
