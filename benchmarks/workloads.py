@@ -111,8 +111,9 @@ def w1(quick: bool) -> dict[str, Any]:
 def _seed_engine(fit: Any, X: np.ndarray, Y: np.ndarray, steps: int, reps: int) -> dict[str, float]:
     """The seed network through ``jaxnn.fit``: its own loss_fn, ``optax.sgd``, the seed's init.
 
-    Per-example losses ``0.5 * BATCH * (P - y)^2`` make the minibatch mean the seed's half sum.
-    Wall seconds of warm calls (both run lengths compiled first), marginal as every W1 row.
+    Per-example losses ``0.5 * BATCH * (P - y)^2`` make a full minibatch's mean the seed's half
+    sum. jaxnn.fit's default chunking (about 20 compiled calls per run). Wall seconds of warm
+    calls (both run lengths compiled first), marginal as every W1 row.
     """
     import jax
     import jax.numpy as jnp
