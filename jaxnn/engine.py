@@ -102,13 +102,13 @@ class History:
 
     Attributes:
         train_loss: (steps,) the minibatch loss of every applied step.
-        epoch_loss: (epochs,) each completed epoch's mean training loss over its real rows.
         val_loss: (epochs,) each completed epoch's validation loss; empty without ``val_data``.
+        epoch_loss: (epochs,) each completed epoch's mean training loss over its real rows.
     """
 
     train_loss: np.ndarray
-    epoch_loss: np.ndarray
     val_loss: np.ndarray
+    epoch_loss: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,)))
 
 
 @dataclasses.dataclass
@@ -170,6 +170,7 @@ class _Plan(NamedTuple):
     track_best: bool
     tol: float
     hoist: bool
+    reduction: str
 
 
 # --- Pieces of the step ---------------------------------------------------------------------
@@ -252,7 +253,10 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
-        return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
+        total = jnp.sum(w * losses)
+        if plan.reduction == "sum":
+            return total
+        return total / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
 
     def train_step(s: TrainState, data: Any, weights: Any, idx: Array, w: Array, t: Array
                    ) -> tuple[TrainState, Array]:
@@ -269,13 +273,14 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
         diverged = active & ~apply
         rows = jnp.sum(wb.astype(value.dtype))
+        total = value if plan.reduction == "sum" else value * rows  # sum(w * losses)
         new = s._replace(
             params=params,
             opt_state=_select(apply, opt_state, s.opt_state),
             step=s.step + apply.astype(s.step.dtype),
             stopped=s.stopped | diverged,
             diverged_step=jnp.where(diverged, s.step, s.diverged_step),
-            epoch_loss=s.epoch_loss + jnp.where(apply, value * rows, 0).astype(s.epoch_loss.dtype),
+            epoch_loss=s.epoch_loss + jnp.where(apply, total, 0).astype(s.epoch_loss.dtype),
             epoch_rows=s.epoch_rows + jnp.where(apply, rows, 0).astype(s.epoch_rows.dtype),
         )
         return new, jnp.where(apply, value, jnp.nan)  # NaN marks a step not applied
@@ -516,6 +521,7 @@ def fit(
     progress: bool | None = False,
     devices: Any = None,
     chunk_epochs: int | None = None,
+    reduction: str = "mean",
     raise_on_divergence: bool = True,
 ) -> FitResult:
     """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
@@ -554,6 +560,9 @@ def fit(
             ``Mesh`` with a ``"data"`` axis; every minibatch is sharded, parameters replicated.
         chunk_epochs: epochs per compiled call (default: about 20 calls per run). Never changes
             a result.
+        reduction: ``"mean"`` (default): each step minimises the (weighted) mean of its rows'
+            losses; ``"sum"``: their (weighted) sum -- the seed's linear regression, whose gradient
+            is that of the sum of squares, with a step size that grows with the batch.
         raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
             step is not finite; False returns with ``diverged_step`` set.
     Returns:
@@ -579,6 +588,8 @@ def fit(
     _positive_int("chunk_epochs", chunk_epochs, allow_none=True)
     if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     if not isinstance(shuffle, bool | np.bool_):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
@@ -588,14 +599,14 @@ def fit(
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
                     devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
-                    dtype=dtype)
+                    dtype=dtype, reduction=reduction)
 
 
 def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
          steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
          patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
          callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
-         raise_on_divergence: bool, dtype: Any) -> FitResult:
+         raise_on_divergence: bool, dtype: Any, reduction: str) -> FitResult:
     params = jax.tree_util.tree_map(jnp.asarray, params)
     arrays = _as_data("data", data, dtype)
     n = arrays[0].shape[0]
@@ -626,7 +637,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     plan = _Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=n_steps, chunk_epochs=chunk,
                  shuffle=shuffle, has_val=has_val, has_weights=sample_weight is not None,
                  patience=patience, track_best=track_best, tol=tol,
-                 hoist=chunk * nb * B <= _HOIST_MAX_INDICES)
+                 hoist=chunk * nb * B <= _HOIST_MAX_INDICES, reduction=reduction)
     if val_fn is None and has_val:
         def val_fn(p: Any, *batch: Any) -> Array:
             return jnp.mean(loss_fn(p, *batch))
@@ -666,7 +677,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         final = s.params
         if track_best and s.best_params is not None and bool(jnp.isfinite(s.best_loss)):
             final = s.best_params
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.dtype(dtype))  # noqa: E731
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.dtype(dtype))
         return FitResult(params=final, state=s,
                          history=History(train_loss=cat(train_losses), epoch_loss=cat(epoch_losses),
                                          val_loss=cat(val_losses) if has_val else np.zeros((0,), np.dtype(dtype))),

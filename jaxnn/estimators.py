@@ -240,12 +240,9 @@ class _BaseMLP(BaseEstimator):
                       for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
             opt_state = jax.tree_util.tree_map(jnp.asarray, self._opt_state)
             key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._key_data)), self.n_iter_)
-            i32 = jnp.int32
-            return training.TrainState(
-                params=params, opt_state=opt_state, key=key, step=jnp.zeros((), i32),
-                epoch=jnp.zeros((), i32), best_params=params, best_loss=jnp.full((), jnp.inf, dt),
-                bad_epochs=jnp.zeros((), i32), stopped=jnp.zeros((), bool),
-                diverged_step=jnp.full((), -1, i32))
+            fresh = training.init_state(config, n_features, len(self.intercepts_[-1]), n_train)
+            return fresh._replace(params=params, opt_state=opt_state, key=key,
+                                  best_params=None if fresh.best_params is None else params)
 
     def save(self, path: Any) -> None:
         """Save the fitted estimator to ``path`` (``.npz``); see :func:`save_estimator`."""

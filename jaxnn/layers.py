@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxnn.backward import with_backward
 from jaxnn.gradients import Entry, register
 
 
@@ -64,6 +65,10 @@ def weight_grad(x: Array, cotangent: Array) -> Array:
     if d_out < NARROW <= d_in and n * d_in >= NARROW_MIN_INPUT and jax.default_backend() == "cpu":
         return jax.lax.optimization_barrier(cotangent.T @ x).T
     return x.T @ cotangent
+
+
+dense_layer = with_backward(dense, dense_vjp)
+""":func:`dense` whose gradient, under ``jax.grad``, is the hand-written :func:`dense_vjp`."""
 
 
 def _dense_example(key: Array, dtype: Any) -> tuple[Array, Array, Array]:

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxnn.backward import with_backward
 from jaxnn.gradients import Entry, register
 
 REDUCTIONS = ("mean", "sum", "half_sum")
@@ -136,6 +137,41 @@ LOSSES = {"mse": (mse, mse_vjp), "cross_entropy": (softmax_cross_entropy, softma
 """name -> (loss, loss_vjp)."""
 
 
+# --- Per-example losses: what the training engine (jaxnn.fit) averages -----------------------
+
+
+def squared_error(pred: Array, target: Array) -> Array:
+    """Per-example mean squared error over the k outputs: (n, k), (n, k) -> (n,).
+
+    Its mean over the rows is :func:`mse` with ``reduction="mean"``.
+    """
+    return jnp.mean(jnp.square(pred - target), axis=-1)
+
+
+def squared_error_vjp(pred: Array, target: Array, cotangent: Array) -> tuple[Array, Array]:
+    """Backward of :func:`squared_error`: dpred = c_i 2 (p_i - y_i) / k, dtarget = -dpred. cotangent: (n,)."""
+    dpred = cotangent[:, None] * (2.0 / pred.shape[-1]) * (pred - target)
+    return dpred, -dpred
+
+
+def cross_entropy(logits: Array, target: Array) -> Array:
+    """Per-example softmax cross-entropy against target distributions: (n, C), (n, C) -> (n,)."""
+    return -jnp.sum(target * log_softmax(logits), axis=-1)
+
+
+def cross_entropy_vjp(logits: Array, target: Array, cotangent: Array) -> tuple[Array, Array]:
+    """Backward of :func:`cross_entropy`: dz_i = c_i (softmax(z_i) sum(t_i) - t_i), dt_i = -c_i log_softmax(z_i)."""
+    logp = log_softmax(logits)
+    c = cotangent[:, None]
+    return c * (jnp.exp(logp) * jnp.sum(target, axis=-1, keepdims=True) - target), -c * logp
+
+
+squared_error_layer = with_backward(squared_error, squared_error_vjp)
+cross_entropy_layer = with_backward(cross_entropy, cross_entropy_vjp)
+PER_EXAMPLE = {"mse": squared_error_layer, "cross_entropy": cross_entropy_layer}
+"""name -> per-example loss (a :func:`~jaxnn.with_backward` function: hand-written backward)."""
+
+
 # --- Registry -------------------------------------------------------------------------------
 
 
@@ -172,3 +208,8 @@ register(
         example=_classification_example,
     )
 )
+
+register(Entry(name="squared_error", forward=squared_error, backward=squared_error_vjp,
+               example=lambda key, dtype: _regression_example(key, dtype)[:2]))
+register(Entry(name="cross_entropy", forward=cross_entropy, backward=cross_entropy_vjp,
+               example=lambda key, dtype: _classification_example(key, dtype)[:2]))

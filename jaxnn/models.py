@@ -19,6 +19,7 @@ training loop takes the same switch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -30,8 +31,9 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxnn import foundations, losses
+from jaxnn.backward import forward_of, with_backward
 from jaxnn.gradients import Entry, register
-from jaxnn.layers import dense, dense_vjp
+from jaxnn.layers import dense, dense_layer, dense_vjp
 
 Params = list[dict[str, Array]]
 INITS = ("normal", "glorot", "he")
@@ -97,6 +99,65 @@ def _activation(name: str) -> foundations.ArrayFunction:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
     return foundations.ACTIVATIONS[name]
+
+
+# --- The model the engine trains: with_backward layers composed ------------------------------
+
+
+def hand_written(func: foundations.ArrayFunction) -> Any:
+    """An elementwise ``func`` with its analytic ``func.deriv`` as its backward (:func:`jaxnn.with_backward`)."""
+    deriv = foundations.derivative_of(func)
+    return with_backward(func, lambda z, cotangent: (cotangent * deriv(z),))
+
+
+ACTIVATION_LAYERS = {name: hand_written(foundations.ACTIVATIONS[name]) for name in ACTIVATIONS}
+"""name -> hidden activation whose gradient is its hand-written derivative."""
+
+
+def network(params: Params, X: Array, activation: Any = ACTIVATION_LAYERS["sigmoid"], *,
+            layer: Any = dense_layer) -> Array:
+    """The MLP's output (n, k): ``layer`` then ``activation`` for every hidden layer, a linear output.
+
+    ``activation`` is any callable (``jax.nn.tanh``, a :func:`hand_written` activation, the user's
+    own); ``layer`` is :func:`jaxnn.layers.dense_layer` (hand-written backward) or ``dense``
+    (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``.
+    """
+    h = X
+    for i, p in enumerate(params):
+        h = layer(h, p["W"], p["b"])
+        if i < len(params) - 1:
+            h = activation(h)
+    return h
+
+
+@functools.lru_cache(maxsize=64)
+def make_loss_fn(activation: str = "sigmoid", loss_name: str = "mse", *, l2: float = 0.0,
+                 scale: float = 1.0, gradients: str = "manual") -> Any:
+    """``loss_fn(params, X, Y) -> (n,)`` per-example losses of the built-in MLP, for :func:`jaxnn.fit`.
+
+    ``gradients="manual"`` builds it from the hand-written layers, activation and loss
+    (:func:`jaxnn.with_backward`); ``"autodiff"`` from their plain forwards (``jax.grad`` of them).
+    Each example's loss is ``scale * loss_i + l2 * l2_penalty(params)``, so the mean over a minibatch
+    is ``scale * mean loss + l2 * penalty``. Cached: the same arguments give the same function, so
+    the engine's compiled programs are reused.
+    """
+    if gradients not in GRADIENTS:
+        raise ValueError(f"gradients: expected one of {GRADIENTS}, got {gradients!r}")
+    _activation(activation)
+    if loss_name not in losses.PER_EXAMPLE:
+        raise ValueError(f"loss_name: expected one of {tuple(losses.PER_EXAMPLE)}, got {loss_name!r}")
+    manual = gradients == "manual"
+    act = ACTIVATION_LAYERS[activation] if manual else foundations.ACTIVATIONS[activation]
+    layer = dense_layer if manual else forward_of(dense_layer)
+    per_example = losses.PER_EXAMPLE[loss_name] if manual else forward_of(losses.PER_EXAMPLE[loss_name])
+
+    def loss_fn(params: Params, X: Array, Y: Array) -> Array:
+        out = per_example(network(params, X, act, layer=layer), Y)
+        if scale != 1.0:
+            out = scale * out
+        return out + l2 * l2_penalty(params) if l2 else out
+
+    return loss_fn
 
 
 # --- Forward and hand-written backward, side by side ---------------------------------------

@@ -14,7 +14,6 @@ import jaxnn
 from jaxnn import engine
 from jaxnn.errors import DivergedError
 
-
 # --- a user's own model: a residual block with a hand-written softplus -----------------------
 
 

@@ -144,7 +144,7 @@ def dlfs_split(boston_csv):
 def fit_from(config, X, Y, params):
     """``training.fit`` starting from the given parameters (float64 runs: call under x64)."""
     state = training.init_state(config, X.shape[1], Y.shape[1], X.shape[0])
-    state = state._replace(params=params, best_params=params)
+    state = state._replace(params=params)
     return training.fit(config, X, Y, state=state)
 
 

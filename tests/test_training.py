@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import datasets, models, training
+from jaxnn import datasets, engine, models, training
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig
 
@@ -221,8 +221,8 @@ def test_the_seed_also_drives_the_shuffle():
     c0 = TrainConfig(hidden=(), optimizer="sgd", lr=0.05, batch_size=5, epochs=2, seed=0)
     c1 = dataclasses.replace(c0, seed=1)
     p = initial_params(c0, X, Y)
-    s0 = training.init_state(c0, 3, 1, 20)._replace(params=p, best_params=p)
-    s1 = training.init_state(c1, 3, 1, 20)._replace(params=p, best_params=p)
+    s0 = training.init_state(c0, 3, 1, 20)._replace(params=p)
+    s1 = training.init_state(c1, 3, 1, 20)._replace(params=p)
     i0, _ = training.batch_indices(s0.key, jnp.int32(0), 20, 5, True)
     i1, _ = training.batch_indices(s1.key, jnp.int32(0), 20, 5, True)
     assert not np.array_equal(np.asarray(i0), np.asarray(i1))
@@ -273,8 +273,10 @@ def test_steps_mode_runs_exactly_that_many_steps():
     result = training.fit(c, X, Y, X_val=X, Y_val=Y)
     assert result.steps == 7
     assert result.history.train_loss.shape == (7,)
-    assert result.epochs == 3  # the third epoch stops after its first step
-    assert result.history.val_loss.shape == (3,)
+    # the third epoch stops after its first step: two epochs are complete, and only a complete
+    # epoch is evaluated (so that resuming mid-epoch evaluates that epoch once, at its end)
+    assert result.epochs == 2
+    assert result.history.val_loss.shape == (2,)
     assert int(result.state.step) == 7
 
 
@@ -400,14 +402,27 @@ def test_bad_data_names_the_argument():
         training.fit({"epochs": 1}, X, Y)
 
 
+def run_chunk(c, opt, state, X, Y, *, n_steps, chunk_epochs, check_params):
+    """One compiled chunk of the engine for the built-in model of ``c``, run once from ``state``."""
+    n = X.shape[0]
+    B = min(c.batch_size, n)
+    plan = engine._Plan(n=n, batch=B, steps_per_epoch=training.steps_per_epoch(n, B), total_steps=n_steps,
+                        chunk_epochs=chunk_epochs, shuffle=c.shuffle, has_val=False, has_weights=False,
+                        patience=c.patience, track_best=c.patience is not None, tol=c.tol, hoist=True,
+                        reduction="mean")
+    loss_fn, _ = training._loss_fns(c)
+    fn = engine._build_chunk(loss_fn, opt, None, plan, check_params=check_params, batch_sharding=None)
+    return jax.jit(fn)(state, (X, Y), (), ())
+
+
 def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypatch):
     # the chunk's epoch permutations are drawn in one batch before the scan when they fit in
     # _HOIST_MAX_INDICES; drawing them epoch by epoch inside the scan must give the same run
     X, Y = toy_regression(n=40, d=3, seed=11)
     c = TrainConfig(hidden=(5,), optimizer="sgd", lr=0.05, batch_size=6, epochs=6, chunk_epochs=4)
     hoisted = training.fit(c, X, Y)
-    monkeypatch.setattr(training, "_HOIST_MAX_INDICES", 0)
-    training._COMPILED.clear()
+    monkeypatch.setattr(engine, "_HOIST_MAX_INDICES", 0)
+    engine._COMPILED.clear()
     per_epoch = training.fit(c, X, Y)
     np.testing.assert_array_equal(hoisted.history.train_loss, per_epoch.history.train_loss)
     leaves = jax.tree_util.tree_leaves
@@ -491,9 +506,7 @@ def test_a_step_with_a_finite_loss_but_overflowing_parameters_is_found_by_the_se
     opt = training.make_optimizer(c, 1, 6)
 
     def run(check_params):
-        fn = training.build_chunk_fn(c, opt, n_train=12, n_steps=6, chunk_epochs=6, has_val=False,
-                                     check_params=check_params)
-        return jax.jit(fn)(state0, Xj, Yj, Xj[:1], Yj[:1])[0]
+        return run_chunk(c, opt, state0, Xj, Yj, n_steps=6, chunk_epochs=6, check_params=check_params)[0]
 
     loss_only, every_step = run(False), run(True)
     assert int(loss_only.diverged_step) == 1 and not np.all(np.isfinite(loss_only.params[0]["W"]))
@@ -515,9 +528,8 @@ def test_parameters_checked_at_the_chunk_end_train_exactly_as_checked_every_step
         Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
         state0 = training.init_state(c, 4, 2, 40)
         opt = training.make_optimizer(c, 6, 30)
-        out = [jax.jit(training.build_chunk_fn(c, opt, n_train=40, n_steps=30, chunk_epochs=5,
-                                               has_val=False, check_params=check))(
-            state0, Xj, Yj, Xj[:1], Yj[:1]) for check in (False, True)]
+        out = [run_chunk(c, opt, state0, Xj, Yj, n_steps=30, chunk_epochs=5, check_params=check)
+               for check in (False, True)]
         assert bool(training.finite_and_not_diverged(out[0][0]))
     for a, b in zip(jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1]), strict=True):
         if jnp.issubdtype(a.dtype, jnp.floating):

@@ -358,10 +358,11 @@ class TrainOutputs:
         if ck.state.diverged_step >= 0:
             raise ValueError(f"--resume: {where} holds the last finite parameters of a run that "
                              f"diverged at step {int(ck.state.diverged_step)}; retrain with a smaller --lr")
-        from jaxnn.training import total_epochs
+        from jaxnn.training import steps_per_epoch, total_epochs
 
-        if int(ck.state.epoch) > total_epochs(config, split.X_train.shape[0]):
-            raise ValueError(f"--epochs/--steps: {where} is already at epoch {int(ck.state.epoch)}, "
+        done_epochs = int(ck.state.step) // steps_per_epoch(split.X_train.shape[0], config.batch_size)
+        if done_epochs > total_epochs(config, split.X_train.shape[0]):
+            raise ValueError(f"--epochs/--steps: {where} is already at epoch {done_epochs}, "
                              "past the requested total")
 
     def fit_kwargs(self) -> dict[str, Any]:
