@@ -210,7 +210,7 @@ USER_ROWS = (("tutorial", "tutorial: NumPy batches, jit step"),
              ("bare_padded", "bare lax.scan, short batch padded"),
              ("bare_tuned", "  same, compiled as jaxnn compiles"),
              ("bare_hoisted", "  same, and orders drawn before"),
-             ("v01", "jaxnn 0.1 fit(TrainConfig(adam))"), ("jaxnn", "jaxnn.fit(loss_fn, adam)"))
+             ("v01", "fit(TrainConfig(adam)), 0.1 API"), ("jaxnn", "jaxnn.fit(loss_fn, adam)"))
 
 
 def user_table(u: dict[str, Any]) -> list[str]:

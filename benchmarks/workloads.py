@@ -436,8 +436,9 @@ def user(quick: bool) -> dict[str, Any]:
     batch dropped; padded with weight-0 rows (jaxnn.fit's training exactly); padded and compiled
     as jaxnn compiles tiny steps; and that with every epoch's order drawn before the scan, as the
     engine does (what is left against it is the engine's bookkeeping), and, for before/after,
-    (d) jaxnn 0.1's ``fit(TrainConfig(...))`` with the built-in MLP of the same shapes (glorot
-    init, adam, mean squared error). Everything compiled first, then timed in interleaved
+    (d) jaxnn 0.1's API, ``training.fit(TrainConfig(...))``, with the built-in MLP of the same
+    shapes (glorot init, adam, mean squared error): the old trainer before the engine, a
+    translation onto the engine since. Everything compiled first, then timed in interleaved
     rounds (best of each).
     """
     import math
