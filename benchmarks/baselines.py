@@ -238,3 +238,162 @@ def textbook_mlp_epoch(X: np.ndarray, Y: np.ndarray, *, hidden: tuple[int, ...],
         return (time.perf_counter() - t0) * math.ceil(n / batch_size) / nb
 
     return once
+
+
+# --------------------------------------------------------------------------------------------
+# A user's own small model (issue 14's proof): what a JAX user writes without jaxnn.
+#
+# The model is a plain ``loss_fn(params, x, y) -> (B,)`` (per-example losses, as optax's losses
+# return); every implementation minimises their mean over each minibatch with an optax
+# optimizer. Each builder compiles what it needs for the given epoch counts and returns
+# ``run(epochs) -> (seconds, steps)``: the wall seconds of one warm call and the optimizer steps
+# it took.
+
+
+def user_mlp_params(d: int, hidden: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Glorot-uniform weights and zero biases of a ``d -> hidden -> 1`` network, float32."""
+    rng = np.random.default_rng(seed)
+
+    def glorot(a: int, b: int) -> np.ndarray:
+        lim = math.sqrt(6.0 / (a + b))
+        return rng.uniform(-lim, lim, (a, b)).astype(np.float32)
+
+    return {"W1": glorot(d, hidden), "b1": np.zeros(hidden, np.float32),
+            "W2": glorot(hidden, 1), "b2": np.zeros(1, np.float32)}
+
+
+def user_mlp_loss(params: dict, x: object, y: object) -> object:
+    """The user's model: ``sigmoid(x W1 + b1) W2 + b2``, squared error per example, shape (B,)."""
+    import jax
+
+    h = jax.nn.sigmoid(x @ params["W1"] + params["b1"])
+    pred = (h @ params["W2"] + params["b2"])[:, 0]
+    return (pred - y) ** 2
+
+
+RunFn = Callable[[int], tuple[float, int]]
+
+
+def tutorial_loop(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, optimizer: object,
+                  batch_size: int, seed: int = 0) -> RunFn:
+    """The flax / equinox / optax tutorial pattern: a ``jax.jit``-ed optax step in a Python loop.
+
+    Every epoch draws ``np.random`` permutation, reorders the NumPy arrays and slices them into
+    consecutive minibatches, the last short one included (so the step compiles for two shapes;
+    both are compiled here, before timing). The per-step losses stay on the device in a list,
+    as a training loop that logs them at the end of an epoch keeps them.
+    """
+    import jax
+    import optax
+
+    opt: optax.GradientTransformation = optimizer  # type: ignore[assignment]
+
+    @jax.jit
+    def train_step(p, s, xb, yb):
+        loss, g = jax.value_and_grad(lambda q: loss_fn(q, xb, yb).mean())(p)
+        updates, s = opt.update(g, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    n = len(X)
+    p0 = jax.tree_util.tree_map(jax.numpy.asarray, params)
+    s0 = opt.init(p0)
+    for size in {batch_size, n - (n - 1) // batch_size * batch_size}:  # full and short batch
+        jax.block_until_ready(train_step(p0, s0, X[:size], Y[:size]))
+
+    def run(epochs: int) -> tuple[float, int]:
+        rng = np.random.default_rng(seed)
+        p, s, losses = p0, s0, []
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            perm = rng.permutation(n)
+            Xs, Ys = X[perm], Y[perm]
+            for i in range(0, n, batch_size):
+                p, s, loss = train_step(p, s, Xs[i:i + batch_size], Ys[i:i + batch_size])
+                losses.append(loss)
+        jax.block_until_ready((p, losses))
+        return time.perf_counter() - t0, len(losses)
+
+    return run
+
+
+def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, optimizer: object,
+              batch_size: int, epochs: tuple[int, ...], pad: bool = False, tuned: bool = False,
+              hoist: bool = False, seed: int = 0) -> RunFn:
+    """The same step as a bare hand-written ``lax.scan``: the whole run in one jitted call.
+
+    Epoch ``e`` visits the rows in the order ``jax.random.permutation(jax.random.fold_in(key,
+    e), n)`` -- jaxnn.fit's documented order -- in consecutive minibatches: an outer scan over
+    epochs, an inner scan over the epoch's minibatches, per-step losses returned. ``pad=False``
+    drops the short last batch (``n // batch_size`` steps per epoch: the simplest code);
+    ``pad=True`` pads it with weight-0 rows (``ceil(n / batch_size)`` steps, each the mean over
+    its real rows: the same training as jaxnn.fit). ``tuned=True`` compiles it as jaxnn compiles
+    a tiny step (``jaxnn.xla_cpu.compile(..., no_ynnpack=True)``: without YNNPACK, so that
+    XLA:CPU's small-loop threshold, set in ``XLA_FLAGS`` at the process's start, can compile the
+    inner loop as one function); otherwise with JAX's defaults. ``hoist=True`` draws every
+    epoch's permutation before the scan (``jax.vmap`` over the epochs: the same orders, (E, n)
+    indices in memory) instead of inside the epoch loop. Compiles one program per epoch
+    count in ``epochs``. ``run.last["params"]`` holds the last run's final params.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    opt: optax.GradientTransformation = optimizer  # type: ignore[assignment]
+    n = len(X)
+    nb = -(-n // batch_size) if pad else n // batch_size
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    key = jax.random.key(seed)
+
+    def order(e):
+        perm = jax.random.permutation(jax.random.fold_in(key, e), n)
+        if pad:
+            perm = jnp.concatenate([perm, jnp.zeros(nb * batch_size - n, perm.dtype)])
+        return perm
+
+    def train(p, s, length):
+        real = (jnp.arange(nb * batch_size) < n).astype(Xj.dtype)
+
+        def epoch(carry, xs):
+            e, perm = xs
+            if perm is None:
+                perm = order(e)
+
+            def step(carry, i):
+                p, s = carry
+                idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
+                if pad:
+                    w = jax.lax.dynamic_slice(real, (i * batch_size,), (batch_size,))
+
+                    def mean_loss(q):
+                        return jnp.sum(w * loss_fn(q, Xj[idx], Yj[idx])) / jnp.sum(w)
+                else:
+                    def mean_loss(q):
+                        return loss_fn(q, Xj[idx], Yj[idx]).mean()
+                loss, g = jax.value_and_grad(mean_loss)(p)
+                updates, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, updates), s), loss
+
+            return jax.lax.scan(step, carry, jnp.arange(nb))
+
+        es = jnp.arange(length)
+        orders = jax.vmap(order)(es) if hoist else None
+        (p, s), losses = jax.lax.scan(epoch, (p, s), (es, orders))
+        return p, s, losses.reshape(-1)
+
+    p0 = jax.tree_util.tree_map(jnp.asarray, params)
+    s0 = opt.init(p0)
+    from jaxnn import xla_cpu
+
+    compiled = {e: xla_cpu.compile(jax.jit(train, static_argnums=2).lower(p0, s0, e), no_ynnpack=tuned)
+                for e in epochs}
+    last: dict[str, object] = {}
+
+    def run(e: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled[e](p0, s0))
+        seconds = time.perf_counter() - t0
+        last["params"] = out[0]
+        return seconds, e * nb
+
+    run.last = last  # type: ignore[attr-defined]
+    return run

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("w1", "cli", "w2", "w2_cores", "w2_memory", "w3")
+WORKLOADS = ("w1", "user", "cli", "w2", "w2_cores", "w2_memory", "w3")
 # w2_cores splits the models over one simulated CPU device per core (no effect on a GPU)
 WORKLOAD_ENV = {"w2_cores": {"JAX_NUM_CPU_DEVICES": str(os.cpu_count() or 1)}}
 
@@ -48,15 +48,59 @@ def machine() -> dict[str, Any]:
     return {"platform": dev.platform, "device": str(dev.device_kind), "devices": jax.device_count(),
             "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "jax": jax.__version__,
-            "date": datetime.date.today().isoformat()}
+            "date": datetime.date.today().isoformat(),
+            # other work on the machine: the 1-minute load average when the run started
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "us_per_step") -> float | None:
+    """a's µs per step over b's (wall, or ``key``), or None where either row is missing."""
+    if not a or not b or key not in a or key not in b:
+        return None
+    return a[key] / max(b[key], 1e-3)
+
+
+# Issue 14's "Proof": (summary key, what it is, target, ">=" or "<=")
+PROOF = (
+    ("user_tutorial_vs_jaxnn", "user model: tutorial loop / jaxnn.fit, per step", 3.0, ">="),
+    ("user_jaxnn_vs_bare", "user model: jaxnn.fit / bare lax.scan, per step", 1.1, "<="),
+    ("w1_engine_speedup_vs_numpy", "seed network: seed's NumPy / jaxnn.fit, per step", 8.0, ">="),
+    ("w2_cores_throughput_ratio", "256-model sweep over every core / one model", 5.0, ">="),
+    ("w3_fraction_of_step_matmuls", "W3: share of its step's own products", 0.8, ">="),
+)
+
+
+def proof(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of issue 14's benchmark targets with this run's value and whether it is met."""
+    rows = []
+    for key, what, target, op in PROOF:
+        v = s.get(key)
+        met = None if v is None else (v >= target if op == ">=" else v <= target)
+        rows.append({"key": key, "what": what, "value": v, "target": f"{op} {target:g}", "met": met})
+    return rows
 
 
 def summarize(r: dict[str, Any]) -> dict[str, Any]:
     """The headline ratios against the targets."""
-    w1, w2, w3 = r["w1"], r["w2"], r["w3"]
+    w1, w2, w3, u = r["w1"], r["w2"], r["w3"], r["user"]
     us = max(w1["jaxnn"]["us_per_step"], 1e-3)
     single = 1e6 / us  # model-steps/s of one model in jaxnn's scan
-    return {
+    s = {
+        # a user's own model (issue 14): jaxnn.fit against what a JAX user writes without it
+        "user_tutorial_vs_jaxnn": _ratio(u["tutorial"], u.get("jaxnn")),
+        "user_jaxnn_vs_bare": _ratio(u.get("jaxnn"), u["bare"]),
+        "user_jaxnn_vs_bare_padded": _ratio(u.get("jaxnn"), u["bare_padded"]),
+        "user_jaxnn_vs_bare_tuned": _ratio(u.get("jaxnn"), u["bare_tuned"]),
+        # the bare scan with the engine's own tricks: what is left is the engine's bookkeeping
+        "user_jaxnn_vs_bare_hoisted": _ratio(u.get("jaxnn"), u.get("bare_hoisted")),
+        "user_tutorial_vs_bare": _ratio(u["tutorial"], u["bare"]),
+        "user_v01_vs_jaxnn": _ratio(u.get("v01"), u.get("jaxnn")),
+        # the same from the process's CPU seconds: steadier while other work shares the cores
+        "user_tutorial_vs_jaxnn_cpu": _ratio(u["tutorial"], u.get("jaxnn"), "cpu_us_per_step"),
+        "user_jaxnn_vs_bare_cpu": _ratio(u.get("jaxnn"), u["bare"], "cpu_us_per_step"),
+        "user_jaxnn_vs_bare_hoisted_cpu": _ratio(u.get("jaxnn"), u.get("bare_hoisted"), "cpu_us_per_step"),
+        "user_v01_vs_jaxnn_cpu": _ratio(u.get("v01"), u.get("jaxnn"), "cpu_us_per_step"),
+        "w1_engine_speedup_vs_numpy": _ratio(w1["numpy"], w1.get("jaxnn_engine")),
         "w1_speedup_vs_numpy": w1["numpy"]["us_per_step"] / us,
         "w1_speedup_vs_sklearn": w1["sklearn"]["us_per_step"] / us,
         "w1_speedup_vs_jit_loop": w1["jit_loop"]["us_per_step"] / us,
@@ -74,10 +118,13 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         # the products plus one SGD update of every weight, nothing else: the most a step can reach
         "w3_bound_fraction_of_step_matmuls": w3["bound_fraction_of_step_matmuls"],
         "w3_epoch_vs_textbook": w3["epoch_s"] / w3["textbook_epoch_s"],
-        "targets": {"w1_speedup_vs_numpy": 8, "w1_speedup_vs_sklearn": 30, "w2_throughput_ratio": 20,
+        "targets": {"user_tutorial_vs_jaxnn": 3, "user_jaxnn_vs_bare": 1.1,
+                    "w1_engine_speedup_vs_numpy": 8, "w1_speedup_vs_numpy": 8, "w1_speedup_vs_sklearn": 30,
+                    "w2_throughput_ratio": 20,
                     "w2_1024_peak_rss_mb": 1024, "w3_fraction_of_step_matmuls": 0.9,
                     "w3_fraction_of_matmul": 0.9},
     }
+    return s
 
 
 def table(r: dict[str, Any]) -> str:
@@ -85,7 +132,8 @@ def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     rows = [
         f"jaxnn benchmarks  {m['date']}  {m['platform']} ({m['device']}), {m['cpu_count']} CPU cores, "
-        f"jax {m['jax']}{'  [--quick]' if r['quick'] else ''}",
+        f"jax {m['jax']}{'  [--quick]' if r['quick'] else ''}, load average "
+        f"{m.get('load_avg_1m')} -> {m.get('load_avg_1m_end')}",
         "",
         f"W1 seed network (354x13, 13 sigmoid, batch 23), marginal cost of {w1['steps']} steps:",
         f"  {'implementation':<28}{'µs/step':>10}{'vs jaxnn':>10}{'compile s':>11}",
@@ -97,6 +145,11 @@ def table(r: dict[str, Any]) -> str:
         v = w1[key]
         comp = f"{v['compile_s']:.2f}" if "compile_s" in v else "-"
         rows.append(f"  {name:<28}{v['us_per_step']:>10.2f}{v['us_per_step'] / us:>9.1f}x{comp:>11}")
+    if w1.get("jaxnn_engine"):
+        v = w1["jaxnn_engine"]
+        name = "jaxnn.fit(loss_fn, sgd)"
+        rows.append(f"  {name:<28}{v['us_per_step']:>10.2f}{v['us_per_step'] / us:>9.1f}x"
+                    f"{v['compile_s']:>11.2f}")
     rows += [
         f"  CLI `jaxnn train` {cli['steps']} steps end to end: cold cache {cli['cold']['wall_s']:.2f} s "
         f"(compile {cli['cold']['compile_s']:.2f} s), warm cache {cli['warm']['wall_s']:.2f} s "
@@ -138,7 +191,47 @@ def table(r: dict[str, Any]) -> str:
             s["w2_cores_throughput_ratio"], s["w2_1024_peak_rss_mb"], 100 * s["w3_fraction_of_step_matmuls"],
             100 * s["w3_fraction_of_matmul"]),
     ]
+    rows += ["", *user_table(r["user"])]
+    rows += ["", "Issue 14 proof (ratios of this run):"]
+    for p in r["proof"]:
+        pct = p["key"].startswith("w3")
+        op, target = p["target"].split()
+        v = "n/a" if p["value"] is None else (f"{100 * p['value']:.0f}%" if pct else f"{p['value']:.2f}x")
+        t = f"{100 * float(target):.0f}%" if pct else f"{target}x"
+        met = {True: "met", False: "MISSED", None: "not measured"}[p["met"]]
+        cpu = r["summary"].get(p["key"] + "_cpu")
+        cpu_s = f"; CPU time {cpu:.2f}x" if cpu is not None else ""
+        rows.append(f"  {p['what']:<52}{v:>8}  (target {op} {t}{cpu_s})  {met}")
     return "\n".join(rows)
+
+
+USER_ROWS = (("tutorial", "tutorial: NumPy batches, jit step"),
+             ("bare", "bare lax.scan, short batch dropped"),
+             ("bare_padded", "bare lax.scan, short batch padded"),
+             ("bare_tuned", "  same, compiled as jaxnn compiles"),
+             ("bare_hoisted", "  same, and orders drawn before"),
+             ("v01", "fit(TrainConfig(adam)), 0.1 API"), ("jaxnn", "jaxnn.fit(loss_fn, adam)"))
+
+
+def user_table(u: dict[str, Any]) -> list[str]:
+    """The rows of the user's-own-model workload: µs per step and the ratio to jaxnn.fit."""
+    rows = [f"User's own model ({u['rows']}x{u['features']} {u['data']}, {u['hidden']} sigmoid, "
+            f"batch {u['batch']}, {u['steps_per_epoch']} steps/epoch, {u['optimizer']}), marginal cost, "
+            f"best of {u['rounds']} interleaved rounds:",
+            f"  {'implementation':<36}{'µs/step':>9}{'vs jaxnn':>10}{'CPU µs/step':>13}{'first call s':>14}"]
+    ref = u.get("jaxnn")
+    for key, name in USER_ROWS:
+        v = u.get(key)
+        if v is None:
+            rows.append(f"  {name:<36}{'(not measured)':>19}")
+            continue
+        ratio = f"{v['us_per_step'] / max(ref['us_per_step'], 1e-3):>9.2f}x" if ref else f"{'-':>10}"
+        rows.append(f"  {name:<36}{v['us_per_step']:>9.2f}{ratio}{v['cpu_us_per_step']:>13.2f}"
+                    f"{v['first_call_s']:>14.2f}")
+    if ref and "max_abs_diff_vs_bare_padded" in ref:
+        rows.append(f"  jaxnn.fit's final params vs the padded bare scan's: max |diff| "
+                    f"{ref['max_abs_diff_vs_bare_padded']:.3g}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in WORKLOADS:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_workload(name, args.quick)
+    results["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results["summary"] = summarize(results)
+    results["proof"] = proof(results["summary"])
     print(table(results))
     out = args.out or (None if args.quick else ROOT / "benchmarks" / "results.json")
     if out is not None:

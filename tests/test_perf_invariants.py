@@ -313,6 +313,9 @@ def test_benchmark_quick_produces_the_report(tmp_path):
     for impl in ("numpy", "numpy_streamlined", "sklearn", "jit_loop", "jaxnn"):
         assert r["w1"][impl]["us_per_step"] > 0
     assert r["w1"]["jaxnn"]["compile_s"] > 0
+    for impl in ("tutorial", "bare", "bare_padded", "bare_tuned"):  # jaxnn.fit's row once the engine exists
+        assert r["user"][impl]["us_per_step"] > 0
+    assert [p["key"] for p in r["proof"]][:2] == ["user_tutorial_vs_jaxnn", "user_jaxnn_vs_bare"]
     assert r["cli"]["cold"]["wall_s"] > 0 and r["cli"]["warm"]["compile_s"] >= 0
     assert r["w2"]["models"] == 16 and r["w2_memory"]["models"] == 1024
     assert 0 < r["w3"]["gflops"] and 0 < r["w3"]["matmul_gflops"] and 0 < r["w3"]["step_matmuls_gflops"]
@@ -323,4 +326,4 @@ def test_benchmark_quick_produces_the_report(tmp_path):
     for name in ("w1", "cli", "w2", "w2_memory", "w3"):
         assert r[name]["peak_rss_mb"] > 0
     assert set(r["summary"]["targets"]) <= set(r["summary"])
-    assert "W1 seed network" in p.stdout and "targets:" in p.stdout
+    assert "W1 seed network" in p.stdout and "targets:" in p.stdout and "Issue 14 proof" in p.stdout
