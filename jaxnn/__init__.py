@@ -13,7 +13,7 @@ Public surface (see the README for a tour):
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -23,9 +23,13 @@ from jaxnn import xla_cpu
 
 xla_cpu.request_small_loops()
 
-from jaxnn.backward import with_backward  # noqa: E402
-from jaxnn.gradients import registry  # noqa: E402
-from jaxnn.training import FitResult, TrainConfig, TrainState, fit  # noqa: E402
+
+if TYPE_CHECKING:
+    from jaxnn.backward import with_backward
+    from jaxnn.estimators import MLPClassifier, MLPRegressor
+    from jaxnn.gradients import registry
+    from jaxnn.sweep import fit_many
+    from jaxnn.training import FitResult, TrainConfig, TrainState, fit
 
 __all__ = [
     "FitResult",
@@ -40,9 +44,15 @@ __all__ = [
     "with_backward",
 ]
 
-# Names whose modules pull in scikit-learn's estimator machinery or vmap sweeps: imported on
-# first use so `import jaxnn` stays light.
+# Every public name is imported on first use, so `import jaxnn` does not import JAX: the CLI
+# (jaxnn.cli.main) installs its Ctrl-C handler before anything registers JAX's callbacks.
 _LAZY = {
+    "with_backward": "jaxnn.backward",
+    "registry": "jaxnn.gradients",
+    "FitResult": "jaxnn.training",
+    "TrainConfig": "jaxnn.training",
+    "TrainState": "jaxnn.training",
+    "fit": "jaxnn.training",
     "MLPRegressor": "jaxnn.estimators",
     "MLPClassifier": "jaxnn.estimators",
     "fit_many": "jaxnn.sweep",
@@ -51,5 +61,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jaxnn' has no attribute {name!r}")

@@ -14,8 +14,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from jaxnn.cli import interrupt
 from jaxnn.errors import EXIT_OK
 
+#: Ctrl-C sets a flag (jaxnn.cli.interrupt) that ``run`` checks between start-up phases and after
+#: every compiled chunk: the run ends with exit 130 and the last completed chunk saved (--save).
+DEFERS_SIGINT = True
 
 def _hidden(text: str) -> list[int]:
     """``--hidden 13`` or ``--hidden 64,32``."""
@@ -70,6 +74,10 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-size", type=_fraction, default=0.3, help="test fraction (default 0.3)")
     g.add_argument("--split-seed", type=int, default=80718,
                    help="random_state of train_test_split (default 80718, the seed's)")
+    g.add_argument("--validation-fraction", type=_fraction, default=None, metavar="F",
+                   help="fraction of the training rows held out for early stopping and the "
+                        "validation loss curve (default: 0.1 with --patience, else none); "
+                        "the test rows are only evaluated once, at the end")
     g.add_argument("--scale-before-split", action="store_true",
                    help="standardise all rows before splitting, as the seed does "
                         "(default: fit the scaler on the training split)")
@@ -169,9 +177,14 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
 def load_split(args: argparse.Namespace) -> Any:
     from jaxnn.datasets import load_dataset, split_dataset
 
+    from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
+
     ds = load_dataset(args.data, args.target, task=args.task)
+    fraction = args.validation_fraction
+    if fraction is None and args.patience is not None:
+        fraction = DEFAULT_VALIDATION_FRACTION
     return split_dataset(ds, test_size=args.test_size, random_state=args.split_seed,
-                         scale_before_split=args.scale_before_split)
+                         scale_before_split=args.scale_before_split, validation_fraction=fraction)
 
 
 def format_summary(report: Any) -> str:
@@ -196,14 +209,19 @@ def run(args: argparse.Namespace) -> int:
 
     # Joining the other processes must come before anything touches JAX devices.
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    interrupt.check()
     devices = args.devices if args.devices is not None else distributed.default_devices()
     outputs = TrainOutputs(args)  # --resume fills the data/model flags from the checkpoint
+    interrupt.check()
     split = load_split(args)
+    interrupt.check()
     config = outputs.resolve(config_from_args(args, split.dataset.task), split)
     with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
+        interrupt.check()
         with progress_bar(args, config, split) as bar:  # closed before anything is printed
             report = run_experiment(config, split, devices=devices,
                                     **with_progress(outputs.fit_kwargs(), bar))
+        interrupt.check()  # a Ctrl-C during the last chunk or the evaluation: the last chunk is saved
         outputs.finish(report)
     if args.json:
         print(json.dumps(report.as_json()))
@@ -232,6 +250,7 @@ def with_progress(fit_kwargs: dict[str, Any], bar: Any) -> dict[str, Any]:
         if inner is not None:
             inner(info)
         bar.update(info)
+        interrupt.check()  # between chunks: the one just completed is recorded, stop here
 
     return {**fit_kwargs, "callback": callback}
 # --- end progress bar ---
@@ -268,8 +287,8 @@ def _flag_defaults() -> dict[str, Any]:
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C while a checkpoint is written; raise it right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or interrupt.installed():
+        yield  # (the CLI's handler already only records the signal)
         return
     pending: list[int] = []
     old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
@@ -434,11 +453,18 @@ class TrainOutputs:
         from jaxnn.training import TrainingInterrupted
 
         try:
-            if isinstance(exc, TrainingInterrupted):
+            if isinstance(exc, KeyboardInterrupt):
                 # The last state a callback saw is consistent with the history it saw.
-                state = self.last_state if self.last_state is not None else exc.result.state
-                self._save(state, self._history())
-                self._note_stop("interrupted", int(state.step))
+                state = self.last_state
+                if state is None and isinstance(exc, TrainingInterrupted):
+                    state = exc.result.state
+                if state is None and self.resumed is not None:
+                    state = self.resumed.state
+                if state is None:  # stopped before the first chunk completed: nothing to save
+                    self._note_stop("interrupted", 0, saved=False)
+                else:
+                    self._save(state, self._history())
+                    self._note_stop("interrupted", int(state.step))
             elif isinstance(exc, DivergedError) and exc.result is not None:
                 result: Any = exc.result
                 self._save(result.state, self._history(result))
@@ -447,10 +473,13 @@ class TrainOutputs:
             if self.log is not None:
                 self.log.close()
 
-    def _note_stop(self, status: str, step: int) -> None:
+    def _note_stop(self, status: str, step: int, *, saved: bool = True) -> None:
         if self.log is not None:
             self.log.summary(status=status, step=step)
-        if self.args.save is not None:
+        if self.args.save is not None and not saved:
+            print(f"jaxnn: {status} before the first chunk completed: no checkpoint written",
+                  file=sys.stderr)
+        elif self.args.save is not None:
             hint = f"; continue with --resume {self.args.save}" if status == "interrupted" else ""
             print(f"jaxnn: {status} at step {step}: checkpoint saved to {self.args.save}{hint}",
                   file=sys.stderr)
