@@ -47,6 +47,7 @@ __all__ = [
     "load_digits",
     "load_friedman1",
     "split_dataset",
+    "with_validation",
 ]
 
 Task = Literal["regression", "classification"]
@@ -236,6 +237,9 @@ class Split:
             training rows, or on all rows with ``scale_before_split=True``); ``None`` when
             the features were left as they are. Apply it to new data before predicting.
         dataset: the dataset that was split (unscaled).
+        X_val: ``(n_val, d)`` validation rows carved from the training rows (early stopping
+            watches them; they are not in ``X_train``), or ``None``.
+        y_val: ``(n_val,)``, or ``None``.
     """
 
     X_train: np.ndarray
@@ -244,15 +248,28 @@ class Split:
     y_test: np.ndarray
     scaler: Scaler | None
     dataset: Dataset
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for part in ("train", "test"):
+        if (self.X_val is None) != (self.y_val is None):
+            raise ValueError("X_val, y_val: give both or neither")
+        for part in ("train", "test", "val"):
             X = getattr(self, f"X_{part}")
             y = getattr(self, f"y_{part}")
+            if X is None:
+                continue
             if X.ndim != 2 or y.shape != (X.shape[0],):
                 raise ValueError(f"X_{part} {X.shape} and y_{part} {y.shape} must be (n, d) and (n,)")
             object.__setattr__(self, f"X_{part}", _frozen_array(X))
             object.__setattr__(self, f"y_{part}", _frozen_array(y))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Rows per part: ``{"train": ..., "validation": ..., "test": ...}`` (they add up to n)."""
+        return {"train": int(self.X_train.shape[0]),
+                "validation": 0 if self.X_val is None else int(self.X_val.shape[0]),
+                "test": int(self.X_test.shape[0])}
 
 
 # ------------------------------------------------------------------ builtin loaders
@@ -598,6 +615,7 @@ def split_dataset(
     scale: bool = True,
     scale_before_split: bool = False,
     stratify: bool = False,
+    validation_fraction: float | None = None,
 ) -> Split:
     """Split into train and test rows with scikit-learn's ``train_test_split``.
 
@@ -614,6 +632,9 @@ def split_dataset(
             does. This leaks test statistics into training; it exists to reproduce the
             seed's numbers. Default: fit on the training rows only.
         stratify: keep class proportions equal in both parts (classification only).
+        validation_fraction: if given, this fraction of the *training* rows (strictly between
+            0 and 1, as scikit-learn's ``validation_fraction``) becomes ``X_val``/``y_val`` for
+            early stopping; the scaler is then fitted on the remaining training rows.
 
     Returns:
         :class:`Split` with ``X_*`` shape ``(n_*, d)`` and ``y_*`` shape ``(n_*,)``.
@@ -653,9 +674,14 @@ def split_dataset(
         random_state=random_state,
         stratify=ds.y if stratify else None,
     )
+    X_val = y_val = None
+    if validation_fraction is not None:
+        X_train, X_val, y_train, y_val = _carve(X_train, y_train, validation_fraction, random_state,
+                                                ds.task == "classification")
     if scale and not scale_before_split:
         scaler = Scaler.fit(X_train)
         X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        X_val = None if X_val is None else scaler.transform(X_val)
     return Split(
         X_train=X_train,
         X_test=X_test,
@@ -663,4 +689,46 @@ def split_dataset(
         y_test=y_test,
         scaler=scaler,
         dataset=ds,
+        X_val=X_val,
+        y_val=y_val,
     )
+
+
+def with_validation(split: Split, validation_fraction: float, random_state: int | None = 0) -> Split:
+    """``split`` with ``validation_fraction`` of its training rows moved to ``X_val``/``y_val``.
+
+    The test rows are untouched; the scaler stays the one ``split`` was standardised with.
+
+    Raises:
+        TypeError / ValueError: ``validation_fraction`` not a number strictly between 0 and 1,
+            or too few training rows to leave at least one in each part.
+    """
+    if split.X_val is not None:
+        raise ValueError("split: it already has validation rows")
+    X_tr, X_val, y_tr, y_val = _carve(split.X_train, split.y_train, validation_fraction, random_state,
+                                      split.dataset.task == "classification")
+    return dataclasses.replace(split, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
+
+
+def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | None, classes: bool
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_fit, X_val, y_fit, y_val): ``ceil(fraction * n)`` validation rows, stratified for
+    classes when every class has at least 2 training rows (as scikit-learn's MLPs do)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"validation_fraction: expected a number in (0, 1), got {fraction!r}")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"validation_fraction: expected a number strictly between 0 and 1, got {fraction!r}")
+    n = X.shape[0]
+    n_val = math.ceil(float(fraction) * n)
+    if n - n_val < 1 or n_val < 1:
+        raise ValueError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train on "
+                         f"and {n_val} to validate on; both must be non-empty")
+    stratify = None
+    if classes:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
+            stratify = y
+    seed = None if random_state is None else int(random_state) % (1 << 32)
+    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=float(fraction), random_state=seed,
+                                                  stratify=stratify)
+    return X_fit, X_val, y_fit, y_val

@@ -92,7 +92,8 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path, proc
 
 
 def test_sigint_saves_then_resume_is_bit_identical(tmp_path: Path, procs, capsys) -> None:
-    flags = ["train", "--epochs", "2000", "--checkpoint-every", "200", "--seed", "3"]
+    flags = ["train", "--epochs", "2000", "--checkpoint-every", "200", "--seed", "3",
+             "--validation-fraction", "0.1"]
     p = start(*flags, "--save", "ck.npz", "--log-jsonl", "int.jsonl", cwd=tmp_path)
     procs.append(p)
     wait_for(lambda: (tmp_path / "ck.npz").exists(), "the first checkpoint", p,

@@ -134,7 +134,7 @@ def test_cli_bad_distributed_flags_are_one_line_and_exit_2(capsys, monkeypatch):
 # One `jaxnn train` run: the 8-device script runs it on one device (the reference) and with
 # --devices 8; the multi-process test runs it in two processes.
 TRAIN_ARGS = ["train", "--data", "diabetes", "--epochs", "8", "--batch-size", "32", "--lr", "0.3",
-              "--dtype", "float64", "--json"]
+              "--dtype", "float64", "--validation-fraction", "0.1", "--json"]
 
 EIGHT_DEVICES = textwrap.dedent('''
     import contextlib, io, json, re
@@ -306,7 +306,7 @@ def test_two_processes_print_the_single_process_result(eight_devices, tmp_path):
            {k: v for k, v in multi[0].items() if k not in timings}
     report = multi[0]
     assert _rel(report["history"]["train_loss"], single["history"]["train_loss"]) < 1e-9
-    # val_loss is the test split's MSE after every epoch, in float64: the last one is the test MSE.
+    # val_loss is the validation rows' MSE after every epoch, in float64.
     np.testing.assert_allclose(report["history"]["val_loss"], single["history"]["val_loss"], rtol=1e-9)
     for name, value in single["test"].items():  # test MSE, RMSE, MAE, R^2
         assert report["test"][name] == pytest.approx(value, rel=1e-9)
