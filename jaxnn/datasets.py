@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import numbers
 import os
@@ -34,6 +35,8 @@ import sklearn.datasets
 from sklearn.datasets import fetch_openml
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+from jaxnn.files import open_regular_file
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -421,7 +424,7 @@ def _read_numeric_csv(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarr
     rows: list[list[float]] = []
     try:
         # utf-8-sig drops a byte-order mark (spreadsheet exports); newline="" for csv.
-        with p.open(newline="", encoding="utf-8-sig") as fh:
+        with io.TextIOWrapper(open_regular_file(p, "path"), newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, strict=True)
             header: list[str] | None = None
             for fields in reader:

@@ -313,6 +313,10 @@ class TrainOutputs:
         for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
             if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
                 raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
+        if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
+            from jaxnn.files import refuse_special_target
+
+            refuse_special_target(args.save, "--save")
         if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out: {args.out!r} exists and is not a directory")
         self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
