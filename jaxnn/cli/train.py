@@ -24,23 +24,37 @@ DEFERS_SIGINT = True
 def _hidden(text: str) -> list[int]:
     """``--hidden 13`` or ``--hidden 64,32``."""
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
+        sizes = [_positive_int(s) for s in text.split(",") if s.strip()]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected positive integers like 13 or 64,32, got {text!r}") from None
+            f"expected positive integers up to {INT32_MAX} like 13 or 64,32, got {text!r}") from None
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+#: Counts (steps, epochs, sizes) live in int32 on the device; seeds are 32-bit (a larger seed
+#: would silently collide with a smaller one).
+INT32_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+
+
+def _int_in(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_in(1, INT32_MAX)
+_seed = _int_in(0, SEED_MAX)
 
 
 def _positive_float(text: str) -> float:
@@ -72,7 +86,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", choices=("regression", "classification"), default=None,
                    help="task of a CSV target (default: regression)")
     g.add_argument("--test-size", type=_fraction, default=0.3, help="test fraction (default 0.3)")
-    g.add_argument("--split-seed", type=int, default=80718,
+    g.add_argument("--split-seed", type=_seed, default=80718,
                    help="random_state of train_test_split (default 80718, the seed's)")
     g.add_argument("--validation-fraction", type=_fraction, default=None, metavar="F",
                    help="fraction of the training rows held out for early stopping and the "
@@ -109,7 +123,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradients", choices=("manual", "autodiff"), default="manual",
                    help="hand-written backprop or jax.grad (default manual)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help=f"seed of initialisation and shuffling, 0..{SEED_MAX} (default 0)")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -143,7 +158,7 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: $JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=_positive_int, default=None, metavar="P",
                    help="number of processes (default: $JAX_NUM_PROCESSES)")
-    g.add_argument("--process-id", type=int, default=None, metavar="I",
+    g.add_argument("--process-id", type=_int_in(0, INT32_MAX), default=None, metavar="I",
                    help="this process's index in [0, P) (default: $JAX_PROCESS_ID)")
 # --- end data parallelism ---
 
@@ -172,6 +187,16 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
         gradients=args.gradients, dtype=args.dtype, seed=args.seed, init=args.init,
         patience=args.patience,
     )
+
+
+def check_total_steps(config: Any, n_train: int) -> None:
+    """Refuse a run whose step count does not fit the int32 step counter."""
+    from jaxnn.training import steps_per_epoch, total_steps
+
+    n = total_steps(config, n_train)
+    if n > INT32_MAX:
+        raise ValueError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
+                         f"steps is {n} steps, at most {INT32_MAX}")
 
 
 def load_split(args: argparse.Namespace) -> Any:
@@ -216,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     split = load_split(args)
     interrupt.check()
     config = outputs.resolve(config_from_args(args, split.dataset.task), split)
+    check_total_steps(config, split.X_train.shape[0])
     with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
         interrupt.check()
         with progress_bar(args, config, split) as bar:  # closed before anything is printed
