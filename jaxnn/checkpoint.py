@@ -552,9 +552,10 @@ def _check_dataset(p: Path, info: Any, d: int, k: int) -> dict[str, Any]:
     classes = info.get("classes")
     if task == "classification" and (
         not isinstance(classes, list) or len(classes) != k
-        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+        or not all(isinstance(c, int | float | str) and not isinstance(c, bool) for c in classes)
+        or len(set(classes)) != len(classes)
     ):
-        raise _refuse(p, f"meta.dataset.classes must list the {k} class labels")
+        raise _refuse(p, f"meta.dataset.classes must list the {k} distinct class labels")
     return info
 
 

@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -86,6 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    """Run the command; Python warnings it raises are shown after it, unless it ends in bad input
+    (exit 2): then the one error line is all that stderr gets."""
+    with warnings.catch_warnings(record=True) as caught:
+        status = _run(argv)
+    if status != EXIT_BAD_INPUT:
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from jaxnn.cli import interrupt
 
     args = build_parser().parse_args(argv)

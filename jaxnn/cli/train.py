@@ -41,13 +41,15 @@ SEED_MAX = 2**32 - 1
 
 def _int_in(lo: int, hi: int) -> Any:
     """An argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
+    want = f"a positive integer, got {{}} (at most {hi})" if lo == 1 else f"an integer in [{lo}, {hi}], got {{}}"
+
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}") from None
+            raise argparse.ArgumentTypeError("expected " + want.format(repr(text))) from None
         if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an integer in [{lo}, {hi}], got {text!r}")
+            raise argparse.ArgumentTypeError("expected " + want.format(repr(text)))
         return v
 
     return parse
@@ -77,6 +79,14 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _delimiter(text: str) -> str:
+    """``--delimiter ';'``; ``tab`` or ``\\t`` for a tab."""
+    c = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(c) != 1 or c in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"expected one character (or 'tab'), got {text!r}")
+    return c
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="diabetes", metavar="{diabetes,digits,boston,PATH.csv}",
@@ -84,7 +94,21 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target", default=None, metavar="COL",
                    help="target column of a CSV (default: its last column)")
     g.add_argument("--task", choices=("regression", "classification"), default=None,
-                   help="task of a CSV target (default: regression)")
+                   help="task of a CSV target (default: regression); classification takes numbers "
+                        "or strings as class labels")
+    c = p.add_argument_group("CSV files")
+    c.add_argument("--no-header", action="store_true",
+                   help="the CSV has no header row: every row is data, the columns are x0, x1, ... "
+                        "(--target then takes a name or a 0-based index; default: the last column)")
+    c.add_argument("--delimiter", type=_delimiter, default=",", metavar="C",
+                   help="field separator, one character or 'tab' (default ',')")
+    c.add_argument("--drop", action="append", default=None, metavar="COL",
+                   help="leave column COL out (an id, a text column); repeatable")
+    c.add_argument("--one-hot", action="append", default=None, metavar="COL",
+                   help="expand categorical column COL into 0/1 features COL=value; repeatable")
+    c.add_argument("--drop-missing", action="store_true",
+                   help="drop rows with a missing value (empty, NA, N/A, NaN, null, None) in a used "
+                        "column (default: refuse the file and say how many there are)")
     g.add_argument("--test-size", type=_fraction, default=0.3, help="test fraction (default 0.3)")
     g.add_argument("--split-seed", type=_seed, default=80718,
                    help="random_state of train_test_split (default 80718, the seed's)")
@@ -204,7 +228,14 @@ def load_split(args: argparse.Namespace) -> Any:
 
     from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
 
-    ds = load_dataset(args.data, args.target, task=args.task)
+    from jaxnn.datasets import CsvOptions
+
+    options = CsvOptions(header=not args.no_header, delimiter=args.delimiter, drop=tuple(args.drop or ()),
+                         one_hot=tuple(args.one_hot or ()), drop_missing=args.drop_missing)
+    if options != CsvOptions() and not str(args.data).lower().endswith(".csv"):
+        raise ValueError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
+                         "built-in dataset, not a CSV file")
+    ds = load_dataset(args.data, args.target, task=args.task, options=options)
     fraction = args.validation_fraction
     if fraction is None and args.patience is not None:
         fraction = DEFAULT_VALIDATION_FRACTION
