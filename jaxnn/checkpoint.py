@@ -58,8 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import training
-from jaxnn.files import open_regular_file, refuse_special_target
 from jaxnn.datasets import Dataset, Scaler
+from jaxnn.files import open_regular_file, refuse_special_target
 from jaxnn.training import History, TrainConfig, TrainState
 
 __all__ = [
@@ -545,7 +545,8 @@ def _check_dataset(p: Path, info: Any, d: int, k: int) -> dict[str, Any]:
                               or not all(isinstance(n, str) for n in names)):
         raise _refuse(p, f"meta.dataset.feature_names must be {d} strings")
     if names is not None and len(set(names)) != len(names):
-        raise _refuse(p, f"meta.dataset.feature_names has duplicate names {sorted({n for n in names if names.count(n) > 1})}")
+        dups = sorted({n for n in names if names.count(n) > 1})
+        raise _refuse(p, f"meta.dataset.feature_names has duplicate names {dups}")
     task = info.get("task", "regression")
     if task not in ("regression", "classification"):
         raise _refuse(p, f"meta.dataset.task is {task!r}")

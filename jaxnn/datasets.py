@@ -523,7 +523,8 @@ def _parse_header(names: list[str], p: Path) -> list[str]:
         if not name:
             raise ValueError(f"{str(p)!r}: header column {j} has an empty name")
     if all(_number(n) is not None for n in names):
-        raise ValueError(f"{str(p)!r}: the first row ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) "
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(f"{str(p)!r}: the first row ({shown}) "
                          "is all numbers, not column names; if the file has no header row, pass "
                          "--no-header (header=False): every row is then data and the columns are x0, x1, ...")
     seen: dict[str, int] = {}
@@ -545,7 +546,7 @@ def _column(names: list[str], spec: str, what: str, path: Any, *, header: bool) 
     if not header and spec.lstrip("-").isdigit() and spec.isascii() and -len(names) <= int(spec) < len(names):
         return int(spec) % len(names)
     raise ValueError(f"{what}: column {spec!r} is not in {str(path)!r}; available columns: {', '.join(names)}"
-                     + ("" if header else " (or an index 0..%d)" % (len(names) - 1)))
+                     + ("" if header else f" (or an index 0..{len(names) - 1})"))
 
 
 def _numbers(cells: list[str], name: str, lines: list[int], p: Any) -> np.ndarray:
@@ -613,7 +614,8 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
     if target is not None and not isinstance(target, str):
         raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
     names, rows = read_table(path, opts)
-    t = len(names) - 1 if target is None else _column(names, target.strip(), "target", path, header=opts.header)
+    t = (len(names) - 1 if target is None
+         else _column(names, target.strip(), "target", path, header=opts.header))
     target = names[t]
     dropped = {_column(names, c, "drop", path, header=opts.header) for c in opts.drop}
     encoded = [_column(names, c, "one_hot", path, header=opts.header) for c in opts.one_hot]
@@ -626,11 +628,12 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
     if len(used) < 2:
         raise ValueError(f"{str(path)!r} has only the target column {target!r}; no features")
     # Missing values: refused with their count, or their rows dropped.
-    bad_rows = [i for i, (_, cells) in enumerate(rows) if any(cells[j].lower() in MISSING_MARKERS for j in used)]
+    missing = [[j for j in used if cells[j].lower() in MISSING_MARKERS] for _, cells in rows]
+    bad_rows = [i for i, cols in enumerate(missing) if cols]
     if bad_rows and not opts.drop_missing:
         line, cells = rows[bad_rows[0]]
         j = next(j for j in used if cells[j].lower() in MISSING_MARKERS)
-        count = sum(cells[j].lower() in MISSING_MARKERS for i in bad_rows for j in used for cells in [rows[i][1]])
+        count = sum(len(cols) for cols in missing)
         first = "empty value" if not cells[j] else f"missing value {cells[j]!r}"
         raise ValueError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
                          f"row{'s' * (len(bad_rows) != 1)}, the first at line {line} (data row "
@@ -641,8 +644,9 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
     columns = [[rows[i][1][j] for i in keep] for j in range(len(names))]
     if len(keep) < 2:
         raise ValueError(
-            f"{str(path)!r} has only {len(keep)} data row{'' if bad_rows else ''}"
-            f"{f' left after dropping {len(bad_rows)} with missing values' if bad_rows else ''}; need at least 2 "
+            f"{str(path)!r} has only {len(keep)} data row"
+            f"{f' left after dropping {len(bad_rows)} with missing values' if bad_rows else ''}; "
+            "need at least 2 "
             "(one to train on and one to test on)"
         )
     features: list[np.ndarray] = []
@@ -853,7 +857,8 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
     n = X.shape[0]
     n_val = math.ceil(float(fraction) * n)
     if n - n_val < 1 or n_val < 1:
-        raise ValueError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train on "
+        raise ValueError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train "
+                         f"on "
                          f"and {n_val} to validate on; both must be non-empty")
     stratify = None
     if classes:

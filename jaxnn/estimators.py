@@ -177,7 +177,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
         for name in ("max_iter", "n_iter_no_change"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= _MAX_ITER:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= int(v) <= _MAX_ITER:
                 raise ValueError(f"{name}: expected an integer in [1, {_MAX_ITER}], got {v!r}")
         for name, positive in (("alpha", False), ("learning_rate_init", True), ("tol", False),
                                ("momentum", False)):

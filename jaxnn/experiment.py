@@ -144,7 +144,7 @@ def run(config: TrainConfig, split: Split, *, validation_fraction: float | None 
     n_classes = ds.n_classes if ds.task == "classification" else None
     Y_train = targets(split.y_train, ds.task, n_classes)
     val: dict[str, Any] = {}
-    if split.X_val is not None:
+    if split.X_val is not None and split.y_val is not None:
         val = {"X_val": split.X_val, "Y_val": targets(split.y_val, ds.task, n_classes)}
     result = fit(config, split.X_train, Y_train, **val, **fit_kwargs)
     return Report(

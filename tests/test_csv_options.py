@@ -55,7 +55,7 @@ def test_no_header_keeps_every_row_and_names_columns(tmp_path, capsys):
 def test_delimiter(tmp_path, capsys):
     f = write(tmp_path, "semi.csv", "a;b;y\n" + "".join(f"{a};{b};{y}\n" for a, b, y in ROWS))
     assert load_csv(f, "y", options=CsvOptions(delimiter=";")).n_features == 2
-    status, out, err = cli(["train", "--data", str(f), "--delimiter", ";", "--steps", "1", "--json"], capsys)
+    status, _, err = cli(["train", "--data", str(f), "--delimiter", ";", "--steps", "1", "--json"], capsys)
     assert status == 0, err
     status, _, err = cli(["train", "--data", str(f), "--delimiter", ";;", "--steps", "1"], capsys)
     one_line(status, err, "--delimiter", "one character")

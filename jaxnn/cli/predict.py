@@ -68,7 +68,8 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
     names = info.get("feature_names")
     if spec in datasets.BUILTIN_DATASETS:
         ds = datasets.load_dataset(spec)
-        header, columns = [*ds.feature_names], [np.asarray(ds.X)[:, j] for j in range(ds.n_features)]
+        header = [*ds.feature_names]
+        columns: list[Any] = [np.asarray(ds.X)[:, j] for j in range(ds.n_features)]
         lines: list[int] = []
     elif spec.lower().endswith(".csv"):
         header, rows = datasets.read_table(spec, options)  # the same strict reader training used
@@ -139,7 +140,6 @@ def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from jaxnn import checkpoint
-
     from jaxnn.datasets import CsvOptions
 
     ck = checkpoint.load(args.model)

@@ -41,7 +41,8 @@ SEED_MAX = 2**32 - 1
 
 def _int_in(lo: int, hi: int) -> Any:
     """An argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
-    want = f"a positive integer, got {{}} (at most {hi})" if lo == 1 else f"an integer in [{lo}, {hi}], got {{}}"
+    want = (f"a positive integer, got {{}} (at most {hi})" if lo == 1
+            else f"an integer in [{lo}, {hi}], got {{}}")
 
     def parse(text: str) -> int:
         try:
@@ -224,11 +225,8 @@ def check_total_steps(config: Any, n_train: int) -> None:
 
 
 def load_split(args: argparse.Namespace) -> Any:
-    from jaxnn.datasets import load_dataset, split_dataset
-
+    from jaxnn.datasets import CsvOptions, load_dataset, split_dataset
     from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
-
-    from jaxnn.datasets import CsvOptions
 
     options = CsvOptions(header=not args.no_header, delimiter=args.delimiter, drop=tuple(args.drop or ()),
                          one_hot=tuple(args.one_hot or ()), drop_missing=args.drop_missing)
