@@ -6,24 +6,31 @@ Public surface (see the README for a tour):
 * :mod:`jaxnn.gradients` -- the registry of every hand-written backward and its checker.
 * :mod:`jaxnn.layers`, :mod:`jaxnn.losses`, :mod:`jaxnn.models` -- dense layers, losses and
   MLPs with hand-written backprop beside ``jax.grad``.
-* :mod:`jaxnn.training` -- ``fit``: one jitted ``lax.scan`` over minibatches and epochs.
+* :mod:`jaxnn.engine` -- ``jaxnn.fit(loss_fn, params, data, optimizer=...)``: any model, one
+  jitted ``lax.scan`` over minibatches; :mod:`jaxnn.backward` -- ``jaxnn.with_backward``.
+* :mod:`jaxnn.checking` -- ``jaxnn.check_vjp``: prove a hand-written backward.
+* :mod:`jaxnn.training` -- the built-in models' string-configured runs (``TrainConfig``) on the engine.
+Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers) and does
+not import JAX; the CLI and the benchmarks opt in to XLA:CPU's small-loop setting themselves.
 * :mod:`jaxnn.datasets`, :mod:`jaxnn.metrics`, :mod:`jaxnn.experiment`.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-# Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers).
-# Programs that own their process opt in to XLA:CPU's small-loop setting themselves, before
-# JAX starts its backend: the `jaxnn` CLI and the benchmarks do (jaxnn.xla_cpu.request_small_loops).
-from jaxnn.backward import with_backward  # noqa: E402
-from jaxnn.checking import check_vjp  # noqa: E402
-from jaxnn.gradients import registry  # noqa: E402
-from jaxnn.training import TrainConfig  # noqa: E402
+
+if TYPE_CHECKING:
+    from jaxnn.backward import with_backward
+    from jaxnn.checking import check_vjp
+    from jaxnn.engine import FitResult, TrainState, fit
+    from jaxnn.estimators import MLPClassifier, MLPRegressor
+    from jaxnn.gradients import registry
+    from jaxnn.sweep import fit_many
+    from jaxnn.training import TrainConfig
 
 __all__ = [
     "FitResult",
@@ -39,12 +46,16 @@ __all__ = [
     "with_backward",
 ]
 
-# Names whose modules pull in scikit-learn's estimator machinery or vmap sweeps: imported on
-# first use so `import jaxnn` stays light.
+# Every public name is imported on first use, so `import jaxnn` does not import JAX: the CLI
+# (jaxnn.cli.main) installs its Ctrl-C handler before anything registers JAX's callbacks.
 _LAZY = {
+    "with_backward": "jaxnn.backward",
+    "registry": "jaxnn.gradients",
+    "check_vjp": "jaxnn.checking",
     "fit": "jaxnn.engine",
-    "TrainState": "jaxnn.engine",
     "FitResult": "jaxnn.engine",
+    "TrainState": "jaxnn.engine",
+    "TrainConfig": "jaxnn.training",
     "MLPRegressor": "jaxnn.estimators",
     "MLPClassifier": "jaxnn.estimators",
     "fit_many": "jaxnn.sweep",
@@ -53,5 +64,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jaxnn' has no attribute {name!r}")

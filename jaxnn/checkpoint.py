@@ -6,7 +6,7 @@ Two layers:
   metadata dict, written atomically and read back without ever unpickling. Anything
   (the scikit-learn estimators included) can store itself this way.
 * :func:`save` / :func:`load` -- a :class:`~jaxnn.training.TrainState` (params, optax
-  state, PRNG key data, step, epoch, early-stopping bookkeeping), the
+  state, PRNG key data, step, early-stopping and epoch-loss bookkeeping), the
   :class:`~jaxnn.training.TrainConfig`, the :class:`~jaxnn.datasets.Scaler`, a
   description of the data set and the loss history. ``load`` rebuilds a state that
   :func:`jaxnn.training.fit` resumes bit-identically.
@@ -59,6 +59,7 @@ import numpy as np
 
 from jaxnn import training
 from jaxnn.datasets import Dataset, Scaler
+from jaxnn.files import open_regular_file, refuse_special_target
 from jaxnn.training import History, TrainConfig, TrainState
 
 __all__ = [
@@ -83,6 +84,13 @@ ALLOWED_DTYPES: tuple[str, ...] = ("float32", "float64", "int32", "uint32", "boo
 MAX_META_BYTES = 1 << 20
 MAX_ARRAYS = 10_000
 MAX_ARRAY_BYTES = 1 << 33
+#: The most array data one file may declare, all members together (a deflate bomb declares
+#: far more than it holds; the declaration is checked before anything is decompressed).
+MAX_TOTAL_BYTES = 1 << 29
+#: zip compression methods a member may use: stored (what jaxnn writes) and deflate (np.savez_compressed).
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: the newest zip "version needed to extract" read: 4.5 (zip64); later ones mean features jaxnn never writes.
+_MAX_ZIP_VERSION = 45
 # "/"-separated words; no part starts with "." (so no "." or ".." parts).
 _NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
 _KIND_TRAIN_STATE = "train_state"
@@ -116,6 +124,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(f"path: {str(target)!r} is a directory, expected a file name")
+    refuse_special_target(target, "path")
     directory = target.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"path: directory {str(directory)!r} of {str(target)!r} does not exist")
@@ -261,13 +270,25 @@ def _decode_meta(path: Any, raw: np.ndarray) -> dict[str, Any]:
     return header
 
 
-def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+Check = Callable[[dict[str, tuple[tuple[int, ...], np.dtype]], dict[str, Any], Callable[[str], np.ndarray]],
+                 None]
+
+
+def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None, check: Check | None = None,
+                max_bytes: int = MAX_TOTAL_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`save_arrays`, validating everything first.
 
+    Nothing is decompressed before the zip directory (encryption flag, compression method, zip
+    version), every member's ``.npy`` header and the metadata have been checked against each
+    other, the total declared size against ``max_bytes``, and ``check`` has accepted them.
+
     Args:
-        path: the ``.npz`` file.
+        path: the ``.npz`` file (a regular file: FIFOs and devices are refused before opening).
         kind: if given, the file's ``kind`` must equal it.
+        check: called as ``check(declared, meta, read)`` before any array data is read;
+            ``declared`` maps name -> (shape, dtype); ``read(name)`` reads one array (for small
+            ones, e.g. a step counter). Raise ``ValueError`` to refuse the file.
+        max_bytes: the most array data the file may declare in all.
     Returns:
         ``(arrays, meta)``: name -> read-only NumPy array, and the writer's ``meta`` dict.
     Raises:
@@ -275,30 +296,42 @@ def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None
         ValueError: anything wrong with the content, naming the file and the problem.
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"model file: no such file: {str(p)!r}")
-    if p.is_dir():
-        raise IsADirectoryError(f"model file: {str(p)!r} is a directory, expected a .npz file")
     # Our own handle, so it is closed even when np.load fails half-way (a truncated zip).
-    with open(p, "rb") as fh:
+    with open_regular_file(p, "model file") as fh:
         magic = fh.read(4)
         fh.seek(0)
         if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # refuse pickles and the like up front
             raise _refuse(p, f"not an .npz (zip) archive: it starts with {magic!r}")
         try:
             loaded = np.load(fh, allow_pickle=False)
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
             raise _refuse(p, f"not an .npz archive ({e})") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise _refuse(p, "a single .npy array, expected an .npz archive")
         with loaded as npz:
             try:
-                return _read_validated(p, npz, kind)
-            except (EOFError, zipfile.BadZipFile, OSError, KeyError) as e:  # truncated or corrupt members
+                return _read_validated(p, npz, kind, check, max_bytes)
+            except (EOFError, zipfile.BadZipFile, OSError, KeyError, NotImplementedError,
+                    RuntimeError) as e:  # truncated or corrupt members
                 raise _refuse(p, f"corrupt archive ({type(e).__name__}: {e})") from None
 
 
-def _read_validated(p: Path, npz: Any, kind: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _check_zip_directory(p: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse what zipfile would raise RuntimeError/NotImplementedError on, before opening a member."""
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise _refuse(p, f"member {info.filename!r} is encrypted")
+        if info.compress_type not in _METHODS:
+            raise _refuse(p, f"member {info.filename!r} uses compression method {info.compress_type}; "
+                             f"only {', '.join(_METHODS.values())} are read")
+        if info.extract_version > _MAX_ZIP_VERSION:
+            raise _refuse(p, f"member {info.filename!r} needs zip version {info.extract_version / 10:.1f}; "
+                             f"at most {_MAX_ZIP_VERSION / 10:.1f} is read")
+
+
+def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, max_bytes: int
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    _check_zip_directory(p, npz.zip.infolist())
     members = [i.filename for i in npz.zip.infolist()]
     if len(members) > MAX_ARRAYS + 1:
         raise _refuse(p, f"{len(members)} members, at most {MAX_ARRAYS + 1}")
@@ -310,6 +343,8 @@ def _read_validated(p: Path, npz: Any, kind: str | None) -> tuple[dict[str, np.n
     shape, dtype, hlen = _read_header(npz, META_KEY)
     if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
         raise _refuse(p, f"{META_KEY} must be a 1-D uint8 array of at most {MAX_META_BYTES} bytes")
+    if npz.zip.getinfo(META_KEY + ".npy").file_size != hlen + shape[0]:
+        raise _refuse(p, f"{META_KEY}: the member's size does not match its header")
     header = _decode_meta(p, npz[META_KEY])
     if kind is not None and header["kind"] != kind:
         raise _refuse(p, f"it holds {header['kind']!r}, expected {kind!r}")
@@ -319,6 +354,11 @@ def _read_validated(p: Path, npz: Any, kind: str | None) -> tuple[dict[str, np.n
         extra, missing = sorted(present - set(declared)), sorted(set(declared) - present)
         raise _refuse(p, f"arrays do not match the metadata (extra: {extra}, missing: {missing})")
     sizes = {i.filename: i.file_size for i in npz.zip.infolist()}
+    total = sum(math.prod(spec["shape"]) * np.dtype(spec["dtype"]).itemsize for spec in declared.values())
+    if total > max_bytes:
+        raise _refuse(p, f"it declares {total} bytes of arrays, at most {max_bytes} are read "
+                         "(refused before decompressing anything)")
+    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     for name, spec in declared.items():
         shape, dtype, hlen = _read_header(npz, name)
         want_shape, want_dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
@@ -331,12 +371,21 @@ def _read_validated(p: Path, npz: Any, kind: str | None) -> tuple[dict[str, np.n
         if nbytes > MAX_ARRAY_BYTES or sizes[name + ".npy"] != hlen + nbytes:
             raise _refuse(p, f"array {name!r}: member holds {sizes[name + '.npy'] - hlen} data "
                              f"bytes, shape {shape} needs {nbytes}")
-    arrays = {}
+        headers[name] = (shape, dtype)
+    arrays: dict[str, np.ndarray] = {}
+
+    def read(name: str) -> np.ndarray:
+        if name not in arrays:
+            a = npz[name]
+            a.flags.writeable = False
+            arrays[name] = a
+        return arrays[name]
+
+    if check is not None:
+        check(headers, header["meta"], read)
     for name in declared:
-        a = npz[name]
-        a.flags.writeable = False
-        arrays[name] = a
-    return arrays, header["meta"]
+        read(name)
+    return {name: arrays[name] for name in declared}, header["meta"]
 
 
 # --- Training checkpoints -------------------------------------------------------------------
@@ -495,15 +544,19 @@ def _check_dataset(p: Path, info: Any, d: int, k: int) -> dict[str, Any]:
     if names is not None and (not isinstance(names, list) or len(names) != d
                               or not all(isinstance(n, str) for n in names)):
         raise _refuse(p, f"meta.dataset.feature_names must be {d} strings")
+    if names is not None and len(set(names)) != len(names):
+        dups = sorted({n for n in names if names.count(n) > 1})
+        raise _refuse(p, f"meta.dataset.feature_names has duplicate names {dups}")
     task = info.get("task", "regression")
     if task not in ("regression", "classification"):
         raise _refuse(p, f"meta.dataset.task is {task!r}")
     classes = info.get("classes")
     if task == "classification" and (
         not isinstance(classes, list) or len(classes) != k
-        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+        or not all(isinstance(c, int | float | str) and not isinstance(c, bool) for c in classes)
+        or len(set(classes)) != len(classes)
     ):
-        raise _refuse(p, f"meta.dataset.classes must list the {k} class labels")
+        raise _refuse(p, f"meta.dataset.classes must list the {k} distinct class labels")
     return info
 
 
@@ -514,15 +567,19 @@ def _template(config: TrainConfig, d: int, k: int) -> tuple[dict[str, Any], Any]
     return _state_leaves(shapes)
 
 
-def load(path: str | os.PathLike[str]) -> Checkpoint:
+def load(path: str | os.PathLike[str], *, max_bytes: int = MAX_TOTAL_BYTES) -> Checkpoint:
     """Load a checkpoint written by :func:`save`, refusing anything that does not fit.
 
     The optimizer state's structure comes from the stored config (``make_optimizer(...)
     .init(params)`` as a template); every stored array must match the template's names,
-    shapes and dtypes exactly.
+    shapes and dtypes exactly. All of that, the step and epoch counters (non-negative, within
+    the config's total) and the history lengths (one training loss per step, at most one
+    validation loss per epoch) are checked on the declared shapes *before* any array data is
+    decompressed; the parameters and optimizer state must then be finite.
 
     Args:
         path: the ``.npz`` file.
+        max_bytes: the most array data the file may declare (see :data:`MAX_TOTAL_BYTES`).
     Returns:
         A :class:`Checkpoint`.
     Raises:
@@ -530,41 +587,83 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
         ValueError: truncated, garbage or tampered content; the message names the file.
     """
     p = Path(path)
-    arrays, meta = load_arrays(p, kind=_KIND_TRAIN_STATE)
-    if set(meta) != {"config", "dataset", "key_impl", "extra"}:
-        raise _refuse(p, f"meta keys are {sorted(meta)}, expected config, dataset, extra, key_impl")
-    config = _config_from_meta(p, meta["config"])
-    w0, n_layers = arrays.get("params/0/W"), len(config.hidden) + 1
-    wl = arrays.get(f"params/{n_layers - 1}/W")
-    if w0 is None or wl is None or w0.ndim != 2 or wl.ndim != 2:
-        raise _refuse(p, f"missing the weights of the {n_layers} layers the config describes")
-    d, k = int(w0.shape[0]), int(wl.shape[1])
-    if d < 1 or k < 1:
-        raise _refuse(p, f"layer sizes {d}, {k} must be positive")
-    info = _check_dataset(p, meta["dataset"], d, k)
-    named, treedef = _template(config, d, k)
-    optional = {n for n in (*_SCALER, *_HISTORY) if n in arrays}
-    if set(arrays) - optional != set(named):
-        extra, missing = sorted(set(arrays) - optional - set(named)), sorted(set(named) - set(arrays))
-        raise _refuse(p, f"arrays do not match the training state of its config "
-                         f"(unexpected: {extra}, missing: {missing})")
-    for name, spec in named.items():
+    found: dict[str, Any] = {}
+
+    def check(declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
+              read: Callable[[str], np.ndarray]) -> None:
+        found.update(_check_declared(p, declared, meta, read))
+
+    arrays, meta = load_arrays(p, kind=_KIND_TRAIN_STATE, check=check, max_bytes=max_bytes)
+    config, info, named, treedef, d = (found[k] for k in ("config", "info", "named", "treedef", "d"))
+    for name in named:
         a = arrays[name]
-        if a.shape != tuple(spec.shape) or a.dtype != spec.dtype:
-            raise _refuse(p, f"array {name!r} is {a.dtype} {a.shape}, the config needs "
-                             f"{spec.dtype} {tuple(spec.shape)}")
-    if meta["key_impl"] != (default_impl := str(jax.random.key_impl(jax.random.key(0)))):
-        raise _refuse(p, f"key_impl is {meta['key_impl']!r}, expected {default_impl!r}")
+        if name.startswith(("params/", "best_params/", "opt_state/")) and a.dtype.kind == "f" \
+                and not np.isfinite(a).all():
+            raise _refuse(p, f"array {name!r} holds NaN or inf")
     scaler = _scaler(p, arrays, d)
     history = _history(p, arrays)
-    if not isinstance(meta["extra"], dict):
-        raise _refuse(p, "meta.extra must be a JSON object")
     with training.x64_context(config.dtype):
         leaves = [jnp.asarray(arrays[name]) for name in named]
         state = jax.tree_util.tree_unflatten(treedef, leaves)
         state = state._replace(key=jax.random.wrap_key_data(state.key, impl=meta["key_impl"]))
     return Checkpoint(state=state, config=config, scaler=scaler, dataset=info, history=history,
                       extra=meta["extra"], path=str(p))
+
+
+def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
+                    read: Callable[[str], np.ndarray]) -> dict[str, Any]:
+    """Everything :func:`load` can check before array data is read; returns what it derived."""
+    if set(meta) != {"config", "dataset", "key_impl", "extra"}:
+        raise _refuse(p, f"meta keys are {sorted(meta)}, expected config, dataset, extra, key_impl")
+    config = _config_from_meta(p, meta["config"])
+    n_layers = len(config.hidden) + 1
+    w0, wl = declared.get("params/0/W"), declared.get(f"params/{n_layers - 1}/W")
+    if w0 is None or wl is None or len(w0[0]) != 2 or len(wl[0]) != 2:
+        raise _refuse(p, f"missing the weights of the {n_layers} layers the config describes")
+    d, k = int(w0[0][0]), int(wl[0][1])
+    if d < 1 or k < 1:
+        raise _refuse(p, f"layer sizes {d}, {k} must be positive")
+    info = _check_dataset(p, meta["dataset"], d, k)
+    named, treedef = _template(config, d, k)
+    optional = {n for n in (*_SCALER, *_HISTORY) if n in declared}
+    if set(declared) - optional != set(named):
+        extra, missing = sorted(set(declared) - optional - set(named)), sorted(set(named) - set(declared))
+        raise _refuse(p, f"arrays do not match the training state of its config "
+                         f"(unexpected: {extra}, missing: {missing})")
+    for name, spec in named.items():
+        shape, dtype = declared[name]
+        if shape != tuple(spec.shape) or dtype != spec.dtype:
+            raise _refuse(p, f"array {name!r} is {dtype} {shape}, the config needs "
+                             f"{spec.dtype} {tuple(spec.shape)}")
+    if meta["key_impl"] != (default_impl := str(jax.random.key_impl(jax.random.key(0)))):
+        raise _refuse(p, f"key_impl is {meta['key_impl']!r}, expected {default_impl!r}")
+    if not isinstance(meta["extra"], dict):
+        raise _refuse(p, "meta.extra must be a JSON object")
+    for name in _SCALER:
+        if name in declared and declared[name] != ((d,), np.dtype(np.float64)):
+            raise _refuse(p, f"{name} must be float64 of shape ({d},), got {declared[name][1]} "
+                             f"{declared[name][0]}")
+    # The counters (scalars: a few bytes) bound the history lengths.
+    # (the epoch is not stored: it is step // steps_per_epoch, and at most step)
+    step = int(read("step"))
+    diverged, bad = int(read("diverged_step")), int(read("bad_epochs"))
+    rows = float(read("epoch_rows"))
+    if step < 0:
+        raise _refuse(p, f"step {step} must be >= 0")
+    if config.steps is not None and step > config.steps:
+        raise _refuse(p, f"step {step} is past the config's total of {config.steps} steps")
+    if not -1 <= diverged <= step or bad < 0 or not (math.isfinite(rows) and 0 <= rows):
+        raise _refuse(p, f"diverged_step {diverged} (-1 or a step <= {step}), bad_epochs {bad} (>= 0) "
+                         f"or epoch_rows {rows} (>= 0) out of range")
+    if all(n in declared for n in _HISTORY):
+        (tl, tl_dtype), (vl, vl_dtype) = declared["history/train_loss"], declared["history/val_loss"]
+        if len(tl) != 1 or len(vl) != 1 or tl_dtype.kind != "f" or vl_dtype.kind != "f":
+            raise _refuse(p, "history arrays must be 1-D float arrays")
+        longest = step + 1 if diverged >= 0 else step  # a diverged run also records the failing loss
+        if not step <= tl[0] <= longest or vl[0] > step:
+            raise _refuse(p, f"history holds {tl[0]} training and {vl[0]} validation losses; "
+                             f"step {step} allows {step} and at most {step}")
+    return {"config": config, "info": info, "named": named, "treedef": treedef, "d": d}
 
 
 def _scaler(p: Path, arrays: Mapping[str, np.ndarray], d: int) -> Scaler | None:

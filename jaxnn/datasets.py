@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import numbers
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import sklearn.datasets
@@ -35,8 +36,11 @@ from sklearn.datasets import fetch_openml
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from jaxnn.files import open_regular_file
+
 __all__ = [
     "BUILTIN_DATASETS",
+    "CsvOptions",
     "Dataset",
     "Scaler",
     "Split",
@@ -46,7 +50,9 @@ __all__ = [
     "load_diabetes",
     "load_digits",
     "load_friedman1",
+    "read_table",
     "split_dataset",
+    "with_validation",
 ]
 
 Task = Literal["regression", "classification"]
@@ -193,7 +199,12 @@ class Scaler:
         X = _as_2d_float(X, "X")
         if X.shape[0] == 0:
             raise ValueError("X is empty; cannot fit a Scaler on 0 rows")
-        sk = StandardScaler().fit(X)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by column
+            sk = StandardScaler().fit(X)
+        bad = ~(np.isfinite(sk.mean_) & np.isfinite(sk.scale_))
+        if bad.any():
+            raise ValueError(f"X: column {int(np.argmax(bad))} (0-based) is too large to standardise: its "
+                             "mean or standard deviation overflows float64")
         return cls(mean=sk.mean_, scale=sk.scale_)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -236,6 +247,9 @@ class Split:
             training rows, or on all rows with ``scale_before_split=True``); ``None`` when
             the features were left as they are. Apply it to new data before predicting.
         dataset: the dataset that was split (unscaled).
+        X_val: ``(n_val, d)`` validation rows carved from the training rows (early stopping
+            watches them; they are not in ``X_train``), or ``None``.
+        y_val: ``(n_val,)``, or ``None``.
     """
 
     X_train: np.ndarray
@@ -244,15 +258,28 @@ class Split:
     y_test: np.ndarray
     scaler: Scaler | None
     dataset: Dataset
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for part in ("train", "test"):
+        if (self.X_val is None) != (self.y_val is None):
+            raise ValueError("X_val, y_val: give both or neither")
+        for part in ("train", "test", "val"):
             X = getattr(self, f"X_{part}")
             y = getattr(self, f"y_{part}")
+            if X is None:
+                continue
             if X.ndim != 2 or y.shape != (X.shape[0],):
                 raise ValueError(f"X_{part} {X.shape} and y_{part} {y.shape} must be (n, d) and (n,)")
             object.__setattr__(self, f"X_{part}", _frozen_array(X))
             object.__setattr__(self, f"y_{part}", _frozen_array(y))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Rows per part: ``{"train": ..., "validation": ..., "test": ...}`` (they add up to n)."""
+        return {"train": int(self.X_train.shape[0]),
+                "validation": 0 if self.X_val is None else int(self.X_val.shape[0]),
+                "test": int(self.X_test.shape[0])}
 
 
 # ------------------------------------------------------------------ builtin loaders
@@ -394,43 +421,112 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
 # ------------------------------------------------------------------------ CSV reader
 
 
-def _read_numeric_csv(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
-    """Read a header + numeric rows strictly; return (column names, values (n, m))."""
+#: Cells read as a missing value (compared after stripping, case-insensitively).
+MISSING_MARKERS: frozenset[str] = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvOptions:
+    """How :func:`load_csv` reads a file (the CLI's ``--no-header``, ``--delimiter``, ``--drop``,
+    ``--one-hot``, ``--drop-missing``).
+
+    Attributes:
+        header: the first non-blank row names the columns (default). ``False``: every row is data
+            and the columns are named ``x0``, ``x1``, ...
+        delimiter: the one-character field separator (``","``; e.g. ``";"`` or ``"\\t"``).
+        drop: columns to leave out (e.g. an id or a text column).
+        one_hot: categorical feature columns to expand into 0/1 columns ``"col=value"``, one per
+            distinct value (sorted).
+        drop_missing: drop the rows that have a missing value (empty, ``NA``, ``N/A``, ``NaN``,
+            ``null``, ``None``) in a column that is used; default: refuse the file, with the count.
+    """
+
+    header: bool = True
+    delimiter: str = ","
+    drop: tuple[str, ...] = ()
+    one_hot: tuple[str, ...] = ()
+    drop_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.header, bool):
+            raise TypeError(f"header: expected True or False, got {self.header!r}")
+        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
+            raise ValueError(f"delimiter: expected one character other than a quote or newline, "
+                             f"got {self.delimiter!r}")
+        for name in ("drop", "one_hot"):
+            cols = getattr(self, name)
+            if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
+                raise TypeError(f"{name}: expected a sequence of column names, got {cols!r}")
+            object.__setattr__(self, name, tuple(c.strip() for c in cols))
+        if not isinstance(self.drop_missing, bool):
+            raise TypeError(f"drop_missing: expected True or False, got {self.drop_missing!r}")
+
+
+def _number(text: str) -> float | None:
+    """``text`` as a float, or None: ASCII only (``float`` also reads Arabic-Indic and other digits)."""
+    if not text.isascii():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_table(path: str | os.PathLike[str], options: CsvOptions | None = None
+               ) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a CSV strictly as text: (column names, [(file line, stripped cells), ...]).
+
+    Blank lines are skipped; every data row must have as many fields as the first row. A first
+    row of numbers only is refused unless ``options.header`` is False (``--no-header``): it is
+    data, not column names, and would otherwise be lost.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError / ValueError (a FIFO or device, not UTF-8, bad CSV,
+        empty, ragged, a header of numbers, duplicate or empty names).
+    """
+    opts = options or CsvOptions()
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"path: no such file: {str(p)!r}")
-    if p.is_dir():
-        raise IsADirectoryError(f"path: {str(p)!r} is a directory, expected a CSV file")
-    rows: list[list[float]] = []
+    names: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
     try:
         # utf-8-sig drops a byte-order mark (spreadsheet exports); newline="" for csv.
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, strict=True)
-            header: list[str] | None = None
+        with io.TextIOWrapper(open_regular_file(p, "path"), newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True, delimiter=opts.delimiter)
             for fields in reader:
                 line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
                     continue  # blank lines carry nothing; skip them wherever they are
-                if header is None:
-                    header = _parse_header(fields, p)
-                    continue
-                rows.append(_parse_row(fields, header, line, len(rows) + 1, p))
+                cells = [f.strip() for f in fields]
+                if names is None:
+                    if opts.header:
+                        names = _parse_header(cells, p)
+                        continue
+                    names = [f"x{j}" for j in range(len(cells))]
+                if len(cells) != len(names):
+                    what = "header" if opts.header else "first row"
+                    raise ValueError(f"{str(p)!r} line {line} (data row {len(rows) + 1}) has {len(cells)} "
+                                     f"fields, but the {what} has {len(names)} columns")
+                rows.append((line, cells))
     except UnicodeDecodeError as exc:
         raise ValueError(f"path: {str(p)!r} is not a UTF-8 text file ({exc})") from exc
     except csv.Error as exc:
         raise ValueError(f"path: {str(p)!r} is not valid CSV: {exc}") from exc
-    if header is None:
+    if names is None:
         raise ValueError(f"path: {str(p)!r} is empty; expected a header row and data rows")
     if not rows:
         raise ValueError(f"path: {str(p)!r} has a header but no data rows; expected at least 2 rows")
-    return header, np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
+    return names, rows
 
 
-def _parse_header(fields: list[str], p: Path) -> list[str]:
-    names = [f.strip() for f in fields]
+def _parse_header(names: list[str], p: Path) -> list[str]:
     for j, name in enumerate(names, start=1):
         if not name:
             raise ValueError(f"{str(p)!r}: header column {j} has an empty name")
+    if all(_number(n) is not None for n in names):
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(f"{str(p)!r}: the first row ({shown}) "
+                         "is all numbers, not column names; if the file has no header row, pass "
+                         "--no-header (header=False): every row is then data and the columns are x0, x1, ...")
     seen: dict[str, int] = {}
     dups = []
     for j, name in enumerate(names, start=1):
@@ -443,102 +539,154 @@ def _parse_header(fields: list[str], p: Path) -> list[str]:
     return names
 
 
-def _parse_row(fields: list[str], header: list[str], line: int, row: int, p: Path) -> list[float]:
-    where = f"{str(p)!r} line {line} (data row {row})"
-    if len(fields) != len(header):
-        raise ValueError(f"{where} has {len(fields)} fields, but the header has {len(header)} columns")
-    values = []
-    for name, cell in zip(header, fields, strict=True):
-        text = cell.strip()
-        if not text:
-            raise ValueError(f"{where}, column {name!r}: empty value; expected a number")
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{where}, column {name!r}: cannot parse {cell!r} as a number") from None
+def _column(names: list[str], spec: str, what: str, path: Any, *, header: bool) -> int:
+    """Index of column ``spec``: a name, or with ``header=False`` also a 0-based index (-1: the last)."""
+    if spec in names:
+        return names.index(spec)
+    if not header and spec.lstrip("-").isdigit() and spec.isascii() and -len(names) <= int(spec) < len(names):
+        return int(spec) % len(names)
+    raise ValueError(f"{what}: column {spec!r} is not in {str(path)!r}; available columns: {', '.join(names)}"
+                     + ("" if header else f" (or an index 0..{len(names) - 1})"))
+
+
+def _numbers(cells: list[str], name: str, lines: list[int], p: Any) -> np.ndarray:
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, text in enumerate(cells):
+        value = _number(text)
+        where = f"{str(p)!r} line {lines[i]} (data row {i + 1}), column {name!r}"
+        if text.lower() in MISSING_MARKERS:
+            raise ValueError(f"{where}: missing value {text!r} ({'empty' if not text else 'NA'}); "
+                             "every feature needs a number")
+        if value is None:
+            raise ValueError(f"{where}: cannot parse {text!r} as a number")
         if not math.isfinite(value):
-            raise ValueError(
-                f"{where}, column {name!r}: non-finite value {cell!r}; NaN and inf are "
-                "not allowed in features or target"
-            )
-        values.append(value)
-    return values
+            raise ValueError(f"{where}: non-finite value {text!r}; inf is not allowed in features or target")
+        out[i] = value
+    return out
 
 
-def load_csv(path: str | os.PathLike[str], target: str, *, task: str | None = None) -> Dataset:
-    """Load a numeric CSV file with a header row; one named column is the target.
+def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
+             options: CsvOptions | None = None) -> Dataset:
+    """Load a CSV file; one column is the target, the others (numeric or one-hot) the features.
 
-    Format: comma-separated, UTF-8 (a byte-order mark is fine), first non-blank line is
-    the header, every other non-blank line a data row with exactly as many fields as the
-    header. Every cell must parse as a finite number (no empty cells, NaN or inf); blank
-    lines are skipped. All columns but ``target`` are features, in file order.
+    Format: UTF-8 (a byte-order mark is fine), ``options.delimiter``-separated; the first non-blank
+    line is the header (``options.header=False``: there is none, columns are ``x0..``), every other
+    non-blank line a data row with exactly as many fields. Feature and regression-target cells must
+    be finite ASCII numbers; blank lines are skipped. Missing values (empty, ``NA``, ``N/A``,
+    ``NaN``, ``null``, ``None``) are refused with their count unless ``options.drop_missing``.
 
     The task is never guessed from the numbers: it is ``"regression"`` unless
     ``task="classification"`` is given. Then the distinct target values, sorted, become
-    ``Dataset.classes`` (int64 when they are all integers) and ``y`` indexes into them.
+    ``Dataset.classes`` -- int64 when they are all integers, float when numbers, else the labels
+    as strings -- and ``y`` indexes into them.
 
     Args:
-        path: the CSV file.
-        target: name of the target column (exact, after stripping spaces).
+        path: the CSV file (a regular file; FIFOs and devices are refused before opening).
+        target: the target column's name (exact, after stripping spaces), or without a header also
+            its 0-based index; None: the last column.
         task: ``"regression"`` (default) or ``"classification"``.
+        options: :class:`CsvOptions` (header, delimiter, columns to drop or one-hot, missing values).
 
     Returns:
-        ``Dataset`` named after the file's stem, ``X`` shape ``(n, m - 1)`` float64.
+        ``Dataset`` named after the file's stem.
 
     Raises:
-        FileNotFoundError: no such file.
-        IsADirectoryError: ``path`` is a directory.
-        ValueError: the file is empty, has only a header, a single data row (2 are needed
-            to split), ragged rows, duplicate or empty column names, a non-numeric,
-            empty, NaN or inf cell (the message gives file line, 1-based data row, column
-            and value), no feature columns, an unknown ``target`` (the message lists the
-            columns), a bad ``task``, or fewer than 2 classes for classification.
+        FileNotFoundError / IsADirectoryError: no such file, or a directory.
+        ValueError: a FIFO or device, an empty file, only a header, a header of numbers, a single
+            data row (2 are needed to split), ragged rows, duplicate or empty column names, a
+            non-numeric (or non-ASCII-digit) or inf cell (the message gives file line, 1-based data
+            row, column and value), missing values (with their count), no feature columns, an
+            unknown ``target``/``drop``/``one_hot`` column, a bad ``task``, or fewer than 2 classes.
     """
-    if not isinstance(target, str):
+    if target is not None and not isinstance(target, str):
         raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
-    return _load_csv(path, target, task)
+    return _load_csv(path, target, task, options)
 
 
-def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None) -> Dataset:
+def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None,
+              options: CsvOptions | None = None) -> Dataset:
     """``load_csv`` with ``target=None`` meaning the last column (file read once)."""
+    opts = options or CsvOptions()
     if task is None:
         task = "regression"
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
     if target is not None and not isinstance(target, str):
         raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
-    header, values = _read_numeric_csv(path)
-    target = header[-1] if target is None else target.strip()
-    if target not in header:
-        raise ValueError(
-            f"target: column {target!r} is not in {str(path)!r}; available columns: {', '.join(header)}"
-        )
-    if len(header) < 2:
+    names, rows = read_table(path, opts)
+    t = (len(names) - 1 if target is None
+         else _column(names, target.strip(), "target", path, header=opts.header))
+    target = names[t]
+    dropped = {_column(names, c, "drop", path, header=opts.header) for c in opts.drop}
+    encoded = [_column(names, c, "one_hot", path, header=opts.header) for c in opts.one_hot]
+    for what, cols in (("drop", dropped), ("one_hot", set(encoded))):
+        if t in cols:
+            raise ValueError(f"{what}: {target!r} is the target column")
+    if dropped & set(encoded):
+        raise ValueError(f"drop, one_hot: {sorted(names[j] for j in dropped & set(encoded))} given to both")
+    used = [j for j in range(len(names)) if j not in dropped]
+    if len(used) < 2:
         raise ValueError(f"{str(path)!r} has only the target column {target!r}; no features")
-    if values.shape[0] < 2:
+    # Missing values: refused with their count, or their rows dropped.
+    missing = [[j for j in used if cells[j].lower() in MISSING_MARKERS] for _, cells in rows]
+    bad_rows = [i for i, cols in enumerate(missing) if cols]
+    if bad_rows and not opts.drop_missing:
+        line, cells = rows[bad_rows[0]]
+        j = next(j for j in used if cells[j].lower() in MISSING_MARKERS)
+        count = sum(len(cols) for cols in missing)
+        first = "empty value" if not cells[j] else f"missing value {cells[j]!r}"
+        raise ValueError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
+                         f"row{'s' * (len(bad_rows) != 1)}, the first at line {line} (data row "
+                         f"{bad_rows[0] + 1}), column {names[j]!r}: {first}; pass --drop-missing "
+                         "(drop_missing=True) to drop such rows")
+    keep = sorted(set(range(len(rows))) - set(bad_rows))
+    lines = [rows[i][0] for i in keep]
+    columns = [[rows[i][1][j] for i in keep] for j in range(len(names))]
+    if len(keep) < 2:
         raise ValueError(
-            f"{str(path)!r} has only {values.shape[0]} data row; need at least 2 "
+            f"{str(path)!r} has only {len(keep)} data row"
+            f"{f' left after dropping {len(bad_rows)} with missing values' if bad_rows else ''}; "
+            "need at least 2 "
             "(one to train on and one to test on)"
         )
-    j = header.index(target)
-    X = np.delete(values, j, axis=1)
-    y = values[:, j]
-    features = tuple(h for h in header if h != target)
+    features: list[np.ndarray] = []
+    feature_names: list[str] = []
+    for j in used:
+        if j == t:
+            continue
+        if j in encoded:
+            cats = sorted(set(columns[j]))
+            features += [np.asarray([c == cat for c in columns[j]], dtype=np.float64) for cat in cats]
+            feature_names += [f"{names[j]}={cat}" for cat in cats]
+        else:
+            features.append(_numbers(columns[j], names[j], lines, path))
+            feature_names.append(names[j])
+    if len(set(feature_names)) != len(feature_names):
+        raise ValueError(f"one_hot: the encoded names {feature_names} collide with other columns")
+    X = np.stack(features, axis=1)
     classes = None
     if task == "classification":
-        uniq, y_idx = np.unique(y, return_inverse=True)
+        labels = columns[t]
+        parsed = [_number(c) for c in labels]
+        if all(v is not None and math.isfinite(v) for v in parsed):
+            uniq, y_idx = np.unique(np.asarray(parsed, dtype=np.float64), return_inverse=True)
+            classes = uniq.astype(np.int64) if np.all(uniq == np.round(uniq)) else uniq
+        else:  # string class labels, as the scikit-learn estimators take them
+            uniq, y_idx = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+            classes = uniq
         if uniq.shape[0] < 2:
             raise ValueError(
-                f"target: column {target!r} has a single value {uniq[0]:g}; "
+                f"target: column {target!r} has a single value {labels[0]!r}; "
                 "classification needs at least 2 classes"
             )
-        classes = uniq.astype(np.int64) if np.all(uniq == np.round(uniq)) else uniq
         y = y_idx.reshape(-1).astype(np.int64)
+    else:
+        y = _numbers(columns[t], target, lines, path)
     return Dataset(
         name=Path(path).stem,
         X=X,
         y=y,
-        feature_names=features,
+        feature_names=tuple(feature_names),
         target_name=target,
         task=task,
         classes=classes,
@@ -546,7 +694,8 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
 
 
 def load_dataset(
-    spec: str | os.PathLike[str], target: str | None = None, *, task: str | None = None
+    spec: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
+    options: CsvOptions | None = None,
 ) -> Dataset:
     """Load a data set by name or CSV path (what the CLI's ``--data`` takes).
 
@@ -558,6 +707,8 @@ def load_dataset(
             own target name) for the built-in names.
         task: for a CSV, ``"regression"`` (default) or ``"classification"``. For the
             built-in names ``None`` or their own task.
+        options: for a CSV, how to read it (:class:`CsvOptions`); must be None or the default for
+            the built-in names.
 
     Returns:
         The :class:`Dataset`.
@@ -571,6 +722,8 @@ def load_dataset(
     if spec_str in BUILTIN_DATASETS:
         loaders = {"diabetes": load_diabetes, "digits": load_digits, "boston": load_boston,
                    "friedman1": load_friedman1}
+        if options is not None and options != CsvOptions():
+            raise ValueError(f"options: {spec_str!r} is a built-in dataset, not a CSV file")
         ds = loaders[spec_str]()
         if target is not None and target != ds.target_name:
             raise ValueError(f"target: {spec_str!r} has the fixed target {ds.target_name!r}, got {target!r}")
@@ -578,7 +731,7 @@ def load_dataset(
             raise ValueError(f"task: {spec_str!r} is a {ds.task} dataset, got {task!r}")
         return ds
     if spec_str.lower().endswith(".csv"):
-        return _load_csv(spec_str, target, task)
+        return _load_csv(spec_str, target, task, options)
     if os.path.isdir(spec_str):  # say so, rather than "unknown dataset", for `--data some/dir`
         raise IsADirectoryError(f"spec: {spec_str!r} is a directory, expected a CSV file")
     raise ValueError(
@@ -598,6 +751,7 @@ def split_dataset(
     scale: bool = True,
     scale_before_split: bool = False,
     stratify: bool = False,
+    validation_fraction: float | None = None,
 ) -> Split:
     """Split into train and test rows with scikit-learn's ``train_test_split``.
 
@@ -614,6 +768,9 @@ def split_dataset(
             does. This leaks test statistics into training; it exists to reproduce the
             seed's numbers. Default: fit on the training rows only.
         stratify: keep class proportions equal in both parts (classification only).
+        validation_fraction: if given, this fraction of the *training* rows (strictly between
+            0 and 1, as scikit-learn's ``validation_fraction``) becomes ``X_val``/``y_val`` for
+            early stopping; the scaler is then fitted on the remaining training rows.
 
     Returns:
         :class:`Split` with ``X_*`` shape ``(n_*, d)`` and ``y_*`` shape ``(n_*,)``.
@@ -653,9 +810,14 @@ def split_dataset(
         random_state=random_state,
         stratify=ds.y if stratify else None,
     )
+    X_val = y_val = None
+    if validation_fraction is not None:
+        X_train, X_val, y_train, y_val = _carve(X_train, y_train, validation_fraction, random_state,
+                                                ds.task == "classification")
     if scale and not scale_before_split:
         scaler = Scaler.fit(X_train)
         X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        X_val = None if X_val is None else scaler.transform(X_val)
     return Split(
         X_train=X_train,
         X_test=X_test,
@@ -663,4 +825,47 @@ def split_dataset(
         y_test=y_test,
         scaler=scaler,
         dataset=ds,
+        X_val=X_val,
+        y_val=y_val,
     )
+
+
+def with_validation(split: Split, validation_fraction: float, random_state: int | None = 0) -> Split:
+    """``split`` with ``validation_fraction`` of its training rows moved to ``X_val``/``y_val``.
+
+    The test rows are untouched; the scaler stays the one ``split`` was standardised with.
+
+    Raises:
+        TypeError / ValueError: ``validation_fraction`` not a number strictly between 0 and 1,
+            or too few training rows to leave at least one in each part.
+    """
+    if split.X_val is not None:
+        raise ValueError("split: it already has validation rows")
+    X_tr, X_val, y_tr, y_val = _carve(split.X_train, split.y_train, validation_fraction, random_state,
+                                      split.dataset.task == "classification")
+    return dataclasses.replace(split, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
+
+
+def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | None, classes: bool
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_fit, X_val, y_fit, y_val): ``ceil(fraction * n)`` validation rows, stratified for
+    classes when every class has at least 2 training rows (as scikit-learn's MLPs do)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"validation_fraction: expected a number in (0, 1), got {fraction!r}")
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"validation_fraction: expected a number strictly between 0 and 1, got {fraction!r}")
+    n = X.shape[0]
+    n_val = math.ceil(float(fraction) * n)
+    if n - n_val < 1 or n_val < 1:
+        raise ValueError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train "
+                         f"on "
+                         f"and {n_val} to validate on; both must be non-empty")
+    stratify = None
+    if classes:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
+            stratify = y
+    seed = None if random_state is None else int(random_state) % (1 << 32)
+    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=float(fraction), random_state=seed,
+                                                  stratify=stratify)
+    return X_fit, X_val, y_fit, y_val

@@ -177,8 +177,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
         for name in ("max_iter", "n_iter_no_change"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= int(v) <= _MAX_ITER:
+                raise ValueError(f"{name}: expected an integer in [1, {_MAX_ITER}], got {v!r}")
         for name, positive in (("alpha", False), ("learning_rate_init", True), ("tol", False),
                                ("momentum", False)):
             v = getattr(self, name)
@@ -345,6 +345,9 @@ class _BaseMLP(BaseEstimator):
 
 # --- save / load (jaxnn.checkpoint's validated, pickle-free .npz format) ---------------------
 
+#: Epoch counts are int32 on the device, times the steps per epoch: a million epochs is the most.
+_MAX_ITER = 1_000_000
+
 _FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
                    "loss_", "best_loss_")
 
@@ -398,7 +401,8 @@ def load_estimator(path: Any) -> _BaseMLP:
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     try:
         est = classes[name](**params)
-    except TypeError as e:
+        est._check_params()  # a tampered activation, solver, max_iter... is refused here
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad estimator parameters: {e}") from None
     n_layers = sum(1 for k in arrays if k.startswith("coefs/"))
     try:
@@ -408,10 +412,14 @@ def load_estimator(path: Any) -> _BaseMLP:
         est.loss_curve_ = arrays["loss_curve"].tolist()
     except KeyError as e:
         raise ValueError(f"{path}: missing array {e}") from None
+    if n_layers < 1:
+        raise ValueError(f"{path}: no layers")
     for i in range(n_layers):
         W, b = est.coefs_[i], est.intercepts_[i]
         if W.ndim != 2 or b.shape != (W.shape[1],) or (i and W.shape[0] != est.coefs_[i - 1].shape[1]):
             raise ValueError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
+    if not all(np.isfinite(a).all() for a in (*est.coefs_, *est.intercepts_)):
+        raise ValueError(f"{path}: the weights hold NaN or inf")
     est.validation_loss_curve_ = (arrays["validation_loss_curve"].tolist()
                                   if "validation_loss_curve" in arrays else None)
     for k, v in meta.get("fitted", {}).items():
@@ -425,6 +433,18 @@ def load_estimator(path: Any) -> _BaseMLP:
             est.classes_ = np.asarray(meta["classes"]["values"], dtype=dtype)
         except (TypeError, ValueError, KeyError):
             raise ValueError(f"{path}: invalid classes in the metadata") from None
+    if getattr(est, "n_features_in_", None) != est.coefs_[0].shape[0]:
+        raise ValueError(f"{path}: n_features_in_ is {getattr(est, 'n_features_in_', None)!r}, the first "
+                         f"layer takes {est.coefs_[0].shape[0]}")
+    if isinstance(est, MLPClassifier):
+        k = est.coefs_[-1].shape[1]
+        labels = getattr(est, "classes_", None)
+        if labels is None or labels.ndim != 1 or len(labels) < 2 or len(np.unique(labels)) != len(labels) \
+                or not np.array_equal(np.sort(labels), labels) or len(labels) != k:
+            raise ValueError(f"{path}: a classifier needs its sorted, distinct class labels, one per output "
+                             f"unit ({k}); the file has {None if labels is None else labels.tolist()}")
+    elif "classes" in meta:
+        raise ValueError(f"{path}: a regressor has no classes")
     # Rebuild the optimizer state's structure from the estimator's own optimizer, then fill it.
     dt = jnp.dtype(est.dtype)
     with training.x64_context(est.dtype):

@@ -9,8 +9,9 @@
 
 ``test``/``train`` hold mse, rmse, mae, r2 for regression and accuracy,
 log_loss for classification. ``history.val_loss`` is the per-epoch loss on the
-test split (the seed has no separate validation split; early stopping uses it
-only when ``patience`` is set).
+validation rows (carved from the training rows, never the test rows; empty when the run
+has none). ``rows`` gives ``{"train", "validation", "test"}`` row counts, which add up to
+the data set's rows. The test rows are evaluated once, after training.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Report:
     fit: FitResult
     test: dict[str, float]
     train: dict[str, float]
+    rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         h = self.fit.history
@@ -103,17 +105,34 @@ class Report:
                         "val_loss": [float(x) for x in h.val_loss]},
             "seconds": {k: float(v) for k, v in self.fit.seconds.items()},
             "stopped_early": self.fit.stopped_early,
+            "rows": dict(self.rows),
             "config": dataclasses.asdict(self.config),
         }
 
 
-def run(config: TrainConfig, split: Split, **fit_kwargs: Any) -> Report:
+#: validation_fraction when early stopping is on and none was given (scikit-learn's default).
+DEFAULT_VALIDATION_FRACTION = 0.1
+
+
+def run(config: TrainConfig, split: Split, *, validation_fraction: float | None = None,
+        **fit_kwargs: Any) -> Report:
     """Train ``config`` on ``split.X_train`` and evaluate on both splits.
+
+    Early stopping (``config.patience``) watches validation rows carved from the training
+    rows -- ``split.X_val`` if the split has them, else ``validation_fraction`` (default
+    :data:`DEFAULT_VALIDATION_FRACTION` when ``patience`` is set) of ``split.X_train`` -- never
+    the test rows, which are evaluated once, at the end.
 
     Raises:
         ValueError: a regression split with fewer than 2 train or test rows (R² is undefined
             for one row), before any training is spent.
     """
+    if split.X_val is None and (validation_fraction is not None or config.patience is not None):
+        from jaxnn.datasets import with_validation
+
+        split = with_validation(split, validation_fraction or DEFAULT_VALIDATION_FRACTION, config.seed)
+    elif split.X_val is not None and validation_fraction is not None:
+        raise ValueError("validation_fraction: the split already has validation rows")
     ds = split.dataset
     if ds.task == "regression":
         for name, y in (("train", split.y_train), ("test", split.y_test)):
@@ -124,8 +143,10 @@ def run(config: TrainConfig, split: Split, **fit_kwargs: Any) -> Report:
                 )
     n_classes = ds.n_classes if ds.task == "classification" else None
     Y_train = targets(split.y_train, ds.task, n_classes)
-    Y_test = targets(split.y_test, ds.task, n_classes)
-    result = fit(config, split.X_train, Y_train, X_val=split.X_test, Y_val=Y_test, **fit_kwargs)
+    val: dict[str, Any] = {}
+    if split.X_val is not None and split.y_val is not None:
+        val = {"X_val": split.X_val, "Y_val": targets(split.y_val, ds.task, n_classes)}
+    result = fit(config, split.X_train, Y_train, **val, **fit_kwargs)
     return Report(
         dataset=ds.name,
         model=model_name(config),
@@ -134,4 +155,5 @@ def run(config: TrainConfig, split: Split, **fit_kwargs: Any) -> Report:
         fit=result,
         test=evaluate(result.params, config, split.X_test, split.y_test, ds.task),
         train=evaluate(result.params, config, split.X_train, split.y_train, ds.task),
+        rows=split.sizes,
     )

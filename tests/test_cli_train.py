@@ -112,7 +112,8 @@ def test_regression_metrics_equal_an_independent_recomputation(capsys):
     r = train_json(argv, capsys)
     check_contract(r, "regression")
     spe = math.ceil(N_TRAIN_DIABETES / 32)
-    assert r["steps"] == 4 * spe and len(r["history"]["val_loss"]) == 4
+    assert r["steps"] == 4 * spe and r["history"]["val_loss"] == []  # no validation rows asked for
+    assert r["rows"] == {"train": N_TRAIN_DIABETES, "validation": 0, "test": 442 - N_TRAIN_DIABETES}
     assert r["model"] == "mlp[8 tanh]"
 
     X_tr, X_te, y_tr, y_te = sklearn_split("diabetes")
@@ -176,7 +177,10 @@ def test_steps_and_epochs(capsys):
     r = train_json(["--data", "diabetes", "--model", "linear", "--epochs", "2", "--batch-size", "100"],
                    capsys)
     assert r["steps"] == 2 * math.ceil(N_TRAIN_DIABETES / 100) == len(r["history"]["train_loss"])
+    r = train_json(["--data", "diabetes", "--model", "linear", "--epochs", "2", "--batch-size", "100",
+                    "--validation-fraction", "0.2"], capsys)
     assert len(r["history"]["val_loss"]) == 2
+    assert r["rows"] == {"train": 247, "validation": 62, "test": 133}  # ceil(0.2 * 309) = 62
     status, _, err = cli(["train", "--steps", "5", "--epochs", "2"], capsys)
     assert status == 2 and "not allowed with" in err
 
@@ -251,3 +255,36 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert "oops" in proc.stderr
+
+
+def test_early_stopping_watches_validation_rows_never_the_test_rows(capsys):
+    """--patience carves 10% of the training rows; the test rows are evaluated once, at the end."""
+    argv = ["--data", "diabetes", "--model", "linear", "--epochs", "300", "--patience", "3",
+            "--dtype", "float64", "--optimizer", "adam", "--lr", "1"]
+    r = train_json(argv, capsys)
+    rows = r["rows"]
+    assert rows == {"train": N_TRAIN_DIABETES - 31, "validation": 31, "test": 133}  # ceil(0.1 * 309)
+    assert sum(rows.values()) == 442
+    val = r["history"]["val_loss"]
+    assert r["stopped_early"] and len(val) >= 4
+    # Before the fix the monitored loss was the test MSE, so its minimum equalled the reported one.
+    assert all(abs(v - r["test"]["mse"]) > 1e-6 * r["test"]["mse"] for v in val)
+    # The reported test MSE is that of the best-validation parameters on the 133 test rows.
+    assert len(sklearn_split("diabetes")[3]) == rows["test"]
+    r2 = train_json([*argv, "--validation-fraction", "0.3"], capsys)
+    assert r2["rows"] == {"train": 216, "validation": 93, "test": 133}
+
+
+def test_experiment_run_never_monitors_the_test_split():
+    from jaxnn.datasets import load_diabetes, split_dataset
+    from jaxnn.experiment import run
+
+    split = split_dataset(load_diabetes(), test_size=0.3, random_state=0)
+    config = TrainConfig(hidden=(), optimizer="adam", lr=1.0, epochs=300, patience=3, dtype="float64")
+    report = run(config, split)
+    assert report.rows == {"train": 278, "validation": 31, "test": 133}
+    assert sum(report.rows.values()) == 442
+    assert report.fit.stopped_early
+    val = report.fit.history.val_loss
+    assert not np.isclose(val, report.test["mse"], rtol=1e-9).any()
+    assert report.as_json()["rows"] == report.rows

@@ -228,7 +228,7 @@ def test_non_numeric_target_and_empty_cell(tmp_path):
         ("a,y\n1,2\nnan,3\n", r"line 3 \(data row 2\), column 'a'.*'nan'"),
         ("a,y\n1,inf\n2,3\n", r"line 2 \(data row 1\), column 'y'.*'inf'"),
         ("a,y\n1,2\n2,-Infinity\n", r"line 3 \(data row 2\), column 'y'.*'-Infinity'"),
-        ("a,y\n1,2\n2,NaN\n", r"column 'y'.*non-finite"),
+        ("a,y\n1,2\n2,NaN\n", r"1 missing value in 1 row.*column 'y'.*'NaN'.*--drop-missing"),
     ],
 )
 def test_nan_or_inf(tmp_path, text, where):

@@ -57,3 +57,37 @@ def test_tampered_estimator_file_is_refused(digits, tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError):
         load_estimator(tmp_path / "garbage.npz")
+
+
+def _tampered(src, dst, change):
+    """dst = the estimator file src with its arrays and metadata passed through change(arrays, meta)."""
+    from jaxnn import checkpoint
+
+    arrays, meta = checkpoint.load_arrays(src, kind="estimator")
+    arrays = {k: np.array(v) for k, v in arrays.items()}
+    change(arrays, meta)
+    checkpoint.save_arrays(dst, arrays, meta, kind="estimator")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, m: m["params"].update(activation="softplus"), "activation"),
+    (lambda a, m: m["params"].update(max_iter=2**40), "max_iter: expected an integer in"),
+    (lambda a, m: m.pop("classes"), "class labels"),
+    (lambda a, m: m["classes"].update(values=list(range(9))), "one per output unit"),
+    (lambda a, m: m["classes"].update(values=[0, 1, 2, 3, 4, 5, 6, 7, 9, 8]), "sorted, distinct"),
+    (lambda a, m: a["coefs/0"].__setitem__((0, 0), np.nan), "NaN or inf"),
+    (lambda a, m: m["fitted"].update(n_features_in_=5), "n_features_in_"),
+])
+def test_estimator_file_with_tampered_fields_is_refused(digits, tmp_path, change, message):
+    X, y = digits
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y).save(tmp_path / "m.npz")
+    _tampered(tmp_path / "m.npz", tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=message):
+        load_estimator(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("name, value", [("max_iter", 2**40), ("n_iter_no_change", 2**31)])
+def test_huge_iteration_counts_are_refused_with_the_limit(name, value):
+    X, y = np.zeros((10, 2)), np.arange(10.0)
+    with pytest.raises(ValueError, match=rf"{name}: expected an integer in \[1, 1000000\]"):
+        MLPRegressor(**{name: value}).fit(X, y)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show the full traceback on errors")
         p.add_argument("--no-compilation-cache", action="store_true", default=argparse.SUPPRESS,
                        help="do not use JAX's persistent compilation cache")
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _defers_sigint=getattr(mod, "DEFERS_SIGINT", False))
     return parser
 
 
@@ -74,15 +76,49 @@ def _fail(message: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxnn`` console script. Returns the exit status."""
+    """Entry point of the ``jaxnn`` console script. Returns the exit status.
+
+    SIGINT only sets a flag from here on (:mod:`jaxnn.cli.interrupt`), so a Ctrl-C during start-up
+    cannot be swallowed by a callback inside JAX; a subcommand that sets ``DEFERS_SIGINT = True``
+    checks the flag itself, the others get Python's usual ``KeyboardInterrupt`` back.
+    """
+    from jaxnn.cli import interrupt
+
+    old = interrupt.install()
+    try:
+        return _main(argv)
+    finally:
+        interrupt.restore(old)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """Run the command; Python warnings it raises are shown after it, unless it ends in bad input
+    (exit 2): then the one error line is all that stderr gets."""
+    with warnings.catch_warnings(record=True) as caught:
+        status = _run(argv)
+    if status != EXIT_BAD_INPUT:
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from jaxnn.cli import interrupt
+
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    if not getattr(args, "no_compilation_cache", False):  # a second run reuses compiled programs
-        from jaxnn import compilation_cache
-
-        compilation_cache.enable()
     try:
-        return int(args._run(args))
+        if not getattr(args, "_defers_sigint", False) and interrupt.installed():
+            interrupt.restore(signal.default_int_handler)
+        interrupt.check()
+        if not getattr(args, "no_compilation_cache", False):  # a second run reuses compiled programs
+            from jaxnn import compilation_cache
+
+            compilation_cache.enable()
+        interrupt.check()
+        status = int(args._run(args))
+        interrupt.check()  # a Ctrl-C that came after the last check still ends the run with 130
+        return status
     except DivergedError as e:
         if debug:
             raise

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.cli.train import _seed
 from jaxnn.errors import EXIT_OK
 
 DEFAULT_DATA = "friedman1"
@@ -439,7 +440,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "non-linearity visibly helps; a boston CSV reproduces the seed)")
     p.add_argument("--target", default=None, metavar="COL",
                    help="target column of a CSV (default: its last column)")
-    p.add_argument("--split-seed", type=int, default=SPLIT_SEED,
+    p.add_argument("--split-seed", type=_seed, default=SPLIT_SEED,
                    help=f"random_state of the 70/30 split (default {SPLIT_SEED}, Deep Learning from "
                         f"Scratch's; the seed notebook's printed Boston numbers use {SEED_SPLIT_SEED})")
     p.add_argument("--gradcheck", choices=("used", "all", "off"), default="used",
@@ -448,7 +449,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the trained models (default float64, so hand-written and "
                         "jax.grad training agree to rounding)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="initialisation and shuffling seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write PNG figures (via jaxnn.plotting) into DIR")

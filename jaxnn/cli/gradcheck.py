@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from jaxnn.cli.train import _seed
 from jaxnn.errors import EXIT_GRADCHECK_FAILED, EXIT_OK
 
 
@@ -37,7 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--dtype", choices=("float64", "float32"), default="float64",
         help="precision of the check (default float64; float32 uses looser tolerances)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the example arguments")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the example arguments")
     p.add_argument(
         "--module", action="append", metavar="MODULE[:NAME,...]",
         help="import MODULE (from the current directory or sys.path) and check only the "

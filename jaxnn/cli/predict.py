@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.cli.train import _delimiter
 from jaxnn.errors import EXIT_OK
 
 
@@ -36,48 +37,80 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="CSV",
                    help="CSV with a header and the model's feature columns (the target column is ignored), "
                         "or a built-in dataset name")
+    p.add_argument("--delimiter", default=None, metavar="C",
+                   help="field separator of the CSV (default: the one the model was trained with, else ',')")
+    p.add_argument("--no-header", action="store_true",
+                   help="the CSV has no header row (columns x0, x1, ...; default: as in training)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
 
-def read_features(spec: str, info: dict[str, Any]) -> np.ndarray:
+def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.ndarray:
     """The model's feature columns of ``spec`` (CSV path or built-in name), in the model's order.
+
+    A feature named ``"col=value"`` (``--one-hot col`` in training) is rebuilt as 0/1 from the
+    CSV column ``col``; a value the model never saw is refused.
 
     Args:
         spec: a CSV path or a built-in dataset name.
         info: the checkpoint's dataset description (``feature_names``, ``n_features``, ``target``).
+        options: the :class:`~jaxnn.datasets.CsvOptions` the model was trained with (header,
+            delimiter); None: the defaults.
     Returns:
         (n, d) float64 features.
     Raises:
-        ValueError: wrong number of feature columns, or names that do not match.
+        ValueError: wrong number of feature columns, names that do not match, bad cells.
     """
     from jaxnn import datasets
 
     d = int(info["n_features"])
     target = info.get("target")
+    names = info.get("feature_names")
     if spec in datasets.BUILTIN_DATASETS:
         ds = datasets.load_dataset(spec)
-        header, values = [*ds.feature_names], np.asarray(ds.X)
+        header = [*ds.feature_names]
+        columns: list[Any] = [np.asarray(ds.X)[:, j] for j in range(ds.n_features)]
+        lines: list[int] = []
     elif spec.lower().endswith(".csv"):
-        header, values = datasets._read_numeric_csv(spec)  # the same strict reader training used
+        header, rows = datasets.read_table(spec, options)  # the same strict reader training used
+        lines = [line for line, _ in rows]
+        columns = [[cells[j] for _, cells in rows] for j in range(len(header))]
     else:
         raise ValueError(f"--data: expected a .csv path or one of {', '.join(datasets.BUILTIN_DATASETS)}, "
                          f"got {spec!r}")
+
+    def numeric(j: int) -> np.ndarray:
+        col = columns[j]
+        return col if isinstance(col, np.ndarray) else datasets._numbers(col, header[j], lines, spec)
+
     keep = [j for j, name in enumerate(header) if name != target]
-    columns = [header[j] for j in keep]
-    if len(columns) != d:
-        raise ValueError(f"--data: {spec!r} has {len(columns)} feature columns"
+    plain = [header[j] for j in keep]
+    encoded = [n for n in (names or []) if n not in header and "=" in n and n.split("=", 1)[0] in header]
+    if not encoded and len(plain) != d:
+        raise ValueError(f"--data: {spec!r} has {len(plain)} feature columns"
                          f"{f' (besides the target {target!r})' if target in header else ''}, "
                          f"the model expects {d}")
-    names = info.get("feature_names")
     if names is None:  # a checkpoint saved without names: take the columns in file order
-        return values[:, keep]
-    missing = [n for n in names if n not in columns]
+        return np.stack([numeric(j) for j in keep], axis=1)
+    missing = [n for n in names if n not in header and n not in encoded]
     if missing:
-        unexpected = [c for c in columns if c not in names]
+        unexpected = [c for c in plain if c not in names and not any(e.startswith(c + "=") for e in encoded)]
         raise ValueError(f"--data: {spec!r} lacks the model's feature columns {missing}; "
                          f"it has {unexpected} instead")
-    return values[:, [header.index(n) for n in names]]
+    out = []
+    for n in names:
+        if n in header:
+            out.append(numeric(header.index(n)))
+            continue
+        base, value = n.split("=", 1)
+        col = [str(v) for v in columns[header.index(base)]]
+        known = {e.split("=", 1)[1] for e in encoded if e.split("=", 1)[0] == base}
+        unseen = sorted(set(col) - known)
+        if unseen:
+            raise ValueError(f"--data: column {base!r} has values {unseen[:5]} the model was not trained "
+                             f"on (it knows {sorted(known)})")
+        out.append(np.asarray([v == value for v in col], dtype=np.float64))
+    return np.stack(out, axis=1)
 
 
 def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
@@ -107,9 +140,13 @@ def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from jaxnn import checkpoint
+    from jaxnn.datasets import CsvOptions
 
     ck = checkpoint.load(args.model)
-    X = read_features(args.data, ck.dataset)
+    stored = ck.extra.get("cli_args", {}) if isinstance(ck.extra.get("cli_args"), dict) else {}
+    delimiter = args.delimiter if args.delimiter is not None else stored.get("delimiter", ",")
+    header = not (args.no_header or stored.get("no_header", False))
+    X = read_features(args.data, ck.dataset, CsvOptions(header=header, delimiter=_delimiter(delimiter)))
     result = {"model": str(Path(args.model)), **predict_checkpoint(ck, X)}
     if args.json:
         print(json.dumps(result))

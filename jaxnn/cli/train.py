@@ -14,29 +14,50 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from jaxnn.cli import interrupt
 from jaxnn.errors import EXIT_OK
 
+#: Ctrl-C sets a flag (jaxnn.cli.interrupt) that ``run`` checks between start-up phases and after
+#: every compiled chunk: the run ends with exit 130 and the last completed chunk saved (--save).
+DEFERS_SIGINT = True
 
 def _hidden(text: str) -> list[int]:
     """``--hidden 13`` or ``--hidden 64,32``."""
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
+        sizes = [_positive_int(s) for s in text.split(",") if s.strip()]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected positive integers like 13 or 64,32, got {text!r}") from None
+            f"expected positive integers up to {INT32_MAX} like 13 or 64,32, got {text!r}") from None
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+#: Counts (steps, epochs, sizes) live in int32 on the device; seeds are 32-bit (a larger seed
+#: would silently collide with a smaller one).
+INT32_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+
+
+def _int_in(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
+    want = (f"a positive integer, got {{}} (at most {hi})" if lo == 1
+            else f"an integer in [{lo}, {hi}], got {{}}")
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected " + want.format(repr(text))) from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError("expected " + want.format(repr(text)))
+        return v
+
+    return parse
+
+
+_positive_int = _int_in(1, INT32_MAX)
+_seed = _int_in(0, SEED_MAX)
 
 
 def _positive_float(text: str) -> float:
@@ -59,6 +80,14 @@ def _fraction(text: str) -> float:
     return v
 
 
+def _delimiter(text: str) -> str:
+    """``--delimiter ';'``; ``tab`` or ``\\t`` for a tab."""
+    c = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(c) != 1 or c in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"expected one character (or 'tab'), got {text!r}")
+    return c
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default="diabetes", metavar="{diabetes,digits,boston,PATH.csv}",
@@ -66,10 +95,28 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target", default=None, metavar="COL",
                    help="target column of a CSV (default: its last column)")
     g.add_argument("--task", choices=("regression", "classification"), default=None,
-                   help="task of a CSV target (default: regression)")
+                   help="task of a CSV target (default: regression); classification takes numbers "
+                        "or strings as class labels")
+    c = p.add_argument_group("CSV files")
+    c.add_argument("--no-header", action="store_true",
+                   help="the CSV has no header row: every row is data, the columns are x0, x1, ... "
+                        "(--target then takes a name or a 0-based index; default: the last column)")
+    c.add_argument("--delimiter", type=_delimiter, default=",", metavar="C",
+                   help="field separator, one character or 'tab' (default ',')")
+    c.add_argument("--drop", action="append", default=None, metavar="COL",
+                   help="leave column COL out (an id, a text column); repeatable")
+    c.add_argument("--one-hot", action="append", default=None, metavar="COL",
+                   help="expand categorical column COL into 0/1 features COL=value; repeatable")
+    c.add_argument("--drop-missing", action="store_true",
+                   help="drop rows with a missing value (empty, NA, N/A, NaN, null, None) in a used "
+                        "column (default: refuse the file and say how many there are)")
     g.add_argument("--test-size", type=_fraction, default=0.3, help="test fraction (default 0.3)")
-    g.add_argument("--split-seed", type=int, default=80718,
+    g.add_argument("--split-seed", type=_seed, default=80718,
                    help="random_state of train_test_split (default 80718, the seed's)")
+    g.add_argument("--validation-fraction", type=_fraction, default=None, metavar="F",
+                   help="fraction of the training rows held out for early stopping and the "
+                        "validation loss curve (default: 0.1 with --patience, else none); "
+                        "the test rows are only evaluated once, at the end")
     g.add_argument("--scale-before-split", action="store_true",
                    help="standardise all rows before splitting, as the seed does "
                         "(default: fit the scaler on the training split)")
@@ -101,7 +148,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradients", choices=("manual", "autodiff"), default="manual",
                    help="hand-written backprop or jax.grad (default manual)")
     g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help=f"seed of initialisation and shuffling, 0..{SEED_MAX} (default 0)")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -135,7 +183,7 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: $JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=_positive_int, default=None, metavar="P",
                    help="number of processes (default: $JAX_NUM_PROCESSES)")
-    g.add_argument("--process-id", type=int, default=None, metavar="I",
+    g.add_argument("--process-id", type=_int_in(0, INT32_MAX), default=None, metavar="I",
                    help="this process's index in [0, P) (default: $JAX_PROCESS_ID)")
 # --- end data parallelism ---
 
@@ -166,12 +214,31 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
     )
 
 
-def load_split(args: argparse.Namespace) -> Any:
-    from jaxnn.datasets import load_dataset, split_dataset
+def check_total_steps(config: Any, n_train: int) -> None:
+    """Refuse a run whose step count does not fit the int32 step counter."""
+    from jaxnn.training import steps_per_epoch, total_steps
 
-    ds = load_dataset(args.data, args.target, task=args.task)
+    n = total_steps(config, n_train)
+    if n > INT32_MAX:
+        raise ValueError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
+                         f"steps is {n} steps, at most {INT32_MAX}")
+
+
+def load_split(args: argparse.Namespace) -> Any:
+    from jaxnn.datasets import CsvOptions, load_dataset, split_dataset
+    from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
+
+    options = CsvOptions(header=not args.no_header, delimiter=args.delimiter, drop=tuple(args.drop or ()),
+                         one_hot=tuple(args.one_hot or ()), drop_missing=args.drop_missing)
+    if options != CsvOptions() and not str(args.data).lower().endswith(".csv"):
+        raise ValueError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
+                         "built-in dataset, not a CSV file")
+    ds = load_dataset(args.data, args.target, task=args.task, options=options)
+    fraction = args.validation_fraction
+    if fraction is None and args.patience is not None:
+        fraction = DEFAULT_VALIDATION_FRACTION
     return split_dataset(ds, test_size=args.test_size, random_state=args.split_seed,
-                         scale_before_split=args.scale_before_split)
+                         scale_before_split=args.scale_before_split, validation_fraction=fraction)
 
 
 def format_summary(report: Any) -> str:
@@ -196,14 +263,20 @@ def run(args: argparse.Namespace) -> int:
 
     # Joining the other processes must come before anything touches JAX devices.
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    interrupt.check()
     devices = args.devices if args.devices is not None else distributed.default_devices()
     outputs = TrainOutputs(args)  # --resume fills the data/model flags from the checkpoint
+    interrupt.check()
     split = load_split(args)
+    interrupt.check()
     config = outputs.resolve(config_from_args(args, split.dataset.task), split)
+    check_total_steps(config, split.X_train.shape[0])
     with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
+        interrupt.check()
         with progress_bar(args, config, split) as bar:  # closed before anything is printed
             report = run_experiment(config, split, devices=devices,
                                     **with_progress(outputs.fit_kwargs(), bar))
+        interrupt.check()  # a Ctrl-C during the last chunk or the evaluation: the last chunk is saved
         outputs.finish(report)
     if args.json:
         print(json.dumps(report.as_json()))
@@ -232,6 +305,7 @@ def with_progress(fit_kwargs: dict[str, Any], bar: Any) -> dict[str, Any]:
         if inner is not None:
             inner(info)
         bar.update(info)
+        interrupt.check()  # between chunks: the one just completed is recorded, stop here
 
     return {**fit_kwargs, "callback": callback}
 # --- end progress bar ---
@@ -268,8 +342,8 @@ def _flag_defaults() -> dict[str, Any]:
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C while a checkpoint is written; raise it right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or interrupt.installed():
+        yield  # (the CLI's handler already only records the signal)
         return
     pending: list[int] = []
     old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
@@ -294,6 +368,10 @@ class TrainOutputs:
         for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
             if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
                 raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
+        if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
+            from jaxnn.files import refuse_special_target
+
+            refuse_special_target(args.save, "--save")
         if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out: {args.out!r} exists and is not a directory")
         self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
@@ -435,11 +513,18 @@ class TrainOutputs:
         from jaxnn.training import TrainingInterrupted
 
         try:
-            if isinstance(exc, TrainingInterrupted):
+            if isinstance(exc, KeyboardInterrupt):
                 # The last state a callback saw is consistent with the history it saw.
-                state = self.last_state if self.last_state is not None else exc.result.state
-                self._save(state, self._history())
-                self._note_stop("interrupted", int(state.step))
+                state = self.last_state
+                if state is None and isinstance(exc, TrainingInterrupted):
+                    state = exc.result.state
+                if state is None and self.resumed is not None:
+                    state = self.resumed.state
+                if state is None:  # stopped before the first chunk completed: nothing to save
+                    self._note_stop("interrupted", 0, saved=False)
+                else:
+                    self._save(state, self._history())
+                    self._note_stop("interrupted", int(state.step))
             elif isinstance(exc, DivergedError) and exc.result is not None:
                 result: Any = exc.result
                 self._save(result.state, self._history(result))
@@ -448,10 +533,13 @@ class TrainOutputs:
             if self.log is not None:
                 self.log.close()
 
-    def _note_stop(self, status: str, step: int) -> None:
+    def _note_stop(self, status: str, step: int, *, saved: bool = True) -> None:
         if self.log is not None:
             self.log.summary(status=status, step=step)
-        if self.args.save is not None:
+        if self.args.save is not None and not saved:
+            print(f"jaxnn: {status} before the first chunk completed: no checkpoint written",
+                  file=sys.stderr)
+        elif self.args.save is not None:
             hint = f"; continue with --resume {self.args.save}" if status == "interrupted" else ""
             print(f"jaxnn: {status} at step {step}: checkpoint saved to {self.args.save}{hint}",
                   file=sys.stderr)

@@ -1,0 +1,48 @@
+"""Opening user-named files safely: a FIFO, device or socket is refused, never waited on or replaced."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import IO
+
+__all__ = ["open_regular_file", "refuse_special_target"]
+
+
+def open_regular_file(path: str | os.PathLike[str], what: str) -> IO[bytes]:
+    """Open an existing regular file for reading; refuse FIFOs, devices, sockets and directories
+    *before* a blocking open (a FIFO with no writer would hang forever).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError / ValueError (not a regular file), naming ``what``.
+    """
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: no such file: {p!r}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def refuse_special_target(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse to write onto an existing FIFO, device or socket (a regular file or nothing is fine)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise ValueError(f"{what}: {os.fspath(path)!r} exists and is not a regular file "
+                         "(a FIFO, device or socket); refusing to replace it")

@@ -1,0 +1,177 @@
+"""Hostile and broken files are refused in bounded memory and time, before anything is decompressed.
+
+Real files on disk, real subprocesses for the CLI and for peak-memory measurements, a real FIFO.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint
+from jaxnn.cli import main
+from jaxnn.datasets import Scaler
+from jaxnn.training import TrainConfig, fit
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(40, 3))
+Y = X @ np.array([[1.0], [-2.0], [0.5]])
+INFO = {"name": "toy", "task": "regression", "feature_names": ["a", "b", "c"], "target": "y",
+        "n_features": 3, "n_outputs": 1, "classes": None}
+CONFIG = TrainConfig(hidden=(), optimizer="adam", epochs=2, batch_size=10)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    res = fit(CONFIG, X, Y)
+    f = tmp_path_factory.mktemp("ck") / "good.npz"
+    checkpoint.save(f, res.state, CONFIG, scaler=Scaler.fit(X), dataset=INFO, history=res.history)
+    return f
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jaxnn.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def one_line_exit_2(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode == 2, r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxnn: error:"), r.stderr[-3000:]
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def bomb(src: Path, dst: Path, gib: float = 1.0) -> None:
+    """``src`` with params/0/W re-declared (metadata and .npy header) as ``gib`` GiB of deflated zeros."""
+    with np.load(src) as z:
+        meta = json.loads(z["__meta__"].tobytes())
+    k = meta["arrays"]["params/0/W"]["shape"][1]
+    rows = int(gib * (1 << 30)) // (4 * k)
+    meta["arrays"]["params/0/W"]["shape"] = [rows, k]
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1,
+                                                      allowZip64=True) as zout:
+        for info in zin.infolist():
+            if info.filename == "__meta__.npy":
+                with zout.open(info.filename, "w") as f:
+                    np.lib.format.write_array(f, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+            elif info.filename == "params/0/W.npy":
+                with zout.open(info.filename, "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": "<f4", "fortran_order": False, "shape": (rows, k)})
+                    zeros, left = bytes(1 << 24), rows * k * 4
+                    while left:
+                        f.write(zeros[:min(left, len(zeros))])
+                        left -= min(left, len(zeros))
+            else:
+                zout.writestr(info, zin.read(info.filename))
+
+
+def test_deflate_bomb_is_refused_before_decompressing_in_bounded_memory(good: Path, tmp_path: Path) -> None:
+    f = tmp_path / "bomb.npz"
+    bomb(good, f, gib=1.0)
+    assert f.stat().st_size < 8 << 20  # a few MB on disk, 1 GiB declared
+    code = ("import resource, sys\nfrom jaxnn.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code, "predict", "--model", str(f), "--data", "diabetes"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    *err, rss = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr[-3000:]
+    assert "params/0/W" in err[0] or "declares" in err[0], err
+    assert int(rss) < 700, f"peak RSS {rss} MiB: the 1 GiB member was decompressed"  # before: 6.4 GB
+
+
+def test_total_declared_size_is_capped(good: Path) -> None:
+    with pytest.raises(ValueError, match=r"declares .* bytes of arrays, at most 100"):
+        checkpoint.load(good, max_bytes=100)
+    with pytest.raises(ValueError, match="declares"):
+        checkpoint.load_arrays(good, max_bytes=100)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, m: a.update({"history/train_loss": np.zeros(50)}), "history holds 50 training"),
+    (lambda a, m: a.update({"history/val_loss": np.zeros(9)}), "validation losses"),
+    (lambda a, m: a.update({"step": np.int32(-1)}), "epoch <= step"),
+    (lambda a, m: a.update({"epoch": np.int32(2_000_000_000)}), "epoch <= step"),
+    (lambda a, m: a.update({"step": np.int32(2_000_000_000)}), "history holds|past the config"),
+    (lambda a, m: a.update({"diverged_step": np.int32(-7)}), "diverged_step"),
+    (lambda a, m: a.update({"params/0/W": np.full_like(a["params/0/W"], np.nan)}), "NaN or inf"),
+    (lambda a, m: a.update({"opt_state/0/mu/0/b": np.full_like(a["opt_state/0/mu/0/b"], np.inf)}),
+     "NaN or inf"),
+    (lambda a, m: m["meta"]["dataset"].update({"feature_names": ["a", "a", "c"]}), "duplicate"),
+])
+def test_tampered_counters_histories_and_values_are_refused(good: Path, tmp_path: Path, change,
+                                                            message: str) -> None:
+    f = tmp_path / "bad.npz"
+    arrays, meta = checkpoint.load_arrays(good)
+    arrays = {k: np.array(v) for k, v in arrays.items()}
+    wrapped = {"meta": meta}
+    change(arrays, wrapped)
+    checkpoint.save_arrays(f, arrays, wrapped["meta"], kind="train_state")
+    with pytest.raises(ValueError, match=message):
+        checkpoint.load(f)
+
+
+def _patch(src: Path, dst: Path, member: str, local_off: int, central_off: int, fmt: str, value: int) -> None:
+    """Overwrite one field of ``member``'s local and central zip headers."""
+    data = bytearray(src.read_bytes())
+    name = member.encode()
+    for sig, off in ((b"PK\x03\x04", local_off), (b"PK\x01\x02", central_off)):
+        i = data.find(sig)
+        while i >= 0:
+            n_len_at = i + (26 if sig == b"PK\x03\x04" else 28)
+            n_len = struct.unpack_from("<H", data, n_len_at)[0]
+            start = i + (30 if sig == b"PK\x03\x04" else 46)
+            if data[start:start + n_len] == name:
+                struct.pack_into(fmt, data, i + off, value)
+            i = data.find(sig, i + 4)
+    dst.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("field, local_off, central_off, fmt, value, words", [
+    ("encrypted", 6, 8, "<H", 0x1, "encrypted"),
+    ("method 99 (AES)", 8, 10, "<H", 99, "compression method 99"),
+    ("method 12 (bzip2)", 8, 10, "<H", 12, "compression method 12"),
+    ("zip version 9.9", 4, 6, "<H", 99, "version 9.9"),
+])
+def test_zip_features_jaxnn_never_writes_are_one_line_exit_2(good: Path, tmp_path: Path, field: str,
+                                                             local_off: int, central_off: int, fmt: str,
+                                                             value: int, words: str, capsys) -> None:
+    f = tmp_path / "odd.npz"
+    _patch(good, f, "params/0/W.npy", local_off, central_off, fmt, value)
+    with pytest.raises(ValueError, match=words):
+        checkpoint.load(f)
+    assert main(["predict", "--model", str(f), "--data", "diabetes"]) == 2  # (was 1, with a traceback)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
+def test_fifo_model_and_data_are_refused_without_opening(good: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    one_line_exit_2(cli("predict", "--model", str(fifo), "--data", "diabetes", cwd=tmp_path, timeout=60),
+                    "not a regular file")
+    one_line_exit_2(cli("train", "--resume", str(fifo), cwd=tmp_path, timeout=60), "not a regular file")
+    csv_fifo = tmp_path / "data.csv"
+    os.mkfifo(csv_fifo)
+    one_line_exit_2(cli("train", "--data", str(csv_fifo), cwd=tmp_path, timeout=60), "not a regular file")
+
+
+def test_save_onto_a_fifo_or_device_is_refused_and_leaves_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.npz"
+    os.mkfifo(fifo)
+    for target in (str(fifo), "/dev/null"):
+        one_line_exit_2(cli("train", "--steps", "1", "--save", target, cwd=tmp_path, timeout=60),
+                        "not a regular file")
+    assert fifo.is_fifo() and Path("/dev/null").is_char_device()
+    with pytest.raises(ValueError, match="not a regular file"):
+        checkpoint.atomic_write(fifo, lambda fh: None)
