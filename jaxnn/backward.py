@@ -42,7 +42,8 @@ def _is_float(x: Any) -> bool:
     return bool(jnp.issubdtype(jnp.result_type(x), jnp.inexact))
 
 
-def with_backward(forward: Callable[..., Any], backward: Callable[..., tuple[Any, ...]]) -> Callable[..., Any]:
+def with_backward(forward: Callable[..., Any],
+                  backward: Callable[..., tuple[Any, ...]]) -> Callable[..., Any]:
     """``forward`` whose derivative, under ``jax.grad``/``jax.vjp``, is the hand-written ``backward``.
 
     Args:

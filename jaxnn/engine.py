@@ -287,7 +287,9 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
 
     def end_epoch(s: TrainState, val_data: Any) -> tuple[TrainState, tuple[Array, Array]]:
         train_mean = s.epoch_loss / s.epoch_rows
-        monitored = val_fn(s.params, *val_data).astype(s.best_loss.dtype) if plan.has_val else train_mean
+        monitored = train_mean
+        if plan.has_val and val_fn is not None:
+            monitored = jnp.asarray(val_fn(s.params, *val_data)).astype(s.best_loss.dtype)
         better = monitored < s.best_loss
         bad = jnp.where(monitored < s.best_loss - plan.tol, 0, s.bad_epochs + 1)
         stop = (bad >= plan.patience) if plan.patience is not None else jnp.zeros((), bool)
@@ -401,11 +403,12 @@ def _describe(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
 def _same_layout(name: str, got: Any, want: Any) -> None:
     """Raise ValueError naming the first difference of structure, shape or dtype of two pytrees."""
     gs, ws = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(want)
-    if gs != ws:
+    if str(gs) != str(ws):
         raise ValueError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
     for (path, gshape, gdt), (_, wshape, wdt) in zip(_describe(got), _describe(want), strict=True):
         if gshape != wshape or gdt != wdt:
-            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, this run needs {wdt}{list(wshape)}")
+            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, "
+                             f"this run needs {wdt}{list(wshape)}")
 
 
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
@@ -416,7 +419,7 @@ def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformatio
         want = jax.eval_shape(optimizer.init, params)
     except Exception as e:  # an optimizer that cannot init these params: say so, by name
         raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
-    if jax.tree_util.tree_structure(state.opt_state) != jax.tree_util.tree_structure(want):
+    if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
         raise ValueError("state: its optimizer state comes from another optimizer than this run's "
                          f"({type(state.opt_state).__name__} vs {type(want).__name__}); resume with the "
                          "optimizer it was trained with")
@@ -488,7 +491,8 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
     lowered = jax.jit(chunk, **jit_kw).lower(*args)
     n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
     # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
-    compiled = xla_cpu.compile(lowered, no_ynnpack=mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params))
+    tiny = mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params)
+    compiled = xla_cpu.compile(lowered, no_ynnpack=tiny)
     if key is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:
@@ -586,7 +590,8 @@ def fit(
     _positive_int("steps", steps, allow_none=True)
     _positive_int("patience", patience, allow_none=True)
     _positive_int("chunk_epochs", chunk_epochs, allow_none=True)
-    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not math.isfinite(tol) or tol < 0:
+    if (isinstance(tol, bool) or not isinstance(tol, int | float | np.floating)
+            or not math.isfinite(tol) or tol < 0):
         raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
@@ -651,7 +656,8 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         mesh = distributed.make_data_mesh(devices)
         distributed.check_batch_size(B, mesh)
         batch_sharding = distributed.batch_sharding(mesh)
-        state, arrays, weights, val_arrays = distributed.put_replicated((state, arrays, weights, val_arrays), mesh)
+        state, arrays, weights, val_arrays = distributed.put_replicated(
+            (state, arrays, weights, val_arrays), mesh)
     args = (state, arrays, weights, val_arrays)
 
     seconds = {"compile": 0.0, "train": 0.0}
@@ -677,10 +683,14 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         final = s.params
         if track_best and s.best_params is not None and bool(jnp.isfinite(s.best_loss)):
             final = s.best_params
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.dtype(dtype))
+        empty = np.zeros((0,), np.dtype(dtype))
+
+        def cat(xs: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(xs) if xs else empty
+
         return FitResult(params=final, state=s,
                          history=History(train_loss=cat(train_losses), epoch_loss=cat(epoch_losses),
-                                         val_loss=cat(val_losses) if has_val else np.zeros((0,), np.dtype(dtype))),
+                                         val_loss=cat(val_losses) if has_val else empty),
                          steps=int(s.step), epochs=int(s.step) // nb, seconds=dict(seconds),
                          stopped_early=stopped_early, diverged_step=diverged if diverged >= 0 else None)
 
@@ -705,8 +715,9 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
             epoch_losses.append(np.asarray(el)[done_np])
             if has_val:
                 val_losses.append(np.asarray(vl)[done_np])
-            info = ChunkInfo(steps_done=int(state.step), total_steps=n_steps, epochs_done=int(state.step) // nb,
-                             train_loss=train_losses[-1], val_loss=val_losses[-1] if has_val else np.zeros((0,)),
+            info = ChunkInfo(steps_done=int(state.step), total_steps=n_steps,
+                             epochs_done=int(state.step) // nb, train_loss=train_losses[-1],
+                             val_loss=val_losses[-1] if has_val else np.zeros((0,)),
                              state=state)
             if bar is not None:
                 bar.update(info)

@@ -160,7 +160,10 @@ def cross_entropy(logits: Array, target: Array) -> Array:
 
 
 def cross_entropy_vjp(logits: Array, target: Array, cotangent: Array) -> tuple[Array, Array]:
-    """Backward of :func:`cross_entropy`: dz_i = c_i (softmax(z_i) sum(t_i) - t_i), dt_i = -c_i log_softmax(z_i)."""
+    """Backward of :func:`cross_entropy`.
+
+    dz_i = c_i (softmax(z_i) sum(t_i) - t_i), dt_i = -c_i log_softmax(z_i); cotangent: (n,).
+    """
     logp = log_softmax(logits)
     c = cotangent[:, None]
     return c * (jnp.exp(logp) * jnp.sum(target, axis=-1, keepdims=True) - target), -c * logp

@@ -105,7 +105,7 @@ def _activation(name: str) -> foundations.ArrayFunction:
 
 
 def hand_written(func: foundations.ArrayFunction) -> Any:
-    """An elementwise ``func`` with its analytic ``func.deriv`` as its backward (:func:`jaxnn.with_backward`)."""
+    """An elementwise ``func`` whose backward is its analytic ``func.deriv`` (:func:`jaxnn.with_backward`)."""
     deriv = foundations.derivative_of(func)
     return with_backward(func, lambda z, cotangent: (cotangent * deriv(z),))
 

@@ -160,8 +160,8 @@ from jaxnn.engine import FitResult as _EngineResult  # noqa: E402
 from jaxnn.engine import _select as _select  # noqa: E402
 
 __all__ = ["ChunkInfo", "FitResult", "History", "TrainConfig", "TrainState", "TrainingInterrupted",
-           "batch_weights", "finite_and_not_diverged", "fit", "guarded_update", "init_state", "make_optimizer",
-           "steps_per_epoch"]
+           "batch_weights", "finite_and_not_diverged", "fit", "guarded_update", "init_state",
+           "make_optimizer", "steps_per_epoch"]
 
 
 @dataclasses.dataclass
@@ -247,7 +247,7 @@ def x64_context(dtype: str) -> contextlib.AbstractContextManager[Any]:
 
 
 def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bool) -> tuple[Array, Array]:
-    """(indices (nb, B), weights (nb, B)) of one epoch's minibatches (see :func:`jaxnn.engine.batch_indices`)."""
+    """(indices (nb, B), weights (nb, B)) of one epoch's minibatches (:func:`jaxnn.engine.batch_indices`)."""
     return engine.batch_indices(key, epoch, n, batch_size, shuffle), batch_weights(n, batch_size)
 
 
