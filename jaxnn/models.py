@@ -132,14 +132,16 @@ def network(params: Params, X: Array, activation: Any = ACTIVATION_LAYERS["sigmo
 
 @functools.lru_cache(maxsize=64)
 def make_loss_fn(activation: str = "sigmoid", loss_name: str = "mse", *, l2: float = 0.0,
-                 scale: float = 1.0, gradients: str = "manual") -> Any:
+                 scale: float = 1.0, gradients: str = "manual", summed: bool = False) -> Any:
     """``loss_fn(params, X, Y) -> (n,)`` per-example losses of the built-in MLP, for :func:`jaxnn.fit`.
 
     ``gradients="manual"`` builds it from the hand-written layers, activation and loss
     (:func:`jaxnn.with_backward`); ``"autodiff"`` from their plain forwards (``jax.grad`` of them).
     Each example's loss is ``scale * loss_i + l2 * l2_penalty(params)``, so the mean over a minibatch
-    is ``scale * mean loss + l2 * penalty``. Cached: the same arguments give the same function, so
-    the engine's compiled programs are reused.
+    is ``scale * mean loss + l2 * penalty``. ``summed=True`` is for the engine's ``reduction="sum"``:
+    the penalty is spread over the minibatch's B rows (``l2 * penalty / B`` each), so a full
+    minibatch's sum carries it once. Cached: the same arguments give the same function, so the
+    engine's compiled programs are reused.
     """
     if gradients not in GRADIENTS:
         raise ValueError(f"gradients: expected one of {GRADIENTS}, got {gradients!r}")
@@ -155,7 +157,10 @@ def make_loss_fn(activation: str = "sigmoid", loss_name: str = "mse", *, l2: flo
         out = per_example(network(params, X, act, layer=layer), Y)
         if scale != 1.0:
             out = scale * out
-        return out + l2 * l2_penalty(params) if l2 else out
+        if not l2:
+            return out
+        penalty = l2 * l2_penalty(params)
+        return out + (penalty / X.shape[0] if summed else penalty)
 
     return loss_fn
 

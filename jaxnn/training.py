@@ -53,7 +53,9 @@ class TrainConfig:
         schedule: learning-rate schedule: ``"constant"``, ``"cosine"`` (decay to 0
             over the run) or ``"exponential"`` (times ``decay_rate`` per epoch).
         decay_rate: per-epoch factor of the exponential schedule.
-        l2: L2 penalty coefficient: loss += l2 * 0.5 * sum ||W||^2.
+        l2: L2 penalty coefficient: each minibatch's loss += l2 * 0.5 * sum ||W||^2 (with a "sum" or
+            "half_sum" reduction the term is spread over the batch's rows, so a short last batch
+            carries its share).
         batch_size: minibatch size (>= 1); capped at the number of samples.
         epochs: number of epochs, or
         steps: number of optimizer steps (exactly one of the two).
@@ -281,7 +283,8 @@ def _optimizer(c: TrainConfig, spe: int, n_steps: int) -> optax.GradientTransfor
 def _loss_fns(c: TrainConfig) -> tuple[Any, Any]:
     """(training loss, validation loss) of ``c``: the validation loss is the plain mean data loss."""
     scale = 0.5 if c.reduction == "half_sum" else 1.0
-    train = models.make_loss_fn(c.activation, c.loss, l2=float(c.l2), scale=scale, gradients=c.gradients)
+    train = models.make_loss_fn(c.activation, c.loss, l2=float(c.l2), scale=scale, gradients=c.gradients,
+                                summed=c.reduction != "mean")
     return train, _val_fn(c.activation, c.loss)
 
 

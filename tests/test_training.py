@@ -534,3 +534,17 @@ def test_parameters_checked_at_the_chunk_end_train_exactly_as_checked_every_step
     for a, b in zip(jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1]), strict=True):
         if jnp.issubdtype(a.dtype, jnp.floating):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+
+
+def test_l2_with_a_sum_reduction_is_added_once_per_full_minibatch(x64):
+    X, Y = toy_regression(n=12, d=3, seed=4)
+    c = TrainConfig(hidden=(4,), activation="tanh", optimizer="sgd", lr=0.01, batch_size=12, steps=1,
+                    reduction="sum", l2=0.3, dtype="float64", shuffle=False)
+    p0 = training.init_state(c, 3, 1, 12).params
+    res = training.fit(c, X, Y)
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    g = jax.grad(lambda p: jnp.sum(jnp.square(models.network(p, Xj, jnp.tanh) - Yj))
+                 + 0.3 * models.l2_penalty(p))(p0)
+    for got, a, b in zip(jax.tree_util.tree_leaves(res.params), jax.tree_util.tree_leaves(p0),
+                         jax.tree_util.tree_leaves(g), strict=True):
+        np.testing.assert_allclose(got, a - 0.01 * b, rtol=1e-12)
