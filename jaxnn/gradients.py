@@ -59,7 +59,6 @@ _PROVIDERS: tuple[str, ...] = (
     "jaxnn.layers",
     "jaxnn.losses",
     "jaxnn.models",
-    "jaxnn.packed",
 )
 
 
