@@ -105,7 +105,6 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "w1_speedup_vs_sklearn": w1["sklearn"]["us_per_step"] / us,
         "w1_speedup_vs_jit_loop": w1["jit_loop"]["us_per_step"] / us,
         "w2_throughput_ratio": w2["model_steps_per_s"] / single,
-        "w2_vmap_throughput_ratio": w2["vmap"]["model_steps_per_s"] / single,
         "w2_cores_throughput_ratio": r["w2_cores"]["model_steps_per_s"] / single,
         # the most the packed layout could reach here: its step cut down to matmuls, sigmoid, W1 update
         "w2_bound_ratio": w2["bound"]["model_steps_per_s"] / single,
@@ -159,9 +158,6 @@ def table(r: dict[str, Any]) -> str:
         f"W2 fit_many: {w2['models']} models x {w2['steps']} steps: {w2['model_steps_per_s']:.3g} "
         f"model-steps/s = {s['w2_throughput_ratio']:.1f}x one model (compile {w2['compile_s']:.2f} s, "
         f"peak RSS {w2['peak_rss_mb']:.0f} MiB)",
-        f"   layout {w2['layout']}; the vmapped one-model step beside it: "
-        f"{w2['vmap']['model_steps_per_s']:.3g} model-steps/s = "
-        f"{s['w2_vmap_throughput_ratio']:.1f}x one model",
         f"   split over {r['w2_cores']['devices']} devices (one per core): "
         f"{r['w2_cores']['model_steps_per_s']:.3g} model-steps/s = "
         f"{s['w2_cores_throughput_ratio']:.1f}x one model ({r['w2_cores']['us_per_step']:.0f} µs/step)",

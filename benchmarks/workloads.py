@@ -171,7 +171,7 @@ def cli(quick: bool) -> dict[str, Any]:
     return {"steps": steps, "cold": runs[0], "warm": runs[1]}
 
 
-def _sweep_rate(M: int, steps: int, layout: str = "auto", devices: int | None = None) -> dict[str, Any]:
+def _sweep_rate(M: int, steps: int, devices: int | None = None) -> dict[str, Any]:
     """Marginal µs per step and model-steps/s of a sweep of M seed networks (M/4 seeds x 4 lrs)."""
     from jaxnn.sweep import fit_many
 
@@ -181,11 +181,11 @@ def _sweep_rate(M: int, steps: int, layout: str = "auto", devices: int | None = 
     compile_s = 0.0
     for s in (steps, 2 * steps):
         r = fit_many(jaxnn_seed_config(s), X, Y, seeds=range(max(M // len(lrs), 1)), lrs=lrs,
-                     layout=layout, devices=devices)
+                     devices=devices)
         seconds[s] = r.seconds["train"]
         compile_s = compile_s or r.seconds["compile"]
     per_step = _marginal(seconds[steps], seconds[2 * steps], steps)
-    return {"models": r.n_models, "layout": r.layout, "compile_s": compile_s,
+    return {"models": r.n_models, "compile_s": compile_s,
             "us_per_step": per_step * 1e6, "model_steps_per_s": r.n_models / per_step}
 
 
@@ -195,10 +195,9 @@ def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
 
     M = n_models or (16 if quick else 256)
     steps = 200 if quick else 2_000
-    # the packed layout (what fit_many picks here), and the vmapped step beside it
-    packed = _sweep_rate(M, steps)
-    vmap = _sweep_rate(M, steps, layout="vmap")
-    return {"steps": steps, **packed, "vmap": vmap, "bound": _packed_bound(M, steps, devices=1),
+    # fit_many: jax.vmap of the engine's step over the models' states
+    sweep = _sweep_rate(M, steps)
+    return {"steps": steps, **sweep, "bound": _packed_bound(M, steps, devices=1),
             "device": str(jax.devices()[0].device_kind)}
 
 

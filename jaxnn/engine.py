@@ -241,9 +241,15 @@ _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M i
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
-                 batch_sharding: Any) -> Callable[..., Any]:
+                 batch_sharding: Any, skip_stopped: bool = True) -> Callable[..., Any]:
     """``run_chunk(state, data, weights, val_data) -> (state, train (E, nb), val (E,), epoch (E,),
-    done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one."""
+    done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
+
+    ``skip_stopped=False`` runs a stopped state's epochs too (none of their steps is applied, so
+    the result is the same): for ``jax.vmap`` over states (:func:`jaxnn.sweep.fit_many`), where a
+    ``cond`` on a per-state predicate becomes a ``select`` that broadcasts the shared minibatch
+    to every state -- one gather and one matmul per model instead of one for all of them.
+    """
     n, B, nb, n_steps = plan.n, plan.batch, plan.steps_per_epoch, plan.total_steps
 
     def batch_loss(params: Any, batch: tuple[Any, ...], w: Array) -> Array:
@@ -327,7 +333,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
             e, idx = xs
             if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
                 idx = order(e)
-            skip = s.stopped | (e * nb >= n_steps)
+            skip = (e * nb >= n_steps) | (s.stopped if skip_stopped else False)
             nan = jnp.full((), jnp.nan, s.best_loss.dtype)
             skipped = (jnp.full((nb,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
             return jax.lax.cond(skip, lambda s: (s, skipped),

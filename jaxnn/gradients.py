@@ -68,7 +68,6 @@ _PROVIDERS: tuple[str, ...] = (
     "jaxnn.layers",
     "jaxnn.losses",
     "jaxnn.models",
-    "jaxnn.packed",
 )
 
 

@@ -1,37 +1,52 @@
-"""Many models in one compiled call: ``fit_many`` vmaps training over seeds, learning rates and L2.
+"""Many models in one compiled call: ``fit_many`` is ``jax.vmap`` of :func:`jaxnn.fit`'s own chunk.
 
 The seed trains one network on one split and prints one number; a sweep turns that number into
 error bars. :func:`fit_many` trains the grid ``seeds x lrs x l2s`` (seed-major order) of the
-network described by a :class:`~jaxnn.training.TrainConfig` in **one** jitted ``lax.scan``:
+network described by a :class:`~jaxnn.training.TrainConfig`. There is one training loop in
+jaxnn, the engine's (:mod:`jaxnn.engine`); a sweep runs it over a batch of
+:class:`~jaxnn.engine.TrainState` values:
 
-* every model has its own parameters, optimizer state, learning rate and L2 coefficient --
-  the per-model step is ``jax.vmap`` of the same hand-written (or autodiff) step that
-  :func:`jaxnn.fit` runs;
-* with ``shared_order=True`` (default) all models see the same minibatches (the data order
-  of ``config.seed``). The first layers of all models are then one matmul ``(B, d) @
-  (d, h*M)``, and so is their gradient. For one hidden layer (the seed's network) the
-  sweep trains in the **packed** layout of :mod:`jaxnn.packed` -- model axis last, with its
-  own hand-written backward -- about twice as fast as vmapping the one-model step;
-  deeper networks use the vmapped step (``layout="vmap"`` forces it);
-* with ``shared_order=False`` every model shuffles with its own seed, exactly as
-  ``fit(config.replace(seed=s))`` would; the matmuls are then batched per model (slower).
+* **vmap of the same step.** The engine's compiled chunk -- data order, padded last batch,
+  divergence guard, per-step losses -- is ``jax.vmap``-ed over the models' states (params,
+  optimizer state, data-order key). Nothing about training is written twice.
+* **Hyper-parameters are runtime inputs.** The optimizer is
+  ``optax.inject_hyperparams(lambda learning_rate, l2: chain(add_decayed_weights(l2, mask=weights),
+  <config's optimizer at learning_rate>))``: every model's learning rate and L2 coefficient sit
+  in its own optimizer state, so a sweep over other values -- or other seeds -- compiles
+  nothing, and no update has to be linear in the learning rate (schedules, adam, momentum are
+  the optimizer's own).
+* **L2 lives in the optimizer.** ``optax.add_decayed_weights`` *before* the optimizer adds
+  ``l2 * W`` to the gradient of every weight (biases are masked out): the gradient of
+  ``loss + l2 * 0.5 * sum ||W||^2``, i.e. coupled L2 exactly as :func:`jaxnn.training.fit`
+  trains it (adam sees the penalised gradient; this is not adamw's decoupled decay). A loss
+  function cannot take a per-model coefficient as an input, an optimizer state can. So the
+  **reported** per-step losses (``train_loss``) are the data loss alone, without the penalty.
+* **Data order.** With ``shared_order=True`` (default) every model sees the minibatches of
+  ``config.seed``'s data-order key: the key is broadcast, not batched, so the gathered
+  minibatch is shared and the first layer of all models is one ``(B, d) @ (d, M*h)`` matmul.
+  With ``shared_order=False`` every model shuffles with its own seed, exactly as
+  ``fit(config.replace(seed=s))`` would.
+* **Divergence stops one model.** Each state has its own ``stopped``/``diverged_step``: a model
+  whose loss or parameters become NaN/inf keeps its last finite parameters while the others
+  train on; nothing is raised. As in :func:`jaxnn.fit`, parameters are tested once per run and
+  a run with a non-finite model is computed again with every step tested.
 
 Model ``i`` of a shared-order sweep equals ``fit(config.replace(lr=lr_i, l2=l2_i),
-state=init_state(...seed_i...)._replace(key=<shuffle key of config.seed>))`` and model ``i``
+state=init_state(...seed_i...)._replace(key=<data-order key of config.seed>))`` and model ``i``
 of a per-model-order sweep equals ``fit(config.replace(seed=s_i, lr=lr_i, l2=l2_i))`` -- the
 tests check both in float64.
 
 What ``fit`` has and ``fit_many`` does not: early stopping (``patience`` must be None),
-validation monitoring, callbacks and chunking (the sweep is one call). A model whose loss or
-parameters become NaN/inf stops at its last finite parameters (``diverged_step[i] >= 0``)
-while the others train on; nothing is raised.
+validation monitoring, callbacks and chunking (the sweep is one compiled call).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import itertools
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -46,7 +61,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import distributed, models, packed, training, xla_cpu
+from jaxnn import distributed, engine, models, training, xla_cpu
 from jaxnn.training import TrainConfig
 
 
@@ -58,14 +73,16 @@ class SweepResult:
         params: the layer list with a leading model axis: ``[{"W": (M, d_in, d_out),
             "b": (M, d_out)}, ...]``.
         seeds, lrs, l2s: (M,) the hyper-parameters of every model (seed-major grid).
-        train_loss: (M, steps) minibatch loss of every step; NaN where a diverged model
-            stopped.
+        train_loss: (M, steps) minibatch data loss of every step (without the L2 penalty, which
+            the optimizer applies); NaN where a diverged model stopped.
         diverged_step: (M,) the step at which a model's loss or update became non-finite,
             -1 where it did not.
         steps: optimizer steps per model; seconds: ``{"compile": ..., "train": ...}``.
         shared_order: whether all models saw the same minibatches.
-        layout: ``"packed"`` (:mod:`jaxnn.packed`) or ``"vmap"``: how the step was laid out.
         config: the base :class:`~jaxnn.training.TrainConfig`.
+        state: the final :class:`~jaxnn.engine.TrainState` of all models (leading model axis on
+            every per-model leaf; the optimizer state holds each model's ``learning_rate`` and
+            ``l2`` in ``opt_state.hyperparams``).
     """
 
     params: Any
@@ -77,8 +94,8 @@ class SweepResult:
     steps: int
     seconds: dict[str, float]
     shared_order: bool
-    layout: str
     config: TrainConfig
+    state: Any = None
 
     @property
     def n_models(self) -> int:
@@ -139,14 +156,9 @@ def grid(seeds: Sequence[int], lrs: Sequence[float], l2s: Sequence[float]
             np.array([r[2] for r in rows]))
 
 
-def _init_many(c: TrainConfig, seeds: np.ndarray, d: int, k: int, n: int) -> tuple[Any, Array]:
-    """Stacked initial params (M, ...) and shuffle keys (M,) -- exactly ``init_state``'s."""
-    sizes = models.layer_sizes(d, c.hidden, k)
-    return _init_stacked(jnp.asarray(seeds, jnp.int32), sizes, c.init, c.dtype)
-
-
 @partial(jax.jit, static_argnums=(1, 2, 3))
 def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -> tuple[Any, Array]:
+    """Stacked initial params (M, ...) and data-order keys (M,): exactly ``training.init_state``'s."""
     def one(seed: Array) -> tuple[Any, Array]:
         k_init, k_shuffle = jax.random.split(jax.random.key(seed))
         return models.init_params(k_init, sizes, init=init, dtype=jnp.dtype(dtype)), k_shuffle
@@ -154,11 +166,46 @@ def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -
     return jax.vmap(one)(seeds)
 
 
-LAYOUTS = ("auto", "packed", "vmap")
+# --- The optimizer with the hyper-parameters in its state -----------------------------------
+
+
+def _weights_only(params: Any) -> Any:
+    """The L2 mask: True for every layer's ``W``, False for its ``b`` (as ``models.l2_penalty``)."""
+    return [{name: name == "W" for name in layer} for layer in params]
+
+
+@functools.lru_cache(maxsize=16)
+def sweep_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, with_l2: bool
+                    ) -> optax.GradientTransformation:
+    """``c``'s optimizer with ``learning_rate`` (and ``l2``) as runtime inputs in its state.
+
+    ``optax.inject_hyperparams`` keeps them in ``opt_state.hyperparams`` (in the params' dtype);
+    ``c.lr``/``c.l2`` are only the initial values, which :func:`fit_many` replaces per model. L2
+    is ``add_decayed_weights`` ahead of the optimizer (coupled L2, the gradient of the penalised
+    loss), present only when some model has ``l2 > 0``. One object per (config without its
+    seed/lr/l2, run shape): the compiled sweep is keyed by it.
+    """
+    def make(learning_rate: Any, l2: Any = 0.0) -> optax.GradientTransformation:
+        opt = training.make_optimizer(c, steps_per_epoch, total_steps, lr=learning_rate)
+        return optax.chain(optax.add_decayed_weights(l2, mask=_weights_only), opt) if with_l2 else opt
+
+    hypers = {"learning_rate": c.lr, **({"l2": c.l2} if with_l2 else {})}
+    return optax.inject_hyperparams(make)(**hypers)
+
+
+def _with_hypers(opt_state: Any, lr: Array, l2: Array) -> Any:
+    """``opt_state`` with this model's learning rate and L2 coefficient."""
+    hp = dict(opt_state.hyperparams)
+    hp["learning_rate"] = lr.astype(hp["learning_rate"].dtype)
+    if "l2" in hp:
+        hp["l2"] = l2.astype(hp["l2"].dtype)
+    return opt_state._replace(hyperparams=hp)
+
+
 MODEL_AXIS = "models"  # the mesh axis fit_many(devices=...) splits the models over
 
-# compiled sweeps by (config without seed/lr/l2, shapes, layout): a second sweep of the same
-# shapes -- other seeds or learning rates -- compiles nothing
+# compiled sweeps by (config without seed/lr/l2, shapes, check_params, mesh): a second sweep of
+# the same shapes -- other seeds, learning rates or L2 values -- compiles nothing
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 8
 
@@ -172,23 +219,19 @@ def fit_many(
     lrs: Sequence[float] | float | None = None,
     l2s: Sequence[float] | float | None = None,
     shared_order: bool = True,
-    layout: str = "auto",
     devices: int | Sequence[Any] | Mesh | None = None,
 ) -> SweepResult:
-    """Train the grid ``seeds x lrs x l2s`` of ``config``'s network in one compiled call.
+    """Train the grid ``seeds x lrs x l2s`` of ``config``'s network: ``jax.vmap`` of the engine's chunk.
 
     Args:
         config: the network and training run; its ``lr``/``l2``/``seed`` are the defaults of
             ``lrs``/``l2s``/``seeds``. ``patience`` must be None.
         X: (n, d) training inputs; Y: (n, k) targets ((n,) is taken as (n, 1)).
         seeds: initialisation seeds (one model per seed, learning rate and L2 value).
-        lrs: learning rates (> 0). l2s: L2 coefficients (>= 0).
+        lrs: learning rates (> 0). l2s: L2 coefficients (>= 0), applied by the optimizer.
         shared_order: all models see the minibatches of ``config.seed``'s shuffle (fast: the
             first layer of all models is one matmul); False: each model shuffles with its own
             seed, as separate ``fit`` calls would.
-        layout: ``"auto"`` (packed where it applies: shared order and one hidden layer),
-            ``"packed"`` (refused where it does not apply) or ``"vmap"`` (``jax.vmap`` of
-            the one-model step). Both train the same models; packed is faster.
         devices: None (one device), or the devices to split the **models** over -- an int N
             (the first N of ``jax.devices()``), a list of devices or a ``Mesh`` with a
             ``"models"`` axis. The models are independent, so each device trains its share
@@ -206,7 +249,6 @@ def fit_many(
         raise ValueError("patience: fit_many has no early stopping; set patience=None")
     if not isinstance(shared_order, bool):
         raise TypeError(f"shared_order: expected a bool, got {shared_order!r}")
-    use_packed = _packed_applies(config, shared_order, layout)
     seed_v = _seeds(seeds, config.seed)
     lr_v = _hyper("lrs", lrs, config.lr, positive=True)
     l2_v = _hyper("l2s", l2s, config.l2, positive=False)
@@ -221,48 +263,102 @@ def fit_many(
         n, d = Xj.shape
         k = Yj.shape[1]
         n_steps = training.total_steps(config, n)
-        params, keys = _init_many(config, seed_a, d, k, n)
-        if shared_order:
-            keys = jax.random.split(jax.random.key(config.seed))[1]
-        has_l2 = bool(np.any(l2_a > 0))
-        lr_j = jnp.asarray(lr_a, dtype)
-        l2_j = jnp.asarray(l2_a, dtype)
-        args = (params, keys, lr_j, l2_j, Xj, Yj)
-        per_model = P(MODEL_AXIS)
-        specs = (per_model, P() if shared_order else per_model, per_model, per_model, P(), P())
+        if n_steps > engine.MAX_STEPS:
+            raise ValueError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
+        nb = training.steps_per_epoch(n, config.batch_size)
+        base = dataclasses.replace(config, seed=0, lr=1.0, l2=0.0)  # what the compiled program depends on
+        optimizer = sweep_optimizer(base, nb, n_steps, bool(np.any(l2_a > 0)))
+        loss_fn = training._loss_fns(base)[0]
+        states, axes = _init_states(config, seed_a, lr_a, l2_a, d, k, optimizer, shared_order)
+        data = (Xj, Yj)
         if mesh is not None:  # each device holds its models, and all the data
-            args = tuple(jax.device_put(a, NamedSharding(mesh, sp))
-                         for a, sp in zip(args, specs, strict=True))
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        key = (dataclasses.replace(config, seed=0, lr=1.0, l2=0.0), shared_order, use_packed, has_l2,
-               treedef, tuple((x.shape, str(x.dtype)) for x in leaves),
-               None if mesh is None else tuple(d.id for d in mesh.devices.flat))
-        t0 = time.perf_counter()
-        compiled = _COMPILED.get(key)
-        if compiled is None:
-            run = _build_sweep(config, n=n, n_steps=n_steps, shared_order=shared_order, has_l2=has_l2,
-                               use_packed=use_packed)
-            if mesh is not None:  # the same program on every device, on its own models
-                run = jax.shard_map(run, mesh=mesh, in_specs=specs, out_specs=P(MODEL_AXIS),
-                                    check_vma=False)
-            # YNNPACK ran the packed step about 6x slower (1,650 against 250 µs at 256 models)
-            compiled = _COMPILED[key] = xla_cpu.compile(jax.jit(run).lower(*args), no_ynnpack=use_packed)
-            while len(_COMPILED) > _COMPILED_MAX:
-                _COMPILED.popitem(last=False)
-        t_compile = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        params, losses, diverged = compiled(*args)
-        losses_np = np.asarray(jax.device_get(losses))
-        diverged_np = np.asarray(jax.device_get(diverged))
+            states = engine.TrainState._make(
+                jax.device_put(field, NamedSharding(mesh, P(MODEL_AXIS) if a == 0 else P()))
+                for a, field in zip(axes, states, strict=True))
+            data = jax.device_put(data, NamedSharding(mesh, P()))
+        seconds = {"compile": 0.0, "train": 0.0}
+
+        def run(check_params: bool) -> Any:
+            t0 = time.perf_counter()
+            compiled = _compiled_sweep(loss_fn, optimizer, base, n, n_steps, states, axes, data, mesh,
+                                       check_params=check_params)
+            t1 = time.perf_counter()
+            out = jax.block_until_ready(compiled(states, data))
+            seconds["compile"] += t1 - t0
+            seconds["train"] += time.perf_counter() - t1
+            return out
+
+        out = run(check_params=False)  # each model's parameters tested once, at the end
+        if not bool(jnp.all(out[-1])):  # a model diverged: again, every step's parameters tested
+            out = run(check_params=True)
+        final, train = out[0], out[1]
+        losses = np.asarray(jax.device_get(train)).reshape(len(seed_a), -1)[:, :n_steps]
         if mesh is not None:  # ordinary single-device arrays again
-            params = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), params)
-        t_train = time.perf_counter() - t1
+            final = jax.device_put(final, jax.local_devices()[0])
     return SweepResult(
-        params=params, seeds=seed_a, lrs=lr_a, l2s=l2_a, train_loss=losses_np,
-        diverged_step=diverged_np, steps=n_steps,
-        seconds={"compile": t_compile, "train": t_train}, shared_order=shared_order,
-        layout="packed" if use_packed else "vmap", config=config,
+        params=final.params, seeds=seed_a, lrs=lr_a, l2s=l2_a, train_loss=losses,
+        diverged_step=np.asarray(final.diverged_step), steps=n_steps, seconds=seconds,
+        shared_order=shared_order, config=config, state=final,
     )
+
+
+def _init_states(c: TrainConfig, seeds: np.ndarray, lrs: np.ndarray, l2s: np.ndarray, d: int, k: int,
+                 optimizer: optax.GradientTransformation, shared_order: bool
+                 ) -> tuple[engine.TrainState, engine.TrainState]:
+    """(the M models' fresh states, the ``vmap`` axes of their fields).
+
+    Per model (axis 0): params, optimizer state (with its learning rate and L2), and with
+    ``shared_order=False`` the data-order key. Shared (``None``): the data-order key of
+    ``c.seed`` with ``shared_order=True`` -- so each minibatch is gathered once for all models --
+    and the counters, which every model starts equally (step 0, no loss yet).
+    """
+    dtype = jnp.dtype(c.dtype)
+    params, keys = _init_stacked(jnp.asarray(seeds, jnp.int32), models.layer_sizes(d, c.hidden, k),
+                                 c.init, c.dtype)
+    opt_state = jax.vmap(lambda p, lr, l2: _with_hypers(optimizer.init(p), lr, l2))(
+        params, jnp.asarray(lrs, dtype), jnp.asarray(l2s, dtype))
+    shared_key = training._key_parts(c)[1]
+    first = jax.tree_util.tree_map(lambda a: a[0], params)
+    states = engine.init_state(first, optimizer, shared_key)._replace(
+        params=params, opt_state=opt_state, key=shared_key if shared_order else keys)
+    per_model = {"params", "opt_state"} | (set() if shared_order else {"key"})
+    axes = engine.TrainState._make(0 if f in per_model else None for f in engine.TrainState._fields)
+    return states, axes
+
+
+def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_steps: int,
+                    states: engine.TrainState, axes: engine.TrainState, data: tuple[Array, Array],
+                    mesh: Mesh | None, *, check_params: bool) -> Any:
+    """The compiled ``run(states, data) -> (states, train (M, E, nb), val, mean, done, clean (M,))``:
+    the engine's chunk over the whole run, vmapped over the models' states."""
+    B = min(c.batch_size, n)
+    nb = training.steps_per_epoch(n, B)
+    n_epochs = math.ceil(n_steps / nb)
+    plan = engine._Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=n_steps, chunk_epochs=n_epochs,
+                        shuffle=c.shuffle, has_val=False, has_weights=False, patience=None,
+                        track_best=False, tol=0.0, hoist=n_epochs * nb * B <= engine._HOIST_MAX_INDICES,
+                        reduction="mean" if c.reduction == "mean" else "sum")
+    args = (states, data)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    key = (loss_fn, optimizer, plan, check_params, treedef, axes,
+           tuple((x.shape, str(x.dtype)) for x in leaves),
+           None if mesh is None else tuple(dev.id for dev in mesh.devices.flat))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    chunk = engine._build_chunk(loss_fn, optimizer, None, plan, check_params=check_params,
+                                batch_sharding=None, skip_stopped=False)
+    many = jax.vmap(lambda s, data: chunk(s, data, (), ()), in_axes=(axes, None))
+    specs = (engine.TrainState._make(P(MODEL_AXIS) if a == 0 else P() for a in axes), P())
+    if mesh is not None:  # the same program on every device, on its own models
+        many = jax.shard_map(many, mesh=mesh, in_specs=specs, out_specs=P(MODEL_AXIS), check_vma=False)
+    # each model's step is the engine's: without YNNPACK where it is tiny, as the engine compiles it
+    per_model = sum(int(np.prod(x.shape[1:])) for x in jax.tree_util.tree_leaves(states.params))
+    compiled = xla_cpu.compile(jax.jit(many).lower(*args), no_ynnpack=xla_cpu.is_tiny_step(B, per_model))
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
 
 
 def _model_mesh(devices: Any, n_models: int) -> Mesh | None:
@@ -277,121 +373,6 @@ def _model_mesh(devices: Any, n_models: int) -> Mesh | None:
         raise ValueError(f"devices: {n_models} models do not split evenly over {n_dev} devices; "
                          f"choose seeds x lrs x l2s divisible by {n_dev}")
     return mesh
-
-
-def _packed_applies(c: TrainConfig, shared_order: bool, layout: str) -> bool:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
-    applies = shared_order and len(c.hidden) == 1
-    if layout == "packed" and not applies:
-        raise ValueError(f"layout: 'packed' needs shared_order=True and one hidden layer, got "
-                         f"shared_order={shared_order} and hidden={c.hidden}")
-    return applies and layout != "vmap"
-
-
-def _build_sweep(c: TrainConfig, *, n: int, n_steps: int, shared_order: bool, has_l2: bool,
-                 use_packed: bool = False) -> Any:
-    """``run(params, keys, lrs (M,), l2s (M,), X, Y)`` -> (params, losses (M, steps), diverged (M,))."""
-    nb = training.steps_per_epoch(n, c.batch_size)
-    n_epochs = training.total_epochs(c, n)
-    # the optimizer with lr = 1: every update is linear in the learning rate (sgd, momentum,
-    # adam and the multiplicative schedules), so each model scales its own by lr_i
-    unit = training.make_optimizer(dataclasses.replace(c, lr=1.0), nb, n_steps)
-    loss_kw = dict(activation=c.activation, loss_name=c.loss, reduction=c.reduction, l2=0.0)
-
-    def model_update(params: Any, opt_state: Any, grads: Any, value: Array, live: Array, lr: Array
-                     ) -> tuple[Any, Any, Array, Array]:
-        """One model's optimizer update and divergence guard (vmapped over models)."""
-        with jax.numpy_dtype_promotion("standard"):  # optax's counters, as in training.fit
-            updates, new_opt = unit.update(grads, opt_state, params)
-        new, apply = training.guarded_update(params, jax.tree_util.tree_map(lambda u: lr * u, updates),
-                                             value, live)
-        return new, training._select(apply, new_opt, opt_state), apply, jnp.where(apply, value, jnp.nan)
-
-    def value_and_grads(params: Any, l2s: Array, xb: Array, yb: Array, wb: Array, shared: bool
-                        ) -> tuple[Array, Any]:
-        """(M,) losses and per-model gradients (leading model axis)."""
-        # the shared minibatch is not batched over models: vmap then turns x @ W1 for all models
-        # into one (B, d) @ (d, M*h) matmul, and x^T @ dZ1 into one more
-        axis = None if shared else 0
-        value, grads = jax.vmap(
-            lambda p, x, y, w: models.value_and_grad(p, x, y, w, gradients=c.gradients, **loss_kw),
-            in_axes=(0, axis, axis, axis))(params, xb, yb, wb)
-        if has_l2:  # as models.full_vjp adds it, with l2 a per-model array instead of a constant
-            value = value + l2s * jax.vmap(models.l2_penalty)(params)
-            grads = [{"W": g["W"] + l2s[:, None, None] * p["W"], "b": g["b"]}
-                     for g, p in zip(grads, params, strict=True)]
-        return value, grads
-
-    def packed_update(params: Any, opt_state: Any, grads: Any, value: Array, active: Array, lrs: Array
-                      ) -> tuple[Any, Any, Array, Array]:
-        """``model_update`` of all models at once in the packed layout (model axis last).
-
-        The optimizers are elementwise, so one update of the packed tree is every model's own.
-        """
-        with jax.numpy_dtype_promotion("standard"):
-            updates, new_opt = unit.update(grads, opt_state, params)
-        new = optax.apply_updates(params, jax.tree_util.tree_map(partial(packed.per_model, lrs), updates))
-        ok = jnp.isfinite(value) & packed.finite_per_model(new)
-        apply = active & ok
-
-        def keep(a: Array, b: Array) -> Array:  # the shared step count (a scalar) always advances
-            return packed.where_per_model(apply, a, b) if a.ndim else a
-
-        return (jax.tree_util.tree_map(keep, new, params), jax.tree_util.tree_map(keep, new_opt, opt_state),
-                active & ok, jnp.where(apply, value, jnp.nan))
-
-    def packed_value_and_grads(params: Any, l2s: Array, xb: Array, yb: Array, wb: Array) -> tuple[Array, Any]:
-        return packed.value_and_grad(params, xb, yb, wb, l2s if has_l2 else None, gradients=c.gradients,
-                                     activation=c.activation, loss_name=c.loss, reduction=c.reduction)
-
-    def run(params: Any, keys: Array, lrs: Array, l2s: Array, X: Array, Y: Array) -> Any:
-        M = lrs.shape[0]
-        if use_packed:
-            params = packed.pack(params)
-            opt_state = unit.init(params)
-        else:
-            opt_state = jax.vmap(unit.init)(params)
-        live = jnp.ones((M,), bool)
-        diverged = jnp.full((M,), -1, jnp.int32)
-
-        def epoch(carry: Any, e: Array) -> Any:
-            params, opt_state, live, diverged = carry
-            if shared_order:
-                idx, w = training.batch_indices(keys, e, n, c.batch_size, c.shuffle)
-                xs = (X[idx], Y[idx], w.astype(X.dtype), jnp.arange(nb, dtype=jnp.int32))  # (nb, B, d), ...
-            else:
-                idx, w = jax.vmap(training.batch_indices, in_axes=(0, None, None, None, None))(
-                    keys, e, n, c.batch_size, c.shuffle)  # (M, nb, B)
-                xs = (jnp.swapaxes(X[idx], 0, 1), jnp.swapaxes(Y[idx], 0, 1),  # (nb, M, B, ...)
-                      jnp.swapaxes(w, 0, 1).astype(X.dtype), jnp.arange(nb, dtype=jnp.int32))
-
-            def step(carry: Any, batch: Any) -> Any:
-                params, opt_state, live, diverged = carry
-                xb, yb, wb, i = batch
-                t = e * nb + i  # the global step index
-                active = live & (t < n_steps)
-                if use_packed:
-                    value, grads = packed_value_and_grads(params, l2s, xb, yb, wb)
-                    new_p, new_o, still, value = packed_update(params, opt_state, grads, value, active, lrs)
-                else:
-                    value, grads = value_and_grads(params, l2s, xb, yb, wb, shared_order)
-                    new_p, new_o, still, value = jax.vmap(model_update)(
-                        params, opt_state, grads, value, active, lrs)
-                diverged = jnp.where(active & ~still, t, diverged)
-                live = live & (still | ~active)
-                return (new_p, new_o, live, diverged), value
-
-            carry, losses = jax.lax.scan(step, (params, opt_state, live, diverged), xs)
-            return carry, losses  # (nb, M)
-
-        (params, _, _, diverged), losses = jax.lax.scan(
-            epoch, (params, opt_state, live, diverged), jnp.arange(n_epochs, dtype=jnp.int32))
-        losses = losses.reshape(n_epochs * nb, M)[:n_steps].T  # (M, steps)
-        return (packed.unpack(params) if use_packed else params), losses, diverged
-
-    return run
-
 
 
 # --- Evaluation and the figure of the spread -------------------------------------------------

@@ -176,14 +176,20 @@ class FitResult(_EngineResult):
 # --- Pieces of the step ---------------------------------------------------------------------
 
 
-def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformation:
-    """The optax optimizer of ``c``. Plain ``sgd`` is exactly the seed's ``W -= lr * grad``."""
+def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, *,
+                   lr: Any = None) -> optax.GradientTransformation:
+    """The optax optimizer of ``c``. Plain ``sgd`` is exactly the seed's ``W -= lr * grad``.
+
+    ``lr``: the learning rate instead of ``c.lr`` -- also a traced array, as
+    ``optax.inject_hyperparams`` passes it (:func:`jaxnn.sweep.fit_many`'s per-model rates).
+    """
+    base: Any = c.lr if lr is None else lr
     if c.schedule == "constant":
-        lr: Any = c.lr
+        lr = base
     elif c.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(c.lr, max(total_steps, 1))
+        lr = optax.cosine_decay_schedule(base, max(total_steps, 1))
     else:
-        decay = optax.exponential_decay(c.lr, transition_steps=steps_per_epoch,
+        decay = optax.exponential_decay(base, transition_steps=steps_per_epoch,
                                         decay_rate=c.decay_rate, staircase=True)
         # optax divides its int32 step count, which yields a float32 rate even in float64
         # runs; a count in the training dtype keeps the rate exact

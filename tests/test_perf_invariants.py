@@ -140,21 +140,7 @@ def test_fit_many_is_one_program_reused_for_other_seeds(compiles):
     assert again.count == 0
 
 
-def test_packed_sweep_is_one_matmul_wide_and_opts_out_of_ynnpack():
-    """The packed step's first layer is one (B, d) @ (d, h*M) product, compiled without YNNPACK."""
-    from jaxnn import sweep
-
-    X, Y = _data(30, 4)
-    cfg = TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd")
-    res = fit_many(cfg, X, Y, seeds=range(5), lrs=[0.1])
-    assert res.layout == "packed"
-    text = next(reversed(sweep._COMPILED.values())).as_text()
-    assert "f32[8,3,5]" in text or "f32[8,15]" in text  # the hidden layer of all 5 models at once
-    if jax.default_backend() == "cpu":
-        assert "__ynn_fusion" not in text
-
-
-def test_packed_sweep_compiles_without_the_option_on_a_jaxlib_that_lacks_it(monkeypatch):
+def test_sweep_compiles_without_the_option_on_a_jaxlib_that_lacks_it(monkeypatch):
     from jaxnn import sweep
 
     X, Y = _data(30, 4)

@@ -1,8 +1,11 @@
 """fit_many and `jaxnn sweep`: every model of the batched sweep is the model a separate fit trains.
 
-The sweep stacks models along a new axis and shares one matmul across them; comparing each
-model with an independent ``jaxnn.fit`` in float64 (tight tolerances) proves the batched
-layout, the per-model learning rates and L2 terms, and the divergence guard are right.
+The sweep is ``jax.vmap`` of the engine's chunk over the models' states, with each model's
+learning rate and L2 coefficient in its optimizer state (``optax.inject_hyperparams``);
+comparing each model with an independent ``fit`` in float64 (tight tolerances) proves the
+per-model hyper-parameters, the optimizer-side L2 (against ``fit``'s L2 in the loss) and the
+divergence guard are right. ``train_loss`` is the data loss: with ``l2 > 0`` it is compared with
+the reference's loss minus its penalty.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import fit_many
+from jaxnn import fit_many, models
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig, fit, init_state
 
@@ -58,22 +61,21 @@ def test_shared_order_model_equals_individual_fit(optimizer, gradients):
 
 
 @pytest.mark.parametrize(
-    ("activation", "loss", "k", "optimizer", "gradients", "reduction"),
-    [("relu", "cross_entropy", 3, "nesterov", "manual", "mean"),
-     ("tanh", "mse", 2, "adam", "autodiff", "sum"),
-     ("leaky_relu", "mse", 1, "momentum", "manual", "half_sum")])
-def test_packed_layout_trains_what_separate_fits_train(activation, loss, k, optimizer, gradients, reduction):
-    """The packed layout (model axis last, its own backward) with per-model lr and L2."""
+    ("activation", "loss", "k", "optimizer", "gradients", "schedule"),
+    [("relu", "cross_entropy", 3, "nesterov", "manual", "constant"),
+     ("tanh", "mse", 2, "adam", "autodiff", "cosine"),
+     ("leaky_relu", "mse", 1, "momentum", "manual", "exponential")])
+def test_per_model_lr_and_l2_train_what_separate_fits_train(activation, loss, k, optimizer, gradients,
+                                                            schedule):
+    """Per-model learning rates (through schedules) and L2 in the optimizer state, shared order."""
     X, Y = _data(k=k)
     if loss == "cross_entropy":
         Y = np.eye(k)[np.argmax(Y, axis=1)]
-    cfg = TrainConfig(hidden=(5,), activation=activation, loss=loss, reduction=reduction, batch_size=8,
-                      steps=17, optimizer=optimizer, gradients=gradients, dtype="float64", seed=2,
-                      init="glorot")
+    cfg = TrainConfig(hidden=(5,), activation=activation, loss=loss, batch_size=8, steps=17,
+                      optimizer=optimizer, gradients=gradients, schedule=schedule, decay_rate=0.7,
+                      dtype="float64", seed=2, init="glorot")
     res = fit_many(cfg, X, Y, seeds=[0, 1], lrs=[0.03, 0.1], l2s=[0.0, 0.2])
-    assert res.layout == "packed" and res.n_models == 8
-    vm = fit_many(cfg, X, Y, seeds=[0, 1], lrs=[0.03, 0.1], l2s=[0.0, 0.2], layout="vmap")
-    assert vm.layout == "vmap"
+    assert res.n_models == 8
     with jax.enable_x64(True):
         shared_key = init_state(cfg, X.shape[1], k, len(X)).key
     for i in range(res.n_models):
@@ -83,37 +85,44 @@ def test_packed_layout_trains_what_separate_fits_train(activation, loss, k, opti
                             len(X))._replace(key=shared_key)
         ref = fit(one, X, Y, state=st)
         _assert_params_equal(res.model_params(i), ref.params)
-        _assert_params_equal(vm.model_params(i), ref.params)
-        np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+        if res.l2s[i] == 0:
+            np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+        else:  # fit's loss holds the penalty of the step's parameters; fit_many reports the data loss
+            assert np.all(res.train_loss[i] < ref.history.train_loss)
 
 
-def test_layout_choice_and_refusals():
+def test_reported_loss_is_the_data_loss_without_the_penalty():
+    """With L2 in the optimizer, a one-step sweep reports the data loss of the initial parameters."""
     X, Y = _data()
-    assert fit_many(TrainConfig(hidden=(3,), steps=2), X, Y).layout == "packed"
-    assert fit_many(TrainConfig(hidden=(3, 2), steps=2), X, Y).layout == "vmap"
-    assert fit_many(TrainConfig(hidden=(3,), steps=2), X, Y, shared_order=False).layout == "vmap"
-    with pytest.raises(ValueError, match="layout"):
-        fit_many(TrainConfig(hidden=(3, 2), steps=2), X, Y, layout="packed")
-    with pytest.raises(ValueError, match="layout"):
-        fit_many(TrainConfig(hidden=(3,), steps=2), X, Y, shared_order=False, layout="packed")
-    with pytest.raises(ValueError, match="layout"):
-        fit_many(TrainConfig(steps=2), X, Y, layout="fast")
-
-
-def test_finite_per_model_flags_exactly_the_models_with_inf_or_nan():
-    from jaxnn import packed
-
+    cfg = TrainConfig(hidden=(4,), batch_size=len(X), steps=1, dtype="float64", init="glorot", shuffle=False)
+    res = fit_many(cfg, X, Y, seeds=[3], l2s=[0.0, 0.5])
     with jax.enable_x64(True):
-        W = np.ones((3, 4, 5))
-        W[2, 1, 1] = np.inf
-        W[0, 3, 3] = np.nan
-        b = np.ones((4, 5))
-        b[0, 4] = -np.inf
-        ok = packed.finite_per_model([{"W": jax.numpy.asarray(W), "b": jax.numpy.asarray(b)}])
-        assert list(np.asarray(ok)) == [True, False, True, False, False]
-        # finite entries whose sum would overflow are still finite
-        big = np.full((3, 4, 5), 1e308)
-        assert bool(np.all(np.asarray(packed.finite_per_model([{"W": jax.numpy.asarray(big)}]))))
+        p0 = init_state(dataclasses.replace(cfg, seed=3), 3, 1, len(X)).params
+        want = float(np.mean(models.make_loss_fn("sigmoid", "mse", gradients="autodiff")(p0, X, Y)))
+    np.testing.assert_allclose(res.train_loss[:, 0], [want, want], rtol=RTOL)
+
+
+def test_a_new_learning_rate_or_l2_value_compiles_nothing():
+    from jaxnn import sweep
+
+    X, Y = _data()
+    cfg = TrainConfig(hidden=(3,), batch_size=8, steps=6, optimizer="adam", schedule="cosine")
+    fit_many(cfg, X, Y, seeds=range(2), lrs=[0.1, 0.2], l2s=[0.0, 0.1])
+    n = len(sweep._COMPILED)
+    res = fit_many(cfg, X, Y, seeds=range(5, 7), lrs=[0.003, 0.05], l2s=[0.2, 0.01])
+    assert len(sweep._COMPILED) == n
+    np.testing.assert_allclose(np.asarray(res.state.opt_state.hyperparams["learning_rate"]),
+                               [0.003, 0.003, 0.05, 0.05] * 2, rtol=1e-6)
+
+
+def test_stopped_models_do_not_broadcast_the_shared_minibatch():
+    """Shared order: the first layer of all models is one (B, d) @ (d, M*h) product."""
+    from jaxnn import sweep
+
+    X, Y = _data(30, 4)
+    fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd"), X, Y, seeds=range(5))
+    text = next(reversed(sweep._COMPILED.values())).as_text()
+    assert "f32[8,15]" in text  # the hidden layer of all 5 models at once
 
 
 def test_per_model_order_and_l2_equal_individual_fits():
@@ -125,7 +134,10 @@ def test_per_model_order_and_l2_equal_individual_fits():
         one = dataclasses.replace(cfg, seed=int(res.seeds[i]), lr=float(res.lrs[i]), l2=float(res.l2s[i]))
         ref = fit(one, X, Y)
         _assert_params_equal(res.model_params(i), ref.params)
-        np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+        if res.l2s[i] == 0:
+            np.testing.assert_allclose(res.train_loss[i], ref.history.train_loss, rtol=RTOL)
+        else:  # fit's loss holds the L2 penalty; fit_many reports the data loss
+            assert np.all(res.train_loss[i] < ref.history.train_loss)
     # the models differ: L2 shrinks the weights
     w = [float(np.sum(np.square(res.model_params(i)[0]["W"]))) for i in range(4)]
     assert w[1] < w[0] and w[3] < w[2]
@@ -166,6 +178,7 @@ def test_predict_many_matches_each_model():
         ({"lrs": [0.1, -1.0]}, ValueError, "lrs"),
         ({"l2s": [float("nan")]}, ValueError, "l2s"),
         ({"shared_order": "yes"}, TypeError, "shared_order"),
+        ({"layout": "packed"}, TypeError, "layout"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, exc, name):
@@ -193,7 +206,7 @@ def test_cli_sweep_json_and_figure(boston_csv, tmp_path):
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["n_models"] == 6 and len(r["models"]) == 6 and r["steps"] == 300
-    assert r["shared_order"] is True and r["layout"] == "packed"
+    assert r["shared_order"] is True and "layout" not in r
     rmse = np.array([m["test"]["rmse"] for m in r["models"]])
     assert r["test"]["rmse"]["mean"] == pytest.approx(rmse.mean())
     assert r["test"]["rmse"]["std"] == pytest.approx(rmse.std())
@@ -226,7 +239,7 @@ rng = np.random.default_rng(0)
 X = rng.normal(size=(37, 3))
 Y = np.sin(X @ rng.normal(size=(3, 2)))
 out = {"device_count": jax.device_count()}
-for name, hidden, order in [("packed", (4,), True), ("vmap_shared", (3, 2), True), ("vmap_own", (4,), False)]:
+for name, hidden, order in [("shared", (4,), True), ("shared_deep", (3, 2), True), ("own", (4,), False)]:
     cfg = TrainConfig(hidden=hidden, batch_size=8, steps=23, dtype="float64", init="glorot",
                       optimizer="adam", activation="tanh")
     kw = dict(seeds=range(2), lrs=[0.01, 0.1], l2s=[0.0, 0.1], shared_order=order)
@@ -234,16 +247,19 @@ for name, hidden, order in [("packed", (4,), True), ("vmap_shared", (3, 2), True
     for n in (2, 4):
         r = fit_many(cfg, X, Y, devices=n, **kw)
         out[f"{name}_{n}"] = {
-            "layout": r.layout,
             "params": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                           for a, b in zip(jax.tree_util.tree_leaves(r.params),
                                           jax.tree_util.tree_leaves(one.params))),
             "loss": float(np.max(np.abs(r.train_loss - one.train_loss))),
             "single_device": all(len(a.devices()) == 1 for a in jax.tree_util.tree_leaves(r.params))}
-# the compiled program holds 8 / 4 = 2 models per device: the hidden layer is (8, 4, 2)
+# the compiled program holds 8 / 4 = 2 models per device: the hidden layer is (8, 2*4)
 fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=3), X, Y, seeds=range(8), devices=4)
 text = next(reversed(sweep._COMPILED.values())).as_text()
-out["local_hidden"] = bool(re.search(r"f32\\[8,4,2\\]", text))
+out["local_hidden"] = bool(re.search(r"f32\\[8,8\\]", text))
+# one model diverges on one device, the others train on
+r = fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=40, reduction="sum", init="normal"), X, Y,
+             seeds=[0], lrs=[0.01, 1e3], devices=2)
+out["diverged"] = [int(v) for v in r.diverged_step]
 try:
     fit_many(TrainConfig(hidden=(4,), steps=3), X, Y, seeds=range(3), devices=2)
 except ValueError as e:
@@ -260,13 +276,13 @@ def test_models_split_over_devices_train_what_one_device_trains():
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
     assert r["device_count"] == 4
-    for name, layout in [("packed", "packed"), ("vmap_shared", "vmap"), ("vmap_own", "vmap")]:
+    for name in ("shared", "shared_deep", "own"):
         for n in (2, 4):
             got = r[f"{name}_{n}"]
-            assert got["layout"] == layout
             assert got["params"] < 1e-12 and got["loss"] < 1e-12, (name, n, got)
             assert got["single_device"]
     assert r["local_hidden"]
+    assert r["diverged"][0] == -1 and r["diverged"][1] >= 0
     assert "devices" in r["uneven"] and "3 models" in r["uneven"]
 
 

@@ -4,7 +4,7 @@ The ``train`` flags (data and model) plus ``--seeds N`` (seeds ``--seed .. --see
 repeatable ``--lr``. Prints per-learning-rate test metrics as mean ± std, or with ``--json``
 one object::
 
-    {"dataset", "model", "task", "n_models", "steps", "shared_order", "layout", "devices",
+    {"dataset", "model", "task", "n_models", "steps", "shared_order", "devices",
      "models": [{"seed", "lr", "l2", "diverged_step", "test": {...}, "train": {...}}, ...],
      "test": {metric: {"mean", "std"}}, "train": {...},
      "by_lr": [{"lr", "test": {metric: {"mean", "std"}}}, ...],
@@ -39,7 +39,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "sweep",
         help="train many seeds x learning rates in one compiled call; mean ± std of test metrics",
         description="Train the grid seeds x learning rates of one network with jaxnn.fit_many "
-                    "(one vmapped, compiled scan) and report test metrics as mean ± std.",
+                    "(jax.vmap of jaxnn.fit's compiled scan, the learning rates as inputs) and "
+                    "report test metrics as mean ± std.",
         conflict_handler="resolve",
     )
     add_data_arguments(p)
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "dataset": ds.name, "model": model_name(config), "task": ds.task,
         "n_models": result.n_models, "steps": result.steps, "shared_order": result.shared_order,
-        "layout": result.layout, "devices": args.devices or 1,
+        "devices": args.devices or 1,
         "models": [{"seed": int(s), "lr": float(lr), "l2": float(l2), "diverged_step": int(dv),
                     "test": te, "train": tr}
                    for s, lr, l2, dv, te, tr in zip(result.seeds, result.lrs, result.l2s,
