@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -192,3 +193,21 @@ def test_resume_refuses_conflicting_flags_and_rounds_checkpoints_to_epochs(tmp_p
     assert main(["train", "--resume", str(f), "--lr", "0.05", "--epochs", "9", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["epochs"] == 9 and len(out["history"]["train_loss"]) == 90
+
+
+def test_resume_mid_epoch_reaches_the_requested_total_bit_identically(tmp_path: Path, capsys) -> None:
+    # 20 steps is mid-epoch; resuming to 64 must train exactly the 44 missing steps, continuing that
+    # epoch's order (the 0.1 trainer restarted at the next epoch and trained 52 steps)
+    a, b, c = (str(tmp_path / f) for f in ("a.npz", "b.npz", "c.npz"))
+    flags = ["--optimizer", "adam", "--lr", "0.01"]
+    assert main(["train", "--steps", "20", "--save", a, *flags]) == 0
+    assert main(["train", "--resume", a, "--steps", "64", "--save", b, *flags]) == 0
+    assert main(["train", "--steps", "64", "--save", c, *flags]) == 0
+    capsys.readouterr()
+    resumed, straight = checkpoint.load(b), checkpoint.load(c)
+    assert int(checkpoint.load(a).state.step) == 20
+    assert int(resumed.state.step) == int(straight.state.step) == 64
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(resumed.state.params), leaves(straight.state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(resumed.history.train_loss, straight.history.train_loss)
