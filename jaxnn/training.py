@@ -279,10 +279,18 @@ def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) ->
                              track_best=c.patience is not None)
 
 
-@functools.lru_cache(maxsize=64)
 def _optimizer(c: TrainConfig, spe: int, n_steps: int) -> optax.GradientTransformation:
-    """:func:`make_optimizer`, one object per (config, shape of the run): the engine's compiled
-    programs are keyed by the optimizer, so equal configs share them."""
+    """:func:`make_optimizer`, one object per optimizer setting and shape of the run: the engine's
+    compiled programs are keyed by the optimizer, so runs that differ only in their seed, their
+    early stopping or their data share them."""
+    return _optimizer_of(c.optimizer, c.lr, c.momentum, c.schedule, c.decay_rate, c.dtype, spe, n_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer_of(optimizer: str, lr: float, momentum: float, schedule: str, decay_rate: float, dtype: str,
+                  spe: int, n_steps: int) -> optax.GradientTransformation:
+    c = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule, decay_rate=decay_rate,
+                    dtype=dtype, steps=1)
     return make_optimizer(c, spe, n_steps)
 
 
