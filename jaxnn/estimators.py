@@ -1,20 +1,33 @@
-"""scikit-learn estimators: ``MLPRegressor`` and ``MLPClassifier`` trained by jaxnn's compiled scan.
+"""scikit-learn estimators: ``MLPRegressor`` and ``MLPClassifier`` trained by :func:`jaxnn.fit`.
 
 Drop-in for :mod:`sklearn.neural_network`'s MLPs: the same parameter names and
 defaults where jaxnn has the feature, the same fitted attributes (``coefs_``,
-``intercepts_``, ``loss_curve_``, ``n_iter_``, ``classes_``, ...), ``partial_fit``
-and ``predict_proba``, and they pass ``sklearn.utils.estimator_checks`` with their
-defaults. Training is :func:`jaxnn.training.fit` -- one jitted ``lax.scan`` over
+``intercepts_``, ``loss_curve_``, ``n_iter_``, ``classes_``, ``validation_scores_``,
+...), ``sample_weight`` in ``fit``/``partial_fit``, ``partial_fit`` and
+``predict_proba``, ``verbose`` output, and they pass ``sklearn.utils.estimator_checks``
+with their defaults. Training is :func:`jaxnn.fit` -- one jitted ``lax.scan`` over
 epochs of minibatches -- with hand-written backprop (``gradients="manual"``) or
 ``jax.grad`` (``"autodiff"``).
 
-The objective is scikit-learn's, term for term: squared loss ``0.5 * mean((y - p)^2)``
-(regression) or log-loss (classification), plus ``0.5 * alpha * sum ||W||^2 /
-batch_size``; ``loss_curve_`` reports it per epoch as scikit-learn does
-(sample-weighted mean of the minibatch losses). jaxnn's "mean" squared error is
-twice scikit-learn's squared loss, so the regressor trains on 2x the objective with
-``l2 = 2 alpha / batch_size`` (and half the step size for ``solver="sgd"``, giving
-the same updates; Adam does not see the factor).
+The objective is scikit-learn's, term for term: per minibatch, the sample-weighted
+mean of the squared loss ``0.5 * (y - p)^2`` (averaged over outputs; regression) or
+of the log-loss (classification), plus ``0.5 * alpha * sum ||W||^2 / S`` where ``S``
+is the minibatch's weight sum (its row count without ``sample_weight``).
+``loss_curve_`` reports it per epoch as scikit-learn does (the minibatch losses
+weighted by their row counts). jaxnn's "mean" squared error is twice scikit-learn's
+squared loss, so the regressor trains on 2x the objective (and half the step size
+for ``solver="sgd"``, giving the same updates; Adam does not see the factor).
+
+Stopping follows scikit-learn: after every epoch the monitored value -- the epoch's
+training loss, or with ``early_stopping=True`` the accuracy / R^2 on the
+``validation_fraction`` split (``validation_scores_``) -- counts as "no change"
+unless it beats the best so far by more than ``tol``; the best follows every strict
+improvement (``best_loss_`` / ``best_validation_score_``), and training stops after
+``n_iter_no_change + 1`` such epochs in a row. With early stopping the best
+parameters are kept. ``warm_start`` carries the best value and that count over, as
+scikit-learn does. ``verbose=True`` prints scikit-learn's lines on stdout
+(``Iteration 1, loss = 0.69314718``, ``Validation score: 0.500000``, the stopping
+message), one epoch at a time.
 
 Differences from scikit-learn, by design or not (yet) supported:
 
@@ -25,25 +38,36 @@ Differences from scikit-learn, by design or not (yet) supported:
 * ``learning_rate``: "constant". "invscaling"/"adaptive" (used only by "sgd", as
   in scikit-learn) raise ``ValueError`` with ``solver="sgd"``; ignored with "adam".
 * no ``power_t``, ``beta_1``, ``beta_2``, ``epsilon`` (Adam uses optax's 0.9, 0.999,
-  1e-8 -- scikit-learn's defaults), ``max_fun``, ``sample_weight``; sparse ``X`` is
-  densified.
+  1e-8 -- scikit-learn's defaults), ``max_fun``; sparse ``X`` is densified.
+* ``sample_weight`` must be non-negative (scikit-learn accepts negative weights).
+* several regression outputs: the squared loss is averaged over the outputs, and so
+  is its gradient (scikit-learn reports that average but steps along the gradient
+  of the sum, n_outputs times larger).
 * the classifier always has a softmax output, two units for binary problems
   (scikit-learn: one logistic unit), so ``coefs_[-1]`` is (h, 2) there and
   ``out_activation_ == "softmax"``. Multilabel ``y`` (2-D) raises ``ValueError``.
 * the last minibatch of an epoch is padded to the full batch size with weight-0
-  rows (one compiled shape); its loss is the mean over its real rows, but its L2
-  term is divided by ``batch_size``, not by its real row count.
-* ``early_stopping=True`` monitors the *validation loss* on the
-  ``validation_fraction`` split (scikit-learn monitors the validation accuracy /
-  R^2) and keeps the best parameters; ``validation_loss_curve_`` is that loss per
-  epoch. Without early stopping, training stops after ``n_iter_no_change + 1``
-  epochs whose mean training loss did not improve by ``tol``, as in scikit-learn.
+  rows (one compiled shape); its loss is the weighted mean over its real rows, but
+  its L2 term is divided by ``batch_size`` (with ``sample_weight``: by its weight
+  sum plus the first row's weight per padding row), not by its real rows' weight.
+* the monitored value is computed in the training ``dtype``; an epoch that improves
+  on the best by exactly ``tol`` counts as no change (scikit-learn: as a change).
+  With ``sample_weight`` and several minibatches, the training loss that early
+  stopping watches is the epoch's sample-weighted mean (``loss_curve_`` is
+  scikit-learn's: minibatch losses weighted by row counts).
+* ``warm_start`` and ``partial_fit`` continue the optimizer state too (scikit-learn's
+  ``warm_start`` restarts its optimizer), so changing ``solver`` (or between plain
+  and momentum ``sgd``) or ``hidden_layer_sizes`` before them raises ``ValueError``;
+  ``n_iter_`` counts the epochs of all calls (scikit-learn: of the last call).
+* ``max_iter`` times the minibatches per epoch must fit jaxnn's int32 step counter
+  (2**31 - 1 steps): larger raises ``ValueError``.
 * predictions are computed in NumPy float64 from ``coefs_``/``intercepts_``, so
   they do not depend on how the rows are batched, and predicting compiles nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -52,6 +76,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import scipy.sparse
 from scipy.special import expit, log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -59,16 +84,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxnn import training
-from jaxnn.progress import ProgressBar
+from jaxnn import engine, models, training
 
 # scikit-learn's names -> jaxnn's hidden activations
 _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "sigmoid": "sigmoid",
                 "leaky_relu": "leaky_relu"}
 _LEAKY_SLOPE = 0.2  # jaxnn.foundations.leaky_relu's
 _SPARSE = ["csr", "csc", "coo"]
+MAX_STEPS = engine.MAX_STEPS  # optimizer steps of one fit: the engine's step counter is int32
 
 
 def _forward(coefs: list[np.ndarray], intercepts: list[np.ndarray], X: np.ndarray,
@@ -87,6 +112,63 @@ def _forward(coefs: list[np.ndarray], intercepts: list[np.ndarray], X: np.ndarra
             else:
                 h = np.where(h >= 0, h, _LEAKY_SLOPE * h)
     return h
+
+
+# --- What the engine trains: loss, validation score, optimizer (cached: one compile per shape) ---
+
+
+@functools.lru_cache(maxsize=64)
+def _loss_fn(activation: str, loss_name: str, l2: float, gradients: str) -> Any:
+    """``loss_fn(params, X, Y, w) -> (B,)``: per-example data loss plus scikit-learn's L2 term.
+
+    The engine takes the ``w``-weighted mean over the minibatch's real rows, so adding the
+    same ``l2 * 0.5 ||W||^2 / sum(w)`` to every row adds it once: scikit-learn divides the L2
+    term by the minibatch's weight sum (by its row count without weights, ``w`` all ones).
+    """
+    data_loss = models.make_loss_fn(activation, loss_name, gradients=gradients)
+
+    def loss_fn(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
+        s = jnp.sum(w)
+        return data_loss(params, X, Y) + l2 * models.l2_penalty(params) / jnp.where(s > 0, s, 1)
+
+    return loss_fn
+
+
+@functools.lru_cache(maxsize=16)
+def _negative_score_fn(activation: str, classifier: bool) -> Any:
+    """``-score(params, X, Y, w)``, the engine's monitored value (lower is better) with early stopping.
+
+    The score is scikit-learn's ``score``: the weighted accuracy (classifier; ``Y`` one-hot) or
+    R^2 averaged over the outputs (regressor; a constant target scores 1 if predicted exactly,
+    else 0, as ``r2_score``'s ``force_finite``).
+    """
+
+    def negative_score(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
+        out = models.predict(params, X, activation)
+        total = jnp.sum(w)
+        if classifier:
+            hits = (jnp.argmax(out, axis=1) == jnp.argmax(Y, axis=1)).astype(w.dtype)
+            return -jnp.sum(w * hits) / total
+        mean = jnp.sum(w[:, None] * Y, axis=0) / total
+        num = jnp.sum(w[:, None] * jnp.square(Y - out), axis=0)
+        den = jnp.sum(w[:, None] * jnp.square(Y - mean[None, :]), axis=0)
+        r2 = jnp.where(den > 0, 1 - num / jnp.where(den > 0, den, 1), jnp.where(num == 0, 1.0, 0.0))
+        return -jnp.mean(r2)
+
+    return negative_score
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer(name: str, lr: float, momentum: float, dtype: str) -> optax.GradientTransformation:
+    """The optax optimizer of a solver, translated by :func:`jaxnn.training.make_optimizer`."""
+    config = training.TrainConfig(optimizer=name, lr=lr, momentum=momentum, dtype=dtype, epochs=1)
+    return training.make_optimizer(config, 1, 1)
+
+
+def _optimizer_name(solver: str, momentum: float, nesterov: bool) -> str:
+    if solver == "adam":
+        return "adam"
+    return "sgd" if momentum == 0 else "nesterov" if nesterov else "momentum"
 
 
 class _BaseMLP(BaseEstimator):
@@ -146,7 +228,7 @@ class _BaseMLP(BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    # --- parameters -> TrainConfig ------------------------------------------------------
+    # --- parameters ---------------------------------------------------------------------
 
     def _hidden(self) -> tuple[int, ...]:
         h = self.hidden_layer_sizes
@@ -154,6 +236,8 @@ class _BaseMLP(BaseEstimator):
         for s in sizes:
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"hidden_layer_sizes: expected positive integers, got {h!r}")
+            if int(s) > MAX_STEPS:
+                raise ValueError(f"hidden_layer_sizes: {s} units are above the limit of {MAX_STEPS}")
         return tuple(int(s) for s in sizes)
 
     def _check_params(self) -> None:
@@ -175,10 +259,17 @@ class _BaseMLP(BaseEstimator):
                 isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral)
                 or self.batch_size < 1):
             raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
-        for name in ("max_iter", "n_iter_no_change"):
+        # max_iter epochs of at least one step each; n_iter_no_change + 1 epochs of patience
+        for name, limit in (("max_iter", MAX_STEPS), ("n_iter_no_change", MAX_STEPS - 1)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= int(v) <= _MAX_ITER:
-                raise ValueError(f"{name}: expected an integer in [1, {_MAX_ITER}], got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+            if int(v) > limit:
+                raise ValueError(f"{name}: {v} is above the limit of {limit} (jaxnn counts steps in int32)")
+        if isinstance(self.verbose, bool | np.bool_):
+            pass
+        elif not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
+            raise ValueError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
         for name, positive in (("alpha", False), ("learning_rate_init", True), ("tol", False),
                                ("momentum", False)):
             v = getattr(self, name)
@@ -197,26 +288,16 @@ class _BaseMLP(BaseEstimator):
         if self.dtype not in training.DTYPES:
             raise ValueError(f"dtype: expected one of {list(training.DTYPES)}, got {self.dtype!r}")
 
-    def _config(self, n_samples: int, *, epochs: int, seed: int, monitor: bool) -> training.TrainConfig:
-        """The :class:`~jaxnn.training.TrainConfig` of scikit-learn's objective on ``n_samples`` rows."""
-        B = min(200, n_samples) if self.batch_size == "auto" else min(int(self.batch_size), n_samples)
+    def _batch(self, n_samples: int) -> int:
+        return min(200, n_samples) if self.batch_size == "auto" else min(int(self.batch_size), n_samples)
+
+    def _make_optimizer(self) -> optax.GradientTransformation:
+        """This solver's optax optimizer on jaxnn's objective (1 / ``_scale`` times scikit-learn's)."""
         lr = float(self.learning_rate_init)
         if self.solver == "sgd":
-            optimizer = ("sgd" if self.momentum == 0 else
-                         "nesterov" if self.nesterovs_momentum else "momentum")
             lr *= self._scale  # same updates as scikit-learn's on the 1/scale-times objective
-        else:
-            optimizer = "adam"
-        return training.TrainConfig(
-            hidden=self._hidden(), activation=_ACTIVATIONS[self.activation], loss=self._loss_name,
-            reduction="mean", optimizer=optimizer, lr=lr, momentum=float(self.momentum),
-            l2=float(self.alpha) / (B * self._scale), batch_size=B, epochs=epochs,
-            gradients=self.gradients, dtype=self.dtype, seed=seed, init="glorot",
-            shuffle=bool(self.shuffle),
-            # scikit-learn stops once more than n_iter_no_change epochs did not improve
-            patience=self.n_iter_no_change + 1 if monitor else None,
-            tol=float(self.tol) / self._scale,
-        )
+        name = _optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)
+        return _optimizer(name, lr, float(self.momentum), self.dtype)
 
     # --- training -----------------------------------------------------------------------
 
@@ -227,22 +308,51 @@ class _BaseMLP(BaseEstimator):
     def _validate(self, X: Any, y: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _resume_state(self, config: training.TrainConfig, n_features: int, n_train: int
-                      ) -> training.TrainState:
-        """The stored parameters and optimizer state, with the run counters reset.
+    def _initial_state(self, optimizer: optax.GradientTransformation, n_features: int, n_outputs: int,
+                       seed: int, *, early: bool) -> engine.TrainState:
+        """A fresh run: Glorot-uniform layers and the data-order key, independent halves of ``key(seed)``."""
+        k_init, k_order = jax.random.split(jax.random.key(seed))
+        sizes = models.layer_sizes(n_features, self._hidden(), n_outputs)
+        params = models.init_params(k_init, sizes, init="glorot", dtype=jnp.dtype(self.dtype))
+        return engine.init_state(params, optimizer, k_order, track_best=early)
 
-        Every continuation shuffles with ``fold_in(key, n_iter_)`` so it does not
-        repeat the permutations of the previous call.
+    def _resume_state(self, optimizer: optax.GradientTransformation, *, early: bool, incremental: bool
+                      ) -> engine.TrainState:
+        """The stored parameters and optimizer state (``warm_start``, ``partial_fit``), step 0.
+
+        Every continuation shuffles with ``fold_in(key, n_iter_)`` so it does not repeat the
+        permutations of the previous call. As scikit-learn, a ``warm_start`` fit carries the best
+        monitored value and the count of epochs without improvement over.
         """
-        with training.x64_context(config.dtype):
-            dt = jnp.dtype(config.dtype)
-            params = [{"W": jnp.asarray(W, dt), "b": jnp.asarray(b, dt)}
-                      for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
-            opt_state = jax.tree_util.tree_map(jnp.asarray, self._opt_state)
-            key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._key_data)), self.n_iter_)
-            fresh = training.init_state(config, n_features, len(self.intercepts_[-1]), n_train)
-            return fresh._replace(params=params, opt_state=opt_state, key=key,
-                                  best_params=None if fresh.best_params is None else params)
+        fitted = tuple(W.shape[1] for W in self.coefs_[:-1])
+        if fitted != self._hidden():
+            raise ValueError(f"hidden_layer_sizes: {self._hidden()} differs from the fitted layers {fitted}; "
+                             "set warm_start=False to train new layers")
+        dt = jnp.dtype(self.dtype)
+        params = [{"W": jnp.asarray(W, dt), "b": jnp.asarray(b, dt)}
+                  for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
+        want = jax.eval_shape(optimizer.init, params)
+        fitted_tree: Any = jax.tree_util.tree_structure(self._opt_state)
+        if fitted_tree != jax.tree_util.tree_structure(want):
+            call = "partial_fit" if incremental else "warm_start"
+            raise ValueError(
+                f"solver: the fitted optimizer state is not one of solver={self.solver!r}"
+                + (f" with momentum={self.momentum!r}" if self.solver == "sgd" else "")
+                + f"; the solver changed since the last fit and {call} continues the optimizer state. "
+                "Set the previous solver back, or warm_start=False and call fit to start afresh")
+        opt_state = jax.tree_util.tree_map(lambda a, t: jnp.asarray(a, t.dtype), self._opt_state, want)
+        key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._key_data)), self.n_iter_)
+        state = engine.init_state(params, optimizer, key, track_best=early)._replace(opt_state=opt_state)
+        if incremental:
+            return state
+        if early and self.validation_scores_ is not None and self.best_validation_score_ is not None:
+            best = -float(self.best_validation_score_)
+        elif not early and self.best_loss_ is not None:
+            best = float(self.best_loss_) / self._scale
+        else:  # early_stopping switched since the last fit: nothing to carry over
+            return state
+        return state._replace(best_loss=jnp.asarray(best, state.best_loss.dtype),
+                              bad_epochs=jnp.asarray(getattr(self, "_no_improvement_count", 0), jnp.int32))
 
     def save(self, path: Any) -> None:
         """Save the fitted estimator to ``path`` (``.npz``); see :func:`save_estimator`."""
@@ -253,42 +363,92 @@ class _BaseMLP(BaseEstimator):
         """Load an estimator saved with :meth:`save`; see :func:`load_estimator`."""
         return load_estimator(path)
 
-    def _fit(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> _BaseMLP:
+    def _stop_message(self, early: bool) -> str:
+        """scikit-learn's message when ``n_iter_no_change`` epochs in a row did not improve."""
+        what = "Validation score" if early else "Training loss"
+        return (f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
+                "consecutive epochs. Stopping.")
+
+    def _fit(self, X: Any, y: Any, *, incremental: bool, sample_weight: Any = None,
+             classes: Any = None) -> _BaseMLP:
         self._check_params()
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate(X, y, reset=first)
         if scipy.sparse.issparse(X):
             X = X.toarray()
+        w = (np.ones(X.shape[0]) if sample_weight is None else
+             _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True))
         Y = self._targets(y, first=first, classes=classes)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         early = self.early_stopping and not incremental
-        X_val = Y_val = None
+        X_val = Y_val = w_val = None
         if early:
             stratify = y if self._loss_name == "cross_entropy" else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng, test_size=self.validation_fraction,
-                                                  stratify=stratify)
+            X, X_val, Y, Y_val, w, w_val = train_test_split(
+                X, Y, w, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
             if X_val.shape[0] < 2:
                 raise ValueError("validation_fraction: the validation set is too small; increase "
                                  "'validation_fraction' or the size of your dataset")
-        n = X.shape[0]
+            for part, weights in (("training", w), ("validation", w_val)):
+                if not np.any(weights > 0):
+                    raise ValueError(f"sample_weight: the weights of the {part} split are all zero; "
+                                     "use another random_state or validation_fraction")
+        n, d = X.shape
+        B = self._batch(n)
+        spe = engine.steps_per_epoch(n, B)
         epochs = 1 if incremental else int(self.max_iter)
-        config = self._config(n, epochs=epochs, seed=seed, monitor=not incremental)
-        state = None if first else self._resume_state(config, X.shape[1], n)
+        if epochs * spe > MAX_STEPS:
+            raise ValueError(f"max_iter: {epochs} epochs of {spe} minibatches are {epochs * spe} steps, "
+                             f"above the limit of {MAX_STEPS}")
         if first:
             self.n_iter_ = 0
             self.t_ = 0
             self.loss_curve_: list[float] = []
-            self.best_loss_: float | None = math.inf
-            self.validation_loss_curve_: list[float] | None = [] if early else None
-        spe = training.steps_per_epoch(n, config.batch_size)
-        with ProgressBar(epochs * spe, enable=None if self.verbose else False,
-                         desc=type(self).__name__) as bar:
-            result = training.fit(config, X, Y, X_val=X_val, Y_val=Y_val, state=state, callback=bar.update)
+            self._no_improvement_count = 0
+        if first or (early and self.validation_scores_ is None) or (not early and self.best_loss_ is None):
+            self.best_loss_: float | None = None if early else math.inf
+            self.validation_scores_: list[float] | None = [] if early else None
+            self.best_validation_score_: float | None = -math.inf if early else None
+            self._no_improvement_count = 0
+
+        optimizer = self._make_optimizer()
+        loss_fn = _loss_fn(_ACTIVATIONS[self.activation], self._loss_name, float(self.alpha) / self._scale,
+                           self.gradients)
+        printed = [0]
+
+        def report(info: engine.ChunkInfo) -> None:  # scikit-learn's lines, as each chunk ends
+            scores = -np.asarray(info.val_loss, np.float64)
+            for i, loss in enumerate(self._epoch_losses(info.train_loss, n, B)):
+                printed[0] += 1
+                print(f"Iteration {printed[0]}, loss = {loss:.8f}", flush=True)
+                if early:
+                    print(f"Validation score: {scores[i]:f}", flush=True)
+
+        with training.x64_context(self.dtype):
+            dt = jnp.dtype(self.dtype)
+            data = (training.as_2d_float("X", X, dt), training.as_2d_float("Y", Y, dt), jnp.asarray(w, dt))
+            val = None
+            if early:
+                val = (training.as_2d_float("X_val", X_val, dt), training.as_2d_float("Y_val", Y_val, dt),
+                       jnp.asarray(w_val, dt))
+            if first:
+                state = self._initial_state(optimizer, d, Y.shape[1], seed, early=early)
+            else:
+                state = self._resume_state(optimizer, early=early, incremental=incremental)
+            result = engine.fit(
+                loss_fn, state.params, data, optimizer=optimizer, batch_size=B, epochs=epochs,
+                shuffle=bool(self.shuffle), sample_weight=data[2], val_data=val,
+                val_fn=_negative_score_fn(_ACTIVATIONS[self.activation], self._loss_name == "cross_entropy")
+                if early else None,
+                # scikit-learn stops once more than n_iter_no_change epochs did not improve
+                patience=None if incremental else self.n_iter_no_change + 1,
+                tol=float(self.tol) if early else float(self.tol) / self._scale,
+                restore_best=early, state=state, callback=report if self.verbose else None,
+                chunk_epochs=1 if self.verbose else None)  # verbose: a line as each epoch ends
 
         # scikit-learn keeps the last parameters unless it early-stops on validation
-        params = result.params if early else result.state.params
-        params = jax.device_get(params)
+        params = jax.device_get(result.params)
         self.coefs_ = [np.asarray(p["W"]) for p in params]
         self.intercepts_ = [np.asarray(p["b"]) for p in params]
         self._opt_state = jax.device_get(result.state.opt_state)
@@ -298,19 +458,29 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = Y.shape[1]
         self.out_activation_ = "softmax" if self._loss_name == "cross_entropy" else "identity"
 
-        curve = self._epoch_losses(result.history.train_loss, n, config.batch_size)
+        curve = self._epoch_losses(result.history.train_loss, n, B)
         self.loss_curve_ = [*self.loss_curve_, *curve]
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
         self.n_iter_ += len(curve)
         self.t_ += len(curve) * n
         if early:
-            self.validation_loss_curve_ = [
-                *(self.validation_loss_curve_ or []),
-                *(self._scale * float(v) for v in result.history.val_loss)]
-            self.best_loss_ = None  # as scikit-learn with early_stopping
+            self.validation_scores_ = [*(self.validation_scores_ or []),
+                                       *(-float(v) for v in result.history.val_loss)]
+            self.best_validation_score_ = -float(result.state.best_loss)
+            self._no_improvement_count = int(result.state.bad_epochs)
+        elif incremental:  # one epoch: scikit-learn's rule, on the host
+            best = math.inf if self.best_loss_ is None else self.best_loss_
+            for loss in curve:
+                self._no_improvement_count = self._no_improvement_count + 1 if loss > best - self.tol else 0
+                best = min(best, loss)
+            self.best_loss_ = best
+            if self.verbose and self._no_improvement_count > self.n_iter_no_change:
+                print(self._stop_message(early=False), flush=True)
         else:
-            self.validation_loss_curve_ = None
             self.best_loss_ = min([self.best_loss_ if self.best_loss_ is not None else math.inf, *curve])
+            self._no_improvement_count = int(result.state.bad_epochs)
+        if self.verbose and result.stopped_early:
+            print(self._stop_message(early), flush=True)
         if not incremental and not result.stopped_early and len(curve) == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
@@ -318,19 +488,23 @@ class _BaseMLP(BaseEstimator):
 
     def _epoch_losses(self, step_losses: np.ndarray, n: int, B: int) -> list[float]:
         """scikit-learn's per-epoch loss: minibatch losses weighted by their real row counts / n."""
-        spe = training.steps_per_epoch(n, B)
+        spe = engine.steps_per_epoch(n, B)
         sizes = np.full(spe, B, dtype=np.float64)
         sizes[-1] = n - (spe - 1) * B
         full = len(step_losses) // spe
         per_epoch = np.asarray(step_losses[: full * spe], np.float64).reshape(full, spe) @ sizes / n
         return [self._scale * float(v) for v in per_epoch]
 
-    def fit(self, X: Any, y: Any) -> _BaseMLP:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
         """Train on X (n_samples, n_features) and y; returns self.
 
-        Regressor: y (n,) or (n, n_outputs). Classifier: y (n,) class labels.
+        Args:
+            X: (n, n_features) inputs, dense or sparse.
+            y: regressor: (n,) or (n, n_outputs) targets; classifier: (n,) class labels.
+            sample_weight: optional (n,) non-negative weights: each minibatch minimises the
+                weighted mean loss plus the L2 term over its weight sum, as scikit-learn.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # --- prediction ---------------------------------------------------------------------
 
@@ -342,14 +516,10 @@ class _BaseMLP(BaseEstimator):
             X = X.toarray()
         return _forward(self.coefs_, self.intercepts_, X, _ACTIVATIONS[self.activation])
 
-
 # --- save / load (jaxnn.checkpoint's validated, pickle-free .npz format) ---------------------
 
-#: Epoch counts are int32 on the device, times the steps per epoch: a million epochs is the most.
-_MAX_ITER = 1_000_000
-
 _FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
-                   "loss_", "best_loss_")
+                   "loss_", "best_loss_", "best_validation_score_", "_no_improvement_count")
 
 
 def save_estimator(est: _BaseMLP, path: Any) -> None:
@@ -369,8 +539,8 @@ def save_estimator(est: _BaseMLP, path: Any) -> None:
         arrays[f"opt_state/{i}"] = np.asarray(leaf)
     arrays["key_data"] = np.asarray(est._key_data)
     arrays["loss_curve"] = np.asarray(est.loss_curve_, dtype=np.float64)
-    if est.validation_loss_curve_ is not None:
-        arrays["validation_loss_curve"] = np.asarray(est.validation_loss_curve_, dtype=np.float64)
+    if est.validation_scores_ is not None:
+        arrays["validation_scores"] = np.asarray(est.validation_scores_, dtype=np.float64)
     meta: dict[str, Any] = {
         "class": type(est).__name__,
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()
@@ -420,8 +590,9 @@ def load_estimator(path: Any) -> _BaseMLP:
             raise ValueError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
     if not all(np.isfinite(a).all() for a in (*est.coefs_, *est.intercepts_)):
         raise ValueError(f"{path}: the weights hold NaN or inf")
-    est.validation_loss_curve_ = (arrays["validation_loss_curve"].tolist()
-                                  if "validation_loss_curve" in arrays else None)
+    est.validation_scores_ = (arrays["validation_scores"].tolist() if "validation_scores" in arrays else None)
+    est.best_loss_ = est.best_validation_score_ = None  # unless saved (None is not)
+    est._no_improvement_count = 0
     for k, v in meta.get("fitted", {}).items():
         if k in _FITTED_SCALARS:
             setattr(est, k, v)
@@ -450,8 +621,7 @@ def load_estimator(path: Any) -> _BaseMLP:
     with training.x64_context(est.dtype):
         params_tree = [{"W": jnp.asarray(W, dt), "b": jnp.asarray(b, dt)}
                        for W, b in zip(est.coefs_, est.intercepts_, strict=True)]
-        config = est._config(2, epochs=1, seed=0, monitor=False)
-        template = training.make_optimizer(config, 1, 1).init(params_tree)
+        template = est._make_optimizer().init(params_tree)
     leaves, treedef = jax.tree_util.tree_flatten(template)
     saved = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
     if any(a is None or a.shape != np.shape(t) for a, t in zip(saved, leaves, strict=True)) or \
@@ -470,8 +640,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     Fitted attributes: ``coefs_`` (list of (fan_in, fan_out) arrays),
     ``intercepts_`` (list of (fan_out,)), ``loss_curve_`` (per-epoch training loss),
-    ``validation_loss_curve_`` (per-epoch validation loss with ``early_stopping``,
-    else None), ``best_loss_``, ``loss_``, ``n_iter_``, ``t_``, ``n_features_in_``,
+    ``validation_scores_`` (per-epoch R^2 on the validation split with ``early_stopping``,
+    else None), ``best_validation_score_`` (its best, else None), ``best_loss_`` (None
+    with ``early_stopping``), ``loss_``, ``n_iter_``, ``t_``, ``n_features_in_``,
     ``n_layers_``, ``n_outputs_``, ``out_activation_`` ("identity").
 
     Example:
@@ -497,9 +668,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"y: expected {self.n_outputs_} outputs as in the first fit, got {Y.shape[1]}")
         return Y
 
-    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
-        """One epoch over (X, y), continuing from the current parameters and optimizer state."""
-        self._fit(X, y, incremental=True)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over (X, y), optionally sample-weighted, continuing parameters and optimizer state."""
+        self._fit(X, y, incremental=True, sample_weight=sample_weight)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -515,8 +686,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     docstring for what differs), plus ``gradients`` and ``dtype``. Binary and
     multiclass; y must be 1-D labels (any sortable type).
 
-    Fitted attributes as :class:`MLPRegressor` plus ``classes_`` (n_classes,);
-    ``out_activation_`` is "softmax" (also for two classes).
+    Fitted attributes as :class:`MLPRegressor` (``validation_scores_``: accuracy) plus
+    ``classes_`` (n_classes,); ``out_activation_`` is "softmax" (also for two classes).
     """
 
     _loss_name = "cross_entropy"
@@ -542,16 +713,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"classes {self.classes_.tolist()}")
         return np.eye(len(self.classes_), dtype=np.float64)[idx]
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
-        """One epoch over (X, y), continuing from the current state.
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> MLPClassifier:
+        """One epoch over (X, y), continuing from the current state (scikit-learn's signature).
 
         Args:
             X: (n, n_features).
             y: (n,) labels.
+            sample_weight: optional (n,) non-negative weights.
             classes: all labels, required on the first call (as in scikit-learn).
         """
         _check_partial_fit_first_call(self, classes)  # sets classes_ or checks them
-        self._fit(X, y, incremental=True, classes=classes)
+        self._fit(X, y, incremental=True, sample_weight=sample_weight, classes=classes)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

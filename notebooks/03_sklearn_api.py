@@ -18,8 +18,8 @@
 # `jaxnn.MLPClassifier` and `jaxnn.MLPRegressor` take scikit-learn's parameter names and pass
 # scikit-learn's own estimator checks, so they fit into `Pipeline`, `GridSearchCV` and
 # `cross_val_score`. Inside, training is jaxnn's one compiled `lax.scan` with the hand-written
-# backward (`gradients="manual"`), and a fitted estimator also keeps a **validation-loss curve**
-# (`validation_loss_curve_`) when `early_stopping=True`.
+# backward (`gradients="manual"`). With `early_stopping=True` a fitted estimator keeps
+# scikit-learn's per-epoch validation scores (`validation_scores_`, `best_validation_score_`).
 
 # %%
 import os
@@ -48,7 +48,8 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_
 # ## A pipeline with early stopping
 #
 # Standardise, then a 64-unit MLP. With `early_stopping=True` 10% of the training rows are held
-# out and training stops when their loss stops improving; the best parameters are restored.
+# out and training stops when their accuracy stops improving (as scikit-learn); the best parameters
+# are restored.
 
 # %%
 clf = make_pipeline(
@@ -59,7 +60,8 @@ clf.fit(X_train, y_train)
 mlp = clf[-1]
 print(f"test accuracy {clf.score(X_test, y_test):.4f} after {mlp.n_iter_} epochs")
 print("last training losses:", np.round(mlp.loss_curve_[-3:], 4))
-print("last validation losses:", np.round(mlp.validation_loss_curve_[-3:], 4))
+print("last validation accuracies:", np.round(mlp.validation_scores_[-3:], 4),
+      f"best {mlp.best_validation_score_:.4f}")
 
 # %% [markdown]
 # ## A hyper-parameter search
@@ -81,12 +83,11 @@ print(f"test accuracy of the refitted best model: {search.score(X_test, y_test):
 # %% [markdown]
 # ## Figures
 #
-# Loss curves (training per epoch, validation per epoch) and the confusion matrix of the
+# The training loss per epoch and the confusion matrix of the
 # pipeline above. `jaxnn.plotting` returns matplotlib figures and never calls `show()`.
 
 # %%
-fig_loss = plotting.loss_curves(mlp.loss_curve_, mlp.validation_loss_curve_,
-                                title="MLPClassifier on digits")
+fig_loss = plotting.loss_curves(mlp.loss_curve_, title="MLPClassifier on digits")
 fig_cm = plotting.confusion_matrix(y_test, clf.predict(X_test), classes=list(range(10)))
 if OUT is not None:
     fig_loss.savefig(OUT / "03_loss_curves.png")

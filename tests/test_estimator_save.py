@@ -71,7 +71,7 @@ def _tampered(src, dst, change):
 
 @pytest.mark.parametrize("change, message", [
     (lambda a, m: m["params"].update(activation="softplus"), "activation"),
-    (lambda a, m: m["params"].update(max_iter=2**40), "max_iter: expected an integer in"),
+    (lambda a, m: m["params"].update(max_iter=2**40), "max_iter: 1099511627776 is above the limit"),
     (lambda a, m: m.pop("classes"), "class labels"),
     (lambda a, m: m["classes"].update(values=list(range(9))), "one per output unit"),
     (lambda a, m: m["classes"].update(values=[0, 1, 2, 3, 4, 5, 6, 7, 9, 8]), "sorted, distinct"),
@@ -89,5 +89,5 @@ def test_estimator_file_with_tampered_fields_is_refused(digits, tmp_path, change
 @pytest.mark.parametrize("name, value", [("max_iter", 2**40), ("n_iter_no_change", 2**31)])
 def test_huge_iteration_counts_are_refused_with_the_limit(name, value):
     X, y = np.zeros((10, 2)), np.arange(10.0)
-    with pytest.raises(ValueError, match=rf"{name}: expected an integer in \[1, 1000000\]"):
+    with pytest.raises(ValueError, match=rf"{name}: {value} is above the limit of \d+"):
         MLPRegressor(**{name: value}).fit(X, y)

@@ -29,6 +29,11 @@ def test_sklearn_estimator_checks(estimator, check, monkeypatch):
     # scikit-learn's array-API check (with plain NumPy arrays, since our tags do not claim array-API
     # support) only runs when SCIPY_ARRAY_API is set; set it for this one check instead of skipping.
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+    if getattr(check, "func", check).__name__.startswith("check_sample_weight_equivalence"):
+        # These compare predictions of a weighted fit and a fit on repeated rows to rtol 1e-7: float64
+        # training meets that; float32 agrees to its rounding (about 2e-7). scikit-learn too runs its own
+        # MLPs' copy of this check with other parameters (lbfgs; sgd with tol=1e-2).
+        estimator = estimator.set_params(dtype="float64")
     check(estimator)
 
 
@@ -63,7 +68,7 @@ def test_grid_search_picks_a_setting_and_refits():
     grid.fit(X, y)
     assert grid.best_params_ == {"alpha": 1e-4}  # alpha=10 shrinks the weights to nearly nothing
     assert grid.best_estimator_.n_iter_ >= 1
-    assert grid.best_estimator_.validation_loss_curve_ is None  # no early stopping, no validation split
+    assert grid.best_estimator_.validation_scores_ is None  # no early stopping, no validation split
     assert grid.score(X, y) > 0.8
 
 
@@ -122,15 +127,13 @@ def test_partial_fit_runs_one_epoch_each_and_keeps_state():
         clf.partial_fit(X[:4], np.array([0, 1, 2, 1]))
 
 
-def test_early_stopping_records_validation_loss_and_keeps_the_best():
+def test_early_stopping_records_validation_scores_and_keeps_the_best():
     X, y = make_classification(n_samples=200, n_features=8, random_state=0)
     clf = MLPClassifier(hidden_layer_sizes=(32,), early_stopping=True, validation_fraction=0.2,
                         n_iter_no_change=3, learning_rate_init=0.05, max_iter=200, random_state=0).fit(X, y)
-    assert clf.validation_loss_curve_ is not None
-    assert len(clf.validation_loss_curve_) == clf.n_iter_ == len(clf.loss_curve_)
-    assert clf.n_iter_ < 200  # stopped: validation loss did not improve for 4 epochs
-    best = int(np.argmin(clf.validation_loss_curve_))
-    assert clf.n_iter_ == best + 1 + 4
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    assert clf.n_iter_ < 200  # stopped: validation accuracy did not improve for 4 epochs
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert clf.best_loss_ is None
 
 
