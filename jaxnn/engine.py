@@ -39,7 +39,7 @@ How a run is computed (every one of these is a documented contract the tests che
   loss (over real rows) and, with ``val_data``, the validation loss ``val_fn(params, *val_data)``
   (default: the mean of ``loss_fn``). Early stopping (``patience``) watches the validation loss,
   or the mean training loss without validation data, with scikit-learn's ``tol`` semantics:
-  an epoch counts as bad unless it improves on the best value by more than ``tol``; the best
+  an epoch counts as bad unless it improves on the best value by at least ``tol``; the best
   value and, with ``restore_best``, the best parameters follow every strict improvement.
 """
 
@@ -76,7 +76,7 @@ class TrainState(NamedTuple):
         step: optimizer steps applied so far (int32 scalar).
         best_params: parameters at the best monitored value; None unless early stopping is on.
         best_loss: best monitored value so far (inf at the start).
-        bad_epochs: epochs since the last improvement by more than ``tol``.
+        bad_epochs: epochs since the last improvement by at least ``tol``.
         stopped: early stopping or divergence has ended training.
         diverged_step: the step whose loss or update was not finite, or -1.
         epoch_loss: sum of the current epoch's minibatch losses times their real rows.
@@ -297,7 +297,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         if plan.has_val and val_fn is not None:
             monitored = jnp.asarray(val_fn(s.params, *val_data)).astype(s.best_loss.dtype)
         better = monitored < s.best_loss
-        bad = jnp.where(monitored < s.best_loss - plan.tol, 0, s.bad_epochs + 1)
+        bad = jnp.where(monitored <= s.best_loss - plan.tol, 0, s.bad_epochs + 1)
         stop = (bad >= plan.patience) if plan.patience is not None else jnp.zeros((), bool)
         s = s._replace(
             best_params=_select(better, s.params, s.best_params) if plan.track_best else s.best_params,
@@ -557,7 +557,7 @@ def fit(
         val_fn: ``val_fn(params, *val_data) -> scalar`` to monitor (lower is better); default the
             mean of ``loss_fn`` over ``val_data``.
         patience: stop after this many epochs in a row without improving the monitored value
-            (validation loss, else the epoch's mean training loss) by more than ``tol``. None: off,
+            (validation loss, else the epoch's mean training loss) by at least ``tol``. None: off,
             and then no best parameters are kept (it costs nothing).
         tol: minimum improvement that resets the patience counter.
         restore_best: return the best parameters seen (default: True when early stopping watches

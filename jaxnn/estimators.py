@@ -50,8 +50,7 @@ Differences from scikit-learn, by design or not (yet) supported:
   rows (one compiled shape); its loss is the weighted mean over its real rows, but
   its L2 term is divided by ``batch_size`` (with ``sample_weight``: by its weight
   sum plus the first row's weight per padding row), not by its real rows' weight.
-* the monitored value is computed in the training ``dtype``; an epoch that improves
-  on the best by exactly ``tol`` counts as no change (scikit-learn: as a change).
+* the monitored value is computed in the training ``dtype``.
   With ``sample_weight`` and several minibatches, the training loss that early
   stopping watches is the epoch's sample-weighted mean (``loss_curve_`` is
   scikit-learn's: minibatch losses weighted by row counts).

@@ -65,7 +65,7 @@ class TrainConfig:
         init: ``"normal"`` (the seed's), ``"glorot"`` or ``"he"``.
         shuffle: reshuffle every epoch (else fixed data order).
         patience: early stopping after this many epochs without improving the
-            validation loss by more than ``tol`` (None: off).
+            validation loss by at least ``tol`` (None: off).
         tol: minimum improvement for early stopping.
         chunk_epochs: epochs per compiled call (None: chosen so there are about 20 chunks).
     """

@@ -196,7 +196,7 @@ def test_early_stopping_follows_sklearn_tol_semantics_and_restores_best():
         # replay the rule on the full run's validation curve
         best, bad, stop_at, best_at = np.inf, 0, None, None
         for e, v in enumerate(full.history.val_loss):
-            bad = 0 if v < best - tol else bad + 1
+            bad = 0 if v <= best - tol else bad + 1
             if v < best:
                 best, best_at = v, e
             if bad >= patience:
