@@ -692,3 +692,91 @@ def _history(p: Path, arrays: Mapping[str, np.ndarray]) -> History:
     if tl.ndim != 1 or vl.ndim != 1 or tl.dtype.kind != "f" or vl.dtype.kind != "f":
         raise _refuse(p, "history arrays must be 1-D float arrays")
     return History(train_loss=np.array(tl), val_loss=np.array(vl))
+
+
+# --- Any pytree: what jaxnn.fit trains (params and optimizer state of any structure) ---------
+
+_KIND_TREE = "pytree"
+
+
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _tree_members(tree: Any) -> tuple[dict[str, Any], Any]:
+    """``name -> leaf`` (``"params/dense/0/W"``-style names from the key paths) and the treedef."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    named: dict[str, Any] = {}
+    for path, leaf in flat:
+        name = _path_name(path) or "leaf"
+        if name in named:
+            raise ValueError(f"tree: two leaves are both named {name!r}; use distinct dict keys")
+        named[name] = leaf
+    return named, treedef
+
+
+def save_tree(path: str | os.PathLike[str], tree: Any, *, meta: Mapping[str, Any] | None = None) -> None:
+    """Save any pytree of arrays -- e.g. ``jaxnn.fit``'s ``result.state`` -- atomically as ``.npz``.
+
+    One member per leaf, named by its key path; typed PRNG keys are stored as their key data.
+    Load it with :func:`load_tree` and a template of the same structure. ``meta``: any JSON-ready
+    dict you want back.
+
+    Raises:
+        TypeError: a leaf of a dtype the format does not allow (:data:`ALLOWED_DTYPES`).
+        ValueError: two leaves with the same name, or a name the format does not allow.
+    """
+    named, _ = _tree_members(tree)
+    keys = {name: str(jax.random.key_impl(leaf)) for name, leaf in named.items() if _is_key(leaf)}
+    arrays = {name: np.asarray(jax.device_get(jax.random.key_data(leaf) if name in keys else leaf))
+              for name, leaf in named.items()}
+    save_arrays(path, arrays, {"keys": keys, "extra": dict(meta or {})}, kind=_KIND_TREE)
+
+
+def load_tree(path: str | os.PathLike[str], like: Any, *,
+              max_bytes: int = MAX_TOTAL_BYTES) -> tuple[Any, dict[str, Any]]:
+    """Load a :func:`save_tree` file into the structure of ``like``, refusing anything that differs.
+
+    Args:
+        path: the ``.npz`` file.
+        like: a template with the expected structure, shapes and dtypes: e.g. a fresh
+            ``jaxnn.engine.init_state(params, optimizer, key)``, or its ``jax.eval_shape``.
+        max_bytes: the most array data the file may declare.
+    Returns:
+        ``(tree, meta)``: the loaded pytree (structure of ``like``) and the ``meta`` dict saved.
+    Raises:
+        ValueError: another structure (names the missing and unexpected members), another shape or
+            dtype of a leaf (names it), or a damaged or hostile file -- all checked before any
+            array data is read.
+    """
+    p = Path(path)
+    template, treedef = _tree_members(like)
+    want: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for name, leaf in template.items():
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = jax.eval_shape(jax.random.key_data, leaf)
+            want[name] = (tuple(data.shape), np.dtype(data.dtype))
+        else:
+            want[name] = (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
+
+    def check(declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
+              read: Callable[[str], np.ndarray]) -> None:
+        if set(meta) != {"keys", "extra"} or not isinstance(meta["keys"], dict):
+            raise _refuse(p, "meta must hold 'keys' and 'extra'")
+        if set(declared) != set(want):
+            unexpected, missing = sorted(set(declared) - set(want)), sorted(set(want) - set(declared))
+            raise _refuse(p, f"it holds another structure than the template (unexpected: {unexpected}, "
+                             f"missing: {missing})")
+        for name, (shape, dtype) in want.items():
+            if declared[name] != (shape, dtype):
+                raise _refuse(p, f"{name} is {declared[name][1]}{list(declared[name][0])}, the template "
+                                 f"needs {dtype}{list(shape)}")
+
+    arrays, meta = load_arrays(p, kind=_KIND_TREE, check=check, max_bytes=max_bytes)
+    leaves = []
+    for name in template:
+        a = jnp.asarray(arrays[name])
+        if name in meta["keys"]:
+            a = jax.random.wrap_key_data(a, impl=meta["keys"][name])
+        leaves.append(a)
+    return jax.tree_util.tree_unflatten(treedef, leaves), dict(meta["extra"])
