@@ -56,6 +56,7 @@ instance the hand-written function itself).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -374,6 +375,17 @@ def _resolve(forward: Any, backward: Any, args: Any) -> tuple[Callable, Callable
 # --- The checker ---------------------------------------------------------------------------
 
 
+def _at_highest_precision(check: Callable[..., VJPCheck]) -> Callable[..., VJPCheck]:
+    """Run ``check`` with ``jax.default_matmul_precision("highest")`` (see :func:`check_vjp`)."""
+    @functools.wraps(check)
+    def wrapped(*args: Any, **kwargs: Any) -> VJPCheck:
+        with jax.default_matmul_precision("highest"):
+            return check(*args, **kwargs)
+
+    return wrapped
+
+
+@_at_highest_precision
 def check_vjp(
     forward: Callable[..., Any],
     backward: Any = None,
@@ -412,23 +424,6 @@ def check_vjp(
     (``jax.default_matmul_precision("highest")``): a GPU's TF32 products would add ~1e-3
     relative errors to a float32 backward that are not the backward's.
     """
-    with jax.default_matmul_precision("highest"):
-        return _check_vjp(forward, backward, args, cotangent=cotangent, key=key, rtol=rtol,
-                          atol=atol, eps=eps, name=name)
-
-
-def _check_vjp(
-    forward: Callable[..., Any],
-    backward: Any = None,
-    args: Any = None,
-    *,
-    cotangent: Any = None,
-    key: jax.Array | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    eps: float | None = None,
-    name: str | None = None,
-) -> VJPCheck:
     forward, backward, args, f = _resolve(forward, backward, args)
     if isinstance(args, jax.Array | np.ndarray):
         args = (args,)

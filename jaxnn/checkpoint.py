@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import training
+from jaxnn import distributed, training
 from jaxnn.datasets import Dataset, Scaler
 from jaxnn.files import open_regular_file, refuse_special_target
 from jaxnn.training import History, TrainConfig, TrainState
@@ -699,10 +699,6 @@ def _history(p: Path, arrays: Mapping[str, np.ndarray]) -> History:
 _KIND_TREE = "pytree"
 
 
-def _is_key(x: Any) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _tree_members(tree: Any) -> tuple[dict[str, Any], Any]:
     """``name -> leaf`` (``"params/dense/0/W"``-style names from the key paths) and the treedef."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
@@ -727,7 +723,7 @@ def save_tree(path: str | os.PathLike[str], tree: Any, *, meta: Mapping[str, Any
         ValueError: two leaves with the same name, or a name the format does not allow.
     """
     named, _ = _tree_members(tree)
-    keys = {name: str(jax.random.key_impl(leaf)) for name, leaf in named.items() if _is_key(leaf)}
+    keys = {name: str(jax.random.key_impl(leaf)) for name, leaf in named.items() if distributed.is_key(leaf)}
     arrays = {name: np.asarray(jax.device_get(jax.random.key_data(leaf) if name in keys else leaf))
               for name, leaf in named.items()}
     save_arrays(path, arrays, {"keys": keys, "extra": dict(meta or {})}, kind=_KIND_TREE)

@@ -263,7 +263,8 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 # --- Moving pytrees on and off the mesh ------------------------------------------------------
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
+    """Whether ``x`` is a typed PRNG key array (``jax.random.key``)."""
     return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -279,7 +280,7 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
         _check_same_on_every_process(tree)
 
     def put(x: Any) -> Any:
-        if _is_key(x):
+        if is_key(x):
             data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         if isinstance(x, jax.Array) and x.sharding == sharding:
@@ -296,7 +297,7 @@ def _check_same_on_every_process(tree: Any) -> None:
     them, and processes that loaded different data would silently train on a mix.
     """
     digest = np.array([zlib.crc32(np.ascontiguousarray(
-        np.asarray(jax.random.key_data(x)) if _is_key(x) else np.asarray(x)).tobytes())
+        np.asarray(jax.random.key_data(x)) if is_key(x) else np.asarray(x)).tobytes())
         for x in jax.tree_util.tree_leaves(tree)], dtype=np.uint32)
     every = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
     differ = [i for i in range(every.shape[0]) if not np.array_equal(every[i], digest)]
@@ -314,7 +315,7 @@ def to_local(tree: Any) -> Any:
     """
 
     def get(x: Any) -> Any:
-        if _is_key(x):
+        if is_key(x):
             return jax.random.wrap_key_data(jnp.asarray(np.asarray(jax.random.key_data(x))),
                                             impl=jax.random.key_impl(x))
         return jnp.asarray(np.asarray(x))

@@ -214,7 +214,7 @@ def backward(
 
 def predict(params: Params, X: Array, activation: str = "sigmoid") -> Array:
     """Network output (n, k): regression predictions or classification logits."""
-    return forward(params, X, activation)[0]
+    return network(params, X, _activation(activation), layer=dense)
 
 
 def l2_penalty(params: Params) -> Array:

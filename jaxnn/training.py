@@ -275,7 +275,7 @@ def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) ->
     """A fresh :class:`TrainState` from ``c.seed`` (init key and shuffle key are independent)."""
     spe = steps_per_epoch(n_train, c.batch_size)
     params = init_params(c, n_features, n_outputs)
-    return engine.init_state(params, make_optimizer(c, spe, total_steps(c, n_train)), _key_parts(c)[1],
+    return engine.init_state(params, _optimizer(c, spe, total_steps(c, n_train)), _key_parts(c)[1],
                              track_best=c.patience is not None)
 
 
