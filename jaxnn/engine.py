@@ -48,6 +48,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -62,6 +63,8 @@ from jax import Array
 from jaxnn import distributed, xla_cpu
 from jaxnn.errors import DivergedError
 from jaxnn.shuffle import permutation as _permutation
+from jaxnn.shuffle import permutation_prefix as _permutation_prefix
+from jaxnn.shuffle import rounds as shuffle_rounds
 
 MAX_STEPS = 2**31 - 1  # the step counter is int32
 
@@ -156,21 +159,62 @@ class ChunkInfo:
 
 
 class _Plan(NamedTuple):
-    """Everything static about a run: what the compiled chunk depends on besides shapes and dtypes."""
+    """Everything static about a run: what the compiled chunk depends on besides shapes and dtypes.
 
-    n: int
-    batch: int
-    steps_per_epoch: int
-    total_steps: int
+    Hyper-parameters are not here: the real row count, steps per epoch, total steps, patience and
+    tol are runtime inputs (:class:`Knobs`), and so are the optimizer's hyper-parameters when it
+    is built with ``optax.inject_hyperparams`` and the loss's ``loss_args``. A new value of any
+    of them runs the same compiled program.
+    """
+
+    rows: int  # N: rows of the data arrays (the real rows, then padding up to the row bucket)
+    batch: int  # B: rows per minibatch
+    slots: int  # ceil(N / B): minibatch slots per epoch; the real ones are the first ceil(n / B)
+    rounds: int  # sort rounds of the permutation of n rows (as jax.random.permutation draws them)
     chunk_epochs: int
     shuffle: bool
     has_val: bool
     has_weights: bool
-    patience: int | None
     track_best: bool
-    tol: float
     hoist: bool
     reduction: str
+    pass_weights: bool = False
+
+
+class Knobs(NamedTuple):
+    """The run's scalars that are runtime inputs of the compiled chunk (a new value compiles nothing).
+
+    Attributes:
+        n: real rows of the data (int32); rows ``n..N-1`` of the arrays are padding.
+        steps_per_epoch: ``ceil(n / B)`` (int32).
+        total_steps: steps of the whole run (int32).
+        patience: epochs without improvement that stop training (int32; ``MAX_STEPS``: off).
+        tol: minimum improvement that resets the patience counter (the params' float dtype).
+    """
+
+    n: Any
+    steps_per_epoch: Any
+    total_steps: Any
+    patience: Any
+    tol: Any
+
+
+_ROW_BUCKET_BITS = 3  # row buckets m * 2**k with m in 4..7: at most 25% padding
+
+
+def row_bucket(n: int) -> int:
+    """The padded row count of ``n`` rows: the smallest ``m * 2**k >= n`` with ``m`` in 4..7.
+
+    CV folds, validation splits and ``partial_fit`` chunks of nearby sizes land in one bucket and
+    share one compiled program. Up to 2**16 rows (the limit of :func:`jaxnn.shuffle.permutation_prefix`);
+    larger ``n`` is not padded. At most 8 rows are never padded beyond 8.
+    """
+    if n > 1 << 16:
+        return n
+    if n <= 8:
+        return 8
+    step = 1 << max(0, n.bit_length() - _ROW_BUCKET_BITS)
+    return min(-(-n // step) * step, 1 << 16)
 
 
 # --- Pieces of the step ---------------------------------------------------------------------
@@ -236,24 +280,40 @@ def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bo
     return jnp.concatenate([perm, jnp.zeros((nb * B - n,), perm.dtype)]).reshape(nb, B)
 
 
+def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
+    """(slots, B) row indices of an epoch over padded data: :func:`batch_indices` for the ``n`` real
+    rows in its first positions, then the padding rows ``n..N-1`` (weight 0)."""
+    N, B = plan.rows, plan.batch
+    if plan.shuffle:
+        perm = _permutation_prefix(jax.random.fold_in(key, epoch), n, N, plan.rounds)
+    else:
+        perm = jnp.arange(N)
+    return jnp.concatenate([perm, jnp.zeros((plan.slots * B - N,), perm.dtype)]).reshape(plan.slots, B)
+
+
 _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M indices (16 MB)
 
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
                  batch_sharding: Any, skip_stopped: bool = True) -> Callable[..., Any]:
-    """``run_chunk(state, data, weights, val_data) -> (state, train (E, nb), val (E,), epoch (E,),
-    done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
+    """``run_chunk(state, data, weights, val_data, knobs, loss_args) -> (state, train (E, slots),
+    val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
 
-    ``skip_stopped=False`` runs a stopped state's epochs too (none of their steps is applied, so
-    the result is the same): for ``jax.vmap`` over states (:func:`jaxnn.sweep.fit_many`), where a
-    ``cond`` on a per-state predicate becomes a ``select`` that broadcasts the shared minibatch
-    to every state -- one gather and one matmul per model instead of one for all of them.
+    ``data`` holds ``plan.rows`` rows, the first ``knobs.n`` real; ``loss_args`` are passed to every
+    ``loss_fn`` call after the minibatch. ``skip_stopped=False`` runs a stopped state's epochs too
+    (none of their steps is applied, so the result is the same): for ``jax.vmap`` over states
+    (:func:`jaxnn.sweep.fit_many`), where a ``cond`` on a per-state predicate becomes a ``select``
+    that broadcasts the shared minibatch to every state -- one gather and one matmul per model
+    instead of one for all of them.
     """
-    n, B, nb, n_steps = plan.n, plan.batch, plan.steps_per_epoch, plan.total_steps
+    B, slots = plan.batch, plan.slots
 
-    def batch_loss(params: Any, batch: tuple[Any, ...], w: Array) -> Array:
-        losses = loss_fn(params, *batch)
+    def batch_loss(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]) -> Array:
+        if plan.pass_weights:  # the rows' weights in this step's mean: 0 for padding rows
+            losses = loss_fn(params, *batch, *loss_args, w.astype(_float_dtype(params)))
+        else:
+            losses = loss_fn(params, *batch, *loss_args)
         if jnp.shape(losses) != (B,):
             raise ValueError(f"loss_fn: expected per-example losses of shape ({B},) for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
@@ -264,18 +324,18 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
             return total
         return total / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
 
-    def train_step(s: TrainState, data: Any, weights: Any, idx: Array, w: Array, t: Array
-                   ) -> tuple[TrainState, Array]:
+    def train_step(s: TrainState, data: Any, weights: Any, knobs: Knobs, loss_args: Any,
+                   idx: Array, w: Array, t: Array, real: Array) -> tuple[TrainState, Array]:
         batch = tuple(a[idx] for a in data)
         if batch_sharding is not None:
             batch = tuple(jax.lax.with_sharding_constraint(b, batch_sharding) for b in batch)
         wb = w.astype(weights.dtype) * weights[idx] if plan.has_weights else w
-        value, grads = jax.value_and_grad(batch_loss)(s.params, batch, wb)
+        value, grads = jax.value_and_grad(batch_loss)(s.params, batch, wb, loss_args)
         # optax's bias corrections and schedules compute `float ** int32 count`, which strict
         # dtype promotion rejects; give optax the standard rules it is written for
         with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
-        active = (s.step == t) & (t < n_steps) & ~s.stopped
+        active = real & (s.step == t) & (t < knobs.total_steps) & ~s.stopped
         params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
         diverged = active & ~apply
         rows = jnp.sum(wb.astype(value.dtype))
@@ -291,59 +351,85 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         )
         return new, jnp.where(apply, value, jnp.nan)  # NaN marks a step not applied
 
-    def end_epoch(s: TrainState, val_data: Any) -> tuple[TrainState, tuple[Array, Array]]:
+    def end_epoch(s: TrainState, val_data: Any, knobs: Knobs, loss_args: Any
+                  ) -> tuple[TrainState, tuple[Array, Array]]:
         train_mean = s.epoch_loss / s.epoch_rows
         monitored = train_mean
         if plan.has_val and val_fn is not None:
-            monitored = jnp.asarray(val_fn(s.params, *val_data)).astype(s.best_loss.dtype)
+            monitored = jnp.asarray(val_fn(s.params, *val_data, *loss_args)).astype(s.best_loss.dtype)
         better = monitored < s.best_loss
-        bad = jnp.where(monitored <= s.best_loss - plan.tol, 0, s.bad_epochs + 1)
-        stop = (bad >= plan.patience) if plan.patience is not None else jnp.zeros((), bool)
+        bad = jnp.where(monitored <= s.best_loss - knobs.tol, 0, s.bad_epochs + 1)
         s = s._replace(
             best_params=_select(better, s.params, s.best_params) if plan.track_best else s.best_params,
             best_loss=jnp.where(better, monitored, s.best_loss),
             bad_epochs=bad,
-            stopped=s.stopped | stop,
+            stopped=s.stopped | (bad >= knobs.patience),
             epoch_loss=jnp.zeros_like(s.epoch_loss),
             epoch_rows=jnp.zeros_like(s.epoch_rows),
         )
         return s, (monitored, train_mean)
 
-    def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any
-                  ) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
-        def body(s: TrainState, xs: tuple[Array, Array, Array]) -> tuple[TrainState, Array]:
-            return train_step(s, data, weights, *xs)
+    def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any,
+                  knobs: Knobs, loss_args: Any) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
+        def body(s: TrainState, xs: tuple[Array, Array, Array, Array]) -> tuple[TrainState, Array]:
+            return train_step(s, data, weights, knobs, loss_args, *xs)
 
-        ts = e * nb + jnp.arange(nb, dtype=s.step.dtype)
-        s, losses = jax.lax.scan(body, s, (idx, w, ts))
+        nb = knobs.steps_per_epoch
+        slot = jnp.arange(slots, dtype=s.step.dtype)
+        s, losses = jax.lax.scan(body, s, (idx, w, e * nb + slot, slot < nb))
         done = s.step == (e + 1) * nb  # the epoch's last step ran in this chunk
         nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, _: (s, (nan, nan)), s, val_data)
+        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
+                                      loss_args)
         return s, (losses, val, mean, done)
 
-    def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any) -> Any:
-        w = batch_weights(n, B)
+    def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any
+                  ) -> Any:
+        nb = knobs.steps_per_epoch
+        w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)  # real rows come first in every order
         e0 = s.step // nb
         epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
 
         def order(e: Array) -> Array:
-            return batch_indices(s.key, e, n, B, plan.shuffle)
+            return _slot_indices(s.key, e, knobs.n, plan)
 
         def epoch_body(s: TrainState, xs: tuple[Array, Array | None]) -> tuple[TrainState, Any]:
             e, idx = xs
             if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
                 idx = order(e)
-            skip = (e * nb >= n_steps) | (s.stopped if skip_stopped else False)
+            skip = (e * nb >= knobs.total_steps) | (s.stopped if skip_stopped else False)
             nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-            skipped = (jnp.full((nb,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
+            skipped = (jnp.full((slots,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
             return jax.lax.cond(skip, lambda s: (s, skipped),
-                                lambda s: run_epoch(s, e, idx, w, data, weights, val_data), s)
+                                lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
+                                s)
 
-        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, nb, B)
+        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B)
         s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
         return s, train, val, mean, done, finite_and_not_diverged(s)
 
     return run_chunk
+
+
+def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = True, has_val: bool = False,
+              has_weights: bool = False, track_best: bool = False, reduction: str = "mean",
+              bucket_rows: bool = True, pass_weights: bool = False) -> _Plan:
+    """The static plan of a run over ``n`` real rows (padded to :func:`row_bucket` unless told not to)."""
+    N = row_bucket(n) if bucket_rows else n
+    B = min(batch_size, N)
+    slots = math.ceil(N / B)
+    return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
+                 shuffle=shuffle, has_val=has_val, has_weights=has_weights, track_best=track_best,
+                 hoist=chunk_epochs * slots * B <= _HOIST_MAX_INDICES, reduction=reduction,
+                 pass_weights=pass_weights)
+
+
+def make_knobs(n: int, batch_size: int, total_steps: int, *, patience: int | None = None, tol: float = 0.0,
+               dtype: Any = jnp.float32) -> Knobs:
+    """The runtime :class:`Knobs` of a run, as NumPy scalars (transferred, never compiled)."""
+    i32 = np.int32
+    return Knobs(n=i32(n), steps_per_epoch=i32(steps_per_epoch(n, batch_size)), total_steps=i32(total_steps),
+                 patience=i32(MAX_STEPS if patience is None else patience), tol=np.asarray(tol, dtype))
 
 
 # --- Validation of the arguments ------------------------------------------------------------
@@ -367,8 +453,8 @@ def _float_dtype(params: Any) -> Any:
     raise ValueError("params: expected a pytree with at least one floating-point array")
 
 
-def _as_data(name: str, data: Any, dtype: Any) -> tuple[Array, ...]:
-    """A tuple of arrays sharing their leading axis; floating arrays cast to ``dtype``, checked finite."""
+def _as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
+    """A tuple of host arrays sharing their leading axis; floating ones cast to ``dtype``, checked finite."""
     if not isinstance(data, tuple | list) or len(data) == 0:
         raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
     out = []
@@ -390,7 +476,7 @@ def _as_data(name: str, data: Any, dtype: Any) -> tuple[Array, ...]:
                 arr = arr.astype(dtype)
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
-        out.append(jnp.asarray(arr))
+        out.append(arr)
     n = out[0].shape[0]
     if n < 1:
         raise ValueError(f"{name}: expected at least one row, got 0")
@@ -399,6 +485,55 @@ def _as_data(name: str, data: Any, dtype: Any) -> tuple[Array, ...]:
             raise ValueError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
                              f"{name}[{i}] has {a.shape[0]}")
     return tuple(out)
+
+
+def _to_device(x: Any) -> Array:
+    """A parameter leaf on the device, as ``jnp.asarray`` would give it, without compiling a copy."""
+    return x if isinstance(x, jax.Array) else jax.device_put(np.asarray(x) if not np.isscalar(x) else x)
+
+
+def pad_rows(a: np.ndarray, rows: int, fill: Any = None) -> np.ndarray:
+    """``a`` with rows appended up to ``rows``: copies of row 0, or ``fill``."""
+    extra = rows - a.shape[0]
+    if extra == 0:
+        return a
+    pad = np.repeat(a[:1], extra, axis=0) if fill is None else np.full((extra, *a.shape[1:]), fill, a.dtype)
+    return np.concatenate([a, pad])
+
+
+def _as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
+    """``loss_args`` as a tuple of host arrays: floating values in the params' dtype."""
+    if not isinstance(loss_args, tuple | list):
+        raise TypeError(f"loss_args: expected a tuple of arrays or numbers, got {type(loss_args).__name__}")
+    out = []
+    for i, leaf in enumerate(loss_args):
+        try:
+            arr = np.asarray(leaf)
+        except ValueError as e:
+            raise ValueError(f"loss_args[{i}]: expected an array or a number ({e})") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"loss_args[{i}]: expected numbers, got dtype {arr.dtype}")
+        out.append(arr.astype(dtype) if np.issubdtype(arr.dtype, np.floating) else arr)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_loss(loss_fn: Callable[..., Array]) -> Callable[..., Array]:
+    """The default ``val_fn``: the mean of ``loss_fn`` over the validation rows (one per loss_fn)."""
+
+    def val_fn(p: Any, *batch: Any) -> Array:
+        return jnp.mean(loss_fn(p, *batch))
+
+    return val_fn
+
+
+@functools.lru_cache(maxsize=64)
+def _init_state_jit(optimizer: optax.GradientTransformation, track_best: bool) -> Callable[..., TrainState]:
+    """:func:`init_state` as one compiled program (not one small program per array it creates)."""
+    def init(params: Any, key: Array) -> TrainState:
+        return _init_state(params, optimizer, key, track_best=track_best)
+
+    return jax.jit(init)
 
 
 def _describe(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
@@ -437,9 +572,23 @@ def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformatio
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
                track_best: bool = False) -> TrainState:
-    """A fresh :class:`TrainState`: step 0, ``optimizer.init(params)``, the data-order ``key``."""
+    """A fresh :class:`TrainState`: step 0, ``optimizer.init(params)``, the data-order ``key``.
+
+    One compiled program per optimizer and parameter shapes (reused), not one per array it
+    creates; ``params`` may be host (NumPy) arrays.
+    """
+    try:
+        init = _init_state_jit(optimizer, track_best)
+    except TypeError:  # an unhashable optimizer: initialise without caching the program
+        init = jax.jit(lambda p, k: _init_state(p, optimizer, k, track_best=track_best))
+    return init(params, key)
+
+
+def _init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
+                track_best: bool) -> TrainState:
     dtype = _float_dtype(params)
     i32 = jnp.int32
+    params = jax.tree_util.tree_map(jnp.asarray, params)
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),
@@ -532,6 +681,9 @@ def fit(
     devices: Any = None,
     chunk_epochs: int | None = None,
     reduction: str = "mean",
+    loss_args: tuple[Any, ...] = (),
+    pass_weights: bool = False,
+    bucket_rows: bool = True,
     raise_on_divergence: bool = True,
 ) -> FitResult:
     """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
@@ -554,8 +706,8 @@ def fit(
         shuffle: reshuffle every epoch; False visits ``0..n-1`` every epoch.
         sample_weight: optional (n,) non-negative weights; each step minimises the weighted mean.
         val_data: optional tuple like ``data``, evaluated after every completed epoch.
-        val_fn: ``val_fn(params, *val_data) -> scalar`` to monitor (lower is better); default the
-            mean of ``loss_fn`` over ``val_data``.
+        val_fn: ``val_fn(params, *val_data, *loss_args) -> scalar`` to monitor (lower is better);
+            default the mean of ``loss_fn`` over ``val_data``.
         patience: stop after this many epochs in a row without improving the monitored value
             (validation loss, else the epoch's mean training loss) by at least ``tol``. None: off,
             and then no best parameters are kept (it costs nothing).
@@ -573,8 +725,29 @@ def fit(
         reduction: ``"mean"`` (default): each step minimises the (weighted) mean of its rows'
             losses; ``"sum"``: their (weighted) sum -- the seed's linear regression, whose gradient
             is that of the sum of squares, with a step size that grows with the batch.
+        loss_args: extra arrays or numbers passed whole to every call, ``loss_fn(params, *batch,
+            *loss_args)`` (and to the default ``val_fn``): hyper-parameters such as an L2 strength.
+            They are runtime inputs of the compiled program, so a new value compiles nothing
+            (a value baked into ``loss_fn`` as a Python constant compiles a new program).
+        pass_weights: call ``loss_fn(params, *batch, *loss_args, w)`` with ``w`` (B,) each row's
+            weight in the step's mean (``sample_weight``, or 1; 0 for padding rows), for a loss
+            that needs the minibatch's real rows -- e.g. an L2 term divided by their weight sum,
+            as scikit-learn's MLPs do. (Padding rows are copies of row 0; without ``w`` a loss
+            should not mix rows.) Not passed to ``val_fn``.
+        bucket_rows: pad the data to one of a few row counts (:func:`row_bucket`: at most 25%
+            more rows, each of weight 0 and never part of a minibatch's real rows), so data of
+            nearby sizes -- CV folds, validation splits, ``partial_fit`` chunks -- share one
+            compiled program. It never changes a result (tested in float64); False compiles for
+            exactly ``n`` rows.
         raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
             step is not finite; False returns with ``diverged_step`` set.
+
+    Compilation: one program per (``loss_fn``, ``optimizer``, ``val_fn`` objects, row bucket,
+    batch size, shapes and dtypes, and the on/off switches: shuffle, validation, weights, early
+    stopping's best parameters, reduction); reused by every later call in the process. Epochs,
+    steps, ``patience``, ``tol``, ``loss_args`` and the optimizer's ``inject_hyperparams`` values
+    are runtime inputs. Pass the *same* ``loss_fn`` and ``optimizer`` objects to reuse a program
+    (a new ``optax.adam(lr)`` per call is a new program: use ``optax.inject_hyperparams``).
     Returns:
         A :class:`FitResult`.
     Raises:
@@ -610,61 +783,71 @@ def fit(
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
                     devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
-                    dtype=dtype, reduction=reduction)
+                    dtype=dtype, reduction=reduction, loss_args=loss_args, bucket_rows=bool(bucket_rows),
+                    pass_weights=bool(pass_weights))
 
 
 def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
          steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
          patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
          callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
-         raise_on_divergence: bool, dtype: Any, reduction: str) -> FitResult:
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    arrays = _as_data("data", data, dtype)
-    n = arrays[0].shape[0]
+         raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
+         bucket_rows: bool, pass_weights: bool) -> FitResult:
+    params = jax.tree_util.tree_map(_to_device, params)
+    host = _as_data("data", data, dtype)
+    n = host[0].shape[0]
     has_val = val_data is not None
-    val_arrays = _as_data("val_data", val_data, dtype) if has_val else ()
-    if has_val:
-        for i, (a, v) in enumerate(zip(arrays, val_arrays, strict=False)):
-            if a.shape[1:] != v.shape[1:] or len(val_arrays) != len(arrays):
+    val_host = _as_data("val_data", val_data, dtype) if has_val else ()
+    if has_val and val_fn is None:  # the default val_fn calls loss_fn on val_data's rows
+        for i, (a, v) in enumerate(zip(host, val_host, strict=False)):
+            if a.shape[1:] != v.shape[1:] or len(val_host) != len(host):
                 raise ValueError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
                                  f"{v.shape} for data[{i}] {a.shape}")
-    weights: Any = ()
+    sw_host: Any = None
     if sample_weight is not None:
         sw = np.asarray(sample_weight)
         if sw.ndim != 1 or sw.shape[0] != n or not np.issubdtype(sw.dtype, np.number):
             raise ValueError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
         if not np.all(np.isfinite(sw)) or np.any(sw < 0):
             raise ValueError("sample_weight: expected finite, non-negative weights")
-        weights = jnp.asarray(sw.astype(dtype))
-    B = min(batch_size, n)
-    nb = steps_per_epoch(n, B)
+        sw_host = sw.astype(dtype)
+    nb = steps_per_epoch(n, batch_size)
     n_steps = steps if steps is not None else epochs * nb  # type: ignore[operator]
     if n_steps > MAX_STEPS:
         raise ValueError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
                          f"of {MAX_STEPS}")
     n_epochs = math.ceil(n_steps / nb)
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)
-    chunk = min(chunk_epochs or max(1, math.ceil(n_epochs / 20)), n_epochs)
-    plan = _Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=n_steps, chunk_epochs=chunk,
-                 shuffle=shuffle, has_val=has_val, has_weights=sample_weight is not None,
-                 patience=patience, track_best=track_best, tol=tol,
-                 hoist=chunk * nb * B <= _HOIST_MAX_INDICES, reduction=reduction)
+    # default: about 20 compiled calls per run, rounded up to a power of two so that runs of
+    # nearby lengths share a program (epochs past the end are skipped, not computed)
+    chunk = min(chunk_epochs, n_epochs) if chunk_epochs else 1 << (math.ceil(n_epochs / 20) - 1).bit_length()
+    plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
+                     has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
+                     bucket_rows=bucket_rows, pass_weights=pass_weights)
+    knobs = make_knobs(n, batch_size, n_steps, patience=patience, tol=tol, dtype=dtype)
+    extra = _as_loss_args(loss_args, dtype)
     if val_fn is None and has_val:
-        def val_fn(p: Any, *batch: Any) -> Array:
-            return jnp.mean(loss_fn(p, *batch))
+        val_fn = _mean_loss(loss_fn)
     if state is None:
         state = init_state(params, optimizer, _as_key(key), track_best=track_best)
     else:
         _check_state(state, params, optimizer, track_best)
+    # the data on the device: real rows first, padded to the plan's rows with copies of row 0
+    # (weight 0: they never enter a loss); one transfer, no compiled program
+    arrays, weights, val_arrays = jax.device_put((
+        tuple(pad_rows(a, plan.rows) for a in host),
+        () if sw_host is None else pad_rows(sw_host, plan.rows, fill=0),
+        val_host))
+    B = plan.batch
     # --- data parallelism (jaxnn.distributed): replicate state and data on the mesh ---
     mesh = batch_sharding = None
     if devices is not None:
         mesh = distributed.make_data_mesh(devices)
         distributed.check_batch_size(B, mesh)
         batch_sharding = distributed.batch_sharding(mesh)
-        state, arrays, weights, val_arrays = distributed.put_replicated(
-            (state, arrays, weights, val_arrays), mesh)
-    args = (state, arrays, weights, val_arrays)
+        state, arrays, weights, val_arrays, knobs, extra = distributed.put_replicated(
+            (state, arrays, weights, val_arrays, knobs, extra), mesh)
+    args = (state, arrays, weights, val_arrays, knobs, extra)
 
     seconds = {"compile": 0.0, "train": 0.0}
 
@@ -687,7 +870,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         diverged = int(s.diverged_step)
         stopped_early = bool(s.stopped) and diverged < 0
         final = s.params
-        if track_best and s.best_params is not None and bool(jnp.isfinite(s.best_loss)):
+        if track_best and s.best_params is not None and np.isfinite(np.asarray(s.best_loss)):
             final = s.best_params
         empty = np.zeros((0,), np.dtype(dtype))
 
@@ -708,11 +891,11 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     try:
         while int(state.step) < n_steps and not bool(state.stopped):
             t1, compile_before = time.perf_counter(), seconds["compile"]
-            after, tl, vl, el, done, clean = fast(state, arrays, weights, val_arrays)
+            after, tl, vl, el, done, clean = fast(state, *args[1:])
             if not bool(clean):  # diverged somewhere in the chunk: run it again, every step checked
                 if not checked:
                     checked.append(compiled(check_params=True))
-                after, tl, vl, el, done, _ = checked[0](state, arrays, weights, val_arrays)
+                after, tl, vl, el, done, _ = checked[0](state, *args[1:])
             state = after  # (a Ctrl-C before this line leaves the last completed chunk's state)
             tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
             done_np = np.asarray(jax.device_get(done))

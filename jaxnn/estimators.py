@@ -67,6 +67,7 @@ Differences from scikit-learn, by design or not (yet) supported:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
 import warnings
@@ -117,16 +118,18 @@ def _forward(coefs: list[np.ndarray], intercepts: list[np.ndarray], X: np.ndarra
 
 
 @functools.lru_cache(maxsize=64)
-def _loss_fn(activation: str, loss_name: str, l2: float, gradients: str) -> Any:
-    """``loss_fn(params, X, Y, w) -> (B,)``: per-example data loss plus scikit-learn's L2 term.
+def _loss_fn(activation: str, loss_name: str, gradients: str) -> Any:
+    """``loss_fn(params, X, Y, l2, w) -> (B,)``: per-example data loss plus scikit-learn's L2 term.
 
-    The engine takes the ``w``-weighted mean over the minibatch's real rows, so adding the
-    same ``l2 * 0.5 ||W||^2 / sum(w)`` to every row adds it once: scikit-learn divides the L2
-    term by the minibatch's weight sum (by its row count without weights, ``w`` all ones).
+    The engine takes the ``w``-weighted mean over the minibatch (``w``: the rows' sample weights,
+    0 for padding rows; the engine's ``pass_weights``), so adding the same
+    ``l2 * 0.5 ||W||^2 / sum(w)`` to every row adds it once: scikit-learn divides the L2 term by
+    the minibatch's weight sum (by its row count without weights).
+    ``l2`` is a runtime input (the engine's ``loss_args``): a new ``alpha`` compiles nothing.
     """
     data_loss = models.make_loss_fn(activation, loss_name, gradients=gradients)
 
-    def loss_fn(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
+    def loss_fn(params: Any, X: jax.Array, Y: jax.Array, l2: jax.Array, w: jax.Array) -> jax.Array:
         s = jnp.sum(w)
         return data_loss(params, X, Y) + l2 * models.l2_penalty(params) / jnp.where(s > 0, s, 1)
 
@@ -135,14 +138,14 @@ def _loss_fn(activation: str, loss_name: str, l2: float, gradients: str) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _negative_score_fn(activation: str, classifier: bool) -> Any:
-    """``-score(params, X, Y, w)``, the engine's monitored value (lower is better) with early stopping.
+    """``-score(params, X, Y, w, l2)``, the engine's monitored value (lower is better) with early stopping.
 
     The score is scikit-learn's ``score``: the weighted accuracy (classifier; ``Y`` one-hot) or
     R^2 averaged over the outputs (regressor; a constant target scores 1 if predicted exactly,
-    else 0, as ``r2_score``'s ``force_finite``).
+    else 0, as ``r2_score``'s ``force_finite``). ``l2`` (the engine passes its ``loss_args``) is unused.
     """
 
-    def negative_score(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
+    def negative_score(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> jax.Array:
         out = models.predict(params, X, activation)
         total = jnp.sum(w)
         if classifier:
@@ -157,11 +160,35 @@ def _negative_score_fn(activation: str, classifier: bool) -> Any:
     return negative_score
 
 
-@functools.lru_cache(maxsize=64)
-def _optimizer(name: str, lr: float, momentum: float, dtype: str) -> optax.GradientTransformation:
-    """The optax optimizer of a solver, translated by :func:`jaxnn.training.make_optimizer`."""
-    config = training.TrainConfig(optimizer=name, lr=lr, momentum=momentum, dtype=dtype, epochs=1)
-    return training.make_optimizer(config, 1, 1)
+@functools.lru_cache(maxsize=16)
+def _optimizer(name: str) -> optax.GradientTransformation:
+    """The optax optimizer of a solver, its learning rate and momentum runtime inputs.
+
+    ``optax.inject_hyperparams`` keeps them in the optimizer state (:func:`_with_hyperparams`
+    sets them), so a new ``learning_rate_init`` or ``momentum`` runs the same compiled program.
+    Adam uses optax's (and scikit-learn's) beta_1 0.9, beta_2 0.999, epsilon 1e-8.
+    """
+    if name == "adam":
+        return optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    if name == "sgd":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)
+    return optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
+        learning_rate=1e-3, momentum=0.9, nesterov=name == "nesterov")
+
+
+def _with_hyperparams(opt_state: Any, lr: float, momentum: float, dtype: Any) -> Any:
+    """``opt_state`` with this run's learning rate (and momentum) as host arrays of ``dtype``."""
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = np.asarray(lr, dtype)
+    if "momentum" in hyper:
+        hyper["momentum"] = np.asarray(momentum, dtype)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def _check_range(name: str, a: np.ndarray, dtype: np.dtype) -> None:
+    """ValueError naming ``name`` when finite values of ``a`` overflow ``dtype``."""
+    if a.size and np.max(np.abs(a)) > np.finfo(dtype).max:
+        raise ValueError(f"{name}: values exceed the range of {dtype.name}")
 
 
 def _optimizer_name(solver: str, momentum: float, nesterov: bool) -> str:
@@ -291,12 +318,16 @@ class _BaseMLP(BaseEstimator):
         return min(200, n_samples) if self.batch_size == "auto" else min(int(self.batch_size), n_samples)
 
     def _make_optimizer(self) -> optax.GradientTransformation:
-        """This solver's optax optimizer on jaxnn's objective (1 / ``_scale`` times scikit-learn's)."""
+        """This solver's optax optimizer (its hyper-parameters set by :meth:`_hyperparams`)."""
+        return _optimizer(_optimizer_name(self.solver, self.momentum, self.nesterovs_momentum))
+
+    def _hyperparams(self, opt_state: Any) -> Any:
+        """``opt_state`` with this estimator's learning rate and momentum on jaxnn's objective
+        (1 / ``_scale`` times scikit-learn's)."""
         lr = float(self.learning_rate_init)
         if self.solver == "sgd":
             lr *= self._scale  # same updates as scikit-learn's on the 1/scale-times objective
-        name = _optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)
-        return _optimizer(name, lr, float(self.momentum), self.dtype)
+        return _with_hyperparams(opt_state, lr, float(self.momentum), np.dtype(self.dtype))
 
     # --- training -----------------------------------------------------------------------
 
@@ -307,13 +338,30 @@ class _BaseMLP(BaseEstimator):
     def _validate(self, X: Any, y: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _initial_state(self, optimizer: optax.GradientTransformation, n_features: int, n_outputs: int,
-                       seed: int, *, early: bool) -> engine.TrainState:
-        """A fresh run: Glorot-uniform layers and the data-order key, independent halves of ``key(seed)``."""
-        k_init, k_order = jax.random.split(jax.random.key(seed))
+    def _init_coefs(self, rng: np.random.RandomState, n_features: int, n_outputs: int
+                    ) -> list[dict[str, np.ndarray]]:
+        """scikit-learn's initialisation, draw for draw: per layer, ``W`` then ``b`` uniform in
+        ``+-sqrt(f / (fan_in + fan_out))`` (``f`` = 2 for "logistic", else 6) from ``rng``.
+
+        On the host: it compiles nothing, and a multiclass or regression network starts from
+        scikit-learn's own weights for the same ``random_state``.
+        """
         sizes = models.layer_sizes(n_features, self._hidden(), n_outputs)
-        params = models.init_params(k_init, sizes, init="glorot", dtype=jnp.dtype(self.dtype))
-        return engine.init_state(params, optimizer, k_order, track_best=early)
+        factor = 2.0 if _ACTIVATIONS[self.activation] == "sigmoid" else 6.0
+        params = []
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            bound = math.sqrt(factor / (fan_in + fan_out))
+            W = rng.uniform(-bound, bound, (fan_in, fan_out))
+            b = rng.uniform(-bound, bound, fan_out)
+            params.append({"W": W.astype(self.dtype), "b": b.astype(self.dtype)})
+        return params
+
+    def _initial_state(self, optimizer: optax.GradientTransformation, params: list[dict[str, np.ndarray]],
+                       seed: int, *, early: bool) -> engine.TrainState:
+        """A fresh run from ``params``; the data order's key is ``jax.random.key(seed)``."""
+        key = jax.random.wrap_key_data(np.asarray([0, seed], np.uint32))  # type: ignore[arg-type]  # key(seed), compiling nothing
+        state = engine.init_state(params, optimizer, key, track_best=early)
+        return state._replace(opt_state=self._hyperparams(state.opt_state))
 
     def _resume_state(self, optimizer: optax.GradientTransformation, *, early: bool, incremental: bool
                       ) -> engine.TrainState:
@@ -327,8 +375,8 @@ class _BaseMLP(BaseEstimator):
         if fitted != self._hidden():
             raise ValueError(f"hidden_layer_sizes: {self._hidden()} differs from the fitted layers {fitted}; "
                              "set warm_start=False to train new layers")
-        dt = jnp.dtype(self.dtype)
-        params = [{"W": jnp.asarray(W, dt), "b": jnp.asarray(b, dt)}
+        dt = np.dtype(self.dtype)
+        params = [{"W": np.asarray(W, dt), "b": np.asarray(b, dt)}
                   for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
         want = jax.eval_shape(optimizer.init, params)
         fitted_tree: Any = jax.tree_util.tree_structure(self._opt_state)
@@ -339,9 +387,11 @@ class _BaseMLP(BaseEstimator):
                 + (f" with momentum={self.momentum!r}" if self.solver == "sgd" else "")
                 + f"; the solver changed since the last fit and {call} continues the optimizer state. "
                 "Set the previous solver back, or warm_start=False and call fit to start afresh")
-        opt_state = jax.tree_util.tree_map(lambda a, t: jnp.asarray(a, t.dtype), self._opt_state, want)
-        key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._key_data)), self.n_iter_)
-        state = engine.init_state(params, optimizer, key, track_best=early)._replace(opt_state=opt_state)
+        opt_state = jax.tree_util.tree_map(lambda a, t: np.asarray(a, t.dtype), self._opt_state, want)
+        key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(self._key_data)),  # type: ignore[arg-type]
+                                 self.n_iter_)
+        state = engine.init_state(params, optimizer, key, track_best=early)
+        state = state._replace(opt_state=self._hyperparams(opt_state))
         if incremental:
             return state
         if early and self.validation_scores_ is not None and self.best_validation_score_ is not None:
@@ -379,6 +429,7 @@ class _BaseMLP(BaseEstimator):
              _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True))
         Y = self._targets(y, first=first, classes=classes)
         rng = check_random_state(self.random_state)
+        init = self._init_coefs(rng, X.shape[1], Y.shape[1]) if first else None  # scikit-learn's draws
         seed = int(rng.randint(np.iinfo(np.int32).max))
         early = self.early_stopping and not incremental
         X_val = Y_val = w_val = None
@@ -393,7 +444,7 @@ class _BaseMLP(BaseEstimator):
                 if not np.any(weights > 0):
                     raise ValueError(f"sample_weight: the weights of the {part} split are all zero; "
                                      "use another random_state or validation_fraction")
-        n, d = X.shape
+        n, _d = X.shape
         B = self._batch(n)
         spe = engine.steps_per_epoch(n, B)
         epochs = 1 if incremental else int(self.max_iter)
@@ -412,8 +463,7 @@ class _BaseMLP(BaseEstimator):
             self._no_improvement_count = 0
 
         optimizer = self._make_optimizer()
-        loss_fn = _loss_fn(_ACTIVATIONS[self.activation], self._loss_name, float(self.alpha) / self._scale,
-                           self.gradients)
+        loss_fn = _loss_fn(_ACTIVATIONS[self.activation], self._loss_name, self.gradients)
         printed = [0]
 
         def report(info: engine.ChunkInfo) -> None:  # scikit-learn's lines, as each chunk ends
@@ -424,27 +474,32 @@ class _BaseMLP(BaseEstimator):
                 if early:
                     print(f"Validation score: {scores[i]:f}", flush=True)
 
+        dt = np.dtype(self.dtype)
         with training.x64_context(self.dtype):
-            dt = jnp.dtype(self.dtype)
-            data = (training.as_2d_float("X", X, dt), training.as_2d_float("Y", Y, dt), jnp.asarray(w, dt))
+            for name, a in (("X", X), ("y", Y)):
+                _check_range(name, a, dt)
+            data = (X, Y)
             val = None
-            if early:
-                val = (training.as_2d_float("X_val", X_val, dt), training.as_2d_float("Y_val", Y_val, dt),
-                       jnp.asarray(w_val, dt))
+            if early and X_val is not None:  # padded to its row bucket with weight-0 rows, which the score ignores
+                N = engine.row_bucket(X_val.shape[0])
+                val = tuple(engine.pad_rows(a, N, fill=0) for a in (X_val, Y_val, w_val))  # type: ignore[arg-type]
             if first:
-                state = self._initial_state(optimizer, d, Y.shape[1], seed, early=early)
+                state = self._initial_state(optimizer, init, seed, early=early)  # type: ignore[arg-type]
             else:
                 state = self._resume_state(optimizer, early=early, incremental=incremental)
             result = engine.fit(
-                loss_fn, state.params, data, optimizer=optimizer, batch_size=B, epochs=epochs,
-                shuffle=bool(self.shuffle), sample_weight=data[2], val_data=val,
+                loss_fn, state.params, data, optimizer=optimizer,
+                batch_size=200 if self.batch_size == "auto" else int(self.batch_size), epochs=epochs,
+                shuffle=bool(self.shuffle), sample_weight=w,  # ones without weights: one program for both
+                val_data=val,
                 val_fn=_negative_score_fn(_ACTIVATIONS[self.activation], self._loss_name == "cross_entropy")
                 if early else None,
                 # scikit-learn stops once more than n_iter_no_change epochs did not improve
                 patience=None if incremental else self.n_iter_no_change + 1,
                 tol=float(self.tol) if early else float(self.tol) / self._scale,
                 restore_best=early, state=state, callback=report if self.verbose else None,
-                chunk_epochs=1 if self.verbose else None)  # verbose: a line as each epoch ends
+                chunk_epochs=1 if self.verbose else None,  # verbose: a line as each epoch ends
+                loss_args=(float(self.alpha) / self._scale,), pass_weights=True)
 
         # scikit-learn keeps the last parameters unless it early-stops on validation
         params = jax.device_get(result.params)

@@ -41,6 +41,12 @@ def stable_argsort_u32(keys: Array) -> Array:
     return by_low[by_high]
 
 
+def rounds(n: int) -> int:
+    """Sort rounds ``jax.random.permutation`` uses for ``n`` elements: enough 32-bit keys that
+    collisions are rare (``jax.random._shuffle``); 1 up to 1,625 elements, then 2."""
+    return math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
+
+
 def permutation(key: Array, n: int) -> Array:
     """A random permutation of ``arange(n)``: (n,) ints, equal to ``jax.random.permutation(key, n)``.
 
@@ -48,10 +54,31 @@ def permutation(key: Array, n: int) -> Array:
     """
     if n > _MAX_N:
         return jax.random.permutation(key, n)
-    # JAX's rounds: enough 32-bit sort keys that collisions are rare (jax.random._shuffle)
-    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
     x = jnp.arange(n)  # the default integer type, as JAX's (int64 under x64)
-    for _ in range(rounds):
+    for _ in range(rounds(n)):
         key, subkey = jax.random.split(key)
         x = x[stable_argsort_u32(jax.random.bits(subkey, (n,), jnp.uint32))]
+    return x
+
+
+def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
+    """(size,) ints: ``permutation(key, n)`` for a *traced* ``n <= size``, then ``n..size-1``.
+
+    Padded data keeps one compiled shape for every ``n`` up to ``size``. It is bit for bit the
+    unpadded permutation because JAX's threefry bits are drawn per position
+    (``jax_threefry_partitionable``, JAX's default): the first ``n`` of ``bits(key, (size,))`` are
+    ``bits(key, (n,))``. Positions ``>= n`` get the largest key, so a stable sort puts them last
+    and leaves the first ``n`` in the unpadded order. ``n_rounds`` must be :func:`rounds` of ``n``.
+    """
+    if size > _MAX_N:
+        raise ValueError(f"size: at most {_MAX_N} rows can be padded, got {size}")
+    if not getattr(jax.config, "jax_threefry_partitionable", True):  # pragma: no cover - JAX's default since 0.5
+        raise ValueError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
+    position = jnp.arange(size)
+    padding = position >= jnp.asarray(n).astype(position.dtype)
+    x = position
+    for _ in range(n_rounds):
+        key, subkey = jax.random.split(key)
+        bits = jnp.where(padding, jnp.uint32(0xFFFFFFFF), jax.random.bits(subkey, (size,), jnp.uint32))
+        x = x[stable_argsort_u32(bits)]
     return x

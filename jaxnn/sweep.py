@@ -331,16 +331,15 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
                     mesh: Mesh | None, *, check_params: bool) -> Any:
     """The compiled ``run(states, data) -> (states, train (M, E, nb), val, mean, done, clean (M,))``:
     the engine's chunk over the whole run, vmapped over the models' states."""
-    B = min(c.batch_size, n)
-    nb = training.steps_per_epoch(n, B)
+    nb = training.steps_per_epoch(n, c.batch_size)
     n_epochs = math.ceil(n_steps / nb)
-    plan = engine._Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=n_steps, chunk_epochs=n_epochs,
-                        shuffle=c.shuffle, has_val=False, has_weights=False, patience=None,
-                        track_best=False, tol=0.0, hoist=n_epochs * nb * B <= engine._HOIST_MAX_INDICES,
-                        reduction="mean" if c.reduction == "mean" else "sum")
+    plan = engine.make_plan(n, c.batch_size, chunk_epochs=n_epochs, shuffle=c.shuffle,
+                            reduction="mean" if c.reduction == "mean" else "sum", bucket_rows=False)
+    B = plan.batch
+    knobs = engine.make_knobs(n, c.batch_size, n_steps, dtype=jnp.dtype(c.dtype))
     args = (states, data)
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    key = (loss_fn, optimizer, plan, check_params, treedef, axes,
+    key = (loss_fn, optimizer, plan, n, n_steps, check_params, treedef, axes,
            tuple((x.shape, str(x.dtype)) for x in leaves),
            None if mesh is None else tuple(dev.id for dev in mesh.devices.flat))
     if key in _COMPILED:
@@ -348,7 +347,7 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
         return _COMPILED[key]
     chunk = engine._build_chunk(loss_fn, optimizer, None, plan, check_params=check_params,
                                 batch_sharding=None, skip_stopped=False)
-    many = jax.vmap(lambda s, data: chunk(s, data, (), ()), in_axes=(axes, None))
+    many = jax.vmap(lambda s, data: chunk(s, data, (), (), knobs, ()), in_axes=(axes, None))
     specs = (engine.TrainState._make(P(MODEL_AXIS) if a == 0 else P() for a in axes), P())
     if mesh is not None:  # the same program on every device, on its own models
         many = jax.shard_map(many, mesh=mesh, in_specs=specs, out_specs=P(MODEL_AXIS), check_vma=False)

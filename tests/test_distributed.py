@@ -181,13 +181,13 @@ EIGHT_DEVICES = textwrap.dedent('''
     c = training.TrainConfig(hidden=(16,), batch_size=32, epochs=1)
     mesh = distributed.make_data_mesh(8)
     opt = training.make_optimizer(c, 7, 7)
-    plan = engine._Plan(n=200, batch=32, steps_per_epoch=7, total_steps=7, chunk_epochs=1, shuffle=True,
-                        has_val=False, has_weights=False, patience=None, track_best=False, tol=0.0,
-                        hoist=True, reduction="mean")
+    plan = engine.make_plan(200, 32, chunk_epochs=1, bucket_rows=False)
+    knobs = engine.make_knobs(200, 32, 7)
     fn = engine._build_chunk(training._loss_fns(c)[0], opt, None, plan, check_params=False,
                              batch_sharding=distributed.batch_sharding(mesh))
     state = training.init_state(c, 5, 2, 200)
-    args = distributed.put_replicated((state, (X.astype(np.float32), Y.astype(np.float32)), (), ()), mesh)
+    args = distributed.put_replicated((state, (X.astype(np.float32), Y.astype(np.float32)), (), (), knobs, ()),
+                                      mesh)
     hlo = jax.jit(fn, out_shardings=distributed.replicated(mesh)).lower(*args).compile().as_text()
     out["hlo_all_reduce"] = hlo.count("all-reduce(")
     out["hlo_dot_shapes"] = sorted(set(re.findall(r"= f32\\[(\\d+),16\\]\\S* dot\\(", hlo)))

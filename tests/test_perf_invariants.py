@@ -96,12 +96,11 @@ def test_steps_run_inside_the_compiled_scan():
     cfg = TrainConfig(hidden=(4,), batch_size=B, epochs=6, optimizer="sgd", chunk_epochs=chunk)
     X, Y = map(jnp.asarray, _data(n, 3))
     nb = math.ceil(n / B)
-    plan = engine._Plan(n=n, batch=B, steps_per_epoch=nb, total_steps=6 * nb, chunk_epochs=chunk,
-                        shuffle=True, has_val=False, has_weights=False, patience=None, track_best=False,
-                        tol=0.0, hoist=True, reduction="mean")
+    plan = engine.make_plan(n, B, chunk_epochs=chunk, bucket_rows=False)
+    knobs = engine.make_knobs(n, B, 6 * nb)
     run_chunk = engine._build_chunk(training._loss_fns(cfg)[0], make_optimizer(cfg, nb, 6 * nb), None, plan,
                                     check_params=False, batch_sharding=None)
-    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), (X, Y), (), ()))
+    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), (X, Y), (), (), knobs, ()))
     assert lengths[0] == chunk  # epochs of one chunk ...
     assert nb in lengths[1:]  # ... each a scan over all its minibatches
 

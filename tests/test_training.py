@@ -405,14 +405,12 @@ def test_bad_data_names_the_argument():
 def run_chunk(c, opt, state, X, Y, *, n_steps, chunk_epochs, check_params):
     """One compiled chunk of the engine for the built-in model of ``c``, run once from ``state``."""
     n = X.shape[0]
-    B = min(c.batch_size, n)
-    plan = engine._Plan(n=n, batch=B, steps_per_epoch=training.steps_per_epoch(n, B), total_steps=n_steps,
-                        chunk_epochs=chunk_epochs, shuffle=c.shuffle, has_val=False, has_weights=False,
-                        patience=c.patience, track_best=c.patience is not None, tol=c.tol, hoist=True,
-                        reduction="mean")
+    plan = engine.make_plan(n, c.batch_size, chunk_epochs=chunk_epochs, shuffle=c.shuffle,
+                            track_best=c.patience is not None, bucket_rows=False)
+    knobs = engine.make_knobs(n, c.batch_size, n_steps, patience=c.patience, tol=c.tol, dtype=X.dtype)
     loss_fn, _ = training._loss_fns(c)
     fn = engine._build_chunk(loss_fn, opt, None, plan, check_params=check_params, batch_sharding=None)
-    return jax.jit(fn)(state, (X, Y), (), ())
+    return jax.jit(fn)(state, (X, Y), (), (), knobs, ())
 
 
 def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypatch):
