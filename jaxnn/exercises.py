@@ -203,7 +203,7 @@ def _verdict(exercise: str, check: VJPCheck, problem: str | None, quiet: bool) -
         why = problem or _first_failure(check)
         hint = next((h for h in _hints(check) if h != why and "shape" not in h), None)
         v = Verdict(exercise, "wrong", f"Not yet: {why}." + (f"\n  hint: {hint}" if hint else "")
-                    + "\n  The report:", check)
+                    + "\n  check_vjp's report:", check)
     if not quiet:
         print(v)
     return v

@@ -18,6 +18,7 @@ Cell tags (``# %% tags=["figure"]`` in the percent format) say what a cell must 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -82,9 +83,8 @@ def test_figure_cells_are_tagged(notebook):
     """A cell that draws is tagged "figure" and a "figure" cell draws: the kernel test can trust the tags."""
     for cell in _code_cells(jupytext.read(notebook)):
         draws = bool(PLOTS.search(cell.source))
-        assert draws == ("figure" in _tags(cell)), (
-            f"{notebook.name}: {'untagged figure cell' if draws else 'figure tag on a cell that draws nothing'}:\n"
-            f"{cell.source[:300]}")
+        what = "untagged figure cell" if draws else "figure tag on a cell that draws nothing"
+        assert draws == ("figure" in _tags(cell)), f"{notebook.name}: {what}:\n{cell.source[:300]}"
 
 
 def test_course_notebooks_have_exercises():
@@ -178,7 +178,7 @@ def test_notebook_runs_in_a_kernel(notebook, tmp_path, kernel_dir):
                                                              "03_confusion_matrix.png"}
     if notebook.stem == "solutions":
         graded = 0
-        for prev, cell in zip(cells, cells[1:], strict=False):
+        for prev, cell in itertools.pairwise(cells):
             if "verdict = exercises.grade_" not in cell.source:
                 continue
             graded += 1
@@ -194,7 +194,7 @@ def test_solution_grading_cells_follow_their_definitions():
     """In solutions.py a grading cell follows its solution or mistake cell (what the kernel test reads)."""
     cells = _code_cells(jupytext.read(ROOT / "notebooks" / "solutions.py"))
     kinds = []
-    for prev, cell in zip(cells, cells[1:], strict=False):
+    for prev, cell in itertools.pairwise(cells):
         if "verdict = exercises.grade_" in cell.source:
             kinds.append("solution" if "solution" in _tags(prev) else
                          "mistake" if ("mistake" in _tags(prev) or "verdict" in prev.source) else "?")
