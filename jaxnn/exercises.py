@@ -19,7 +19,9 @@ What the learner's mistakes become (never a traceback):
 * **blank** -- the body is still ``...`` (returns None) or raises ``NotImplementedError``;
 * **error** -- the attempt raises: the exception and the learner's line that raised it, in two
   lines (a bug is reported, never swallowed);
-* **wrong** -- a wrong value or shape: the first problem ``check_vjp`` found, then its report;
+* **wrong** -- a wrong value or shape: the worst element beside the true value (or the shapes),
+  check_vjp's hint when it has one, then its report; right values from code that cannot run
+  under ``jax.jit`` (NumPy calls, a Python ``if`` on values) are told to use ``jax.numpy``;
 * **passed** -- agrees with ``jax.vjp`` and finite differences.
 
 Errors of the grader itself (a bad argument to ``check_vjp``, a forward that fails) propagate.
@@ -195,12 +197,24 @@ def _first_failure(check: VJPCheck) -> str:
     return "it disagrees with jax.vjp; see the report"
 
 
+def _only_jit_failed(check: VJPCheck) -> bool:
+    failed = [name for name, ok in check.checks.items() if not ok]
+    return (not check.passed and failed == ["jit == no jit"]
+            and all(a.passed for a in check.arguments))
+
+
 def _verdict(exercise: str, check: VJPCheck, problem: str | None, quiet: bool) -> Verdict:
     if check.passed:
         v = Verdict(exercise, "passed", f"Correct: your {exercise} agrees with jax.vjp and with "
                                         "finite differences.", check)
+    elif _only_jit_failed(check):  # right values from NumPy code or a Python `if`
+        jit = next(p for p in check.problems if p.startswith("jax.jit"))
+        v = Verdict(exercise, "wrong", (
+            f"Not yet: the values are right, but {exercise} does not run under jax.jit "
+            f"({jit.rstrip('.')}).\n  Write it with jax.numpy (jnp.exp, not np.exp) and jnp.where "
+            "instead of a Python `if` on array values.\n  check_vjp's report:"), check)
     else:
-        why = problem or _first_failure(check)
+        why = (problem or _first_failure(check)).rstrip(".")
         hint = next((h for h in _hints(check) if h != why and "shape" not in h), None)
         v = Verdict(exercise, "wrong", f"Not yet: {why}." + (f"\n  hint: {hint}" if hint else "")
                     + "\n  check_vjp's report:", check)

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import jupytext
+import numpy as np
 import pytest
 
 from jaxnn import exercises
@@ -149,3 +150,10 @@ def test_grading_leaves_x64_as_it_was(solutions):
 def test_verdict_repr_is_short():
     v = exercises.grade_chain(_blank, quiet=True)
     assert repr(v) == "Verdict(exercise='chain_3_deriv', status='blank')"
+
+
+def test_numpy_code_with_right_values_is_told_to_use_jax_numpy():
+    v = exercises.grade_softplus(lambda x: 1 / (1 + np.exp(-x)), quiet=True)
+    assert v.status == "wrong" and v.check is not None
+    assert all(a.passed for a in v.check.arguments)  # the values were right
+    assert "does not run under jax.jit" in v.message and "jnp.exp, not np.exp" in v.message
