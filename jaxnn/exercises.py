@@ -338,7 +338,7 @@ def grade_network(network_backward: Callable[..., Any], *, quiet: bool = False) 
         k = jax.random.split(jax.random.key(4), 6)
         X = jax.random.normal(k[0], (6, 4), jnp.float64)
         y = jax.random.normal(k[1], (6, 1), jnp.float64)
-        shapes = {"W1": (4, 3), "B1": (1, 3), "W2": (3, 1), "B2": (1, 1)}
+        shapes: dict[str, tuple[int, ...]] = {"W1": (4, 3), "B1": (1, 3), "W2": (3, 1), "B2": (1, 1)}
         w0 = {key: jax.random.normal(kk, shapes[key], jnp.float64)
               for key, kk in zip(NETWORK_KEYS, k[2:], strict=True)}
 
