@@ -4,15 +4,14 @@ A learner writes a derivative or a backward pass; a ``grade_*`` function checks 
 ``jax.vjp`` and finite differences (float64, random cotangents) and prints a verdict in one
 line followed by :func:`~jaxnn.check_vjp`'s report. It returns a :class:`Verdict`.
 
-==========================  ==============================================  ================
-grader                      the learner writes                              returns (shape)
-==========================  ==============================================  ================
-:func:`grade_softplus`      ``softplus_deriv(x)``: d/dx log(1 + e^x)        ``x.shape``
-:func:`grade_chain`         ``chain_3_deriv(x)``: d/dx sigmoid(tanh(x)^2)   ``x.shape``
-:func:`grade_dLdW`          ``dLdW(X, W)`` of L = sum(sigmoid(X @ W))       ``W.shape``, (d, k)
-:func:`grade_network`       ``network_backward(X, y, weights)``: the seed's  dict W1, B1, W2, B2
-                            two-layer network, L = 1/2 sum((y - P)^2)       (shapes of weights)
-==========================  ==============================================  ================
+* :func:`grade_softplus` -- ``softplus_deriv(x)``, d/dx log(1 + e^x); returns ``x``'s shape;
+* :func:`grade_chain` -- ``chain_3_deriv(x)``, d/dx sigmoid(tanh(x)^2) by the chain rule;
+  returns ``x``'s shape;
+* :func:`grade_dLdW` -- ``dLdW(X, W)`` of L = sum(sigmoid(X @ W)), X (n, d), W (d, k);
+  returns ``W``'s shape (d, k);
+* :func:`grade_network` -- ``network_backward(X, y, weights)``: the gradients of the seed's
+  two-layer network's L = 1/2 sum((y - P)^2) (:func:`network_loss`); returns a dict with the
+  keys ``W1``, ``B1``, ``W2``, ``B2``, each of its weight's shape.
 
 What the learner's mistakes become (never a traceback):
 
@@ -67,7 +66,7 @@ class Verdict:
         exercise: the name of the function the learner wrote (``"softplus_deriv"``).
         status: ``"passed"``, ``"wrong"``, ``"blank"`` (not written yet) or ``"error"``
             (the attempt raised).
-        message: the verdict for a person, one or two lines.
+        message: the verdict for a person: its first line says what is wrong (a few lines).
         check: ``check_vjp``'s result when the attempt ran (``None`` for blank and error).
     """
 
@@ -172,17 +171,25 @@ def _shape_problem(got: Any, expected: tuple[int, ...], of: str) -> str | None:
     return None
 
 
-def _value_problem(got: Any, ref: Any, what: str) -> str | None:
-    """The worst element of ``got`` against the true gradient ``ref`` (same shape), in words."""
-    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    err = np.abs(got - ref) / (1e-300 + np.maximum(np.abs(ref), np.max(np.abs(ref))))
+def _value_problem(got: Any, ref: Any, what: str, x: Any = None) -> str | None:
+    """The worst element of ``got`` against the true gradient ``ref`` (same shape), in words.
+
+    ``x``: the input of an elementwise function, named at the worst element.
+    """
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"{what} holds values that are not numbers ({type(got).__name__})"
+    ref = np.asarray(ref, dtype=np.float64)
     if not np.all(np.isfinite(got)):
         return f"{what} has NaN or inf values"
+    err = np.abs(got - ref) / (1e-300 + np.maximum(np.abs(ref), np.max(np.abs(ref))))
     i = np.unravel_index(int(np.argmax(err)), err.shape)
     if err[i] <= 1e-8:
         return None
     at = f"[{', '.join(str(int(j)) for j in i)}]" if i else ""
-    return f"{what}{at} is {float(got[i]):.6g}; the true value is {float(ref[i]):.6g}"
+    where = "" if x is None else f"at x = {float(np.asarray(x)[i]):.4g}, "
+    return f"{where}{what}{at} is {float(got[i]):.6g}; the true value is {float(ref[i]):.6g}"
 
 
 def _hints(check: VJPCheck) -> list[str]:
@@ -236,11 +243,7 @@ def _elementwise_problem(out: Any, f: Callable[[jax.Array], jax.Array], x: jax.A
     if problem is not None:
         return problem
     true = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]  # elementwise f: its Jacobian is diagonal
-    problem = _value_problem(out, true, f"{name}(x)")
-    if problem is None:
-        return None
-    i = int(np.argmax(np.abs(np.asarray(out, dtype=np.float64) - np.asarray(true))))
-    return f"at x = {float(x[i]):.4g}, " + problem
+    return _value_problem(out, true, f"{name}(x)", x)
 
 
 def grade_softplus(softplus_deriv: Callable[[jax.Array], Any], *, quiet: bool = False) -> Verdict:

@@ -128,6 +128,11 @@ def test_wrong_shapes_are_named():
     assert v.status == "wrong" and "returned shape (2, 3)" in v.message
 
 
+def test_values_that_are_not_numbers_are_a_verdict_not_a_crash():
+    v = exercises.grade_softplus(lambda x: ["a"] * 5, quiet=True)
+    assert v.status == "wrong" and "not numbers" in v.message, v.message
+
+
 def test_network_must_return_the_four_gradients(solutions):
     v = exercises.grade_network(lambda X, y, w: [1.0, 2.0], quiet=True)
     assert v.status == "wrong" and "should return a dict with the keys" in v.message
