@@ -116,7 +116,8 @@ def _execute(notebook: Path, out: Path, kernel_dir: Path):
         JUPYTER_RUNTIME_DIR=str(out / "runtime"),  # connection files stay out of ~
     )
     env.pop("JAX_ENABLE_X64", None)  # each notebook chooses its own precision
-    km = KernelManager(kernel_name="jaxnn-test",
+    (out / "runtime").mkdir()
+    km = KernelManager(kernel_name="jaxnn-test", connection_file=str(out / "runtime" / "kernel.json"),
                        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
     client = NotebookClient(nb, km=km, timeout=TIMEOUT_S,
                             resources={"metadata": {"path": str(notebook.parent)}})
