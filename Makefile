@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> creates .venv, installs jaxnn, runs the main job (`jaxnn demo`)
 #   make test   -> creates .venv, installs jaxnn with test extras, runs the whole suite
+#   make lab    -> adds JupyterLab + jupytext (the `lab` extra) and opens notebooks/ (see notebooks/README.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo gradcheck test lint bench clean
+.PHONY: demo gradcheck test lint bench lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,22 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.progress
+
+# JupyterLab on notebooks/ (the kernels run .venv's python). jupytext's server extension serves the
+# percent-format .py files as notebooks; notebooks/.jupyter/labconfig (added to JUPYTER_CONFIG_PATH)
+# makes "Jupytext Notebook" their default viewer, so a double click opens them as notebooks.
+# Nothing is written to ~/.jupyter. Extra flags: make lab LAB_ARGS="--no-browser --port 8899".
+LAB_STAMP := $(VENV)/.lab-installed
+LAB_ARGS ?=
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[lab]'
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/notebooks/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" \
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -37,6 +37,13 @@
 #   writes it; `matrix_function_backward_sum_2` does.
 # * **Every derivative is proven.** Each hand-written backward is registered in
 #   `jaxnn.gradients` and compared with `jax.vjp` and with finite differences (last section).
+#
+# **Your turn.** Three cells ask you to write a derivative yourself: softplus's derivative
+# (after 1.2.2), the chain rule for a new chain (after 1.2.5) and $\partial L / \partial W$ of
+# the matrix lesson (1.2.8). Replace the `...` in the function's body and run the cell:
+# `jaxnn.exercises` grades it with `jaxnn.check_vjp` against `jax.vjp` and finite
+# differences and prints its verdict and report. Left blank, a cell says so and the notebook
+# still runs top to bottom. Worked solutions: `solutions.py`, beside this notebook.
 
 # %%
 import os
@@ -48,8 +55,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from jaxnn import exercises, gradients
 from jaxnn import foundations as F
-from jaxnn import gradients
 
 # The seed printed NumPy float64 numbers; to reproduce them digit for digit this notebook
 # runs JAX in float64 (JAX's default is float32). The switch is for this whole script.
@@ -97,7 +104,7 @@ for f in (F.square, F.relu, F.leaky_relu, F.sigmoid, F.tanh):
 # \text{relu}'(x) = [x > 0],\quad
 # \text{leaky}'(x) = 1 \text{ if } x \ge 0 \text{ else } 0.2$$
 
-# %%
+# %% tags=["figure"]
 grid = jnp.linspace(-3.0, 3.0, 601)
 funcs = (F.square, F.sigmoid, F.relu, F.leaky_relu, F.tanh)
 fig, axes = plt.subplots(1, len(funcs), figsize=(18, 3.4))
@@ -149,7 +156,7 @@ for f in funcs:
 # %% [markdown]
 # **Pictures.** The derivative is the slope of the tangent line:
 
-# %%
+# %% tags=["figure"]
 fig, ax = plt.subplots(figsize=(5, 3.6))
 xs = jnp.linspace(0.0, 3.0, 301)
 ax.plot(xs, F.square(xs), label="$x^2$")
@@ -173,6 +180,26 @@ show(fig, "tangent")
 # %%
 for f in (F.relu, F.leaky_relu):
     print(f"{f.__name__:>10}: hand-written {float(f.deriv(0.0))}, jax.grad {float(jax.grad(f)(0.0))}")
+
+# %% [markdown]
+# ### Your turn: softplus's derivative
+#
+# The **softplus** $\;s(x) = \log(1 + e^x)$ is a smooth relu: close to 0 for very negative
+# $x$, close to $x$ for large $x$, and differentiable everywhere (`exercises.softplus`).
+# Write its derivative, elementwise. Hint: $\frac{d}{dx}\log u = \frac{u'}{u}$, and the
+# answer is a function you met above.
+#
+# `grade_softplus` checks your `softplus_deriv` as the backward `c * softplus_deriv(x)` of
+# `softplus` with `jaxnn.check_vjp`: random cotangents `c`, against `jax.vjp` and finite
+# differences, in float64.
+
+# %% tags=["exercise"]
+def softplus_deriv(x):
+    """d/dx log(1 + e^x) at every entry of x; returns an array of x's shape."""
+    ...  # your code here
+
+
+verdict = exercises.grade_softplus(softplus_deriv)
 
 # %% [markdown]
 # ## 1.2.3 Nested functions
@@ -224,7 +251,7 @@ print("chain(2) + chain'(2) * h =", float(F.chain_forward(chain_1, 2.0) + analyt
 # derivative of $f_2 \circ f_1$ by the chain rule and by `deriv` (right) — the curves lie on top
 # of each other. Both orders of the two functions are shown.
 
-# %%
+# %% tags=["figure"]
 fig, axes = plt.subplots(2, 2, figsize=(11, 7))
 for row, chain in zip(axes, ([F.square, F.sigmoid], [F.sigmoid, F.square])):
     f1, f2 = chain
@@ -277,6 +304,23 @@ chain_6 = [F.tanh, F.square, F.leaky_relu, F.sigmoid, F.square, F.tanh]
 xs6 = jnp.asarray([-1.5, -0.2, 0.4, 2.0])
 print("chain_deriv:", np.asarray(F.chain_deriv(chain_6, xs6)))
 print("jax.grad   :", np.asarray(jax.vmap(jax.grad(lambda u: F.chain_forward(chain_6, u)))(xs6)))
+
+# %% [markdown]
+# ### Your turn: the chain rule for a new chain
+#
+# The chain `exercises.chain_3 = [F.tanh, F.square, F.sigmoid]` computes
+# $f(x) = \sigma\big(\tanh(x)^2\big)$. Write $df/dx$ by the chain rule, without
+# `F.chain_deriv` and without `jax.grad`: run the forward pass link by link, keeping each
+# link's input ($u_1 = \tanh x$, $u_2 = u_1^2$), then multiply the links' derivatives
+# (`F.tanh_deriv`, `F.square_deriv`, `F.sigmoid_deriv`), **each at its own input**.
+
+# %% tags=["exercise"]
+def chain_3_deriv(x):
+    """d/dx sigmoid(tanh(x)^2) at every entry of x; returns an array of x's shape."""
+    ...  # your code here
+
+
+verdict = exercises.grade_chain(chain_3_deriv)
 
 # %% [markdown]
 # ## 1.2.6 Functions with multiple inputs
@@ -344,6 +388,24 @@ print("x1 + 0.001:", np.asarray(F.matrix_forward_extra(X_new, W_vec, F.sigmoid))
 # $W^\top$ multiplies from the right for $X$, $X^\top$ from the left for $W$ — the order in
 # which each factors out of the sum.
 #
+# ### Your turn: $\partial L / \partial W$
+#
+# The seed derives $\partial L / \partial W$ but never codes it. Before you read jaxnn's
+# `matrix_function_backward_sum_2` below, write it: `dLdW(X, W)` for
+# $L = \sum_{ij} \sigma(X W)_{ij}$, with $X$ of shape $(n, d)$ and $W$ of shape $(d, k)$. It
+# returns an array of $W$'s shape $(d, k)$. Use `F.sigmoid_deriv` for $\sigma'$. The grader
+# uses the seed's shapes, $X$ (3, 3) and $W$ (3, 2) — square $X$, so a forgotten transpose
+# still has the right shape and only the values give it away.
+
+# %% tags=["exercise"]
+def dLdW(X, W):
+    """dL/dW of L = sum(sigmoid(X @ W)); X (n, d), W (d, k) -> (d, k)."""
+    ...  # your code here
+
+
+verdict = exercises.grade_dLdW(dLdW)
+
+# %% [markdown]
 # **Code.** The seed's example (`np.random.seed(190204)`; it printed `L = 2.3755` and `dLdX`;
 # jaxnn also codes `dLdW`, which the seed only derived):
 
@@ -380,7 +442,7 @@ except ValueError as e:
 # **Pictures.** How $L$ responds to one entry of $X$ and one of $W$, with the tangent whose
 # slope is the hand-written gradient:
 
-# %%
+# %% tags=["figure"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 ts = jnp.linspace(-1.5, 1.5, 121)
 for ax, (which, (i, j)) in zip(axes, (("X", (0, 0)), ("W", (2, 1)))):

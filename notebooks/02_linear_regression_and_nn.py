@@ -38,6 +38,12 @@
 #   inside a `lax.scan` over epochs, shuffling on the device — not a Python loop per step.
 # * **Proven twice.** Every model is trained with the hand-written backward *and* with
 #   `jax.grad`; in float64 the two runs end with the same parameters.
+# * **Bias gradients keep their shape.** The seed's network sums its first bias gradient twice
+#   (`dLdB1 = (dLdN1 * dN1dB1).sum(axis=0)`, then `loss_gradients['B1'] = dLdB1.sum(axis=0)`),
+#   so `B1`'s 13 entries get one shared number; jaxnn's gradient of `B1` has `B1`'s shape.
+#
+# **Your turn.** In section 1.4 you write the two-layer network's backward yourself;
+# `jaxnn.exercises.grade_network` grades it with `jaxnn.check_vjp` (solution: `solutions.py`).
 
 # %%
 import os
@@ -51,7 +57,8 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_squared_error, r2_score
 
-from jaxnn import layers, losses, models, training
+from jaxnn import exercises, layers, losses, models, training
+from jaxnn import foundations as F
 from jaxnn.datasets import load_dataset, split_dataset
 from jaxnn.experiment import run as run_experiment
 from jaxnn.training import TrainConfig
@@ -233,7 +240,7 @@ diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
     jax.tree_util.tree_leaves(lin["autodiff"].fit.params), strict=True))
 print(f"hand-written vs jax.grad training: max |parameter difference| = {diff:.1e}")
 
-# %%
+# %% tags=["figure"]
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
 h = lin["manual"].fit.history
 ax.plot(np.arange(1, h.train_loss.size + 1), h.train_loss / 23, lw=0.6, alpha=0.6,
@@ -272,7 +279,7 @@ if SEED_DATA:
 # Predicted against actual values (the seed's cell [38]) and, because the features are
 # standardised, the coefficients as feature importances (its cell [39]):
 
-# %%
+# %% tags=["figure"]
 pred_lin = np.asarray(models.predict(lin["manual"].fit.params, X_test))[:, 0]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
 ax = axes[0]
@@ -307,8 +314,32 @@ show(fig, "linear_pred_and_weights")
 #
 # The backward pass walks back through the same steps; the only new factor is the sigmoid's
 # derivative, $\sigma'(x) = \sigma(x)(1 - \sigma(x))$. Here the seed writes `dLdP = -(y - P)`:
-# the gradient of **half** the sum of squares, `reduction="half_sum"`. jaxnn's
-# `models.backward` is that hand-written walk for any depth; on one batch it equals `jax.grad`:
+# the gradient of **half** the sum of squares, `reduction="half_sum"`.
+#
+# ### Your turn: the two-layer network's backward
+#
+# Write `network_backward(X, y, weights)`: the gradients of
+# $L = \tfrac12 \sum (y - P)^2$ (so $\partial L / \partial P = -(y - P)$, the seed's `dLdP`)
+# with respect to each weight of the seed's network, `exercises.network_loss`. `weights` is a
+# dict: `W1` $(d, h)$, `B1` $(1, h)$, `W2` $(h, 1)$, `B2` $(1, 1)$; `X` is $(n, d)$, `y`
+# $(n, 1)$. Return a dict with the same keys, each gradient of its weight's shape. Walk back
+# from $P$: $\partial L/\partial W_2 = O_1^\top\, \partial L/\partial P$; the bias gradients
+# sum $\partial L/\partial P$ (or $\partial L/\partial N_1$) over the rows, keeping the
+# $(1, \cdot)$ shape (`.sum(axis=0, keepdims=True)`); through the sigmoid multiply by
+# $\sigma'(N_1)$ (`F.sigmoid_deriv`).
+# The grader uses $n = 6$, $d = 4$, $h = 3$.
+
+# %% tags=["exercise"]
+def network_backward(X, y, weights):
+    """dL/dW1, dL/dB1, dL/dW2, dL/dB2 of L = 1/2 sum((y - P)^2), as a dict of weights' shapes."""
+    ...  # your code here
+
+
+verdict = exercises.grade_network(network_backward)
+
+# %% [markdown]
+# jaxnn's `models.backward` is that hand-written walk for any depth; on one batch it equals
+# `jax.grad`:
 
 # %%
 net = models.init_params(jax.random.key(1), models.layer_sizes(ds.n_features, (13,), 1),
@@ -353,7 +384,7 @@ print(f"hand-written vs jax.grad training: max |parameter difference| = {diff:.1
 if SEED_DATA:
     print("the seed printed:  MSE 10.839123211769357, R^2 0.8545 (its own random initialisation)")
 
-# %%
+# %% tags=["figure"]
 pred_mlp = np.asarray(models.predict(mlp["manual"].fit.params, X_test, "sigmoid"))[:, 0]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True, sharey=True)
 for ax, pred, title in ((axes[0], pred_lin, "linear regression"),
@@ -366,7 +397,7 @@ axes[0].set_ylabel("Actual value")
 fig.tight_layout()
 show(fig, "pred_vs_actual_linear_vs_net")
 
-# %%
+# %% tags=["figure"]
 # What the network's first layer reads: the norm of each feature's 13 outgoing weights.
 W1 = np.asarray(mlp["manual"].fit.params[0]["W"])
 norms = np.linalg.norm(W1, axis=1)

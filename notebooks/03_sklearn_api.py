@@ -22,6 +22,7 @@
 # scikit-learn's per-epoch validation scores (`validation_scores_`, `best_validation_score_`).
 
 # %%
+# %matplotlib inline
 import os
 import warnings
 from pathlib import Path
@@ -40,6 +41,15 @@ from jaxnn import plotting
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 OUT = Path(os.environ["JAXNN_NOTEBOOK_OUT"]) if os.environ.get("JAXNN_NOTEBOOK_OUT") else None
+
+
+def save(fig, name):
+    """Save the figure when JAXNN_NOTEBOOK_OUT names a directory; return it, to display it."""
+    if OUT is not None:
+        OUT.mkdir(parents=True, exist_ok=True)
+        fig.savefig(OUT / f"03_{name}.png", dpi=80, bbox_inches="tight")
+    return fig
+
 
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
@@ -83,15 +93,20 @@ print(f"test accuracy of the refitted best model: {search.score(X_test, y_test):
 # %% [markdown]
 # ## Figures
 #
-# The training loss per epoch and the confusion matrix of the
-# pipeline above. `jaxnn.plotting` returns matplotlib figures and never calls `show()`.
+# The training loss per epoch and the confusion matrix of the pipeline above.
+# `jaxnn.plotting` returns matplotlib figures and never calls `show()`: a figure left as a
+# cell's last expression is displayed inline. That needs the `%matplotlib inline` of the first
+# cell: these figures are not made by pyplot, so nothing else loads Jupyter's inline
+# display of figures (without it a figure shows as `<Figure size ...>`). Run as a script,
+# jupytext's commented magic is a plain comment.
 
-# %%
+# %% tags=["figure"]
 fig_loss = plotting.loss_curves(mlp.loss_curve_, title="MLPClassifier on digits")
+save(fig_loss, "loss_curves")
+
+# %% tags=["figure"]
 fig_cm = plotting.confusion_matrix(y_test, clf.predict(X_test), classes=list(range(10)))
-if OUT is not None:
-    fig_loss.savefig(OUT / "03_loss_curves.png")
-    fig_cm.savefig(OUT / "03_confusion_matrix.png")
+save(fig_cm, "confusion_matrix")
 
 # %% [markdown]
 # ## Save and load

@@ -1,0 +1,100 @@
+"""`make lab`: JupyterLab opens the percent-format notebooks/*.py as notebooks.
+
+The static checks run everywhere. The server check needs the ``lab`` extra (JupyterLab is not
+in the ``test`` extra: it is heavy); where it is installed, it starts ``jupyter lab`` on
+notebooks/ the way the Makefile does, without a browser, and asks the server's REST API what a
+learner's double click would get.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LABCONFIG = ROOT / "notebooks" / ".jupyter"
+DOCMANAGER = "@jupyterlab/docmanager-extension:plugin"
+
+
+def test_lab_extra_and_make_target():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[<>=\[ ]", req)[0] for req in extras["lab"]}
+    assert {"jupyterlab", "jupytext", "ipykernel"} <= names
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("\nlab:"):]
+    assert "'.[lab]'" in makefile and "notebooks/.jupyter" in recipe and "jupyter lab notebooks/" in recipe
+
+
+def test_labconfig_makes_python_files_open_as_notebooks():
+    overrides = json.loads((LABCONFIG / "labconfig" / "default_setting_overrides.json").read_text())
+    assert overrides[DOCMANAGER]["defaultViewers"]["python"] == "Jupytext Notebook"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:  # a local server this test started
+        return json.load(r)
+
+
+@pytest.mark.slow
+def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
+    pytest.importorskip("jupyterlab", reason="the lab extra is not installed (make lab installs it)")
+    pytest.importorskip("jupytext")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(LABCONFIG), JUPYTER_RUNTIME_DIR=str(tmp_path),
+               JUPYTER_PATH=str(Path(sys.prefix) / "share" / "jupyter"))
+    cmd = [sys.executable, "-m", "jupyterlab", "notebooks/", "--no-browser", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _get(f"{base}/api/status?token={token}")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("jupyter lab did not start:\n" + (tmp_path / "server.log").read_text())
+                time.sleep(0.5)
+        listing = _get(f"{base}/api/contents?token={token}")["content"]
+        kinds = {item["name"]: item["type"] for item in listing}
+        for name in ("01_foundations.py", "02_linear_regression_and_nn.py", "03_sklearn_api.py",
+                     "solutions.py"):
+            assert kinds.get(name) == "notebook", kinds
+        nb = _get(f"{base}/api/contents/01_foundations.py?type=notebook&content=1&token={token}")
+        assert nb["type"] == "notebook" and nb["format"] == "json"
+        assert any("figure" in c["metadata"].get("tags", []) for c in nb["content"]["cells"])
+        settings = _get(f"{base}/lab/api/settings/{DOCMANAGER}?token={token}")
+        viewers = settings["schema"]["properties"]["defaultViewers"]["default"]
+        assert viewers.get("python") == "Jupytext Notebook", viewers
+        specs = _get(f"{base}/api/kernelspecs?token={token}")
+        assert specs["default"] == "python3" and "python3" in specs["kernelspecs"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
