@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> creates .venv, installs jaxnn, runs the main job (`jaxnn demo`)
 #   make test   -> creates .venv, installs jaxnn with test extras, runs the whole suite
+#   make docs   -> builds the docs site into site/ (mkdocs build --strict, notebooks executed)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo gradcheck test lint bench clean
+.PHONY: demo gradcheck test docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,11 @@ gradcheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
-	$(BIN)/ruff check jaxnn tests benchmarks
+	$(BIN)/ruff check jaxnn tests benchmarks docs
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -32,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.progress
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site .cache

@@ -151,7 +151,8 @@ def test_benchmarks_page_renders_every_key_including_new_ones():
 def test_docs_site_builds_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None:
         pytest.fail("mkdocs is not installed: pip install -e '.[test]' (or '.[docs]')")
-    env = dict(os.environ, JAXNN_DOCS_EXECUTE="false", NO_MKDOCS_2_WARNING="1")
+    env = dict(os.environ, JAXNN_DOCS_EXECUTE="false", NO_MKDOCS_2_WARNING="1",
+               JAXNN_DOCS_CACHE=str(tmp_path / "cache"))
     site = tmp_path / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
