@@ -9,7 +9,7 @@ benchmarks appears on the page without touching this file:
 * nested objects of scalars (``w1.numpy``, ``w1.jaxnn``, ...): one table, a row per object and a
   column per key found in any of them; deeper objects are flattened to ``a.b`` column names;
 * lists of objects (``proof``): a table, a row per object;
-* lists of scalars: written inline.
+* lists of scalars: written inline; top-level scalars (``quick``): one table.
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ def render(results: dict[str, Any]) -> str:
                   f"{machine.get('platform', '?')} ({machine.get('device', '?')}), "
                   f"{machine.get('cpu_count', '?')} CPU cores, jax {machine.get('jax', '?')}, "
                   f"load average {_cell(machine.get('load_avg_1m'))} at the start.", ""]
-    keys = sorted(results, key=lambda k: k != "machine")  # stable: the machine, then the file's order
+    scalars = {k: v for k, v in results.items() if not isinstance(v, dict | list)}
+    if scalars:
+        lines += ["### Run", ""] + _table(["key", "value"], [[f"`{k}`", _cell(v)] for k, v in scalars.items()])
+    keys = sorted((k for k in results if k not in scalars), key=lambda k: k != "machine")  # stable sort
     for key in keys:
         lines += _section(key, results[key])
     return "\n".join(lines)
