@@ -25,7 +25,7 @@ MARKER = "<!-- results.json -->"
 # Optional headings for the keys known today; any other key is shown under its own name.
 TITLES = {
     "machine": "Machine and date",
-    "w1": "W1 — the seed's network (354 × 13, 13 sigmoid units, batch 23, SGD)",
+    "w1": "W1 — the seed's network (354 x 13, 13 sigmoid units, batch 23, SGD)",
     "user": "A user's own model through jaxnn.fit (13-13-1, adam, batch 32)",
     "cli": "End to end: jaxnn train in a fresh process",
     "w2": "W2 — 256 models with fit_many, one device",
@@ -51,7 +51,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
         return ", ".join(_cell(v) for v in value)
     if value is None:
-        return "–"
+        return "-"
     text = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -70,7 +70,7 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _rows_table(first: str, named: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -110,7 +110,8 @@ def render(results: dict[str, Any]) -> str:
                   f"load average {_cell(machine.get('load_avg_1m'))} at the start.", ""]
     scalars = {k: v for k, v in results.items() if not isinstance(v, dict | list)}
     if scalars:
-        lines += ["### Run", ""] + _table(["key", "value"], [[f"`{k}`", _cell(v)] for k, v in scalars.items()])
+        rows = [[f"`{k}`", _cell(v)] for k, v in scalars.items()]
+        lines += ["### Run", "", *_table(["key", "value"], rows)]
     keys = sorted((k for k in results if k not in scalars), key=lambda k: k != "machine")  # stable sort
     for key in keys:
         lines += _section(key, results[key])
