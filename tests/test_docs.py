@@ -86,11 +86,14 @@ def test_readme_quickstart_prints_what_it_says():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     (line, code), = python_blocks_of(section)
-    stated = re.search(r"prints `(test accuracy: [0-9.]+)`", section).group(1)
+    stated = float(re.search(r"prints `test accuracy: ([0-9.]+)`", section).group(1))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"README.md quickstart:{line}", "exec"), {})
-    assert out.getvalue().strip() == stated
+    printed = re.fullmatch(r"test accuracy: ([0-9.]+)", out.getvalue().strip())
+    assert printed is not None, out.getvalue()
+    # the same to within two of the 450 test digits: another BLAS may round one differently
+    assert abs(float(printed.group(1)) - stated) <= 0.005, (printed.group(0), stated)
 
 
 def python_blocks_of(text: str) -> list[tuple[int, str]]:
