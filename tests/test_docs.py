@@ -67,6 +67,27 @@ def test_pages_with_code_are_found():
             "docs/how-to/sklearn.md", "docs/how-to/save-resume-predict.md"} <= with_code
 
 
+def _readme_promises(ns: dict, printed: str) -> None:
+    """What the README's examples claim, beyond running (was tests/test_readme_engine.py)."""
+    import numpy as np
+
+    result, loss_fn, params, X, Y = ns["result"], ns["loss_fn"], ns["params"], ns["X"], ns["Y"]
+    before = float(np.mean(loss_fn(params, X, Y)))
+    after = float(np.mean(loss_fn(result.params, X, Y)))
+    assert after < 0.2 * before  # "Train your own model" trains
+    assert result.history.val_loss.shape == (result.epochs,)
+    assert result.diverged_step is None
+    assert ns["report"].passed is False and "check_vjp(dense): FAILED" in printed  # "Check your own"
+
+
+def _train_your_own_promises(ns: dict, printed: str) -> None:
+    assert ns["result"].stopped_early and ns["result"].epochs < 200  # "stopped well before the 200"
+    assert "25 60 35" in printed  # the resume example's stated output
+
+
+PROMISES = {"README.md": _readme_promises, "docs/how-to/train-your-own-model.md": _train_your_own_promises}
+
+
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.relative_to(ROOT).as_posix()
 )
@@ -74,11 +95,14 @@ def test_python_blocks_run_as_printed(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {"__name__": "__docs__"}
+    out = io.StringIO()
     for line, code in python_blocks(page):
         name = f"{page.relative_to(ROOT).as_posix()}:{line}"
-        out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(code, name, "exec"), namespace)  # running the page's code is the point
+    check = PROMISES.get(page.relative_to(ROOT).as_posix())
+    if check is not None:
+        check(namespace, out.getvalue())
 
 
 def test_readme_quickstart_prints_what_it_says():
