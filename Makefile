@@ -2,12 +2,13 @@
 #   make demo   -> creates .venv, installs jaxnn, runs the main job (`jaxnn demo`)
 #   make test   -> creates .venv, installs jaxnn with test extras, runs the whole suite
 #   make lab    -> adds JupyterLab + jupytext (the `lab` extra) and opens notebooks/ (see notebooks/README.md)
+#   make docs   -> builds the docs site into site/ (mkdocs build --strict, notebooks executed)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo gradcheck test lint bench lab clean
+.PHONY: demo gradcheck test docs lint bench lab clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +25,11 @@ gradcheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
-	$(BIN)/ruff check jaxnn tests benchmarks
+	$(BIN)/ruff check jaxnn tests benchmarks docs
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -49,4 +53,4 @@ lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site .cache

@@ -1,6 +1,6 @@
 """jaxnn: neural-network foundations in JAX, with hand-written gradients proven right.
 
-Public surface (see the README for a tour):
+Public surface (see the docs site, ``make docs``, for a tour):
 
 * :mod:`jaxnn.foundations` -- the seed's calculus lessons (functions, derivatives, chains).
 * :mod:`jaxnn.gradients` -- the registry of every hand-written backward and its checker.

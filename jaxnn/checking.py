@@ -411,7 +411,9 @@ def check_vjp(
             single array is taken as the only argument.
         cotangent: a cotangent of ``out``'s shape to check in addition to the random ones.
         key: a ``jax.random.key`` for the random cotangents and directions (default key 0).
-        rtol, atol, eps: override the dtype's tolerances and finite-difference step.
+        rtol: override the dtype's relative tolerance.
+        atol: override the dtype's absolute tolerance.
+        eps: override the finite-difference step.
         name: the name in the report (default: the forward's ``__name__``).
     Returns:
         A :class:`VJPCheck`; ``.passed`` and ``str(result)``, the report.

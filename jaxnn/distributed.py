@@ -1,6 +1,6 @@
 """Data parallelism on JAX's own runtime: a ``data`` mesh axis, in one process or across several.
 
-What is sharded and what is replicated (see the README, "Scaling out"):
+What is sharded and what is replicated (see the docs, "Several devices and processes"):
 
 * every **minibatch** ``(B, d)`` is sharded over the mesh axis ``"data"``
   (``NamedSharding(mesh, P("data"))``): each of the ``D`` devices computes the

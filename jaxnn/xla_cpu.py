@@ -1,6 +1,6 @@
 """How jaxnn asks XLA:CPU to compile its training loops; nothing here changes a result.
 
-Two settings, both measured with ``jax.profiler`` traces (``make bench``, README):
+Two settings, both measured with ``jax.profiler`` traces (``make bench``; docs/development.md):
 
 * **Small loops as one function.** XLA:CPU runs a compiled program as a sequence of "thunks"
   (one per fused kernel or matmul), at a fixed cost each. The seed network's step is about 25
@@ -9,7 +9,8 @@ Two settings, both measured with ``jax.profiler`` traces (``make bench``, README
   instead; it does so below ``xla_cpu_small_while_loop_byte_threshold`` bytes accessed per
   iteration. That threshold is only read from ``XLA_FLAGS`` (a backend "extra option", not a
   per-compile option), once, when JAX starts its CPU backend. :func:`request_small_loops`
-  adds it to ``XLA_FLAGS`` when jaxnn is imported, unless ``XLA_FLAGS`` already sets
+  adds it to ``XLA_FLAGS`` when the CLI or the benchmarks start (importing jaxnn changes nothing),
+  unless ``XLA_FLAGS`` already sets
   ``--xla_backend_extra_options`` or ``JAXNN_NO_XLA_FLAGS=1``. Imported after JAX has
   started, it comes too late for this process (training is then just slower, never different).
 * **YNNPACK off where it does not pay.** XLA:CPU hands matmuls and reductions to YNNPACK by

@@ -318,7 +318,7 @@ def test_bad_input_names_the_argument(call, exc, match):
 def test_readme_example_prints_the_report_shown(capsys):
     """The README's "Check your own backward" snippet runs and prints the report it shows."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("### Check your own backward", 1)[1]
+    section = readme.split("\n## Check your own backward", 1)[1].split("\n## ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     shown = section.split("```text\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md", "exec"), {})

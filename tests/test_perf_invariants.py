@@ -6,7 +6,7 @@
   with another seed compiles nothing; ``fit_many`` likewise;
 * the persistent compilation cache is written by one process and hit by the next; the opt-out
   env var and CLI flag turn it off;
-* ``python -m benchmarks.run --quick`` produces the JSON the README's table is built from.
+* ``python -m benchmarks.run --quick`` produces the JSON the docs' benchmarks page is built from.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "devices and processes",
         "data parallelism: each minibatch is split over the devices, parameters are replicated "
-        "(see the README, 'Scaling out')")
+        "(see the docs, 'Several devices and processes')")
     g.add_argument("--devices", type=_positive_int, default=None, metavar="N",
                    help="train on the first N devices (all processes' devices together); "
                         "--batch-size must divide by N (default: 1, or all in a multi-process run)")
@@ -312,7 +312,7 @@ def with_progress(fit_kwargs: dict[str, Any], bar: Any) -> dict[str, Any]:
 
 
 # --- checkpoints, resume, figures, JSON-lines log (jaxnn.checkpoint, jaxnn.plotting, jaxnn.runlog) ---
-# See the README, "Checkpoints". Resume contract: the model, training and data settings come from the
+# See the docs, "Save, resume, predict". Resume contract: the model, training and data settings come from the
 # checkpoint; a flag given with a value other than its default must agree with it; --epochs/--steps
 # set the new total (default: the checkpoint's). Checkpoints land on whole epochs: --checkpoint-every N
 # saves every ceil(N / steps_per_epoch) epochs (the first epoch boundary at or after N steps).
