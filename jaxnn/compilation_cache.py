@@ -1,11 +1,18 @@
-"""JAX's persistent compilation cache, on by default for the ``jaxnn`` command line.
+"""JAX's persistent compilation cache, on by default for the command line and for library use.
 
-Compiling the seed network's training scan takes about a second; a second process that
-finds the compiled program on disk loads it in a fraction of that. ``jaxnn`` (the CLI) calls
-:func:`enable` before it builds anything. Python users opt in with one line::
+Compiling a training scan takes about a second; a second process that finds the compiled
+program on disk loads it in a fraction of that. ``jaxnn`` (the CLI) calls :func:`enable` before
+it builds anything. In Python, the first :func:`jaxnn.fit` (and so every estimator's ``fit``,
+``partial_fit`` and :func:`jaxnn.fit_many`) calls :func:`enable_default`: it turns the cache on
+in the directory below **unless** ``JAXNN_NO_COMPILATION_CACHE`` opts out or the process has
+already chosen a cache directory of its own (``jax_compilation_cache_dir``, which jaxnn then
+leaves alone). Importing jaxnn changes nothing. To choose the directory yourself::
 
     import jaxnn.compilation_cache
-    jaxnn.compilation_cache.enable()          # or enable("/some/dir")
+    jaxnn.compilation_cache.enable("/some/dir")      # or disable()
+
+JAX's cache is process-wide: once on, it also stores the process's other compiled programs,
+with the thresholds set below.
 
 Where: ``$JAXNN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/jaxnn/jax``, else
 ``~/.cache/jaxnn/jax``. Opt out with ``JAXNN_NO_COMPILATION_CACHE=1`` or the CLI's
@@ -35,6 +42,11 @@ def default_dir() -> Path:
     return Path(base).expanduser() / "jaxnn" / "jax"
 
 
+def is_off() -> bool:
+    """True when this process opted out: ``JAXNN_NO_COMPILATION_CACHE``, or :func:`disable` was called."""
+    return _OFF or disabled_by_env()
+
+
 def disabled_by_env() -> bool:
     """True when ``JAXNN_NO_COMPILATION_CACHE`` is set to anything but "", "0", "false" or "no"."""
     return envvars.is_set(ENV_DISABLE)
@@ -54,6 +66,8 @@ def enable(path: str | os.PathLike[str] | None = None) -> Path | None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    global _OFF
+    _OFF = False
     jax.config.update("jax_compilation_cache_dir", str(directory))
     # cache every program: jaxnn's compile in about a second and are a few hundred kB, below
     # JAX's default thresholds (1 s, and a minimum entry size)
@@ -62,6 +76,37 @@ def enable(path: str | os.PathLike[str] | None = None) -> Path | None:
     return directory
 
 
+_DEFAULT_DONE = False
+_OFF = False
+
+
+def enable_default() -> Path | None:
+    """Turn the cache on in :func:`default_dir` once per process, unless opted out or already chosen.
+
+    Called by :func:`jaxnn.fit`. Does nothing when ``JAXNN_NO_COMPILATION_CACHE`` is set, when
+    ``jax_compilation_cache_dir`` is already set (by the user, or by :func:`enable`), or after
+    :func:`disable`. Programs compiled before it in the process are compiled again only if they are
+    needed again; from then on every compilation is looked up on disk first.
+    """
+    global _DEFAULT_DONE
+    if _DEFAULT_DONE:
+        return None
+    _DEFAULT_DONE = True
+    if disabled_by_env() or jax.config.jax_compilation_cache_dir is not None:
+        return None
+    where = enable()
+    if where is not None:
+        # JAX decides once per process whether to use its cache, at the first compilation: when
+        # something compiled before jaxnn's first fit, ask it to decide again
+        from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+        jax_cache.reset_cache()
+    return where
+
+
 def disable() -> None:
-    """Stop using the persistent cache in this process."""
+    """Stop using the persistent cache in this process (and keep :func:`enable_default` from turning it
+    on, and :mod:`jaxnn.exported` from storing traced programs)."""
+    global _DEFAULT_DONE, _OFF
+    _DEFAULT_DONE = _OFF = True
     jax.config.update("jax_compilation_cache_dir", None)

@@ -60,7 +60,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import distributed, xla_cpu
+from jaxnn import compilation_cache, distributed, exported, xla_cpu
 from jaxnn.errors import DivergedError
 from jaxnn.shuffle import permutation as _permutation
 from jaxnn.shuffle import permutation_prefix as _permutation_prefix
@@ -203,18 +203,32 @@ _ROW_BUCKET_BITS = 3  # row buckets m * 2**k with m in 4..7: at most 25% padding
 
 
 def row_bucket(n: int) -> int:
-    """The padded row count of ``n`` rows: the smallest ``m * 2**k >= n`` with ``m`` in 4..7.
-
-    CV folds, validation splits and ``partial_fit`` chunks of nearby sizes land in one bucket and
-    share one compiled program. Up to 2**16 rows (the limit of :func:`jaxnn.shuffle.permutation_prefix`);
-    larger ``n`` is not padded. At most 8 rows are never padded beyond 8.
-    """
+    """A padded row count for ``n`` rows evaluated whole (validation data): the smallest ``m * 2**k
+    >= n`` with ``m`` in 4..7 (at least 8); ``n`` itself beyond 2**16 rows."""
     if n > 1 << 16:
         return n
     if n <= 8:
         return 8
     step = 1 << max(0, n.bit_length() - _ROW_BUCKET_BITS)
     return min(-(-n // step) * step, 1 << 16)
+
+
+def train_rows(n: int, batch_size: int) -> int:
+    """The padded row count of ``n`` training rows in minibatches of ``batch_size``: the row bucket.
+
+    Several minibatches: whole minibatches, ``ceil(n / batch_size) * batch_size`` -- every ``n``
+    with the same number of steps per epoch shares a program, and no step is added. One
+    minibatch (``n <= batch_size``): ``batch_size`` when ``n`` is at least a quarter of it (every
+    ``partial_fit`` chunk of 50-200 rows shares one program), else the next power of two (at
+    least 8). Beyond 2**16 rows (:func:`jaxnn.shuffle.permutation_prefix`'s limit): ``n``.
+    """
+    if n > batch_size:
+        N = -(-n // batch_size) * batch_size
+    elif 4 * n >= batch_size:
+        N = batch_size
+    else:
+        N = min(batch_size, max(8, 1 << (n - 1).bit_length()))
+    return N if N <= 1 << 16 else n
 
 
 # --- Pieces of the step ---------------------------------------------------------------------
@@ -414,8 +428,8 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
 def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = True, has_val: bool = False,
               has_weights: bool = False, track_best: bool = False, reduction: str = "mean",
               bucket_rows: bool = True, pass_weights: bool = False) -> _Plan:
-    """The static plan of a run over ``n`` real rows (padded to :func:`row_bucket` unless told not to)."""
-    N = row_bucket(n) if bucket_rows else n
+    """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to)."""
+    N = train_rows(n, batch_size) if bucket_rows else n
     B = min(batch_size, N)
     slots = math.ceil(N / B)
     return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
@@ -552,12 +566,28 @@ def _same_layout(name: str, got: Any, want: Any) -> None:
                              f"this run needs {wdt}{list(wshape)}")
 
 
+@functools.lru_cache(maxsize=64)
+def _opt_state_shapes(optimizer: Any, treedef: Any, avals: tuple[Any, ...]) -> Any:
+    like = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in avals])
+    return jax.eval_shape(optimizer.init, like)
+
+
+def opt_state_shapes(optimizer: optax.GradientTransformation, params: Any) -> Any:
+    """``jax.eval_shape(optimizer.init, params)``, traced once per optimizer and parameter shapes."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    avals = tuple((tuple(np.shape(x)), np.dtype(jnp.result_type(x))) for x in leaves)
+    try:
+        return _opt_state_shapes(optimizer, treedef, avals)
+    except TypeError:  # an unhashable optimizer
+        return jax.eval_shape(optimizer.init, params)
+
+
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
     if not isinstance(state, TrainState):
         raise TypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
     _same_layout("params", state.params, params)
     try:
-        want = jax.eval_shape(optimizer.init, params)
+        want = opt_state_shapes(optimizer, params)
     except Exception as e:  # an optimizer that cannot init these params: say so, by name
         raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
     if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
@@ -571,12 +601,20 @@ def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformatio
 
 
 def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
-               track_best: bool = False) -> TrainState:
+               track_best: bool = False, opt_state: Any = None) -> TrainState:
     """A fresh :class:`TrainState`: step 0, ``optimizer.init(params)``, the data-order ``key``.
 
     One compiled program per optimizer and parameter shapes (reused), not one per array it
-    creates; ``params`` may be host (NumPy) arrays.
+    creates; ``params`` may be host (NumPy) arrays. With ``opt_state`` given (the optimizer's
+    initial state, e.g. built on the host), nothing is compiled: the state is assembled from host
+    values as they are.
     """
+    if opt_state is not None:
+        dtype = _float_dtype(params)
+        return TrainState(params=params, opt_state=opt_state, key=key, step=np.int32(0),
+                          best_params=params if track_best else None, best_loss=np.asarray(np.inf, dtype),
+                          bad_epochs=np.int32(0), stopped=np.bool_(False), diverged_step=np.int32(-1),
+                          epoch_loss=np.asarray(0, dtype), epoch_rows=np.asarray(0, dtype))
     try:
         init = _init_state_jit(optimizer, track_best)
     except TypeError:  # an unhashable optimizer: initialise without caching the program
@@ -625,7 +663,7 @@ _COMPILED_MAX = 32
 
 
 def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
-                    check_params: bool, mesh: Any, batch_sharding: Any) -> Any:
+                    check_params: bool, mesh: Any, batch_sharding: Any, program_name: str | None = None) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
     key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
@@ -638,16 +676,23 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
     if key is not None and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    chunk = _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
-                         batch_sharding=batch_sharding)
-    jit_kw: dict[str, Any] = {}
-    if mesh is not None:
-        jit_kw["out_shardings"] = distributed.replicated(mesh)
-    lowered = jax.jit(chunk, **jit_kw).lower(*args)
     n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
     # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
     tiny = mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params)
-    compiled = xla_cpu.compile(lowered, no_ynnpack=tiny)
+
+    def build() -> Callable[..., Any]:
+        return _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
+                            batch_sharding=batch_sharding)
+
+    where = exported.path_for(program_name, plan, check_params, avals, str(treedef)) \
+        if program_name is not None and mesh is None else None
+    if where is not None:
+        compiled = exported.compiled_chunk(where, build, args, no_ynnpack=tiny)
+    else:
+        jit_kw: dict[str, Any] = {}
+        if mesh is not None:
+            jit_kw["out_shardings"] = distributed.replicated(mesh)
+        compiled = xla_cpu.compile(jax.jit(build(), **jit_kw).lower(*args), no_ynnpack=tiny)
     if key is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:
@@ -684,6 +729,7 @@ def fit(
     loss_args: tuple[Any, ...] = (),
     pass_weights: bool = False,
     bucket_rows: bool = True,
+    program_name: str | None = None,
     raise_on_divergence: bool = True,
 ) -> FitResult:
     """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
@@ -734,15 +780,21 @@ def fit(
             that needs the minibatch's real rows -- e.g. an L2 term divided by their weight sum,
             as scikit-learn's MLPs do. (Padding rows are copies of row 0; without ``w`` a loss
             should not mix rows.) Not passed to ``val_fn``.
-        bucket_rows: pad the data to one of a few row counts (:func:`row_bucket`: at most 25%
-            more rows, each of weight 0 and never part of a minibatch's real rows), so data of
-            nearby sizes -- CV folds, validation splits, ``partial_fit`` chunks -- share one
-            compiled program. It never changes a result (tested in float64); False compiles for
-            exactly ``n`` rows.
+        bucket_rows: pad the data to a row bucket (:func:`train_rows`: whole minibatches, or one
+            minibatch of ``batch_size`` rows; each padding row of weight 0 and never part of a
+            minibatch's real rows, and no step added), so data of nearby sizes -- CV folds,
+            validation splits, ``partial_fit`` chunks -- share one compiled program. It never
+            changes a result (tested in float64); False compiles for exactly ``n`` rows.
+        program_name: a name that identifies ``loss_fn``, ``optimizer`` and ``val_fn`` across
+            processes (change it whenever any of them changes). The traced program is then kept
+            on disk (:mod:`jaxnn.exported`) and a new process skips tracing it. None: traced in
+            every process. The estimators and the CLI name theirs.
         raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
             step is not finite; False returns with ``diverged_step`` set.
 
-    Compilation: one program per (``loss_fn``, ``optimizer``, ``val_fn`` objects, row bucket,
+    Compilation: JAX's persistent compilation cache is turned on at the first call, in the user's
+    cache directory (:mod:`jaxnn.compilation_cache`; ``JAXNN_NO_COMPILATION_CACHE=1`` opts out),
+    so another process loads the programs instead of compiling them. One program per (``loss_fn``, ``optimizer``, ``val_fn`` objects, row bucket,
     batch size, shapes and dtypes, and the on/off switches: shuffle, validation, weights, early
     stopping's best parameters, reduction); reused by every later call in the process. Epochs,
     steps, ``patience``, ``tol``, ``loss_args`` and the optimizer's ``inject_hyperparams`` values
@@ -777,6 +829,7 @@ def fit(
     if not isinstance(shuffle, bool | np.bool_):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
+    compilation_cache.enable_default()  # once per process, unless opted out (jaxnn.compilation_cache)
     with jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
         return _fit(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
@@ -784,7 +837,7 @@ def fit(
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
                     devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
                     dtype=dtype, reduction=reduction, loss_args=loss_args, bucket_rows=bool(bucket_rows),
-                    pass_weights=bool(pass_weights))
+                    pass_weights=bool(pass_weights), program_name=program_name)
 
 
 def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
@@ -792,7 +845,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
          patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
          callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
          raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
-         bucket_rows: bool, pass_weights: bool) -> FitResult:
+         bucket_rows: bool, pass_weights: bool, program_name: str | None) -> FitResult:
     params = jax.tree_util.tree_map(_to_device, params)
     host = _as_data("data", data, dtype)
     n = host[0].shape[0]
@@ -854,7 +907,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     def compiled(check_params: bool) -> Any:
         t = time.perf_counter()
         fn = _compiled_chunk(loss_fn, optimizer, val_fn, plan, args, check_params=check_params,
-                             mesh=mesh, batch_sharding=batch_sharding)
+                             mesh=mesh, batch_sharding=batch_sharding, program_name=program_name)
         seconds["compile"] += time.perf_counter() - t
         return fn
 

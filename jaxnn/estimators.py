@@ -176,13 +176,17 @@ def _optimizer(name: str) -> optax.GradientTransformation:
         learning_rate=1e-3, momentum=0.9, nesterov=name == "nesterov")
 
 
+_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0}  # optax's defaults, scikit-learn's values
+
+
 def _with_hyperparams(opt_state: Any, lr: float, momentum: float, dtype: Any) -> Any:
-    """``opt_state`` with this run's learning rate (and momentum) as host arrays of ``dtype``."""
-    hyper = dict(opt_state.hyperparams)
-    hyper["learning_rate"] = np.asarray(lr, dtype)
-    if "momentum" in hyper:
-        hyper["momentum"] = np.asarray(momentum, dtype)
-    return opt_state._replace(hyperparams=hyper)
+    """``opt_state`` with every injected hyper-parameter set: this run's learning rate and momentum,
+    Adam's constants (:data:`_ADAM`), as host arrays of ``dtype``."""
+    values = {**_ADAM, "learning_rate": lr, "momentum": momentum}
+    unknown = set(opt_state.hyperparams) - set(values)
+    if unknown:  # an optax that injects more than this knows: fail loudly, not with a zero
+        raise RuntimeError(f"optax injects hyper-parameters jaxnn does not set: {sorted(unknown)}")
+    return opt_state._replace(hyperparams={k: np.asarray(values[k], dtype) for k in opt_state.hyperparams})
 
 
 def _check_range(name: str, a: np.ndarray, dtype: np.dtype) -> None:
@@ -360,8 +364,10 @@ class _BaseMLP(BaseEstimator):
                        seed: int, *, early: bool) -> engine.TrainState:
         """A fresh run from ``params``; the data order's key is ``jax.random.key(seed)``."""
         key = jax.random.wrap_key_data(np.asarray([0, seed], np.uint32))  # type: ignore[arg-type]  # key(seed), compiling nothing
-        state = engine.init_state(params, optimizer, key, track_best=early)
-        return state._replace(opt_state=self._hyperparams(state.opt_state))
+        # Adam's moments, SGD's momentum and the step count start at zero, and _hyperparams sets the
+        # rest: the optimizer's initial state is built on the host, compiling nothing
+        zeros = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), engine.opt_state_shapes(optimizer, params))
+        return engine.init_state(params, optimizer, key, track_best=early, opt_state=self._hyperparams(zeros))
 
     def _resume_state(self, optimizer: optax.GradientTransformation, *, early: bool, incremental: bool
                       ) -> engine.TrainState:
@@ -378,7 +384,7 @@ class _BaseMLP(BaseEstimator):
         dt = np.dtype(self.dtype)
         params = [{"W": np.asarray(W, dt), "b": np.asarray(b, dt)}
                   for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
-        want = jax.eval_shape(optimizer.init, params)
+        want = engine.opt_state_shapes(optimizer, params)
         fitted_tree: Any = jax.tree_util.tree_structure(self._opt_state)
         if fitted_tree != jax.tree_util.tree_structure(want):
             call = "partial_fit" if incremental else "warm_start"
@@ -390,8 +396,7 @@ class _BaseMLP(BaseEstimator):
         opt_state = jax.tree_util.tree_map(lambda a, t: np.asarray(a, t.dtype), self._opt_state, want)
         key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(self._key_data)),  # type: ignore[arg-type]
                                  self.n_iter_)
-        state = engine.init_state(params, optimizer, key, track_best=early)
-        state = state._replace(opt_state=self._hyperparams(opt_state))
+        state = engine.init_state(params, optimizer, key, track_best=early, opt_state=self._hyperparams(opt_state))
         if incremental:
             return state
         if early and self.validation_scores_ is not None and self.best_validation_score_ is not None:
@@ -499,7 +504,10 @@ class _BaseMLP(BaseEstimator):
                 tol=float(self.tol) if early else float(self.tol) / self._scale,
                 restore_best=early, state=state, callback=report if self.verbose else None,
                 chunk_epochs=1 if self.verbose else None,  # verbose: a line as each epoch ends
-                loss_args=(float(self.alpha) / self._scale,), pass_weights=True)
+                loss_args=(float(self.alpha) / self._scale,), pass_weights=True,
+                # what names the loss, optimizer and score functions: a new process skips tracing
+                program_name=f"jaxnn.estimators:{self._loss_name}:{self.activation}:{self.gradients}:"
+                             f"{_optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)}:{early}")
 
         # scikit-learn keeps the last parameters unless it early-stops on validation
         params = jax.device_get(result.params)

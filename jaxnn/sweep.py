@@ -61,7 +61,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import distributed, engine, models, training, xla_cpu
+from jaxnn import compilation_cache, distributed, engine, models, training, xla_cpu
 from jaxnn.training import TrainConfig
 
 
@@ -345,6 +345,7 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
+    compilation_cache.enable_default()  # as jaxnn.fit: once per process, unless opted out
     chunk = engine._build_chunk(loss_fn, optimizer, None, plan, check_params=check_params,
                                 batch_sharding=None, skip_stopped=False)
     many = jax.vmap(lambda s, data: chunk(s, data, (), (), knobs, ()), in_axes=(axes, None))

@@ -240,7 +240,7 @@ def as_2d_float(name: str, A: Any, dtype: Any) -> Array:
     if not np.all(np.isfinite(cast)):
         raise ValueError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
                          f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
-    return jnp.asarray(cast, dtype=dtype)
+    return jax.device_put(cast)  # a transfer; jnp.asarray would compile a copy program per shape
 
 
 def default_chunk_epochs(n_epochs: int) -> int:
@@ -399,7 +399,9 @@ def fit(
                 val_data=val, val_fn=val_fn if has_val else None, patience=config.patience,
                 tol=float(config.tol), restore_best=config.patience is not None, state=state,
                 callback=callback, devices=devices, chunk_epochs=chunk_epochs,
-                reduction="mean" if config.reduction == "mean" else "sum", raise_on_divergence=False)
+                reduction="mean" if config.reduction == "mean" else "sum", raise_on_divergence=False,
+                # the config (but its seed) and the run's length name the loss, optimizer and val_fn
+                program_name=f"jaxnn.training:{dataclasses.replace(config, seed=0)!r}:{spe}:{n_steps}")
         except TrainingInterrupted as e:
             raise TrainingInterrupted(with_config(e.result)) from e.__cause__
         result = with_config(res)

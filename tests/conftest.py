@@ -18,6 +18,11 @@ import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Hermetic runs: jaxnn.fit turns JAX's persistent compilation cache on by default, which would write
+# to the user's cache directory and turn the compile-count tests into cache hits. Tests of the
+# cache itself run subprocesses with their own JAXNN_CACHE_DIR and this variable removed.
+os.environ.setdefault("JAXNN_NO_COMPILATION_CACHE", "1")
+
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

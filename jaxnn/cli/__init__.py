@@ -111,10 +111,13 @@ def _run(argv: Sequence[str] | None) -> int:
         if not getattr(args, "_defers_sigint", False) and interrupt.installed():
             interrupt.restore(signal.default_int_handler)
         interrupt.check()
-        if not getattr(args, "no_compilation_cache", False):  # a second run reuses compiled programs
+        if hasattr(args, "no_compilation_cache"):  # a command that trains: a second run reuses programs
             from jaxnn import compilation_cache
 
-            compilation_cache.enable()
+            if args.no_compilation_cache:
+                compilation_cache.disable()  # and jaxnn.fit will not turn it on either
+            else:
+                compilation_cache.enable()
         interrupt.check()
         status = int(args._run(args))
         interrupt.check()  # a Ctrl-C that came after the last check still ends the run with 130

@@ -1,0 +1,121 @@
+"""Traced training programs kept on disk (``jax.export``), so a new process skips tracing them.
+
+JAX's persistent compilation cache (:mod:`jaxnn.compilation_cache`) saves the XLA compilation,
+but every process still traces and lowers the Python of a training chunk before it can look the
+program up -- about half a second for a small MLP, more than scikit-learn's whole ``fit``. A run
+that names its program (``jaxnn.fit(..., program_name=...)``; the estimators and the CLI do)
+stores the traced chunk with :func:`jax.export.export` beside the compilation cache, and a later
+process deserializes it instead of tracing (a few milliseconds) -- then compiles it, which the
+compilation cache answers.
+
+The file name is a hash of everything the program depends on: the name (which must identify the
+loss, optimizer and validation functions), the static plan, the argument shapes and dtypes, the
+versions of jax, jaxlib and jaxnn, the platform, and the source of jaxnn itself, so an edited
+jaxnn never loads a program traced from older code. ``JAXNN_NO_COMPILATION_CACHE=1`` turns this
+or :func:`jaxnn.compilation_cache.disable` (the CLI's ``--no-compilation-cache``) turn this off too. Typed PRNG keys cross the boundary as their key data.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxnn import compilation_cache, xla_cpu
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def _source_digest() -> str:
+    """A hash of jaxnn's own source (every .py file of the package)."""
+    h = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(_PACKAGE).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def directory() -> Path | None:
+    """Where exported programs live: ``<jaxnn cache dir>/exported``, or None when opted out."""
+    if compilation_cache.is_off():
+        return None
+    return compilation_cache.default_dir().parent / "exported"
+
+
+def path_for(name: str, *parts: Any) -> Path | None:
+    """The file of the program ``name`` with these static parts (None: not stored)."""
+    where = directory()
+    if where is None:
+        return None
+    import jaxlib
+
+    from jaxnn import __version__
+
+    text = repr((name, parts, jax.__version__, jaxlib.__version__, __version__, jax.default_backend(),
+                 bool(jax.config.jax_enable_x64), _source_digest()))
+    return where / (hashlib.sha256(text.encode()).hexdigest()[:40] + ".jaxexport")
+
+
+def _flat(state: Any) -> Any:
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def compiled_chunk(path: Path, build: Callable[[], Callable[..., Any]], args: tuple[Any, ...], *,
+                   no_ynnpack: bool) -> Callable[..., Any]:
+    """A callable like the compiled ``run_chunk(*args)``, from ``path`` or traced once and saved there.
+
+    The exported function takes and returns flat lists of arrays (pytrees of optax states need no
+    registration that way); the state's typed key crosses as its key data.
+    """
+    in_leaves, in_tree = jax.tree_util.tree_flatten((_flat(args[0]), *args[1:]))
+    out_tree = jax.tree_util.tree_structure((_flat(args[0]), 0, 0, 0, 0, 0))
+    exp = _load(path)
+    if exp is None:
+        chunk = build()
+
+        def flat_chunk(*leaves: Any) -> list[Any]:
+            state, *rest = jax.tree_util.tree_unflatten(in_tree, leaves)
+            out = chunk(state._replace(key=jax.random.wrap_key_data(state.key)), *rest)
+            return jax.tree_util.tree_leaves((_flat(out[0]), *out[1:]))
+
+        specs = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in in_leaves]
+        exp = jax.export.export(jax.jit(flat_chunk))(*specs)
+        _save(path, exp)
+    compiled = xla_cpu.compile(jax.jit(exp.call).lower(*in_leaves), no_ynnpack=no_ynnpack)
+
+    def run(state: Any, *rest: Any) -> Any:
+        leaves = jax.tree_util.tree_leaves((_flat(state), *rest))
+        out = jax.tree_util.tree_unflatten(out_tree, compiled(*leaves))
+        return (out[0]._replace(key=jax.random.wrap_key_data(out[0].key)), *out[1:])
+
+    return run
+
+
+def _load(path: Path) -> Any:
+    try:
+        return jax.export.deserialize(bytearray(path.read_bytes()))
+    except (OSError, ValueError, TypeError, IndexError, ImportError):  # absent, unreadable or stale
+        return None
+    except Exception:  # a damaged file (flatbuffers raises struct.error and others): trace again
+        return None
+
+
+def _save(path: Path, exp: Any) -> None:
+    """Write atomically (temporary file, then rename); a failure only costs the next process a trace."""
+    try:
+        data = exp.serialize()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except (OSError, ImportError):
+        pass
