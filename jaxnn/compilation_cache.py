@@ -92,7 +92,8 @@ def enable_default() -> Path | None:
     if _DEFAULT_DONE:
         return None
     _DEFAULT_DONE = True
-    if disabled_by_env() or jax.config.jax_compilation_cache_dir is not None:
+    chosen = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
+    if disabled_by_env() or chosen is not None:
         return None
     where = enable()
     if where is not None:

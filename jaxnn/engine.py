@@ -400,7 +400,8 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
     def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any
                   ) -> Any:
         nb = knobs.steps_per_epoch
-        w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)  # real rows come first in every order
+        # real rows come first in every order
+        w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)
         e0 = s.step // nb
         epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
 
@@ -611,10 +612,12 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array,
     """
     if opt_state is not None:
         dtype = _float_dtype(params)
-        return TrainState(params=params, opt_state=opt_state, key=key, step=np.int32(0),
-                          best_params=params if track_best else None, best_loss=np.asarray(np.inf, dtype),
-                          bad_epochs=np.int32(0), stopped=np.bool_(False), diverged_step=np.int32(-1),
-                          epoch_loss=np.asarray(0, dtype), epoch_rows=np.asarray(0, dtype))
+        return TrainState(params=params, opt_state=opt_state, key=key, step=np.int32(0),  # type: ignore[arg-type]
+                          best_params=params if track_best else None,
+                          best_loss=np.asarray(np.inf, dtype),  # type: ignore[arg-type]
+                          bad_epochs=np.int32(0), stopped=np.bool_(False),  # type: ignore[arg-type]
+                          diverged_step=np.int32(-1),  # type: ignore[arg-type]
+                          epoch_loss=np.asarray(0, dtype), epoch_rows=np.asarray(0, dtype))  # type: ignore[arg-type]
     try:
         init = _init_state_jit(optimizer, track_best)
     except TypeError:  # an unhashable optimizer: initialise without caching the program
@@ -663,7 +666,8 @@ _COMPILED_MAX = 32
 
 
 def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
-                    check_params: bool, mesh: Any, batch_sharding: Any, program_name: str | None = None) -> Any:
+                    check_params: bool, mesh: Any, batch_sharding: Any,
+                    program_name: str | None = None) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
     key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
@@ -794,7 +798,8 @@ def fit(
 
     Compilation: JAX's persistent compilation cache is turned on at the first call, in the user's
     cache directory (:mod:`jaxnn.compilation_cache`; ``JAXNN_NO_COMPILATION_CACHE=1`` opts out),
-    so another process loads the programs instead of compiling them. One program per (``loss_fn``, ``optimizer``, ``val_fn`` objects, row bucket,
+    so another process loads the programs instead of compiling them. One program per (``loss_fn``,
+    ``optimizer``, ``val_fn`` objects, row bucket,
     batch size, shapes and dtypes, and the on/off switches: shuffle, validation, weights, early
     stopping's best parameters, reduction); reused by every later call in the process. Epochs,
     steps, ``patience``, ``tol``, ``loss_args`` and the optimizer's ``inject_hyperparams`` values

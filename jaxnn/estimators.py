@@ -366,7 +366,8 @@ class _BaseMLP(BaseEstimator):
         key = jax.random.wrap_key_data(np.asarray([0, seed], np.uint32))  # type: ignore[arg-type]  # key(seed), compiling nothing
         # Adam's moments, SGD's momentum and the step count start at zero, and _hyperparams sets the
         # rest: the optimizer's initial state is built on the host, compiling nothing
-        zeros = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), engine.opt_state_shapes(optimizer, params))
+        shapes = engine.opt_state_shapes(optimizer, params)
+        zeros = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes)
         return engine.init_state(params, optimizer, key, track_best=early, opt_state=self._hyperparams(zeros))
 
     def _resume_state(self, optimizer: optax.GradientTransformation, *, early: bool, incremental: bool
@@ -396,7 +397,8 @@ class _BaseMLP(BaseEstimator):
         opt_state = jax.tree_util.tree_map(lambda a, t: np.asarray(a, t.dtype), self._opt_state, want)
         key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(self._key_data)),  # type: ignore[arg-type]
                                  self.n_iter_)
-        state = engine.init_state(params, optimizer, key, track_best=early, opt_state=self._hyperparams(opt_state))
+        state = engine.init_state(params, optimizer, key, track_best=early,
+                                  opt_state=self._hyperparams(opt_state))
         if incremental:
             return state
         if early and self.validation_scores_ is not None and self.best_validation_score_ is not None:
@@ -485,7 +487,7 @@ class _BaseMLP(BaseEstimator):
                 _check_range(name, a, dt)
             data = (X, Y)
             val = None
-            if early and X_val is not None:  # padded to its row bucket with weight-0 rows, which the score ignores
+            if early and X_val is not None:  # padded to a row bucket with weight-0 rows (the score ignores them)
                 N = engine.row_bucket(X_val.shape[0])
                 val = tuple(engine.pad_rows(a, N, fill=0) for a in (X_val, Y_val, w_val))  # type: ignore[arg-type]
             if first:
@@ -507,7 +509,8 @@ class _BaseMLP(BaseEstimator):
                 loss_args=(float(self.alpha) / self._scale,), pass_weights=True,
                 # what names the loss, optimizer and score functions: a new process skips tracing
                 program_name=f"jaxnn.estimators:{self._loss_name}:{self.activation}:{self.gradients}:"
-                             f"{_optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)}:{early}")
+                             f"{_optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)}:"
+                             f"{early}")
 
         # scikit-learn keeps the last parameters unless it early-stops on validation
         params = jax.device_get(result.params)

@@ -12,7 +12,8 @@ The file name is a hash of everything the program depends on: the name (which mu
 loss, optimizer and validation functions), the static plan, the argument shapes and dtypes, the
 versions of jax, jaxlib and jaxnn, the platform, and the source of jaxnn itself, so an edited
 jaxnn never loads a program traced from older code. ``JAXNN_NO_COMPILATION_CACHE=1`` turns this
-or :func:`jaxnn.compilation_cache.disable` (the CLI's ``--no-compilation-cache``) turn this off too. Typed PRNG keys cross the boundary as their key data.
+or :func:`jaxnn.compilation_cache.disable` (the CLI's ``--no-compilation-cache``) turn this off
+too. Typed PRNG keys cross the boundary as their key data.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def path_for(name: str, *parts: Any) -> Path | None:
     from jaxnn import __version__
 
     text = repr((name, parts, jax.__version__, jaxlib.__version__, __version__, jax.default_backend(),
-                 bool(jax.config.jax_enable_x64), _source_digest()))
+                 bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]
+                 _source_digest()))
     return where / (hashlib.sha256(text.encode()).hexdigest()[:40] + ".jaxexport")
 
 

@@ -72,7 +72,8 @@ def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
     """
     if size > _MAX_N:
         raise ValueError(f"size: at most {_MAX_N} rows can be padded, got {size}")
-    if not getattr(jax.config, "jax_threefry_partitionable", True):  # pragma: no cover - JAX's default since 0.5
+    # JAX's default since 0.5
+    if not getattr(jax.config, "jax_threefry_partitionable", True):  # pragma: no cover
         raise ValueError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
     position = jnp.arange(size)
     padding = position >= jnp.asarray(n).astype(position.dtype)

@@ -20,13 +20,12 @@ import numpy as np
 import optax
 import pytest
 from sklearn.model_selection import cross_val_score
+from test_perf_invariants import CompileCounter
 
 import jaxnn
 from jaxnn import engine
 from jaxnn.estimators import MLPClassifier, MLPRegressor
 from jaxnn.shuffle import permutation_prefix, rounds
-
-from test_perf_invariants import CompileCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 # short fits on purpose: scikit-learn's "not converged" warning is expected
@@ -47,7 +46,8 @@ def _classes(n: int, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 # --- row buckets --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "size"), [(1, 8), (5, 8), (100, 128), (1198, 1280), (1626, 1792), (3000, 3072)])
+@pytest.mark.parametrize(("n", "size"),
+                         [(1, 8), (5, 8), (100, 128), (1198, 1280), (1626, 1792), (3000, 3072)])
 def test_padded_permutation_is_jax_permutation_then_the_padding(n, size):
     for seed in range(3):
         key = jax.random.key(seed)
@@ -223,9 +223,11 @@ def test_a_second_process_neither_traces_nor_compiles_the_training_program(tmp_p
 def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(tmp_path):
     on = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "on" / "jax")})
     assert on["cache_dir"] == str(tmp_path / "on" / "jax") and any((tmp_path / "on" / "jax").iterdir())
-    off = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "off" / "jax"), "JAXNN_NO_COMPILATION_CACHE": "1"})
+    off = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "off" / "jax"),
+                           "JAXNN_NO_COMPILATION_CACHE": "1"})
     assert off["cache_dir"] is None and not (tmp_path / "off").exists()
-    own = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "ours" / "jax")}, "own-dir", str(tmp_path / "own"))
+    own = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "ours" / "jax")}, "own-dir",
+                          str(tmp_path / "own"))
     assert own["cache_dir"] == str(tmp_path / "own")  # with JAX's own thresholds, as the user set it
     assert not (tmp_path / "ours" / "jax").exists()  # jaxnn left the user's choice alone
     assert on["coef"] == off["coef"] == own["coef"]

@@ -186,8 +186,8 @@ EIGHT_DEVICES = textwrap.dedent('''
     fn = engine._build_chunk(training._loss_fns(c)[0], opt, None, plan, check_params=False,
                              batch_sharding=distributed.batch_sharding(mesh))
     state = training.init_state(c, 5, 2, 200)
-    args = distributed.put_replicated((state, (X.astype(np.float32), Y.astype(np.float32)), (), (), knobs, ()),
-                                      mesh)
+    data = (X.astype(np.float32), Y.astype(np.float32))
+    args = distributed.put_replicated((state, data, (), (), knobs, ()), mesh)
     hlo = jax.jit(fn, out_shardings=distributed.replicated(mesh)).lower(*args).compile().as_text()
     out["hlo_all_reduce"] = hlo.count("all-reduce(")
     out["hlo_dot_shapes"] = sorted(set(re.findall(r"= f32\\[(\\d+),16\\]\\S* dot\\(", hlo)))
