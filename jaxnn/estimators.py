@@ -487,7 +487,7 @@ class _BaseMLP(BaseEstimator):
                 _check_range(name, a, dt)
             data = (X, Y)
             val = None
-            if early and X_val is not None:  # padded to a row bucket with weight-0 rows (the score ignores them)
+            if early and X_val is not None:  # padded to a row bucket, weight-0 rows the score ignores
                 N = engine.row_bucket(X_val.shape[0])
                 val = tuple(engine.pad_rows(a, N, fill=0) for a in (X_val, Y_val, w_val))  # type: ignore[arg-type]
             if first:
