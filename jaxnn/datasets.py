@@ -31,12 +31,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import sklearn.datasets
-from sklearn.datasets import fetch_openml
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from jaxnn.files import open_regular_file
+
+
+def fetch_openml(*args: Any, **kwargs: Any) -> Any:
+    """``sklearn.datasets.fetch_openml``, imported when called (sklearn.datasets is slow to import)."""
+    from sklearn.datasets import fetch_openml as fetch
+
+    return fetch(*args, **kwargs)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -295,6 +300,8 @@ def load_diabetes() -> Dataset:
         ``Dataset`` with ``X`` shape ``(442, 10)`` and ``y`` shape ``(442,)`` float64,
         ``target_name="disease_progression"``.
     """
+    import sklearn.datasets  # imported when used: it is slow to import
+
     bunch = sklearn.datasets.load_diabetes()
     return Dataset(
         name="diabetes",
@@ -314,6 +321,8 @@ def load_digits() -> Dataset:
         ``y`` shape ``(1797,)`` int64 in ``0..9``, ``classes = arange(10)``,
         ``target_name="digit"``.
     """
+    import sklearn.datasets
+
     bunch = sklearn.datasets.load_digits()
     return Dataset(
         name="digits",
@@ -347,6 +356,8 @@ def load_friedman1() -> Dataset:
         ``Dataset`` named ``"friedman1"``, ``X`` shape ``(1000, 10)``, ``y`` shape ``(1000,)``
         (mean about 14, standard deviation about 5), ``target_name="y"``.
     """
+    import sklearn.datasets
+
     X, y = sklearn.datasets.make_friedman1(
         n_samples=FRIEDMAN1_N_SAMPLES, n_features=10, noise=FRIEDMAN1_NOISE,
         random_state=FRIEDMAN1_RANDOM_STATE,

@@ -291,7 +291,11 @@ def log_loss(y_true: ArrayLike, probs: ArrayLike) -> Array:
 
 
 def regression_report(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """All regression metrics as plain Python floats (for printing or JSON).
+    """All regression metrics as plain Python floats (for printing or JSON), on the host.
+
+    A report is computed once, after training, on host data: it calls ``sklearn.metrics``
+    (in float64, compiling nothing) rather than the jittable functions above, which are for use
+    inside compiled code.
 
     Args:
         y_true: targets, shape ``(n,)`` or ``(n, k)``; ``n >= 2`` (for R^2).
@@ -300,16 +304,31 @@ def regression_report(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     Returns:
         ``{"mse": ..., "rmse": ..., "mae": ..., "r2": ...}``.
     """
+    from sklearn import metrics as skm
+
+    yt = np.asarray(y_true, dtype=np.float64)
+    yp = np.asarray(y_pred, dtype=np.float64)
+    if yt.ndim == 1:
+        yt = yt[:, None]
+    if yp.ndim == 1:
+        yp = yp[:, None]
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true, y_pred: shapes {np.shape(y_true)} and {np.shape(y_pred)} differ")
+    if yt.shape[0] < 2:
+        raise ValueError(f"r2 needs at least 2 samples in y_true, got {yt.shape[0]}")
     return {
-        "mse": float(mse(y_true, y_pred)),
-        "rmse": float(rmse(y_true, y_pred)),
-        "mae": float(mae(y_true, y_pred)),
-        "r2": float(r2(y_true, y_pred)),
+        "mse": float(skm.mean_squared_error(yt, yp)),
+        "rmse": float(skm.root_mean_squared_error(yt, yp)),
+        "mae": float(skm.mean_absolute_error(yt, yp)),
+        "r2": float(skm.r2_score(yt, yp)),
     }
 
 
 def classification_report(y_true: ArrayLike, probs: ArrayLike) -> dict[str, float]:
-    """Accuracy and log-loss as plain Python floats (for printing or JSON).
+    """Accuracy and log-loss as plain Python floats (for printing or JSON), on the host.
+
+    Computed with ``sklearn.metrics`` (see :func:`regression_report`); probabilities are
+    clipped to ``[eps, 1 - eps]`` with ``eps`` of their own dtype, as :func:`log_loss`.
 
     Args:
         y_true: integer class labels in ``[0, C)``, shape ``(n,)``.
@@ -319,9 +338,17 @@ def classification_report(y_true: ArrayLike, probs: ArrayLike) -> dict[str, floa
         ``{"accuracy": ..., "log_loss": ...}``; accuracy uses the argmax of ``probs``
         (for binary ``(n,)`` probabilities: ``p > 0.5`` selects class 1).
     """
-    p = jnp.asarray(probs)
-    scores = jnp.stack([1 - p, p], axis=1) if p.ndim == 1 else p
+    from sklearn import metrics as skm
+
+    p = np.asarray(probs)
+    scores = np.stack([1 - p, p], axis=1) if p.ndim == 1 else p
+    labels = np.asarray(y_true).astype(np.int64)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0] or scores.shape[1] < 2:
+        raise ValueError(f"probs has shape {p.shape}; expected ({labels.shape[0]}, C) with C >= 2, or "
+                         f"({labels.shape[0]},) for binary positive-class probabilities")
+    eps = np.finfo(p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64).eps
+    picked = np.clip(scores.astype(np.float64), eps, 1 - eps)[np.arange(len(labels)), labels]
     return {
-        "accuracy": float(accuracy(y_true, scores)),
-        "log_loss": float(log_loss(y_true, probs)),
+        "accuracy": float(skm.accuracy_score(labels, np.argmax(scores, axis=1))),
+        "log_loss": float(-np.mean(np.log(picked))),
     }

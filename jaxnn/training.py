@@ -265,17 +265,40 @@ def _key_parts(c: TrainConfig) -> tuple[Array, Array]:
     return k_init, k_shuffle
 
 
+def _seed_key(seed: int) -> Array:
+    """``jax.random.key(seed)``; for seeds in [0, 2**31) built from its key data, compiling nothing."""
+    if 0 <= seed < 2**31:
+        return jax.random.wrap_key_data(np.asarray([0, seed], np.uint32))  # type: ignore[arg-type]
+    return jax.random.key(seed)
+
+
+@functools.lru_cache(maxsize=32)
+def _init_program(sizes: tuple[int, ...], init: str, dtype: str) -> Any:
+    """``key -> (layers, data-order key)`` as one compiled program (not one per random array)."""
+
+    def draw(key: Array) -> tuple[Any, Array]:
+        k_init, k_shuffle = jax.random.split(key)
+        return models.init_params(k_init, list(sizes), init=init, dtype=jnp.dtype(dtype)), k_shuffle
+
+    return jax.jit(draw)
+
+
+def _initial(c: TrainConfig, n_features: int, n_outputs: int) -> tuple[Any, Array]:
+    sizes = tuple(models.layer_sizes(n_features, c.hidden, n_outputs))
+    with x64_context(c.dtype):
+        return _init_program(sizes, c.init, c.dtype)(_seed_key(int(c.seed)))
+
+
 def init_params(c: TrainConfig, n_features: int, n_outputs: int) -> Any:
-    """The initial layer list of ``c`` (``c.init`` drawn from ``c.seed``)."""
-    sizes = models.layer_sizes(n_features, c.hidden, n_outputs)
-    return models.init_params(_key_parts(c)[0], sizes, init=c.init, dtype=jnp.dtype(c.dtype))
+    """The initial layer list of ``c`` (``c.init`` drawn from ``c.seed``; :func:`_key_parts`' first key)."""
+    return _initial(c, n_features, n_outputs)[0]
 
 
 def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) -> TrainState:
     """A fresh :class:`TrainState` from ``c.seed`` (init key and shuffle key are independent)."""
     spe = steps_per_epoch(n_train, c.batch_size)
-    params = init_params(c, n_features, n_outputs)
-    return engine.init_state(params, _optimizer(c, spe, total_steps(c, n_train)), _key_parts(c)[1],
+    params, k_shuffle = _initial(c, n_features, n_outputs)
+    return engine.init_state(params, _optimizer(c, spe, total_steps(c, n_train)), k_shuffle,
                              track_best=c.patience is not None)
 
 
