@@ -374,9 +374,10 @@ class _BaseMLP(BaseEstimator):
                       ) -> engine.TrainState:
         """The stored parameters and optimizer state (``warm_start``, ``partial_fit``), step 0.
 
-        Every continuation shuffles with ``fold_in(key, n_iter_)`` so it does not repeat the
-        permutations of the previous call. As scikit-learn, a ``warm_start`` fit carries the best
-        monitored value and the count of epochs without improvement over.
+        Every continuation shuffles with its own key, ``key(seed + n_iter_ * 2**32)`` (the first
+        fit's key is ``key(seed)``), so it does not repeat the permutations of the previous call.
+        As scikit-learn, a ``warm_start`` fit carries the best monitored value and the count of
+        epochs without improvement over.
         """
         fitted = tuple(W.shape[1] for W in self.coefs_[:-1])
         if fitted != self._hidden():
@@ -395,8 +396,10 @@ class _BaseMLP(BaseEstimator):
                 + f"; the solver changed since the last fit and {call} continues the optimizer state. "
                 "Set the previous solver back, or warm_start=False and call fit to start afresh")
         opt_state = jax.tree_util.tree_map(lambda a, t: np.asarray(a, t.dtype), self._opt_state, want)
-        key = jax.random.fold_in(jax.random.wrap_key_data(np.asarray(self._key_data)),  # type: ignore[arg-type]
-                                 self.n_iter_)
+        # key(seed + n_iter_ * 2**32): its key data built on the host, compiling nothing
+        data = np.asarray(self._key_data, np.uint32).copy()
+        data[0] = np.uint32((int(data[0]) + int(self.n_iter_)) % 2**32)
+        key = jax.random.wrap_key_data(data)  # type: ignore[arg-type]
         state = engine.init_state(params, optimizer, key, track_best=early,
                                   opt_state=self._hyperparams(opt_state))
         if incremental:
