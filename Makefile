@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.progress
+	$(BIN)/python -m benchmarks.small_fits
 
 # JupyterLab on notebooks/ (the kernels run .venv's python). jupytext's server extension serves the
 # percent-format .py files as notebooks; notebooks/.jupyter/labconfig (added to JUPYTER_CONFIG_PATH)

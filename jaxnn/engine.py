@@ -50,6 +50,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -663,11 +664,21 @@ def _is_x64(dtype: Any) -> bool:
 
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 32
+# fits in several threads (joblib's threading backend) build each program once, not once per thread
+_COMPILE_LOCK = threading.RLock()
 
 
 def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
                     check_params: bool, mesh: Any, batch_sharding: Any,
                     program_name: str | None = None) -> Any:
+    with _COMPILE_LOCK:
+        return _compiled_chunk_locked(loss_fn, optimizer, val_fn, plan, args, check_params=check_params,
+                                      mesh=mesh, batch_sharding=batch_sharding, program_name=program_name)
+
+
+def _compiled_chunk_locked(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
+                           check_params: bool, mesh: Any, batch_sharding: Any,
+                           program_name: str | None = None) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
     key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)

@@ -55,8 +55,7 @@ def _get(url: str) -> dict:
 
 @pytest.mark.slow
 def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
-    pytest.importorskip("jupyterlab", reason="the lab extra is not installed (make lab installs it)")
-    pytest.importorskip("jupytext")
+    # the test extra installs JupyterLab and jupytext (the lab extra's packages)
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(LABCONFIG), JUPYTER_RUNTIME_DIR=str(tmp_path),
                JUPYTER_PATH=str(Path(sys.prefix) / "share" / "jupyter"))
