@@ -475,13 +475,7 @@ def _as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
         raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
     out = []
     for i, a in enumerate(data):
-        try:
-            arr = np.asarray(a)
-        except ValueError as e:
-            raise ValueError(f"{name}[{i}]: expected a rectangular array ({e})") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
-                or np.issubdtype(arr.dtype, np.complexfloating):
-            raise TypeError(f"{name}[{i}]: expected a real numeric array, got dtype {arr.dtype}")
+        arr = _real_array(f"{name}[{i}]", a)
         if arr.ndim == 0:
             raise ValueError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
         if np.issubdtype(arr.dtype, np.floating):
@@ -517,19 +511,30 @@ def pad_rows(a: np.ndarray, rows: int, fill: Any = None) -> np.ndarray:
     return np.concatenate([a, pad])
 
 
+def _real_array(name: str, a: Any) -> np.ndarray:
+    """``a`` as a host array of real numbers (or booleans); errors name ``name``."""
+    try:
+        arr = np.asarray(a)
+    except ValueError as e:
+        raise ValueError(f"{name}: expected a rectangular array ({e})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
 def _as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
-    """``loss_args`` as a tuple of host arrays: floating values in the params' dtype."""
+    """``loss_args`` as a tuple of finite host arrays: floating values in the params' dtype."""
     if not isinstance(loss_args, tuple | list):
         raise TypeError(f"loss_args: expected a tuple of arrays or numbers, got {type(loss_args).__name__}")
     out = []
     for i, leaf in enumerate(loss_args):
-        try:
-            arr = np.asarray(leaf)
-        except ValueError as e:
-            raise ValueError(f"loss_args[{i}]: expected an array or a number ({e})") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"loss_args[{i}]: expected numbers, got dtype {arr.dtype}")
-        out.append(arr.astype(dtype) if np.issubdtype(arr.dtype, np.floating) else arr)
+        arr = _real_array(f"loss_args[{i}]", leaf)
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"loss_args[{i}]: contains NaN or inf")
+            arr = arr.astype(dtype)
+        out.append(arr)
     return tuple(out)
 
 

@@ -104,9 +104,7 @@ def compiled_chunk(path: Path, build: Callable[[], Callable[..., Any]], args: tu
 def _load(path: Path) -> Any:
     try:
         return jax.export.deserialize(bytearray(path.read_bytes()))
-    except (OSError, ValueError, TypeError, IndexError, ImportError):  # absent, unreadable or stale
-        return None
-    except Exception:  # a damaged file (flatbuffers raises struct.error and others): trace again
+    except Exception:  # absent, unreadable or damaged (flatbuffers raises struct.error and more): trace again
         return None
 
 

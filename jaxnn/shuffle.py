@@ -54,11 +54,7 @@ def permutation(key: Array, n: int) -> Array:
     """
     if n > _MAX_N:
         return jax.random.permutation(key, n)
-    x = jnp.arange(n)  # the default integer type, as JAX's (int64 under x64)
-    for _ in range(rounds(n)):
-        key, subkey = jax.random.split(key)
-        x = x[stable_argsort_u32(jax.random.bits(subkey, (n,), jnp.uint32))]
-    return x
+    return permutation_prefix(key, jnp.int32(n), n, rounds(n))  # no padding: every position is real
 
 
 def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
@@ -75,7 +71,7 @@ def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
     # JAX's default since 0.5
     if not getattr(jax.config, "jax_threefry_partitionable", True):  # pragma: no cover
         raise ValueError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
-    position = jnp.arange(size)
+    position = jnp.arange(size)  # the default integer type, as JAX's (int64 under x64)
     padding = position >= jnp.asarray(n).astype(position.dtype)
     x = position
     for _ in range(n_rounds):
