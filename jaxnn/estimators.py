@@ -86,11 +86,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxnn import engine, models, training
+from jaxnn import engine, models, names, training
 
-# scikit-learn's names -> jaxnn's hidden activations
-_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "sigmoid": "sigmoid",
-                "leaky_relu": "leaky_relu"}
+_ACTIVATIONS = names.SKLEARN_ACTIVATIONS  # scikit-learn's names -> jaxnn's hidden activations
 _LEAKY_SLOPE = 0.2  # jaxnn.foundations.leaky_relu's
 _SPARSE = ["csr", "csc", "coo"]
 MAX_STEPS = engine.MAX_STEPS  # optimizer steps of one fit: the engine's step counter is int32
@@ -162,31 +160,23 @@ def _negative_score_fn(activation: str, classifier: bool) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _optimizer(name: str) -> optax.GradientTransformation:
-    """The optax optimizer of a solver, its learning rate and momentum runtime inputs.
+    """The optax optimizer ``name`` (:func:`jaxnn.names.optimizer`), its learning rate and momentum
+    runtime inputs.
 
     ``optax.inject_hyperparams`` keeps them in the optimizer state (:func:`_with_hyperparams`
     sets them), so a new ``learning_rate_init`` or ``momentum`` runs the same compiled program.
     Adam uses optax's (and scikit-learn's) beta_1 0.9, beta_2 0.999, epsilon 1e-8.
     """
-    if name == "adam":
-        return optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
-    if name == "sgd":
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)
-    return optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
-        learning_rate=1e-3, momentum=0.9, nesterov=name == "nesterov")
-
-
-_ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0}  # optax's defaults, scikit-learn's values
+    return optax.inject_hyperparams(names.optimizer, static_args=("name",))(
+        name=name, learning_rate=1e-3, momentum=0.9)
 
 
 def _with_hyperparams(opt_state: Any, lr: float, momentum: float, dtype: Any) -> Any:
-    """``opt_state`` with every injected hyper-parameter set: this run's learning rate and momentum,
-    Adam's constants (:data:`_ADAM`), as host arrays of ``dtype``."""
-    values = {**_ADAM, "learning_rate": lr, "momentum": momentum}
-    unknown = set(opt_state.hyperparams) - set(values)
-    if unknown:  # an optax that injects more than this knows: fail loudly, not with a zero
-        raise RuntimeError(f"optax injects hyper-parameters jaxnn does not set: {sorted(unknown)}")
-    return opt_state._replace(hyperparams={k: np.asarray(values[k], dtype) for k in opt_state.hyperparams})
+    """``opt_state`` with this run's learning rate and momentum, as host arrays of ``dtype``."""
+    values = {"learning_rate": lr, "momentum": momentum}
+    if set(opt_state.hyperparams) != set(values):  # an optax that injects otherwise: fail loudly
+        raise RuntimeError(f"optax injects {sorted(opt_state.hyperparams)}, jaxnn sets {sorted(values)}")
+    return opt_state._replace(hyperparams={k: np.asarray(v, dtype) for k, v in values.items()})
 
 
 def _check_range(name: str, a: np.ndarray, dtype: np.dtype) -> None:
@@ -313,10 +303,8 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction: expected a number in (0, 1), "
                              f"got {self.validation_fraction!r}")
-        if self.gradients not in ("manual", "autodiff"):
-            raise ValueError(f"gradients: expected 'manual' or 'autodiff', got {self.gradients!r}")
-        if self.dtype not in training.DTYPES:
-            raise ValueError(f"dtype: expected one of {list(training.DTYPES)}, got {self.dtype!r}")
+        names.check("gradients", self.gradients, names.GRADIENTS)
+        names.check("dtype", self.dtype, names.DTYPES)
 
     def _batch(self, n_samples: int) -> int:
         return min(200, n_samples) if self.batch_size == "auto" else min(int(self.batch_size), n_samples)

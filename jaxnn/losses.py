@@ -27,8 +27,7 @@ from jax import Array
 
 from jaxnn.backward import with_backward
 from jaxnn.gradients import Entry, register
-
-REDUCTIONS = ("mean", "sum", "half_sum")
+from jaxnn.names import REDUCTIONS
 
 
 def _check(pred: Array, target: Array, weights: Array, what: str) -> None:

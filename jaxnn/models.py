@@ -30,15 +30,15 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from jaxnn import foundations, losses
+from jaxnn import foundations, losses, names
 from jaxnn.backward import forward_of, with_backward
 from jaxnn.gradients import Entry, register
 from jaxnn.layers import dense, dense_layer, dense_vjp
 
 Params = list[dict[str, Array]]
-INITS = ("normal", "glorot", "he")
-GRADIENTS = ("manual", "autodiff")
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+INITS = names.INITS
+GRADIENTS = names.GRADIENTS
+ACTIVATIONS = names.ACTIVATIONS
 
 
 def layer_sizes(n_features: int, hidden: Sequence[int], n_outputs: int) -> tuple[int, ...]:
@@ -69,8 +69,7 @@ def init_params(
     Returns:
         ``[{"W": (sizes[i], sizes[i+1]), "b": (sizes[i+1],)}, ...]``.
     """
-    if init not in INITS:
-        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
+    names.check("init", init, INITS)
     params: Params = []
     keys = jax.random.split(key, len(sizes) - 1)
     for k, (d_in, d_out) in zip(keys, itertools.pairwise(sizes), strict=True):
@@ -90,14 +89,12 @@ def init_params(
 
 
 def _loss_pair(name: str) -> tuple[Any, Any]:
-    if name not in losses.LOSSES:
-        raise ValueError(f"loss_name: expected one of {tuple(losses.LOSSES)}, got {name!r}")
+    names.check("loss_name", name, names.LOSSES)
     return losses.LOSSES[name]
 
 
 def _activation(name: str) -> foundations.ArrayFunction:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
+    names.check("activation", name, ACTIVATIONS)
     return foundations.ACTIVATIONS[name]
 
 

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,14 +26,13 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import engine, models
+from jaxnn import engine, models, names
 from jaxnn.errors import DivergedError
-from jaxnn.losses import REDUCTIONS
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "cosine", "exponential")
-LOSS_NAMES = ("mse", "cross_entropy")
-DTYPES = ("float32", "float64")
+OPTIMIZERS = names.OPTIMIZERS
+SCHEDULES = names.SCHEDULES
+LOSS_NAMES = names.LOSSES
+DTYPES = names.DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +95,6 @@ class TrainConfig:
         validate_config(self)
 
 
-def _choice(name: str, value: Any, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name}: expected one of {list(valid)}, got {value!r}")
-
-
 def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -122,14 +116,14 @@ def validate_config(c: TrainConfig) -> None:
         raise TypeError(f"hidden: expected a tuple of positive integers, got {c.hidden!r}")
     for h in c.hidden:
         _positive_int("hidden", h)
-    _choice("activation", c.activation, models.ACTIVATIONS)
-    _choice("loss", c.loss, LOSS_NAMES)
-    _choice("reduction", c.reduction, REDUCTIONS)
-    _choice("optimizer", c.optimizer, OPTIMIZERS)
-    _choice("schedule", c.schedule, SCHEDULES)
-    _choice("gradients", c.gradients, models.GRADIENTS)
-    _choice("dtype", c.dtype, DTYPES)
-    _choice("init", c.init, models.INITS)
+    names.check("activation", c.activation, models.ACTIVATIONS)
+    names.check("loss", c.loss, LOSS_NAMES)
+    names.check("reduction", c.reduction, names.REDUCTIONS)
+    names.check("optimizer", c.optimizer, OPTIMIZERS)
+    names.check("schedule", c.schedule, SCHEDULES)
+    names.check("gradients", c.gradients, models.GRADIENTS)
+    names.check("dtype", c.dtype, DTYPES)
+    names.check("init", c.init, models.INITS)
     _finite_float("lr", c.lr, positive=True)
     _finite_float("momentum", c.momentum)
     _finite_float("decay_rate", c.decay_rate, positive=True)
@@ -194,13 +188,7 @@ def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, *,
         # optax divides its int32 step count, which yields a float32 rate even in float64
         # runs; a count in the training dtype keeps the rate exact
         lr = lambda count: decay(jnp.asarray(count, jnp.dtype(c.dtype)))
-    if c.optimizer == "sgd":
-        return optax.sgd(lr)
-    if c.optimizer == "momentum":
-        return optax.sgd(lr, momentum=c.momentum)
-    if c.optimizer == "nesterov":  # scikit-learn's default sgd (nesterovs_momentum=True)
-        return optax.sgd(lr, momentum=c.momentum, nesterov=True)
-    return optax.adam(lr)
+    return names.optimizer(c.optimizer, lr, c.momentum)
 
 
 def total_steps(c: TrainConfig, n: int) -> int:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from jaxnn import names
 from jaxnn.cli import interrupt
 from jaxnn.errors import EXIT_OK
 
@@ -127,17 +128,17 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", choices=("linear", "mlp"), default="mlp")
     g.add_argument("--hidden", type=_hidden, action="append", default=None, metavar="N",
                    help="hidden layer sizes, repeatable or comma list (default 13)")
-    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "leaky_relu"),
+    g.add_argument("--activation", choices=names.ACTIVATIONS,
                    default="sigmoid")
-    g.add_argument("--loss", choices=("mse", "cross_entropy"), default=None,
+    g.add_argument("--loss", choices=names.LOSSES, default=None,
                    help="default: mse for regression, cross_entropy for classification")
-    g.add_argument("--reduction", choices=("mean", "sum", "half_sum"), default="mean",
+    g.add_argument("--reduction", choices=names.REDUCTIONS, default="mean",
                    help="squared-error reduction; sum/half_sum reproduce the seed's updates")
-    g.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="adam")
+    g.add_argument("--optimizer", choices=names.OPTIMIZERS, default="adam")
     g.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
-    g.add_argument("--schedule", choices=("constant", "cosine", "exponential"), default="constant")
+    g.add_argument("--schedule", choices=names.SCHEDULES, default="constant")
     g.add_argument("--l2", type=float, default=0.0, help="L2 penalty coefficient (default 0)")
-    g.add_argument("--init", choices=("normal", "glorot", "he"), default="glorot",
+    g.add_argument("--init", choices=names.INITS, default="glorot",
                    help="weight init; 'normal' is the seed's standard normal (default glorot)")
     g.add_argument("--batch-size", type=_positive_int, default=32)
     n = g.add_mutually_exclusive_group()
@@ -145,9 +146,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
     g.add_argument("--patience", type=_positive_int, default=None,
                    help="early stopping patience in epochs (default: off)")
-    g.add_argument("--gradients", choices=("manual", "autodiff"), default="manual",
+    g.add_argument("--gradients", choices=names.GRADIENTS, default="manual",
                    help="hand-written backprop or jax.grad (default manual)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g.add_argument("--dtype", choices=names.DTYPES, default="float32")
     g.add_argument("--seed", type=_seed, default=0,
                    help=f"seed of initialisation and shuffling, 0..{SEED_MAX} (default 0)")
 
