@@ -79,11 +79,11 @@ def test_a_wrong_backward_is_caught(x64):
     assert result.fd_rel_err > 0.1
 
 
-def test_check_all_passes_in_both_dtypes():
-    for dtype in ("float64", "float32"):
-        results = gradients.check_all(dtype=dtype)
-        assert [r.name for r in results] == IDS
-        assert all(r.passed for r in results), [r for r in results if not r.passed]
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_check_all_passes_in_both_dtypes(dtype):
+    results = gradients.check_all(dtype=dtype)
+    assert [r.name for r in results] == IDS
+    assert all(r.passed for r in results), [r for r in results if not r.passed]
 
 
 def test_unknown_entry_lists_valid_names():
