@@ -95,6 +95,28 @@ def _flat(state: Any) -> Any:
     return state._replace(key=jax.random.key_data(state.key))
 
 
+def compiled(path: Path, build: Callable[[], Callable[..., list[Any]]], in_leaves: list[Any], *,
+             no_ynnpack: bool) -> Callable[..., list[Any]]:
+    """The compiled ``build()`` (flat arrays in, a flat list of arrays out) for ``in_leaves``' shapes:
+    the executable of ``path`` if this machine has one, else the program of ``path`` (traced and
+    saved when absent) compiled here."""
+    executable = executable_path(path, no_ynnpack=no_ynnpack)
+    loaded = _load_executable(executable)
+    if loaded is not None:
+        return loaded  # type: ignore[no-any-return]
+    exp = _load(path)
+    if exp is None:
+        specs = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in in_leaves]
+        exp = jax.export.export(jax.jit(build()))(*specs)
+        _save(path, bytes(exp.serialize()))
+    hits = _cache_hits[0]
+    program = xla_cpu.compile(jax.jit(exp.call).lower(*in_leaves), no_ynnpack=no_ynnpack)
+    if _cache_hits[0] == hits:  # compiled here: an executable loaded from JAX's cache
+        # serializes without its code (XLA:CPU keeps only what it compiled), so it is not kept
+        _save_executable(executable, program)
+    return program  # type: ignore[no-any-return]
+
+
 def compiled_chunk(path: Path, build: Callable[[], Callable[..., Any]], args: tuple[Any, ...], *,
                    no_ynnpack: bool) -> Callable[..., Any]:
     """A callable like the compiled ``run_chunk(*args)``, from ``path`` or traced once and saved there.
@@ -104,29 +126,22 @@ def compiled_chunk(path: Path, build: Callable[[], Callable[..., Any]], args: tu
     """
     in_leaves, in_tree = jax.tree_util.tree_flatten((_flat(args[0]), *args[1:]))
     out_tree = jax.tree_util.tree_structure((_flat(args[0]), 0, 0, 0, 0, 0))
-    compiled = _load_executable(executable_path(path, no_ynnpack=no_ynnpack))
-    if compiled is None:
-        exp = _load(path)
-        if exp is None:
-            chunk = build()
 
-            def flat_chunk(*leaves: Any) -> list[Any]:
-                state, *rest = jax.tree_util.tree_unflatten(in_tree, leaves)
-                out = chunk(state._replace(key=jax.random.wrap_key_data(state.key)), *rest)
-                return jax.tree_util.tree_leaves((_flat(out[0]), *out[1:]))
+    def build_flat() -> Callable[..., list[Any]]:
+        chunk = build()
 
-            specs = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in in_leaves]
-            exp = jax.export.export(jax.jit(flat_chunk))(*specs)
-            _save(path, bytes(exp.serialize()))
-        hits = _cache_hits[0]
-        compiled = xla_cpu.compile(jax.jit(exp.call).lower(*in_leaves), no_ynnpack=no_ynnpack)
-        if _cache_hits[0] == hits:  # compiled here: an executable loaded from JAX's cache
-            # serializes without its code (XLA:CPU keeps only what it compiled), so it is not kept
-            _save_executable(executable_path(path, no_ynnpack=no_ynnpack), compiled)
+        def flat_chunk(*leaves: Any) -> list[Any]:
+            state, *rest = jax.tree_util.tree_unflatten(in_tree, leaves)
+            out = chunk(state._replace(key=jax.random.wrap_key_data(state.key)), *rest)
+            return jax.tree_util.tree_leaves((_flat(out[0]), *out[1:]))
+
+        return flat_chunk
+
+    program = compiled(path, build_flat, in_leaves, no_ynnpack=no_ynnpack)
 
     def run(state: Any, *rest: Any) -> Any:
         leaves = jax.tree_util.tree_leaves((_flat(state), *rest))
-        out = jax.tree_util.tree_unflatten(out_tree, compiled(*leaves))
+        out = jax.tree_util.tree_unflatten(out_tree, program(*leaves))
         return (out[0]._replace(key=jax.random.wrap_key_data(out[0].key)), *out[1:])
 
     return run

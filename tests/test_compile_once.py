@@ -24,7 +24,7 @@ from sklearn.model_selection import cross_val_score
 from test_perf_invariants import CompileCounter
 
 import jaxnn
-from jaxnn import engine
+from jaxnn import engine, models
 from jaxnn.estimators import MLPClassifier, MLPRegressor
 from jaxnn.shuffle import permutation_prefix, rounds
 
@@ -198,8 +198,8 @@ _FIT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 5)); y = (X[:, 0] > 0).astype(int)
     est = MLPClassifier(hidden_layer_sizes=(7,), max_iter=4, random_state=0).fit(X, y)
-    print(json.dumps({"traced": traced, "hits": len(hits), "compiles": len(compiled), "coef": est.coefs_[0].tolist(),
-                      "cache_dir": jax.config.jax_compilation_cache_dir}))
+    print(json.dumps({"traced": traced, "hits": len(hits), "compiles": len(compiled),
+                      "coef": est.coefs_[0].tolist(), "cache_dir": jax.config.jax_compilation_cache_dir}))
 """)
 
 
@@ -266,3 +266,35 @@ def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(tmp_path):
     assert own["cache_dir"] == str(tmp_path / "own")  # with JAX's own thresholds, as the user set it
     assert not (tmp_path / "ours" / "jax").exists()  # jaxnn left the user's choice alone
     assert on["coef"] == off["coef"] == own["coef"]
+
+
+_INIT = textwrap.dedent("""
+    import json, jax
+    traced = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda e, d, **k: traced.append(k.get("fun_name")) if e.endswith("jaxpr_trace_duration") else None)
+    from jaxnn import training
+    from jaxnn.training import TrainConfig
+    params = training.init_params(TrainConfig(hidden=(4, 3), init="glorot", seed=7, steps=1), 5, 2)
+    print(json.dumps({"traced": traced, "params": jax.tree_util.tree_map(lambda a: a.tolist(), params)}))
+""")
+
+
+def test_initial_weights_are_drawn_by_a_kept_program_with_the_same_values(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k != "JAXNN_NO_COMPILATION_CACHE"},
+           "JAXNN_CACHE_DIR": str(tmp_path / "jaxnn" / "jax")}
+
+    def run() -> dict:
+        p = subprocess.run([sys.executable, "-c", _INIT], capture_output=True, text=True, timeout=300,
+                           env=env, cwd=ROOT, check=False)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert "draw" in first["traced"] and "draw" not in second["traced"]
+    k_init, _ = jax.random.split(jax.random.key(7))  # the documented draw, here in plain JAX
+    want = models.init_params(k_init, [5, 4, 3, 2], init="glorot")
+    for got in (first["params"], second["params"]):
+        for layer, ref in zip(got, want, strict=True):
+            for name in ("W", "b"):
+                np.testing.assert_array_equal(np.asarray(layer[name], np.float32), np.asarray(ref[name]))
