@@ -86,7 +86,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from jaxnn import engine, models, names, training
+from jaxnn import engine, layers, models, names, training
 
 _ACTIVATIONS = names.SKLEARN_ACTIVATIONS  # scikit-learn's names -> jaxnn's hidden activations
 _LEAKY_SLOPE = 0.2  # jaxnn.foundations.leaky_relu's
@@ -94,22 +94,20 @@ _SPARSE = ["csr", "csc", "coo"]
 MAX_STEPS = engine.MAX_STEPS  # optimizer steps of one fit: the engine's step counter is int32
 
 
+# The hidden activations on the host (NumPy, float64), for predicting without compiling anything;
+# tests/test_estimators.py proves each equal to its jaxnn.foundations twin
+_HOST_ACTIVATIONS = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh, "sigmoid": expit,
+                     "leaky_relu": lambda z: np.where(z >= 0, z, _LEAKY_SLOPE * z)}
+
+
 def _forward(coefs: list[np.ndarray], intercepts: list[np.ndarray], X: np.ndarray,
              activation: str) -> np.ndarray:
-    """Network output (n, k) in float64: the forward of :func:`jaxnn.models.predict`, in NumPy."""
-    h = np.asarray(X, dtype=np.float64)
-    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-        h = h @ W.astype(np.float64) + b.astype(np.float64)
-        if i < len(coefs) - 1:
-            if activation == "relu":
-                h = np.maximum(h, 0.0)
-            elif activation == "tanh":
-                h = np.tanh(h)
-            elif activation == "sigmoid":
-                h = expit(h)
-            else:
-                h = np.where(h >= 0, h, _LEAKY_SLOPE * h)
-    return h
+    """Network output (n, k) in float64: :func:`jaxnn.models.network` -- the one forward pass of
+    the built-in MLPs -- run on NumPy arrays with :func:`jaxnn.layers.dense`, so it compiles nothing."""
+    params = [{"W": W.astype(np.float64), "b": b.astype(np.float64)}
+              for W, b in zip(coefs, intercepts, strict=True)]
+    return models.network(params, np.asarray(X, dtype=np.float64),  # type: ignore[arg-type, return-value]
+                          _HOST_ACTIVATIONS[activation], layer=layers.dense)
 
 
 # --- What the engine trains: loss, validation score, optimizer (cached: one compile per shape) ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_digits, make_classification
@@ -193,3 +194,27 @@ def test_sgd_with_nesterov_momentum_trains():
     clf = MLPClassifier(solver="sgd", learning_rate_init=0.05, hidden_layer_sizes=(32,), max_iter=20,
                         random_state=0).fit(X[:900], y[:900])
     assert clf.score(X[900:], y[900:]) > 0.85
+
+
+def test_host_activations_equal_jaxnns_and_predict_runs_models_network():
+    """predict compiles nothing: models.network on NumPy arrays, with each activation's NumPy twin."""
+    from jaxnn import estimators, foundations, models, names
+
+    z = np.concatenate([np.linspace(-30, 30, 601), [0.0, -0.0, 1e-300, -1e-300]])
+    assert set(estimators._HOST_ACTIVATIONS) == set(names.ACTIVATIONS)
+    with jax.enable_x64(True):
+        for name, host in estimators._HOST_ACTIVATIONS.items():
+            got = host(z)
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_allclose(got, np.asarray(foundations.ACTIVATIONS[name](jnp.asarray(z))),
+                                       rtol=1e-15, atol=0)
+    rng = np.random.default_rng(0)
+    coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 2))]
+    intercepts = [rng.normal(size=4), rng.normal(size=2)]
+    X = rng.normal(size=(5, 3))
+    for name in names.ACTIVATIONS:
+        out = estimators._forward(coefs, intercepts, X, name)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float64
+        params = [{"W": W, "b": b} for W, b in zip(coefs, intercepts, strict=True)]
+        with jax.enable_x64(True):
+            np.testing.assert_allclose(out, np.asarray(models.predict(params, X, name)), rtol=1e-13)
