@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -217,42 +216,15 @@ def test_a_second_process_neither_traces_nor_compiles_the_training_program(tmp_p
     first = _fit_in_process(env)
     assert "flat_chunk" in first["traced"] and first["hits"] == 0  # the chunk, traced for jax.export
     assert first["compiles"] >= 1
-    stored = list((tmp_path / "jaxnn" / "exported").glob("*.jaxexport"))
-    executables = list((tmp_path / "jaxnn" / "exported").glob("*.xla"))
-    assert len(stored) == 1 and len(executables) == 1
+    stored = list((tmp_path / "jaxnn" / "exported").glob("*"))
+    assert [p.suffix for p in stored] == [".jaxexport"]  # no executable: jaxnn never unpickles
     second = _fit_in_process(env)
-    # the compiled executable loaded: nothing traced, compiled or even looked up in the cache
-    assert "flat_chunk" not in second["traced"] and second["compiles"] == 0 and second["hits"] == 0
+    assert "flat_chunk" not in second["traced"]  # loaded with jax.export, not traced
+    assert second["hits"] >= 1  # and its compiled code came from the persistent cache
     assert second["coef"] == first["coef"]
-
-    executables[0].write_bytes(os.urandom(4096))  # damaged: compiled from the exported program
+    stored[0].write_bytes(b"not a program")  # a damaged file: traced again, the same result
     third = _fit_in_process(env)
-    assert "flat_chunk" not in third["traced"] and third["hits"] >= 1  # the persistent cache answers
-    assert third["coef"] == first["coef"]
-    # an executable from JAX's cache serializes without its code: only one compiled here is kept
-    shutil.rmtree(tmp_path / "jaxnn" / "jax")
-    fourth = _fit_in_process(env)
-    assert fourth["compiles"] >= 1 and fourth["hits"] == 0 and fourth["coef"] == first["coef"]
-    fifth = _fit_in_process(env)
-    assert fifth["compiles"] == 0 and fifth["coef"] == first["coef"]
-
-    executables[0].chmod(0o664)  # writable by others: not loaded (a pickle runs code as it loads)
-    sixth = _fit_in_process(env)
-    assert sixth["hits"] >= 1 and sixth["coef"] == first["coef"]
-
-    stored[0].write_bytes(b"not a program")  # both damaged: traced again, the same result
-    executables[0].unlink()
-    seventh = _fit_in_process(env)
-    assert "flat_chunk" in seventh["traced"] and seventh["coef"] == first["coef"]
-
-
-def test_an_executable_is_kept_per_machine_setting(tmp_path):
-    """Compiled code depends on XLA_FLAGS (and the CPU): another setting compiles its own."""
-    env = {"JAXNN_CACHE_DIR": str(tmp_path / "jaxnn" / "jax")}
-    plain = _fit_in_process(env)
-    flagged = _fit_in_process({**env, "XLA_FLAGS": "--xla_cpu_enable_fast_math=false"})
-    assert flagged["compiles"] >= 1 and flagged["coef"] == plain["coef"]
-    assert len(list((tmp_path / "jaxnn" / "exported").glob("*.xla"))) == 2
+    assert "flat_chunk" in third["traced"] and third["coef"] == first["coef"]
 
 
 def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(tmp_path):
