@@ -78,7 +78,9 @@ def _flat(state: Any) -> Any:
 def compiled(path: Path, build: Callable[[], Callable[..., list[Any]]], in_leaves: list[Any], *,
              no_ynnpack: bool) -> Callable[..., list[Any]]:
     """The compiled ``build()`` (flat arrays in, a flat list of arrays out) for ``in_leaves``' shapes,
-    from the program of ``path`` (traced and saved there when absent)."""
+    from the program of ``path`` (traced and saved there when absent); compiled with JAX's persistent
+    cache on, as :func:`jaxnn.fit` turns it on (a program compiled before a process's first fit too)."""
+    compilation_cache.enable_default()
     exp = _load(path)
     if exp is None:
         specs = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in in_leaves]

@@ -95,7 +95,7 @@ def _loss_pair(name: str) -> tuple[Any, Any]:
 
 def _activation(name: str) -> foundations.ArrayFunction:
     names.check("activation", name, ACTIVATIONS)
-    return foundations.ACTIVATIONS[name]
+    return names.activation(name)
 
 
 # --- The model the engine trains: with_backward layers composed ------------------------------
@@ -140,13 +140,11 @@ def make_loss_fn(activation: str = "sigmoid", loss_name: str = "mse", *, l2: flo
     minibatch's sum carries it once. Cached: the same arguments give the same function, so the
     engine's compiled programs are reused.
     """
-    if gradients not in GRADIENTS:
-        raise ValueError(f"gradients: expected one of {GRADIENTS}, got {gradients!r}")
-    _activation(activation)
-    if loss_name not in losses.PER_EXAMPLE:
-        raise ValueError(f"loss_name: expected one of {tuple(losses.PER_EXAMPLE)}, got {loss_name!r}")
+    names.check("gradients", gradients, GRADIENTS)
+    plain = _activation(activation)
+    names.check("loss_name", loss_name, names.LOSSES)
     manual = gradients == "manual"
-    act = ACTIVATION_LAYERS[activation] if manual else foundations.ACTIVATIONS[activation]
+    act = ACTIVATION_LAYERS[activation] if manual else plain
     layer = dense_layer if manual else forward_of(dense_layer)
     per_example = losses.PER_EXAMPLE[loss_name] if manual else forward_of(losses.PER_EXAMPLE[loss_name])
 

@@ -29,11 +29,6 @@ from jax import Array
 from jaxnn import engine, exported, models, names
 from jaxnn.errors import DivergedError
 
-OPTIMIZERS = names.OPTIMIZERS
-SCHEDULES = names.SCHEDULES
-LOSS_NAMES = names.LOSSES
-DTYPES = names.DTYPES
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -41,7 +36,7 @@ class TrainConfig:
 
     Attributes:
         hidden: hidden layer widths; ``()`` is linear regression.
-        activation: hidden activation, one of ``models.ACTIVATIONS``.
+        activation: hidden activation, one of ``names.ACTIVATIONS``.
         loss: ``"mse"`` or ``"cross_entropy"`` (targets one-hot).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"half_sum"``; see
             :mod:`jaxnn.losses` -- the seed's updates use "sum" (linear) and
@@ -116,14 +111,14 @@ def validate_config(c: TrainConfig) -> None:
         raise TypeError(f"hidden: expected a tuple of positive integers, got {c.hidden!r}")
     for h in c.hidden:
         _positive_int("hidden", h)
-    names.check("activation", c.activation, models.ACTIVATIONS)
-    names.check("loss", c.loss, LOSS_NAMES)
+    names.check("activation", c.activation, names.ACTIVATIONS)
+    names.check("loss", c.loss, names.LOSSES)
     names.check("reduction", c.reduction, names.REDUCTIONS)
-    names.check("optimizer", c.optimizer, OPTIMIZERS)
-    names.check("schedule", c.schedule, SCHEDULES)
-    names.check("gradients", c.gradients, models.GRADIENTS)
-    names.check("dtype", c.dtype, DTYPES)
-    names.check("init", c.init, models.INITS)
+    names.check("optimizer", c.optimizer, names.OPTIMIZERS)
+    names.check("schedule", c.schedule, names.SCHEDULES)
+    names.check("gradients", c.gradients, names.GRADIENTS)
+    names.check("dtype", c.dtype, names.DTYPES)
+    names.check("init", c.init, names.INITS)
     _finite_float("lr", c.lr, positive=True)
     _finite_float("momentum", c.momentum)
     _finite_float("decay_rate", c.decay_rate, positive=True)
