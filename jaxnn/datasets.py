@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from jaxnn import names
 from jaxnn.files import open_regular_file
 
 
@@ -62,7 +63,7 @@ __all__ = [
 
 Task = Literal["regression", "classification"]
 TASKS: tuple[str, ...] = ("regression", "classification")
-BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "digits", "boston", "friedman1")
+BUILTIN_DATASETS: tuple[str, ...] = names.DATASETS
 
 #: OpenML id of the Boston housing data (506 rows, 13 features, target MEDV).
 BOSTON_OPENML_ID = 531

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+DATASETS = ("diabetes", "digits", "boston", "friedman1")
+"""Built-in data sets (:func:`jaxnn.datasets.load_dataset`); any other ``--data`` is a CSV path."""
+
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 """Hidden activations of the built-in MLPs (:mod:`jaxnn.foundations`)."""
 

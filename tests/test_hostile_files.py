@@ -178,3 +178,49 @@ def test_save_onto_a_fifo_or_device_is_refused_and_leaves_it(tmp_path: Path) -> 
     assert fifo.is_fifo() and Path("/dev/null").is_char_device()
     with pytest.raises(ValueError, match="not a regular file"):
         checkpoint.atomic_write(fifo, lambda fh: None)
+
+
+def test_check_regular_file_refuses_what_open_regular_file_refuses_alike(tmp_path: Path) -> None:
+    from jaxnn.files import check_regular_file, open_regular_file
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    regular = tmp_path / "ok.csv"
+    regular.write_text("a,y\n1,2\n")
+    for path in (fifo, tmp_path, tmp_path / "missing.csv"):
+        with pytest.raises((OSError, ValueError)) as opened:
+            open_regular_file(path, "path").close()
+        with pytest.raises(type(opened.value)) as checked:
+            check_regular_file(path, "path")
+        assert str(checked.value) == str(opened.value)
+    check_regular_file(regular, "path")  # a regular file passes
+    assert fifo.is_fifo()  # and nothing was opened or replaced
+
+
+_PREFLIGHT = """
+import sys
+from jaxnn.cli import main
+status = main(sys.argv[1:])
+print("STATUS", status, "jax" in sys.modules, "sklearn" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--data", "{fifo}"], "path: {fifo!r} is not a regular file"),
+    (["train", "--resume", "{missing}"], "model file: no such file"),
+    (["train", "--save", "{fifo}"], "--save: {fifo!r} exists and is not a regular file"),
+    (["predict", "--model", "{fifo}", "--data", "diabetes"], "model file: {fifo!r} is not a regular file"),
+    (["sweep", "--data", "{missing}"], "path: no such file"),
+    (["demo", "--data", "{fifo}"], "is not a regular file"),
+])
+def test_bad_paths_fail_before_jax_and_sklearn_are_imported(tmp_path: Path, argv: list[str],
+                                                            words: str) -> None:
+    fifo, missing = str(tmp_path / "data.csv"), str(tmp_path / "missing.csv")
+    os.mkfifo(fifo)
+    argv = [a.format(fifo=fifo, missing=missing) for a in argv]
+    p = subprocess.run([sys.executable, "-c", _PREFLIGHT, *argv], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxnn: error:"), p.stderr[-3000:]
+    assert words.format(fifo=fifo) in lines[0], lines[0]
+    assert p.stdout.split() == ["STATUS", "2", "False", "False"], p.stdout

@@ -1,6 +1,8 @@
 """The ``jaxnn`` command line: one module per subcommand, errors as exit statuses.
 
-Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``.
+Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``, and may
+define ``preflight(args)``: checks of the files it was named that need neither JAX nor
+scikit-learn, run before ``run`` imports them, so a bad path fails in a fraction of a second.
 Errors caused by the user's input become one line on stderr and exit status 2
 (see :mod:`jaxnn.errors`); ``--debug`` shows the traceback instead.
 """
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show the full traceback on errors")
         p.add_argument("--no-compilation-cache", action="store_true", default=argparse.SUPPRESS,
                        help="do not use JAX's persistent compilation cache")
-        p.set_defaults(_run=mod.run, _defers_sigint=getattr(mod, "DEFERS_SIGINT", False))
+        p.set_defaults(_run=mod.run, _preflight=getattr(mod, "preflight", None),
+                       _defers_sigint=getattr(mod, "DEFERS_SIGINT", False))
     return parser
 
 
@@ -111,6 +114,8 @@ def _run(argv: Sequence[str] | None) -> int:
         if not getattr(args, "_defers_sigint", False) and interrupt.installed():
             interrupt.restore(signal.default_int_handler)
         interrupt.check()
+        if args._preflight is not None:  # bad paths fail before the slow imports
+            args._preflight(args)
         if hasattr(args, "no_compilation_cache"):  # a command that trains: a second run reuses programs
             from jaxnn import compilation_cache
 

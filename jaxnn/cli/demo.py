@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.cli.train import _seed
+from jaxnn.cli.train import _seed, check_data_file
 from jaxnn.errors import EXIT_OK
 
 DEFAULT_DATA = "friedman1"
@@ -454,6 +454,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write PNG figures (via jaxnn.plotting) into DIR")
     return p
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """A CSV ``--data`` must be a regular file: checked before JAX is imported."""
+    check_data_file(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.cli.train import _delimiter
+from jaxnn.cli.train import _delimiter, check_data_file
 from jaxnn.errors import EXIT_OK
 
 
@@ -136,6 +136,14 @@ def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
     else:
         result["predictions"] = out[:, 0].tolist() if out.shape[1] == 1 else out.tolist()
     return result
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """``--model`` and a CSV ``--data`` must be regular files: checked before JAX is imported."""
+    from jaxnn.files import check_regular_file
+
+    check_regular_file(args.model, "model file")
+    check_data_file(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from jaxnn.cli.train import (
     _positive_int,
     add_data_arguments,
     add_model_arguments,
+    check_data_file,
     config_from_args,
     load_split,
 )
@@ -67,6 +68,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _main_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "rmse"
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """A CSV ``--data`` must be a regular file: checked before JAX is imported."""
+    check_data_file(args)
 
 
 def run(args: argparse.Namespace) -> int:

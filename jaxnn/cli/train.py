@@ -258,6 +258,39 @@ def format_summary(report: Any) -> str:
     return "\n".join(lines)
 
 
+def check_data_file(args: argparse.Namespace) -> None:
+    """``--data``: a CSV path must name a regular file (a built-in name needs nothing)."""
+    from jaxnn.files import check_regular_file
+
+    if args.data not in names.DATASETS and args.data.lower().endswith(".csv"):
+        check_regular_file(args.data, "path")  # load_dataset's own words for it
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable output paths before training, not after it."""
+    from jaxnn.files import refuse_special_target
+
+    if args.checkpoint_every is not None and args.save is None:
+        raise ValueError("--checkpoint-every: needs --save FILE to write the checkpoints to")
+    for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
+        if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
+            raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
+    if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
+        refuse_special_target(args.save, "--save")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out!r} exists and is not a directory")
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """The file checks of ``jaxnn train`` that need no JAX: run by the CLI before :func:`run`."""
+    from jaxnn.files import check_regular_file
+
+    check_outputs(args)
+    if args.resume is not None:
+        check_regular_file(args.resume, "model file")  # checkpoint.load's own words for it
+    check_data_file(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from jaxnn import distributed
     from jaxnn.experiment import run as run_experiment
@@ -363,18 +396,7 @@ class TrainOutputs:
         from jaxnn import checkpoint
 
         self.args = args
-        if args.checkpoint_every is not None and args.save is None:
-            raise ValueError("--checkpoint-every: needs --save FILE to write the checkpoints to")
-        # Refuse unusable output paths before training, not after it.
-        for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
-            if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
-                raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
-        if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
-            from jaxnn.files import refuse_special_target
-
-            refuse_special_target(args.save, "--save")
-        if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out: {args.out!r} exists and is not a directory")
+        check_outputs(args)  # again here for callers that skip the CLI's preflight
         self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
         self._cli = {k: v for k, v in vars(args).items() if k in _flag_defaults()}
         if self.resumed is not None:
