@@ -262,7 +262,7 @@ def check_data_file(args: argparse.Namespace) -> None:
     """``--data``: a CSV path must name a regular file (a built-in name needs nothing)."""
     from jaxnn.files import check_regular_file
 
-    if args.data not in names.DATASETS and args.data.lower().endswith(".csv"):
+    if args.data.lower().endswith(".csv"):  # no built-in name ends so
         check_regular_file(args.data, "path")  # load_dataset's own words for it
 
 
@@ -395,8 +395,7 @@ class TrainOutputs:
     def __init__(self, args: argparse.Namespace) -> None:
         from jaxnn import checkpoint
 
-        self.args = args
-        check_outputs(args)  # again here for callers that skip the CLI's preflight
+        self.args = args  # its output paths were checked by preflight, before the slow imports
         self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
         self._cli = {k: v for k, v in vars(args).items() if k in _flag_defaults()}
         if self.resumed is not None:
