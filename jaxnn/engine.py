@@ -311,18 +311,30 @@ _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M i
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
-                 batch_sharding: Any, skip_stopped: bool = True) -> Callable[..., Any]:
+                 batch_sharding: Any, state_axes: TrainState | None = None) -> Callable[..., Any]:
     """``run_chunk(state, data, weights, val_data, knobs, loss_args) -> (state, train (E, slots),
     val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
 
     ``data`` holds ``plan.rows`` rows, the first ``knobs.n`` real; ``loss_args`` are passed to every
-    ``loss_fn`` call after the minibatch. ``skip_stopped=False`` runs a stopped state's epochs too
-    (none of their steps is applied, so the result is the same): for ``jax.vmap`` over states
-    (:func:`jaxnn.sweep.fit_many`), where a ``cond`` on a per-state predicate becomes a ``select``
-    that broadcasts the shared minibatch to every state -- one gather and one matmul per model
-    instead of one for all of them.
+    ``loss_fn`` call after the minibatch.
+
+    **Many states** (:func:`jaxnn.sweep.fit_many`): with ``state_axes`` -- a :class:`TrainState` of
+    ``jax.vmap`` axes, one per leaf (``None``: shared by all states; only ``key`` may be shared) --
+    ``state`` is a batch of M states that all start at the same step, and every step and epoch end
+    is ``jax.vmap``-ed over them *inside* the scans. Each state trains exactly as it would alone
+    (its own divergence, losses and epoch ends); the per-state outputs gain a trailing model axis:
+    train (E, slots, M), val/epoch/done (E, M), clean (M,). Vmapping the step rather than the
+    whole chunk keeps each carried leaf where ``state_axes`` puts it (``lax.scan``'s batching rule
+    would move every batched carry's axis to the front), and a shared key draws each minibatch once
+    for all states.
     """
     B, slots = plan.batch, plan.slots
+    many = state_axes is not None
+    shared_order = state_axes is None or state_axes.key is None
+
+    def each(f: Callable[..., Any], in_axes: tuple[Any, ...], out_axes: Any) -> Callable[..., Any]:
+        """``f`` over the batch of states (the first argument), or ``f`` itself for one state."""
+        return jax.vmap(f, in_axes=(state_axes, *in_axes), out_axes=out_axes) if many else f
 
     def batch_loss(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]) -> Array:
         if plan.pass_weights:  # the rows' weights in this step's mean: 0 for padding rows
@@ -384,18 +396,27 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         )
         return s, (monitored, train_mean)
 
+    def finish_epoch(s: TrainState, e: Array, val_data: Any, knobs: Knobs, loss_args: Any
+                     ) -> tuple[TrainState, tuple[Array, Array, Array]]:
+        done = s.step == (e + 1) * knobs.steps_per_epoch  # the epoch's last step ran in this chunk
+        nan = jnp.full((), jnp.nan, s.best_loss.dtype)
+        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
+                                      loss_args)
+        return s, (val, mean, done)
+
+    step_fn = each(train_step, (None, None, None, None, None if shared_order else 0, None, None, None),
+                   (state_axes, 0))
+    finish_fn = each(finish_epoch, (None, None, None, None), (state_axes, 0))
+
     def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any,
                   knobs: Knobs, loss_args: Any) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
         def body(s: TrainState, xs: tuple[Array, Array, Array, Array]) -> tuple[TrainState, Array]:
-            return train_step(s, data, weights, knobs, loss_args, *xs)
+            return step_fn(s, data, weights, knobs, loss_args, *xs)
 
         nb = knobs.steps_per_epoch
         slot = jnp.arange(slots, dtype=s.step.dtype)
         s, losses = jax.lax.scan(body, s, (idx, w, e * nb + slot, slot < nb))
-        done = s.step == (e + 1) * nb  # the epoch's last step ran in this chunk
-        nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
-                                      loss_args)
+        s, (val, mean, done) = finish_fn(s, e, val_data, knobs, loss_args)
         return s, (losses, val, mean, done)
 
     def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any
@@ -403,26 +424,32 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         nb = knobs.steps_per_epoch
         # real rows come first in every order
         w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)
-        e0 = s.step // nb
+        # many states start together: a diverged one stops, so the smallest step is the start
+        e0 = (jnp.min(s.step) if many else s.step) // nb
         epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
 
-        def order(e: Array) -> Array:
-            return _slot_indices(s.key, e, knobs.n, plan)
+        def order(e: Array) -> Array:  # (slots, B), or (slots, M, B) for states with their own keys
+            if shared_order:
+                return _slot_indices(s.key, e, knobs.n, plan)
+            return jax.vmap(lambda k: _slot_indices(k, e, knobs.n, plan), out_axes=1)(s.key)
 
         def epoch_body(s: TrainState, xs: tuple[Array, Array | None]) -> tuple[TrainState, Any]:
             e, idx = xs
             if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
                 idx = order(e)
-            skip = (e * nb >= knobs.total_steps) | (s.stopped if skip_stopped else False)
-            nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-            skipped = (jnp.full((slots,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
+            # one state is skipped once stopped; many run on (none of a stopped state's steps apply)
+            skip = (e * nb >= knobs.total_steps) | (False if many else s.stopped)
+            per_state = s.step.shape  # () or (M,)
+            nan = jnp.full(per_state, jnp.nan, s.best_loss.dtype)
+            skipped = (jnp.full((slots, *per_state), jnp.nan, s.best_loss.dtype), nan, nan,
+                       jnp.zeros(per_state, bool))
             return jax.lax.cond(skip, lambda s: (s, skipped),
                                 lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
                                 s)
 
-        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B)
+        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, [M,] B)
         s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
-        return s, train, val, mean, done, finite_and_not_diverged(s)
+        return s, train, val, mean, done, each(finite_and_not_diverged, (), 0)(s)
 
     return run_chunk
 
