@@ -230,6 +230,16 @@ def user_table(u: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _kept(out: Path) -> dict[str, Any]:
+    """The keys of an existing ``out`` that this run does not write (``small_fits`` and its "before"
+    figures are written by :mod:`benchmarks.small_fits` and by hand): kept, not dropped."""
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in old.items() if k.startswith("small_fits")} if isinstance(old, dict) else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     out = args.out or (None if args.quick else ROOT / "benchmarks" / "results.json")
     if out is not None:
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        out.write_text(json.dumps({**_kept(out), **results}, indent=2) + "\n")
     print(json.dumps(results))
     return 0
 

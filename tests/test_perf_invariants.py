@@ -312,3 +312,15 @@ def test_benchmark_quick_produces_the_report(tmp_path):
         assert r[name]["peak_rss_mb"] > 0
     assert set(r["summary"]["targets"]) <= set(r["summary"])
     assert "W1 seed network" in p.stdout and "targets:" in p.stdout and "Issue 14 proof" in p.stdout
+
+
+def test_benchmark_run_keeps_the_small_fits_figures_it_does_not_measure(tmp_path):
+    from benchmarks.run import _kept
+
+    out = tmp_path / "results.json"
+    assert _kept(out) == {}  # no file yet
+    old = {"w1": {"old": 1}, "small_fits": {"first_fit": 1}, "small_fits_before": {"x": 2}}
+    out.write_text(json.dumps(old))
+    assert _kept(out) == {"small_fits": {"first_fit": 1}, "small_fits_before": {"x": 2}}
+    out.write_text("not json")
+    assert _kept(out) == {}
