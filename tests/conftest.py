@@ -56,3 +56,15 @@ def boston_csv() -> Path:
             "beside the project root"
         )
     return BOSTON_CSV
+
+
+# The modules whose tests are long (real subprocesses, simulated devices, Jupyter kernels) run first:
+# with ``--dist worksteal`` the long tests then start early and the many short ones fill in at the
+# end, instead of one long test running alone while the other worker idles. Order changes nothing else.
+_LONG_MODULES = ("test_perf_invariants.py", "test_sweep.py", "test_notebooks.py", "test_distributed.py",
+                 "test_demo.py", "test_crash_safety.py", "test_compile_once.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(_LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(_LONG_MODULES)))  # stable: the rest keep order
