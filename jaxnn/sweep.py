@@ -400,8 +400,8 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
             return P() if ax is None else P(*([None] * ax), MODEL_AXIS)
 
         state_specs = jax.tree_util.tree_map(spec, axes, is_leaf=lambda a: a is None)
-        last = P(None, None, MODEL_AXIS), P(None, MODEL_AXIS)
-        out_specs = (state_specs, last[0], last[1], last[1], last[1], P(MODEL_AXIS))
+        per_step, per_epoch = P(None, None, MODEL_AXIS), P(None, MODEL_AXIS)  # (E, nb, M), (E, M)
+        out_specs = (state_specs, per_step, per_epoch, per_epoch, per_epoch, P(MODEL_AXIS))
         many = jax.shard_map(many, mesh=mesh, in_specs=(state_specs, P()), out_specs=out_specs,
                              check_vma=False)
     # each model's step is the engine's: without YNNPACK where it is tiny, as the engine compiles it
