@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.out)
         doc = json.loads(path.read_text()) if path.is_file() else {}
         doc["small_fits"] = res
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+        path.write_text(json.dumps(doc, indent=2) + "\n")  # as benchmarks.run writes it
     return 0
 
 

@@ -325,13 +325,17 @@ def _init_states(c: TrainConfig, seeds: np.ndarray, lrs: np.ndarray, l2s: np.nda
     shared_key = training._key_parts(c)[1]
     first = jax.tree_util.tree_map(lambda a: a[0], params)
     one = engine.init_state(first, optimizer, shared_key)
-    counters = {f: jnp.broadcast_to(getattr(one, f), (len(seeds),)) for f in
-                ("step", "best_loss", "bad_epochs", "stopped", "diverged_step", "epoch_loss", "epoch_rows")}
+    counters = {f: jnp.broadcast_to(getattr(one, f), (len(seeds),)) for f in _COUNTERS}
     return one._replace(params=params, opt_state=opt_state, key=shared_key if shared_order else keys,
                         **counters)
 
 
 # --- Where each leaf keeps its model axis inside the scan ------------------------------------
+
+# the per-model scalars of a TrainState (one entry per model, model axis 0); params and opt_state
+# are per-model pytrees, the key is per-model or shared, and there are no best params (no patience)
+_COUNTERS = tuple(f for f in engine.TrainState._fields
+                  if f not in ("params", "opt_state", "key", "best_params"))
 
 
 def _scan_axis(stacked: Any) -> int:
@@ -353,10 +357,10 @@ def _state_axes(states: engine.TrainState, shared_order: bool) -> engine.TrainSt
     def axes(tree: Any) -> Any:
         return jax.tree_util.tree_map(_scan_axis, tree)
 
-    return engine.TrainState._make(
-        axes(v) if f in ("params", "opt_state") else
-        (None if (f == "key" and shared_order) or f == "best_params" else 0)
-        for f, v in zip(engine.TrainState._fields, states, strict=True))
+    fields: dict[str, Any] = {**dict.fromkeys(_COUNTERS, 0), "params": axes(states.params),
+                              "opt_state": axes(states.opt_state), "key": None if shared_order else 0,
+                              "best_params": None}
+    return engine.TrainState(**fields)
 
 
 def _move(states: engine.TrainState, axes: engine.TrainState, *, to_scan: bool) -> engine.TrainState:
