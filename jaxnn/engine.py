@@ -124,7 +124,8 @@ class FitResult:
         state: the final :class:`TrainState` (``fit(..., state=result.state)`` resumes).
         history: this call's losses (:class:`History`).
         steps: optimizer steps applied in all (``state.step``); epochs: completed epochs.
-        seconds: ``{"compile": ..., "train": ...}``; train excludes compilation.
+        seconds: ``{"compile": ..., "train": ...}``; train excludes compilation and the data's
+            transfer to the device.
         stopped_early: early stopping ended the run.
         diverged_step: the step whose loss or update was not finite, else None.
     """
@@ -509,10 +510,11 @@ def _as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
             if not np.all(np.isfinite(arr)):
                 bad = np.argwhere(~np.isfinite(arr))[0]
                 raise ValueError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
-            with np.errstate(over="ignore"):
-                arr = arr.astype(dtype)
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
+            if arr.dtype != dtype:  # (a cast copies; already in dtype, the array is used as it is)
+                with np.errstate(over="ignore"):
+                    arr = arr.astype(dtype)
+                if not np.all(np.isfinite(arr)):
+                    raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
         out.append(arr)
     n = out[0].shape[0]
     if n < 1:
@@ -960,6 +962,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         return fn
 
     fast = compiled(check_params=False)  # parameters checked at each chunk's end
+    jax.block_until_ready(args[1:3])  # the data's transfer overlapped the compile; train times training
     checked: list[Any] = []
     train_losses: list[np.ndarray] = []
     epoch_losses: list[np.ndarray] = []

@@ -196,11 +196,18 @@ def total_epochs(c: TrainConfig, n: int) -> int:
 
 
 def as_2d_float(name: str, A: Any, dtype: Any) -> Array:
-    """A validated 2-D array of ``dtype``; errors name the argument ``name``.
+    """A validated 2-D array of ``dtype`` on the device; errors name the argument ``name``.
 
     1-D ``Y``-named inputs become one column. Raises TypeError (not real numbers) or ValueError
     (ragged, not 2-D, empty, NaN or inf, or overflowing ``dtype``).
     """
+    return jax.device_put(as_2d_host(name, A, dtype))  # jnp.asarray would compile a copy per shape
+
+
+def as_2d_host(name: str, A: Any, dtype: Any) -> np.ndarray:
+    """:func:`as_2d_float` on the host: what :func:`fit` hands the engine, which pads the rows and
+    moves the data to the device in one transfer (a device array here would travel there and back).
+    Copies ``A`` only where the dtype changes."""
     try:
         a = np.asarray(A)
     except ValueError as e:  # ragged nested lists: name the argument, not just numpy's complaint
@@ -218,12 +225,14 @@ def as_2d_float(name: str, A: Any, dtype: Any) -> Array:
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    if a.dtype == dtype:
+        return a
     with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf: refuse
         cast = a.astype(dtype)
     if not np.all(np.isfinite(cast)):
         raise ValueError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
                          f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
-    return jax.device_put(cast)  # a transfer; jnp.asarray would compile a copy program per shape
+    return cast
 
 
 def default_chunk_epochs(n_epochs: int) -> int:
@@ -378,8 +387,8 @@ def fit(
         devices = batch_sharding.mesh
     with x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
-        Xj = as_2d_float("X", X, dtype)
-        Yj = as_2d_float("Y", Y, dtype)
+        Xj = as_2d_host("X", X, dtype)
+        Yj = as_2d_host("Y", Y, dtype)
         if Xj.shape[0] != Yj.shape[0]:
             raise ValueError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
         has_val = X_val is not None
@@ -387,8 +396,8 @@ def fit(
             raise ValueError("X_val, Y_val: give both or neither")
         val = None
         if has_val:
-            Xv = as_2d_float("X_val", X_val, dtype)
-            Yv = as_2d_float("Y_val", Y_val, dtype)
+            Xv = as_2d_host("X_val", X_val, dtype)
+            Yv = as_2d_host("Y_val", Y_val, dtype)
             if Xv.shape[1] != Xj.shape[1] or Yv.shape[1] != Yj.shape[1] or Xv.shape[0] != Yv.shape[0]:
                 raise ValueError(
                     f"X_val, Y_val: shapes {Xv.shape}, {Yv.shape} do not match the training "

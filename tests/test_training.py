@@ -402,6 +402,21 @@ def test_bad_data_names_the_argument():
         training.fit({"epochs": 1}, X, Y)
 
 
+def test_fit_validates_the_data_on_the_host_and_copies_it_only_to_cast():
+    # fit hands the engine host arrays: the engine pads them and moves them to the device once
+    # (a device array here travelled there and back: 12% of W3's whole fit, docs/development.md)
+    X32 = np.arange(12, dtype=np.float32).reshape(6, 2)
+    same = training.as_2d_host("X", X32, np.float32)
+    assert isinstance(same, np.ndarray) and np.shares_memory(same, X32)
+    cast = training.as_2d_host("X", X32.astype(np.float64), np.float32)
+    assert cast.dtype == np.float32 and np.array_equal(cast, X32)
+    with pytest.raises(ValueError, match=r"Y_big: values exceed the range of float32"):
+        training.as_2d_host("Y_big", np.array([1e300]), np.float32)
+    r = training.fit(TrainConfig(hidden=(), epochs=3, batch_size=4), X32, np.arange(6.0))
+    assert r.params[0]["W"].dtype == jnp.float32 and np.all(np.isfinite(r.history.train_loss))
+    assert X32.flags.writeable and np.array_equal(X32, np.arange(12).reshape(6, 2))  # untouched
+
+
 def run_chunk(c, opt, state, X, Y, *, n_steps, chunk_epochs, check_params):
     """One compiled chunk of the engine for the built-in model of ``c``, run once from ``state``."""
     n = X.shape[0]
