@@ -962,7 +962,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         return fn
 
     fast = compiled(check_params=False)  # parameters checked at each chunk's end
-    jax.block_until_ready(args[1:3])  # the data's transfer overlapped the compile; train times training
+    jax.block_until_ready(args[1:])  # the data's transfer overlapped the compile; train times training
     checked: list[Any] = []
     train_losses: list[np.ndarray] = []
     epoch_losses: list[np.ndarray] = []
