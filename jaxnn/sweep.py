@@ -278,8 +278,7 @@ def fit_many(
         data = (Xj, Yj)
         if mesh is not None:  # each device holds its models, and all the data
             states = jax.tree_util.tree_map(
-                lambda x, a: None if x is None else jax.device_put(
-                    x, NamedSharding(mesh, P() if a is None else P(*([None] * a), MODEL_AXIS))),
+                lambda x, a: None if x is None else jax.device_put(x, NamedSharding(mesh, _model_spec(a))),
                 states, axes, is_leaf=lambda a: a is None)
             data = jax.device_put(data, NamedSharding(mesh, P()))
         seconds = {"compile": 0.0, "train": 0.0}
@@ -363,6 +362,11 @@ def _state_axes(states: engine.TrainState, shared_order: bool) -> engine.TrainSt
     return engine.TrainState(**fields)
 
 
+def _model_spec(ax: int | None) -> P:
+    """How a leaf with its model axis at ``ax`` (None: shared) splits over the ``"models"`` mesh axis."""
+    return P() if ax is None else P(*([None] * ax), MODEL_AXIS)
+
+
 def _move(states: engine.TrainState, axes: engine.TrainState, *, to_scan: bool) -> engine.TrainState:
     """Params and optimizer state between the model-leading layout and the scan's ``axes``."""
     def move(a: Array, ax: Any) -> Array:
@@ -400,10 +404,7 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
         return chunk(s, data, (), (), knobs, ())
 
     if mesh is not None:  # the same program on every device, on its own models
-        def spec(ax: int | None) -> P:
-            return P() if ax is None else P(*([None] * ax), MODEL_AXIS)
-
-        state_specs = jax.tree_util.tree_map(spec, axes, is_leaf=lambda a: a is None)
+        state_specs = jax.tree_util.tree_map(_model_spec, axes, is_leaf=lambda a: a is None)
         per_step, per_epoch = P(None, None, MODEL_AXIS), P(None, MODEL_AXIS)  # (E, nb, M), (E, M)
         out_specs = (state_specs, per_step, per_epoch, per_epoch, per_epoch, P(MODEL_AXIS))
         many = jax.shard_map(many, mesh=mesh, in_specs=(state_specs, P()), out_specs=out_specs,
