@@ -241,14 +241,26 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / min(batch_size, n))
 
 
-def _tree_all_finite(tree: Any) -> Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
+def _tree_all_finite(tree: Any, models: int | None = None) -> Array:
+    """Whether every float leaf of ``tree`` is finite: () -- or (M,), each model's, for ``models``
+    stacked on the trailing axis of every leaf."""
+    def finite(x: Array) -> Array:
+        return jnp.all(jnp.isfinite(x), axis=tuple(range(x.ndim - 1)) if models else None)
+
+    leaves = [finite(x) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.ones((models,) if models else (), bool)
+    return jnp.all(jnp.stack(leaves), axis=0)
+
+
+def _against(flag: Array, leaf: Array) -> Array:
+    """A flag () -- or (M,), one per stacked model -- shaped to broadcast against ``leaf`` (..., M)."""
+    return flag if flag.ndim == 0 else flag.reshape((1,) * (jnp.ndim(leaf) - 1) + flag.shape)
 
 
 def _select(pred: Array, a: Any, b: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
+    """``where(pred, a, b)`` leaf by leaf; ``pred`` is () or (M,) for stacked models."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(_against(pred, x), x, y), a, b)
 
 
 def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
@@ -257,14 +269,16 @@ def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
 
     The step is finite when the loss ``value`` (and, with ``check_params``, every new parameter)
     is. ``p + where(apply, u, 0)`` is one pass over each leaf; a step not applied leaves ``p``
-    exactly as it was (``p + 0``).
+    exactly as it was (``p + 0``). For M models stacked on a trailing axis, ``value`` and
+    ``active`` are (M,) and each model is guarded on its own.
     """
+    models = value.shape[0] if value.ndim else None
     ok = jnp.isfinite(value)
     if check_params:
-        ok = ok & _tree_all_finite(optax.apply_updates(params, updates))
+        ok = ok & _tree_all_finite(optax.apply_updates(params, updates), models)
     apply = active & ok
-    new = jax.tree_util.tree_map(lambda p, u: p + jnp.where(apply, u, jnp.zeros_like(u)).astype(p.dtype),
-                                 params, updates)
+    new = jax.tree_util.tree_map(
+        lambda p, u: p + jnp.where(_against(apply, u), u, jnp.zeros_like(u)).astype(p.dtype), params, updates)
     return new, apply
 
 
@@ -274,7 +288,9 @@ def finite_and_not_diverged(state: TrainState) -> Array:
     A parameter that became NaN or inf stays so under every later update (``NaN + u``, ``inf + u``),
     so finite parameters at the end were finite after every step of the chunk.
     """
-    return (state.diverged_step < 0) & _tree_all_finite(state.params)
+    stacked = state.diverged_step.ndim == 1
+    return (state.diverged_step < 0) & _tree_all_finite(state.params,
+                                                        state.diverged_step.shape[0] if stacked else None)
 
 
 def batch_weights(n: int, batch_size: int) -> Array:
@@ -312,56 +328,73 @@ _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M i
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
-                 batch_sharding: Any, state_axes: TrainState | None = None) -> Callable[..., Any]:
+                 batch_sharding: Any, models: int | None = None) -> Callable[..., Any]:
     """``run_chunk(state, data, weights, val_data, knobs, loss_args) -> (state, train (E, slots),
     val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
 
     ``data`` holds ``plan.rows`` rows, the first ``knobs.n`` real; ``loss_args`` are passed to every
     ``loss_fn`` call after the minibatch.
 
-    **Many states** (:func:`jaxnn.sweep.fit_many`): with ``state_axes`` -- a :class:`TrainState` of
-    ``jax.vmap`` axes, one per leaf (``None``: shared by all states; only ``key`` may be shared) --
-    ``state`` is a batch of M states that all start at the same step, and every step and epoch end
-    is ``jax.vmap``-ed over them *inside* the scans. Each state trains exactly as it would alone
-    (its own divergence, losses and epoch ends); the per-state outputs gain a trailing model axis:
-    train (E, slots, M), val/epoch/done (E, M), clean (M,). Vmapping the step rather than the
-    whole chunk keeps each carried leaf where ``state_axes`` puts it (``lax.scan``'s batching rule
-    would move every batched carry's axis to the front), and a shared key draws each minibatch once
-    for all states.
+    **Stacked models** (:func:`jaxnn.sweep.fit_many`): with ``models=M``, ``state`` holds M
+    models that all start at the same step: every leaf of its params and optimizer state carries a
+    trailing model axis, its counters are (M,), and its key is one (all models see the same
+    minibatches) or (M,) (each model its own order; its minibatch reaches ``loss_fn`` as (B, ...,
+    M)). ``loss_fn`` returns (B, M), and each model trains exactly as it would alone: its own mean
+    loss and gradient (of the sum over models, which is each model's own), its own divergence
+    guard, losses and epoch ends. Per-model flags and hyper-parameters are (M,) and broadcast
+    against the trailing axis, so the step moves no model axis; the optimizer must act on each
+    model's slice alone (optax's elementwise transformations: sgd, momentum, adam, schedules,
+    ``add_decayed_weights``; not global-norm clipping). The per-model outputs gain a trailing
+    model axis: train (E, slots, M), val/epoch/done (E, M), clean (M,). No early stopping
+    (``plan.track_best``) or validation data.
     """
     B, slots = plan.batch, plan.slots
-    many = state_axes is not None
-    shared_order = state_axes is None or state_axes.key is None
-
-    def each(f: Callable[..., Any], in_axes: tuple[Any, ...], out_axes: Any) -> Callable[..., Any]:
-        """``f`` over the batch of states (the first argument), or ``f`` itself for one state."""
-        return jax.vmap(f, in_axes=(state_axes, *in_axes), out_axes=out_axes) if many else f
+    many = models is not None
+    if many and (plan.track_best or plan.has_val or val_fn is not None or batch_sharding is not None):
+        raise ValueError("models: stacked models train without validation data, early stopping or a mesh")
+    loss_shape = (B,) if models is None else (B, models)
 
     def batch_loss(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]) -> Array:
+        """The minibatch's loss: () -- or (M,), each stacked model's."""
         if plan.pass_weights:  # the rows' weights in this step's mean: 0 for padding rows
             losses = loss_fn(params, *batch, *loss_args, w.astype(_float_dtype(params)))
         else:
             losses = loss_fn(params, *batch, *loss_args)
-        if jnp.shape(losses) != (B,):
-            raise ValueError(f"loss_fn: expected per-example losses of shape ({B},) for a minibatch of "
+        if jnp.shape(losses) != loss_shape:
+            raise ValueError(f"loss_fn: expected per-example losses of shape {loss_shape} for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
-        total = jnp.sum(w * losses)
+        total = jnp.sum(w * losses) if models is None else jnp.sum(w[:, None] * losses, axis=0)
         if plan.reduction == "sum":
             return total
         return total / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
 
+    def value_and_grad(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]
+                       ) -> tuple[Array, Any]:
+        if models is None:
+            return jax.value_and_grad(batch_loss)(params, batch, w, loss_args)
+        # the gradient of the models' summed losses is, leaf slice by slice, each model's own
+        def summed(p: Any) -> tuple[Array, Array]:
+            value = batch_loss(p, batch, w, loss_args)
+            return jnp.sum(value), value
+
+        (_, value), grads = jax.value_and_grad(summed, has_aux=True)(params)
+        return value, grads
+
     def train_step(s: TrainState, data: Any, weights: Any, knobs: Knobs, loss_args: Any,
                    idx: Array, w: Array, t: Array, real: Array) -> tuple[TrainState, Array]:
         batch = tuple(a[idx] for a in data)
+        if idx.ndim == 2:  # stacked models, each with its own order: (B, M, ...) -> (B, ..., M)
+            batch = tuple(jnp.moveaxis(b, 1, -1) for b in batch)
         if batch_sharding is not None:
             batch = tuple(jax.lax.with_sharding_constraint(b, batch_sharding) for b in batch)
         wb = w.astype(weights.dtype) * weights[idx] if plan.has_weights else w
-        value, grads = jax.value_and_grad(batch_loss)(s.params, batch, wb, loss_args)
+        value, grads = value_and_grad(s.params, batch, wb, loss_args)
         # optax's bias corrections and schedules compute `float ** int32 count`, which strict
-        # dtype promotion rejects; give optax the standard rules it is written for
-        with jax.numpy_dtype_promotion("standard"):
+        # dtype promotion rejects; give optax the standard rules it is written for (and, for
+        # stacked models, NumPy's broadcasting of (M,) hyper-parameters against (..., M) leaves)
+        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
             updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
         active = real & (s.step == t) & (t < knobs.total_steps) & ~s.stopped
         params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
@@ -401,13 +434,16 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                      ) -> tuple[TrainState, tuple[Array, Array, Array]]:
         done = s.step == (e + 1) * knobs.steps_per_epoch  # the epoch's last step ran in this chunk
         nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-        s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
-                                      loss_args)
-        return s, (val, mean, done)
+        if not many:
+            s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
+                                          loss_args)
+            return s, (val, mean, done)
+        ended, (val, mean) = end_epoch(s, val_data, knobs, loss_args)  # each model where it is done
+        s = s._replace(**{f: jnp.where(done, getattr(ended, f), getattr(s, f)) for f in
+                          ("best_loss", "bad_epochs", "stopped", "epoch_loss", "epoch_rows")})
+        return s, (jnp.where(done, val, nan), jnp.where(done, mean, nan), done)
 
-    step_fn = each(train_step, (None, None, None, None, None if shared_order else 0, None, None, None),
-                   (state_axes, 0))
-    finish_fn = each(finish_epoch, (None, None, None, None), (state_axes, 0))
+    step_fn, finish_fn = train_step, finish_epoch
 
     def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any,
                   knobs: Knobs, loss_args: Any) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
@@ -429,10 +465,10 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         e0 = (jnp.min(s.step) if many else s.step) // nb
         epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
 
-        def order(e: Array) -> Array:  # (slots, B), or (slots, M, B) for states with their own keys
-            if shared_order:
+        def order(e: Array) -> Array:  # (slots, B), or (slots, B, M) for models with their own keys
+            if s.key.ndim == 0:
                 return _slot_indices(s.key, e, knobs.n, plan)
-            return jax.vmap(lambda k: _slot_indices(k, e, knobs.n, plan), out_axes=1)(s.key)
+            return jax.vmap(lambda k: _slot_indices(k, e, knobs.n, plan), out_axes=2)(s.key)
 
         def epoch_body(s: TrainState, xs: tuple[Array, Array | None]) -> tuple[TrainState, Any]:
             e, idx = xs
@@ -448,9 +484,9 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                                 lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
                                 s)
 
-        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, [M,] B)
+        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B[, M])
         s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
-        return s, train, val, mean, done, each(finite_and_not_diverged, (), 0)(s)
+        return s, train, val, mean, done, finite_and_not_diverged(s)
 
     return run_chunk
 

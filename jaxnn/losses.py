@@ -84,10 +84,10 @@ def mse_vjp(
 # --- Softmax cross-entropy -----------------------------------------------------------------
 
 
-def log_softmax(logits: Array) -> Array:
-    """log softmax over the last axis, stable: z - logsumexp(z)."""
-    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+def log_softmax(logits: Array, axis: int = -1) -> Array:
+    """log softmax over ``axis`` (the last by default), stable: z - logsumexp(z)."""
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(logits: Array) -> Array:
@@ -137,25 +137,29 @@ LOSSES = {"mse": (mse, mse_vjp), "cross_entropy": (softmax_cross_entropy, softma
 
 
 # --- Per-example losses: what the training engine (jaxnn.fit) averages -----------------------
+# The outputs are axis 1: M models stacked on a trailing axis (jaxnn.fit_many) give (n, k, M) -> (n, M).
 
 
 def squared_error(pred: Array, target: Array) -> Array:
     """Per-example mean squared error over the k outputs: (n, k), (n, k) -> (n,).
 
-    Its mean over the rows is :func:`mse` with ``reduction="mean"``.
+    Its mean over the rows is :func:`mse` with ``reduction="mean"``. Stacked models: (n, k, M) -> (n, M).
     """
-    return jnp.mean(jnp.square(pred - target), axis=-1)
+    return jnp.mean(jnp.square(pred - target), axis=1)
 
 
 def squared_error_vjp(pred: Array, target: Array, cotangent: Array) -> tuple[Array, Array]:
     """Backward of :func:`squared_error`: dpred = c_i 2 (p_i - y_i) / k, dtarget = -dpred. cotangent: (n,)."""
-    dpred = cotangent[:, None] * (2.0 / pred.shape[-1]) * (pred - target)
+    dpred = cotangent[:, None] * (2.0 / pred.shape[1]) * (pred - target)
     return dpred, -dpred
 
 
 def cross_entropy(logits: Array, target: Array) -> Array:
-    """Per-example softmax cross-entropy against target distributions: (n, C), (n, C) -> (n,)."""
-    return -jnp.sum(target * log_softmax(logits), axis=-1)
+    """Per-example softmax cross-entropy against target distributions: (n, C), (n, C) -> (n,).
+
+    Stacked models: (n, C, M) -> (n, M).
+    """
+    return -jnp.sum(target * log_softmax(logits, axis=1), axis=1)
 
 
 def cross_entropy_vjp(logits: Array, target: Array, cotangent: Array) -> tuple[Array, Array]:
@@ -163,9 +167,9 @@ def cross_entropy_vjp(logits: Array, target: Array, cotangent: Array) -> tuple[A
 
     dz_i = c_i (softmax(z_i) sum(t_i) - t_i), dt_i = -c_i log_softmax(z_i); cotangent: (n,).
     """
-    logp = log_softmax(logits)
+    logp = log_softmax(logits, axis=1)
     c = cotangent[:, None]
-    return c * (jnp.exp(logp) * jnp.sum(target, axis=-1, keepdims=True) - target), -c * logp
+    return c * (jnp.exp(logp) * jnp.sum(target, axis=1, keepdims=True) - target), -c * logp
 
 
 squared_error_layer = with_backward(squared_error, squared_error_vjp)
@@ -193,6 +197,13 @@ def _classification_example(key: Array, dtype: Any) -> tuple[Array, Array, Array
     return logits, target, jax.random.uniform(kw, (6,), dtype, 0.5, 1.5)
 
 
+def _stacked(example: tuple[Array, Array]) -> tuple[Array, Array]:
+    """Three models' outputs (n, k, 3) -- the first, scaled -- against the targets broadcast to them."""
+    out, target = example
+    stacked = jnp.stack([out, 0.5 * out, -out], axis=-1)
+    return stacked, jnp.broadcast_to(target[..., None], stacked.shape)
+
+
 for _r in REDUCTIONS:
     register(
         Entry(
@@ -213,5 +224,9 @@ register(
 
 register(Entry(name="squared_error", forward=squared_error, backward=squared_error_vjp,
                example=lambda key, dtype: _regression_example(key, dtype)[:2]))
+register(Entry(name="squared_error[3 stacked models]", forward=squared_error, backward=squared_error_vjp,
+               example=lambda key, dtype: _stacked(_regression_example(key, dtype)[:2])))
 register(Entry(name="cross_entropy", forward=cross_entropy, backward=cross_entropy_vjp,
                example=lambda key, dtype: _classification_example(key, dtype)[:2]))
+register(Entry(name="cross_entropy[3 stacked models]", forward=cross_entropy, backward=cross_entropy_vjp,
+               example=lambda key, dtype: _stacked(_classification_example(key, dtype)[:2])))

@@ -117,7 +117,9 @@ def network(params: Params, X: Array, activation: Any = ACTIVATION_LAYERS["sigmo
 
     ``activation`` is any callable (``jax.nn.tanh``, a :func:`hand_written` activation, the user's
     own); ``layer`` is :func:`jaxnn.layers.dense_layer` (hand-written backward) or ``dense``
-    (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``.
+    (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``. The same
+    function runs M models stacked on a trailing axis (W (d_in, d_out, M), b (d_out, M), X (n, d)
+    shared or (n, d, M)) and returns (n, k, M): :func:`jaxnn.layers.dense`.
     """
     h = X
     for i, p in enumerate(params):
@@ -149,13 +151,16 @@ def make_loss_fn(activation: str = "sigmoid", loss_name: str = "mse", *, l2: flo
     per_example = losses.PER_EXAMPLE[loss_name] if manual else forward_of(losses.PER_EXAMPLE[loss_name])
 
     def loss_fn(params: Params, X: Array, Y: Array) -> Array:
-        out = per_example(network(params, X, act, layer=layer), Y)
+        pred = network(params, X, act, layer=layer)
+        if pred.ndim == 3 and Y.ndim == 2:  # stacked models (jaxnn.fit_many), shared targets
+            Y = jnp.broadcast_to(Y[..., None], pred.shape)
+        out = per_example(pred, Y)
         if scale != 1.0:
             out = scale * out
         if not l2:
             return out
-        penalty = l2 * l2_penalty(params)
-        return out + (penalty / X.shape[0] if summed else penalty)
+        penalty = l2 * l2_penalty(params)  # () or, stacked, (M,)
+        return out + (penalty / X.shape[0] if summed else penalty)[None]
 
     return loss_fn
 
@@ -213,8 +218,11 @@ def predict(params: Params, X: Array, activation: str = "sigmoid") -> Array:
 
 
 def l2_penalty(params: Params) -> Array:
-    """0.5 * sum of squared weights (biases are not penalised, as in scikit-learn)."""
-    return 0.5 * sum(jnp.sum(jnp.square(layer["W"])) for layer in params)  # type: ignore[return-value]
+    """0.5 * sum of squared weights (biases are not penalised, as in scikit-learn).
+
+    A scalar, or (M,) -- each model's -- for M models stacked on a trailing axis.
+    """
+    return 0.5 * sum(jnp.sum(jnp.square(layer["W"]), axis=(0, 1)) for layer in params)  # type: ignore[return-value]
 
 
 def loss(

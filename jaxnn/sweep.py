@@ -1,17 +1,23 @@
-"""Many models in one compiled call: ``fit_many`` runs :func:`jaxnn.fit`'s chunk, its step ``jax.vmap``-ed.
+"""Many models in one compiled call: ``fit_many`` runs :func:`jaxnn.fit`'s chunk on M stacked models.
 
 The seed trains one network on one split and prints one number; a sweep turns that number into
 error bars. :func:`fit_many` trains the grid ``seeds x lrs x l2s`` (seed-major order) of the
 network described by a :class:`~jaxnn.training.TrainConfig`. There is one training loop in
-jaxnn, the engine's (:mod:`jaxnn.engine`); a sweep runs it over a batch of
-:class:`~jaxnn.engine.TrainState` values:
+jaxnn, the engine's (:mod:`jaxnn.engine`), and one forward pass per model
+(:func:`jaxnn.models.network`); a sweep runs them on the M models stacked:
 
-* **vmap of the same step.** The engine's compiled chunk -- data order, padded last batch,
-  divergence guard, per-step losses, epoch ends -- runs once for all models, with every step and
-  epoch end ``jax.vmap``-ed over the models' states (params, optimizer state, counters,
-  data-order key) inside its scans (``state_axes`` of :func:`jaxnn.engine._build_chunk`). Nothing
-  about training is written twice. Inside the scan each weight carries its model axis second,
-  ``(d_in, M, d_out)`` (:func:`_scan_axis`); results are returned model-leading.
+* **The same step on stacked models.** Every leaf of the parameters and optimizer state carries
+  a trailing model axis -- a weight is one ``(d_in, d_out, M)`` array -- and the engine's chunk
+  (data order, padded last batch, divergence guard, per-step losses, epoch ends) runs once for
+  all of them (``models=M`` of :func:`jaxnn.engine._build_chunk`): the network's layers take
+  stacked parameters as they are (:func:`jaxnn.layers.dense`), its loss is (B, M), each model's
+  flags and hyper-parameters are (M,) and broadcast against the trailing axis. Nothing about
+  training is written twice. Results are returned model-leading.
+* **Why stacked, not ``jax.vmap``.** ``fit_many`` used to ``jax.vmap`` the step over the models.
+  ``vmap`` moves the model axis to the front at every broadcasting operation (bias, learning rate,
+  guard), and XLA:CPU made those moves copies of the (B, M, hidden) activations at every step;
+  the trailing layout needs none: a 256-model sweep of the seed network steps about 2x faster
+  (docs/development.md).
 * **Hyper-parameters are runtime inputs.** The optimizer is
   ``optax.inject_hyperparams(lambda learning_rate, l2: chain(add_decayed_weights(l2, mask=weights),
   <config's optimizer at learning_rate>))``: every model's learning rate and L2 coefficient sit
@@ -25,8 +31,8 @@ jaxnn, the engine's (:mod:`jaxnn.engine`); a sweep runs it over a batch of
   function cannot take a per-model coefficient as an input, an optimizer state can. So the
   **reported** per-step losses (``train_loss``) are the data loss alone, without the penalty.
 * **Data order.** With ``shared_order=True`` (default) every model sees the minibatches of
-  ``config.seed``'s data-order key: the key is broadcast, not batched, so the gathered
-  minibatch is shared and the first layer of all models is one ``(B, d) @ (d, M*h)`` matmul.
+  ``config.seed``'s data-order key: the key is shared, so the gathered minibatch is too and the
+  first layer of all models is one ``(B, d) @ (d, h*M)`` matmul.
   With ``shared_order=False`` every model shuffles with its own seed, exactly as
   ``fit(config.replace(seed=s))`` would.
 * **Divergence stops one model.** Each state has its own ``stopped``/``diverged_step``: a model
@@ -121,7 +127,9 @@ class SweepResult:
 
 @partial(jax.jit, static_argnums=2)
 def _predict_many(params: Any, X: Array, activation: str) -> Array:
-    return jax.vmap(models.predict, in_axes=(0, None, None))(params, X, activation)
+    """(M, n, k): the network's one forward on the models stacked (model axis last), model-leading again."""
+    stacked = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), params)
+    return jnp.moveaxis(models.predict(stacked, X, activation), -1, 0)
 
 
 def _hyper(name: str, values: Any, default: float, *, positive: bool) -> tuple[float, ...]:
@@ -224,7 +232,7 @@ def fit_many(
     shared_order: bool = True,
     devices: int | Sequence[Any] | Mesh | None = None,
 ) -> SweepResult:
-    """Train the grid ``seeds x lrs x l2s`` of ``config``'s network: ``jax.vmap`` of the engine's chunk.
+    """Train the grid ``seeds x lrs x l2s`` of ``config``'s network: the engine's chunk on the models stacked.
 
     Args:
         config: the network and training run; its ``lr``/``l2``/``seed`` are the defaults of
@@ -272,20 +280,18 @@ def fit_many(
         base = dataclasses.replace(config, seed=0, lr=1.0, l2=0.0)  # what the compiled program depends on
         optimizer = sweep_optimizer(base, nb, n_steps, bool(np.any(l2_a > 0)))
         loss_fn = training._loss_fns(base)[0]
-        states = _init_states(config, seed_a, lr_a, l2_a, d, k, optimizer, shared_order)
-        axes = _state_axes(states, shared_order)
-        states = _move(states, axes, to_scan=True)
+        states = _move(_init_states(config, seed_a, lr_a, l2_a, d, k, optimizer, shared_order),
+                       to_stacked=True)
         data = (Xj, Yj)
         if mesh is not None:  # each device holds its models, and all the data
             states = jax.tree_util.tree_map(
-                lambda x, a: None if x is None else jax.device_put(x, NamedSharding(mesh, _model_spec(a))),
-                states, axes, is_leaf=lambda a: a is None)
+                lambda x: jax.device_put(x, NamedSharding(mesh, _model_spec(x))), states)
             data = jax.device_put(data, NamedSharding(mesh, P()))
         seconds = {"compile": 0.0, "train": 0.0}
 
         def run(check_params: bool) -> Any:
             t0 = time.perf_counter()
-            compiled = _compiled_sweep(loss_fn, optimizer, base, n, n_steps, states, axes, data, mesh,
+            compiled = _compiled_sweep(loss_fn, optimizer, base, n, n_steps, states, data, mesh,
                                        check_params=check_params)
             t1 = time.perf_counter()
             out = jax.block_until_ready(compiled(states, data))
@@ -300,7 +306,7 @@ def fit_many(
         losses = np.asarray(jax.device_get(train)).reshape(-1, len(seed_a)).T[:, :n_steps]
         if mesh is not None:  # ordinary single-device arrays again
             final = jax.device_put(final, jax.local_devices()[0])
-        final = _move(final, axes, to_scan=False)
+        final = _move(final, to_stacked=False)
     return SweepResult(
         params=final.params, seeds=seed_a, lrs=lr_a, l2s=l2_a, train_loss=losses,
         diverged_step=np.asarray(final.diverged_step), steps=n_steps, seconds=seconds,
@@ -329,60 +335,39 @@ def _init_states(c: TrainConfig, seeds: np.ndarray, lrs: np.ndarray, l2s: np.nda
                         **counters)
 
 
-# --- Where each leaf keeps its model axis inside the scan ------------------------------------
+# --- The models stacked on a trailing axis ---------------------------------------------------
 
-# the per-model scalars of a TrainState (one entry per model, model axis 0); params and opt_state
-# are per-model pytrees, the key is per-model or shared, and there are no best params (no patience)
+# the per-model scalars of a TrainState, (M,) each; params and opt_state are per-model pytrees, the
+# key is per-model or shared, and there are no best params (no patience)
 _COUNTERS = tuple(f for f in engine.TrainState._fields
                   if f not in ("params", "opt_state", "key", "best_params"))
 
 
-def _scan_axis(stacked: Any) -> int:
-    """A stacked leaf's model axis inside the compiled sweep: second for matrices, first otherwise.
-
-    A weight ``(M, d_in, d_out)`` is carried as ``(d_in, M, d_out)``: the shared minibatch's
-    ``x @ W`` is then one ``(B, d_in) @ (d_in, M*d_out)`` product with no transpose, and its
-    gradient lands in the same layout. The leading layout costs a transpose of every weight (and its
-    gradient) at every step; carried this way, a 256-model sweep of the seed network stepped
-    1.15-1.25x faster (docs/development.md). Biases and scalars stay model-leading: where a
-    per-model scalar (learning rate, the divergence guard's flag) meets a weight, ``jax.vmap``
-    moves both model axes to the front, which is what keeps the gain from being larger.
-    """
-    return 1 if jnp.ndim(stacked) >= 3 else 0
+def _model_spec(leaf: Any) -> P:
+    """How a stacked leaf (model axis last; a scalar: shared) splits over the ``"models"`` mesh axis."""
+    ndim = jnp.ndim(leaf)
+    return P() if ndim == 0 else P(*([None] * (ndim - 1)), MODEL_AXIS)
 
 
-def _state_axes(states: engine.TrainState, shared_order: bool) -> engine.TrainState:
-    """The ``state_axes`` of the engine's chunk for ``states`` (model-leading, as built)."""
-    def axes(tree: Any) -> Any:
-        return jax.tree_util.tree_map(_scan_axis, tree)
+def _move(states: engine.TrainState, *, to_stacked: bool) -> engine.TrainState:
+    """Params and optimizer state between the model-leading layout (what :class:`SweepResult`
+    returns) and the engine's stacked one (model axis last)."""
+    def move(a: Array) -> Array:
+        return jnp.moveaxis(a, 0, -1) if to_stacked else jnp.moveaxis(a, -1, 0)
 
-    fields: dict[str, Any] = {**dict.fromkeys(_COUNTERS, 0), "params": axes(states.params),
-                              "opt_state": axes(states.opt_state), "key": None if shared_order else 0,
-                              "best_params": None}
-    return engine.TrainState(**fields)
-
-
-def _model_spec(ax: int | None) -> P:
-    """How a leaf with its model axis at ``ax`` (None: shared) splits over the ``"models"`` mesh axis."""
-    return P() if ax is None else P(*([None] * ax), MODEL_AXIS)
-
-
-def _move(states: engine.TrainState, axes: engine.TrainState, *, to_scan: bool) -> engine.TrainState:
-    """Params and optimizer state between the model-leading layout and the scan's ``axes``."""
-    def move(a: Array, ax: Any) -> Array:
-        return jnp.moveaxis(a, 0, ax) if to_scan else jnp.moveaxis(a, ax, 0)
-
-    return states._replace(params=jax.tree_util.tree_map(move, states.params, axes.params),
-                           opt_state=jax.tree_util.tree_map(move, states.opt_state, axes.opt_state))
+    return states._replace(params=jax.tree_util.tree_map(move, states.params),
+                           opt_state=jax.tree_util.tree_map(move, states.opt_state))
 
 
 def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_steps: int,
-                    states: engine.TrainState, axes: engine.TrainState, data: tuple[Array, Array],
-                    mesh: Mesh | None, *, check_params: bool) -> Any:
+                    states: engine.TrainState, data: tuple[Array, Array], mesh: Mesh | None, *,
+                    check_params: bool) -> Any:
     """The compiled ``run(states, data) -> (states, train (E, nb, M), val, mean, done, clean (M,))``:
-    the engine's chunk over the whole run, every step vmapped over the models' states (``axes``)."""
+    the engine's chunk over the whole run, on the models stacked in ``states``."""
     nb = training.steps_per_epoch(n, c.batch_size)
     n_epochs = math.ceil(n_steps / nb)
+    n_models = states.step.shape[0]
+    n_devices = 1 if mesh is None else mesh.shape[MODEL_AXIS]
     plan = engine.make_plan(n, c.batch_size, chunk_epochs=n_epochs, shuffle=c.shuffle,
                             reduction="mean" if c.reduction == "mean" else "sum", bucket_rows=False)
     B = plan.batch
@@ -390,7 +375,6 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
     args = (states, data)
     leaves, treedef = jax.tree_util.tree_flatten(args)
     key = (loss_fn, optimizer, plan, n, n_steps, check_params, treedef,
-           tuple(jax.tree_util.tree_leaves(axes, is_leaf=lambda a: a is None)),
            tuple((x.shape, str(x.dtype)) for x in leaves),
            None if mesh is None else tuple(dev.id for dev in mesh.devices.flat))
     if key in _COMPILED:
@@ -398,21 +382,19 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
         return _COMPILED[key]
     compilation_cache.enable_default()  # as jaxnn.fit: once per process, unless opted out
     chunk = engine._build_chunk(loss_fn, optimizer, None, plan, check_params=check_params,
-                                batch_sharding=None, state_axes=axes)
+                                batch_sharding=None, models=n_models // n_devices)
 
     def many(s: engine.TrainState, data: tuple[Array, Array]) -> Any:
         return chunk(s, data, (), (), knobs, ())
 
     if mesh is not None:  # the same program on every device, on its own models
-        state_specs = jax.tree_util.tree_map(_model_spec, axes, is_leaf=lambda a: a is None)
+        state_specs = jax.tree_util.tree_map(_model_spec, states)
         per_step, per_epoch = P(None, None, MODEL_AXIS), P(None, MODEL_AXIS)  # (E, nb, M), (E, M)
         out_specs = (state_specs, per_step, per_epoch, per_epoch, per_epoch, P(MODEL_AXIS))
         many = jax.shard_map(many, mesh=mesh, in_specs=(state_specs, P()), out_specs=out_specs,
                              check_vma=False)
     # each model's step is the engine's: without YNNPACK where it is tiny, as the engine compiles it
-    per_model = sum(int(np.prod(x.shape)) // x.shape[a] for x, a in
-                    zip(jax.tree_util.tree_leaves(states.params), jax.tree_util.tree_leaves(axes.params),
-                        strict=True))
+    per_model = sum(int(np.prod(x.shape)) // n_models for x in jax.tree_util.tree_leaves(states.params))
     compiled = xla_cpu.compile(jax.jit(many).lower(*args), no_ynnpack=xla_cpu.is_tiny_step(B, per_model))
     _COMPILED[key] = compiled
     while len(_COMPILED) > _COMPILED_MAX:

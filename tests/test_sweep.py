@@ -130,9 +130,9 @@ def test_stopped_models_do_not_broadcast_the_shared_minibatch():
     assert "f32[8,15]" in text  # the hidden layer of all 5 models at once
 
 
-def test_weights_are_carried_with_the_model_axis_second():
-    """Inside the scan M models' weight (d_in, d_out) is one (d_in, M, d_out) array, the layout of the
-    shared minibatch's (B, d_in) @ (d_in, M*d_out) product; what fit_many returns is model-leading."""
+def test_weights_are_carried_with_the_model_axis_last():
+    """Inside the scan M models' weight (d_in, d_out) is one stacked (d_in, d_out, M) array, the layout of
+    the shared minibatch's (B, d_in) @ (d_in, d_out*M) product; what fit_many returns is model-leading."""
     import re
 
     from jaxnn import sweep
@@ -142,7 +142,8 @@ def test_weights_are_carried_with_the_model_axis_second():
     text = next(reversed(sweep._COMPILED.values())).as_text()
     # the scans over epochs and minibatches (the others draw the shuffles' random bits)
     loops = [s for s in re.findall(r"= \(([^)]*)\) while\(", text) if "f32[" in s]
-    assert len(loops) == 2 and all("f32[4,5,3]" in s and "f32[5,4,3]" not in s for s in loops), loops
+    assert len(loops) == 2 and all("f32[4,3,5]" in s and "f32[5,4,3]" not in s and "f32[4,5,3]" not in s
+                                   for s in loops), loops
     assert r.params[0]["W"].shape == (5, 4, 3)
     assert r.state.opt_state.inner_state[0].mu[0]["W"].shape == (5, 4, 3)
 
