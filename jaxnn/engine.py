@@ -851,8 +851,8 @@ def fit(
         progress: a tqdm progress bar on stderr: True, False, or None (only on a terminal).
         devices: data parallelism (:mod:`jaxnn.distributed`): an int N, a list of devices or a
             ``Mesh`` with a ``"data"`` axis; every minibatch is sharded, parameters replicated.
-        chunk_epochs: epochs per compiled call (default: about 20 calls per run). Never changes
-            a result.
+        chunk_epochs: epochs per compiled call (default: about 20 calls per run); one longer
+            than the run is the power of two at or above its epochs. Never changes a result.
         reduction: ``"mean"`` (default): each step minimises the (weighted) mean of its rows'
             losses; ``"sum"``: their (weighted) sum -- the seed's linear regression, whose gradient
             is that of the sum of squares, with a step size that grows with the batch.
@@ -958,8 +958,10 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     n_epochs = math.ceil(n_steps / nb)
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)
     # default: about 20 compiled calls per run, rounded up to a power of two so that runs of
-    # nearby lengths share a program (epochs past the end are skipped, not computed)
-    chunk = min(chunk_epochs, n_epochs) if chunk_epochs else 1 << (math.ceil(n_epochs / 20) - 1).bit_length()
+    # nearby lengths share a program (epochs past the end are skipped, not computed); a chunk longer
+    # than the run is the power of two at or above its epochs, for the same reason
+    chunk = (min(chunk_epochs, 1 << (n_epochs - 1).bit_length()) if chunk_epochs
+             else 1 << (math.ceil(n_epochs / 20) - 1).bit_length())
     plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                      has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
                      bucket_rows=bucket_rows, pass_weights=pass_weights)

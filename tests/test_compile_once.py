@@ -142,6 +142,41 @@ def test_estimator_hyperparameters_compile_nothing(compiles):
         assert c.count == 0, (change, c.names)
 
 
+def test_a_chunk_longer_than_the_run_is_its_power_of_two_so_nearby_lengths_share_it(compiles):
+    X, Y = jnp.ones((40, 3)), jnp.ones((40, 1))
+    p0 = {"W": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
+
+    def loss_fn(p, x, y):
+        return jnp.sum((x @ p["W"] + p["b"][None] - y) ** 2, axis=1)
+
+    runs, sgd = [], optax.sgd(0.01)
+    for epochs in (6, 7, 8):
+        with compiles as c:
+            runs.append(jaxnn.fit(loss_fn, p0, (X, Y), optimizer=sgd, batch_size=10, epochs=epochs,
+                                  chunk_epochs=1000))
+        assert c.programs("run_chunk") == (epochs == 6), (epochs, c.names)  # one 8-epoch program
+        assert runs[-1].steps == 4 * epochs
+
+
+def test_small_estimator_fits_take_few_compiled_calls(compiles):
+    from jaxnn.estimators import _chunk_epochs
+
+    # digits: 1,797 rows in 9 minibatches of 200, 64 hidden units, 10 classes: 16 epochs per call,
+    # so max_iter=40 is 3 calls (the engine's default, 2 epochs per call, made 20)
+    digits = 64 * 64 + 64 + 64 * 10 + 10
+    assert _chunk_epochs(40, 1797, 200, digits) == 16
+    # a large network gets one epoch per call, as Ctrl-C wants
+    assert _chunk_epochs(200, 60_000, 200, 784 * 512 + 512 * 512 + 512 * 10) == 1
+    # never more than the run's power of two, the same for nearby max_iter values and fold sizes
+    assert _chunk_epochs(12, 150, 200, 100) == _chunk_epochs(15, 149, 200, 100) == 16
+    X, y = _classes(300)
+    for max_iter in (12, 15):  # one program for both
+        with compiles as c:
+            MLPClassifier(hidden_layer_sizes=(9,), max_iter=max_iter, random_state=0).fit(X, y)
+        if max_iter == 15:
+            assert c.programs("run_chunk") == 0, c.names
+
+
 def test_cross_validation_folds_share_one_program(compiles):
     # folds of 206 and 207 training rows: two minibatches of 200 each. (Folds whose steps per epoch
     # differ -- 200 and 201 rows -- compile one program per step count: buckets add no step.)

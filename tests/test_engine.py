@@ -145,7 +145,7 @@ def test_chunking_never_changes_a_result():
     X, Y = make_data(jax.random.key(1), 37, 3, 1, jnp.float32)
     p0 = init(jax.random.key(2), 3, 5, 1, jnp.float32)
     runs = [jaxnn.fit(loss_fn, p0, (X, Y), optimizer=optax.sgd(0.01, momentum=0.9), batch_size=10,
-                      epochs=7, chunk_epochs=c, val_data=(X[:5], Y[:5])) for c in (1, 3, 7)]
+                      epochs=7, chunk_epochs=c, val_data=(X[:5], Y[:5])) for c in (1, 3, 7, 100)]
     for r in runs[1:]:
         assert_trees_close(r.params, runs[0].params, rtol=0)
         np.testing.assert_array_equal(r.history.val_loss, runs[0].history.val_loss)
