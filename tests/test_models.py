@@ -465,7 +465,8 @@ def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, siz
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared inputs", "own inputs"])
-@pytest.mark.parametrize("loss_name,l2,sizes", [("mse", 0.3, (5, 7, 4, 2)), ("cross_entropy", 0.0, (5, 6, 3))])
+@pytest.mark.parametrize("loss_name,l2,sizes",
+                         [("mse", 0.3, (5, 7, 4, 2)), ("cross_entropy", 0.0, (5, 6, 3))])
 def test_stacked_models_are_each_model_and_their_gradients_the_autodiff_ones(shared, loss_name, l2, sizes):
     """M models stacked on a trailing axis (what fit_many trains) through the one network: each model's
     per-example losses are its own network's, and the hand-written gradient of any weighting of them is
