@@ -202,7 +202,7 @@ def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
 
     M = n_models or (16 if quick else 256)
     steps = 200 if quick else 2_000
-    # fit_many: jax.vmap of the engine's step over the models' states
+    # fit_many: the engine's step on the models stacked on a trailing axis
     sweep = _sweep_rate(M, steps, reps=1 if quick else 3)
     return {"steps": steps, **sweep, "bound": _packed_bound(M, steps, devices=1),
             "device": str(jax.devices()[0].device_kind)}

@@ -288,9 +288,8 @@ def finite_and_not_diverged(state: TrainState) -> Array:
     A parameter that became NaN or inf stays so under every later update (``NaN + u``, ``inf + u``),
     so finite parameters at the end were finite after every step of the chunk.
     """
-    stacked = state.diverged_step.ndim == 1
-    return (state.diverged_step < 0) & _tree_all_finite(state.params,
-                                                        state.diverged_step.shape[0] if stacked else None)
+    models = state.diverged_step.shape[0] if state.diverged_step.ndim else None
+    return (state.diverged_step < 0) & _tree_all_finite(state.params, models)
 
 
 def batch_weights(n: int, batch_size: int) -> Array:
@@ -443,17 +442,15 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                           ("best_loss", "bad_epochs", "stopped", "epoch_loss", "epoch_rows")})
         return s, (jnp.where(done, val, nan), jnp.where(done, mean, nan), done)
 
-    step_fn, finish_fn = train_step, finish_epoch
-
     def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any,
                   knobs: Knobs, loss_args: Any) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
         def body(s: TrainState, xs: tuple[Array, Array, Array, Array]) -> tuple[TrainState, Array]:
-            return step_fn(s, data, weights, knobs, loss_args, *xs)
+            return train_step(s, data, weights, knobs, loss_args, *xs)
 
         nb = knobs.steps_per_epoch
         slot = jnp.arange(slots, dtype=s.step.dtype)
         s, losses = jax.lax.scan(body, s, (idx, w, e * nb + slot, slot < nb))
-        s, (val, mean, done) = finish_fn(s, e, val_data, knobs, loss_args)
+        s, (val, mean, done) = finish_epoch(s, e, val_data, knobs, loss_args)
         return s, (losses, val, mean, done)
 
     def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any
