@@ -25,8 +25,12 @@ How a run is computed (every one of these is a documented contract the tests che
   ``loss_fn`` on the short batch would give. Nothing recompiles. ``sample_weight`` multiplies
   ``w``, so a step minimises the sample-weighted mean.
 * **One program.** A compiled *chunk* runs ``chunk_epochs`` epochs as a ``lax.scan`` over epochs
-  of a ``lax.scan`` over minibatches; the epochs' permutations are drawn on the device, all at
-  once before the scan. Between chunks the host runs callbacks, progress bars and notices Ctrl-C.
+  of a ``lax.scan`` over minibatches. The chunk's data orders are drawn on the host with NumPy
+  (:func:`jaxnn.shuffle.epoch_orders`, bit for bit the same permutations) and passed in: drawn
+  inside the program they were a third of its compile time and of its load from the persistent
+  cache. (Stacked sweeps, keys of another PRNG implementation and orders of more than 4M
+  indices per chunk are drawn on the device.) Between chunks the host runs callbacks, progress
+  bars and notices Ctrl-C.
   Steps before the state's ``step`` (a resume in mid-epoch) or past the total are computed but
   not applied, so **results do not depend on chunking**: ``fit(steps=61, state=fit(steps=33).state)``
   equals ``fit(steps=61)`` bit for bit.
@@ -62,6 +66,7 @@ import optax
 from jax import Array
 
 from jaxnn import compilation_cache, distributed, exported, xla_cpu
+from jaxnn import shuffle as _shuffle
 from jaxnn.errors import DivergedError
 from jaxnn.shuffle import permutation as _permutation
 from jaxnn.shuffle import permutation_prefix as _permutation_prefix
@@ -181,6 +186,7 @@ class _Plan(NamedTuple):
     hoist: bool
     reduction: str
     pass_weights: bool = False
+    host_orders: bool = False  # the chunk takes its (E, slots, B) orders as an argument
 
 
 class Knobs(NamedTuple):
@@ -453,8 +459,9 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         s, (val, mean, done) = finish_epoch(s, e, val_data, knobs, loss_args)
         return s, (losses, val, mean, done)
 
-    def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any
-                  ) -> Any:
+    def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any,
+                  orders: Array | None = None) -> Any:
+        """``orders``: the chunk's (E, slots, B) row orders when ``plan.host_orders``, else None."""
         nb = knobs.steps_per_epoch
         # real rows come first in every order
         w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)
@@ -481,7 +488,8 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                                 lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
                                 s)
 
-        orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B[, M])
+        if not plan.host_orders:
+            orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B[, M])
         s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
         return s, train, val, mean, done, finite_and_not_diverged(s)
 
@@ -490,15 +498,20 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
 
 def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = True, has_val: bool = False,
               has_weights: bool = False, track_best: bool = False, reduction: str = "mean",
-              bucket_rows: bool = True, pass_weights: bool = False) -> _Plan:
-    """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to)."""
+              bucket_rows: bool = True, pass_weights: bool = False, host_orders: bool = False) -> _Plan:
+    """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to).
+
+    ``host_orders``: the shuffled orders are drawn on the host and passed to each chunk (when
+    shuffling and a chunk's orders are at most ``_HOIST_MAX_INDICES``).
+    """
     N = train_rows(n, batch_size) if bucket_rows else n
     B = min(batch_size, N)
     slots = math.ceil(N / B)
+    hoist = chunk_epochs * slots * B <= _HOIST_MAX_INDICES
     return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
                  shuffle=shuffle, has_val=has_val, has_weights=has_weights, track_best=track_best,
-                 hoist=chunk_epochs * slots * B <= _HOIST_MAX_INDICES, reduction=reduction,
-                 pass_weights=pass_weights)
+                 hoist=hoist, reduction=reduction, pass_weights=pass_weights,
+                 host_orders=host_orders and shuffle and hoist)
 
 
 def make_knobs(n: int, batch_size: int, total_steps: int, *, patience: int | None = None, tol: float = 0.0,
@@ -959,17 +972,18 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     # than the run is the power of two at or above its epochs, for the same reason
     chunk = (min(chunk_epochs, 1 << (n_epochs - 1).bit_length()) if chunk_epochs
              else 1 << (math.ceil(n_epochs / 20) - 1).bit_length())
-    plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
-                     has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
-                     bucket_rows=bucket_rows, pass_weights=pass_weights)
-    knobs = make_knobs(n, batch_size, n_steps, patience=patience, tol=tol, dtype=dtype)
-    extra = _as_loss_args(loss_args, dtype)
-    if val_fn is None and has_val:
-        val_fn = _mean_loss(loss_fn)
     if state is None:
         state = init_state(params, optimizer, _as_key(key), track_best=track_best)
     else:
         _check_state(state, params, optimizer, track_best)
+    plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
+                     has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
+                     bucket_rows=bucket_rows, pass_weights=pass_weights,
+                     host_orders=_shuffle.draws_on_host(state.key))
+    knobs = make_knobs(n, batch_size, n_steps, patience=patience, tol=tol, dtype=dtype)
+    extra = _as_loss_args(loss_args, dtype)
+    if val_fn is None and has_val:
+        val_fn = _mean_loss(loss_fn)
     # the data on the device: real rows first, padded to the plan's rows with copies of row 0
     # (weight 0: they never enter a loss); one transfer, no compiled program
     arrays, weights, val_arrays = jax.device_put((
@@ -985,7 +999,20 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         batch_sharding = distributed.batch_sharding(mesh)
         state, arrays, weights, val_arrays, knobs, extra = distributed.put_replicated(
             (state, arrays, weights, val_arrays, knobs, extra), mesh)
-    args = (state, arrays, weights, val_arrays, knobs, extra)
+    # the chunk's data orders, drawn on the host (plan.host_orders): (E, slots, B) int32
+    E, key_data = plan.chunk_epochs, None
+    if plan.host_orders:
+        key_data = np.asarray(jax.device_get(jax.random.key_data(state.key)))
+
+    def orders_from(e0: int) -> np.ndarray | None:
+        if key_data is None:
+            return None
+        epochs = np.arange(e0, min(e0 + E, n_epochs))  # a chunk's epochs past the run are skipped
+        out = np.zeros((E, plan.slots * B), np.int32)
+        out[:len(epochs), :plan.rows] = _shuffle.epoch_orders(key_data, epochs, n, plan.rows)
+        return out.reshape(E, plan.slots, B)
+
+    args = (state, arrays, weights, val_arrays, knobs, extra, orders_from(0))
 
     seconds = {"compile": 0.0, "train": 0.0}
 
@@ -1027,14 +1054,19 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         from jaxnn.progress import ProgressBar
         bar = ProgressBar(n_steps, enable=progress, desc="fit")
         bar.__enter__()
+    ahead: tuple[int, Any] = (0, args[-1])  # the next chunk's first epoch and orders, drawn ahead
     try:
         while int(state.step) < n_steps and not bool(state.stopped):
             t1, compile_before = time.perf_counter(), seconds["compile"]
-            after, tl, vl, el, done, clean = fast(state, *args[1:])
+            e0 = int(state.step) // nb
+            orders = ahead[1] if ahead[0] == e0 else orders_from(e0)
+            after, tl, vl, el, done, clean = fast(state, *args[1:-1], orders)
+            if key_data is not None and e0 + E < n_epochs:  # while the device runs this chunk
+                ahead = (e0 + E, orders_from(e0 + E))
             if not bool(clean):  # diverged somewhere in the chunk: run it again, every step checked
                 if not checked:
                     checked.append(compiled(check_params=True))
-                after, tl, vl, el, done, _ = checked[0](state, *args[1:])
+                after, tl, vl, el, done, _ = checked[0](state, *args[1:-1], orders)
             state = after  # (a Ctrl-C before this line leaves the last completed chunk's state)
             tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
             done_np = np.asarray(jax.device_get(done))

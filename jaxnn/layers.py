@@ -91,24 +91,29 @@ def _stacked_product(x: Array, W: Array) -> Array:
 
 
 NARROW = 16  # output columns below which XLA:CPU's x^T @ c is slow (one AVX-512 vector of float32)
-NARROW_MIN_INPUT = 1 << 14  # x.size below which the difference does not matter
 
 
 def weight_grad(x: Array, cotangent: Array) -> Array:
     """dW = x^T @ c, (n, d_in), (n, d_out) -> (d_in, d_out).
 
-    The same product in every case; only its orientation changes. On CPU, when the layer is
-    narrow (``d_out < NARROW <= d_in``) and ``x`` has at least ``NARROW_MIN_INPUT`` elements,
-    it is computed as ``(c^T @ x)^T``: XLA:CPU writes a product with fewer than 16 output
-    columns about 4x slower than its transpose (784-512-512-10 network, batch 128: 100 µs
-    against 27 µs for the output layer's dW, about 4% of the training step). The
-    ``optimization_barrier`` keeps XLA from folding the transpose back into the product.
+    The same product in every case; only how XLA:CPU is asked for it changes. Off CPU it is
+    ``x.T @ c``. On CPU the transposed operand is written out first
+    (``optimization_barrier`` keeps XLA from folding the transpose back into the product):
+
+    * ``x^T`` then ``x^T @ c``, because XLA:CPU hands a product contracting both operands' first
+      axis to Eigen, whose first call in a process spends about 45 ms generating oneDNN's GEMM
+      kernels -- a quarter of a small first fit -- while this orientation goes to YNNPACK
+      (``docs/development.md``, "The first product");
+    * for a narrow layer (``d_out < NARROW <= d_in``), ``(c^T @ x)^T``: XLA:CPU writes a product
+      with fewer than 16 output columns about 4x slower than its transpose (784-512-512-10
+      network, batch 128: 100 µs against 27 µs for the output layer's dW).
     """
-    n, d_in = x.shape
-    d_out = cotangent.shape[1]
-    if d_out < NARROW <= d_in and n * d_in >= NARROW_MIN_INPUT and jax.default_backend() == "cpu":
-        return jax.lax.optimization_barrier(cotangent.T @ x).T
-    return x.T @ cotangent
+    if jax.default_backend() != "cpu":
+        return x.T @ cotangent
+    barrier = jax.lax.optimization_barrier
+    if cotangent.shape[1] < NARROW <= x.shape[1]:
+        return barrier(barrier(cotangent.T) @ x).T
+    return barrier(x.T) @ cotangent
 
 
 dense_layer = with_backward(dense, dense_vjp)

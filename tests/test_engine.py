@@ -254,3 +254,31 @@ def test_the_compiled_chunk_is_reused_for_the_same_loss_and_optimizer():
     b = jaxnn.fit(loss_fn, init(jax.random.key(3), 3, 5, 1, jnp.float32), (X, Y), optimizer=opt, steps=6)
     assert len(engine._COMPILED) == 1
     assert a.seconds["compile"] > 10 * b.seconds["compile"]
+
+
+def test_orders_drawn_on_the_host_train_exactly_as_orders_drawn_on_the_device(monkeypatch):
+    """A single threefry key's orders are drawn with NumPy and passed to the chunk, which then holds
+    no sort and no random bits; the run is bit for bit the one that draws them inside the program,
+    across chunks (a resumed mid-epoch start, the last chunk's skipped epochs) and padding."""
+    X, Y = make_data(jax.random.key(1), 45, 4, 2, jnp.float32)
+    p0 = init(jax.random.key(2), 4, 8, 2, jnp.float32)
+    opt = optax.adam(1e-2)
+    kw = dict(optimizer=opt, batch_size=13, key=jax.random.key(3), chunk_epochs=2)
+
+    def run():
+        engine._COMPILED.clear()
+        first = jaxnn.fit(loss_fn, p0, (X, Y), steps=10, **kw)  # 10 steps: mid-epoch (4 per epoch)
+        hlo = [c.as_text() for c in engine._COMPILED.values()]
+        return jaxnn.fit(loss_fn, p0, (X, Y), steps=29, state=first.state, **kw), first, hlo
+
+    host, host_first, host_hlo = run()
+    monkeypatch.setattr(engine._shuffle, "draws_on_host", lambda key: False)
+    device, device_first, device_hlo = run()
+    for a, b in ((host, device), (host_first, device_first)):
+        np.testing.assert_array_equal(a.history.train_loss, b.history.train_loss)
+        leaves = jax.tree_util.tree_leaves
+        for x, y in zip(leaves(a.params), leaves(b.params), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert host.steps == 29 and host.history.train_loss.shape == (19,)
+    assert all(" sort(" not in h and "threefry" not in h for h in host_hlo) and host_hlo
+    assert all(" sort(" in h for h in device_hlo) and device_hlo

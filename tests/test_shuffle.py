@@ -44,3 +44,37 @@ def test_stable_argsort_refuses_what_it_cannot_sort():
         shuffle.stable_argsort_u32(jnp.zeros(4, jnp.int32))
     with pytest.raises(ValueError, match="keys"):
         shuffle.stable_argsort_u32(jnp.zeros(2**16 + 1, jnp.uint32))
+
+
+@pytest.mark.parametrize("n,size", [(0, 8), (1, 8), (23, 32), (354, 400), (1625, 1625), (1797, 1800),
+                                    (5000, 5600), (70_000, 70_000)])
+def test_orders_drawn_on_the_host_are_the_devices_bit_for_bit(n, size):
+    """epoch_orders (NumPy) == permutation(fold_in(key, e), n), then the padding positions n..size-1."""
+    epochs = np.array([0, 1, 7, 2**31 - 1])
+    for key in (jax.random.key(0), jax.random.key(2**40 + 3), jax.random.fold_in(jax.random.key(5), 9)):
+        host = shuffle.epoch_orders(np.asarray(jax.random.key_data(key)), epochs, n, size)
+        assert host.shape == (len(epochs), size) and host.dtype == np.int32
+        for row, e in zip(host, epochs, strict=True):
+            want = jax.random.permutation(jax.random.fold_in(key, int(e)), n)
+            np.testing.assert_array_equal(row[:n], want)
+            np.testing.assert_array_equal(row[n:], np.arange(n, size))
+            if size <= 2**16:  # the device's padded draw, which the host replaces
+                device = shuffle.permutation_prefix(jax.random.fold_in(key, int(e)), jnp.int32(n), size,
+                                                    shuffle.rounds(n))
+                np.testing.assert_array_equal(row, device)
+
+
+def test_threefry_in_numpy_is_jaxs_hash():
+    from jax.extend.random import threefry_2x32
+
+    rng = np.random.default_rng(0)
+    k = rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32)
+    x = rng.integers(0, 2**32, 2000, dtype=np.uint64).astype(np.uint32)
+    a, b = shuffle.threefry2x32_np(k[0], k[1], x[:1000], x[1000:])
+    np.testing.assert_array_equal(np.concatenate([a, b]), threefry_2x32(jnp.asarray(k), jnp.asarray(x)))
+
+
+def test_only_single_threefry_keys_are_drawn_on_the_host():
+    assert shuffle.draws_on_host(jax.random.key(0))
+    assert not shuffle.draws_on_host(jax.random.key(0, impl="rbg"))
+    assert not shuffle.draws_on_host(jax.random.split(jax.random.key(0), 3))  # stacked models' own keys
