@@ -217,7 +217,8 @@ print(f"jaxnn: every epoch is an index array of shape {tuple(idx.shape)}; real r
 #
 # **Training by one scan.** `jaxnn.training.fit` compiles one function that runs whole epochs:
 # `lax.scan` over the 16 minibatches of an epoch inside a `lax.scan` over epochs, with a fresh
-# on-device permutation per epoch (`jax.random.permutation(fold_in(key, epoch), n)`). The seed's
+# permutation per epoch (`jax.random.permutation(fold_in(key, epoch), n)`, drawn on the host
+# while the device trains). The seed's
 # recipe — SGD, learning rate 0.001, batches of 23, the *sum* reduction — trains the linear
 # model. We give it 5,000 steps with a cosine-decayed learning rate (the seed: 1,000 constant
 # steps) so SGD's noise dies out and the weights settle on the least-squares solution; we train
