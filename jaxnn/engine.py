@@ -518,6 +518,21 @@ def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = Tru
                  host_orders=host_orders and shuffle and hoist)
 
 
+def chunk_orders(key_data: np.ndarray, e0: int, n: int, n_epochs: int, plan: _Plan) -> np.ndarray:
+    """(E, slots, B) int32: the row orders of the chunk whose first epoch is ``e0``, drawn on the host.
+
+    Epoch ``e``'s row is :func:`jaxnn.shuffle.epoch_orders` of ``fold_in(key, e)`` over the plan's
+    rows (``n`` real ones first), then zeros for the padding slots of the last minibatch; epochs
+    at or past ``n_epochs`` (the chunk's skipped tail) are all zeros. key_data: the (2,) uint32
+    data of the run's threefry key.
+    """
+    E, B = plan.chunk_epochs, plan.batch
+    epochs = np.arange(e0, min(e0 + E, n_epochs))
+    out = np.zeros((E, plan.slots * B), np.int32)
+    out[:len(epochs), :plan.rows] = _shuffle.epoch_orders(key_data, epochs, n, plan.rows)
+    return out.reshape(E, plan.slots, B)
+
+
 def make_knobs(n: int, batch_size: int, total_steps: int, *, patience: int | None = None, tol: float = 0.0,
                dtype: Any = jnp.float32) -> Knobs:
     """The runtime :class:`Knobs` of a run, as NumPy scalars (transferred, never compiled)."""
@@ -1003,18 +1018,11 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         batch_sharding = distributed.batch_sharding(mesh)
         state, arrays, weights, val_arrays, knobs, extra = distributed.put_replicated(
             (state, arrays, weights, val_arrays, knobs, extra), mesh)
-    # the chunk's data orders, drawn on the host (plan.host_orders): (E, slots, B) int32
-    E, key_data = plan.chunk_epochs, None
-    if plan.host_orders:
-        key_data = np.asarray(jax.device_get(jax.random.key_data(state.key)))
+    # the chunks' data orders, drawn on the host (plan.host_orders), else None
+    key_data = np.asarray(jax.device_get(jax.random.key_data(state.key))) if plan.host_orders else None
 
     def orders_from(e0: int) -> np.ndarray | None:
-        if key_data is None:
-            return None
-        epochs = np.arange(e0, min(e0 + E, n_epochs))  # a chunk's epochs past the run are skipped
-        out = np.zeros((E, plan.slots * B), np.int32)
-        out[:len(epochs), :plan.rows] = _shuffle.epoch_orders(key_data, epochs, n, plan.rows)
-        return out.reshape(E, plan.slots, B)
+        return None if key_data is None else chunk_orders(key_data, e0, n, n_epochs, plan)
 
     args = (state, arrays, weights, val_arrays, knobs, extra, orders_from(0))
 
@@ -1065,8 +1073,9 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
             e0 = int(state.step) // nb
             orders = ahead[1] if ahead[0] == e0 else orders_from(e0)
             after, tl, vl, el, done, clean = fast(state, *args[1:-1], orders)
-            if key_data is not None and e0 + E < n_epochs:  # while the device runs this chunk
-                ahead = (e0 + E, orders_from(e0 + E))
+            e_next = e0 + plan.chunk_epochs
+            if key_data is not None and e_next < n_epochs:  # drawn while the device runs this chunk
+                ahead = (e_next, orders_from(e_next))
             if not bool(clean):  # diverged somewhere in the chunk: run it again, every step checked
                 if not checked:
                     checked.append(compiled(check_params=True))
