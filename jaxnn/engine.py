@@ -321,13 +321,16 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
     """(slots, B) row indices of an epoch over padded data: :func:`batch_indices` for the ``n`` real
     rows in its first positions, then the padding rows ``n..N-1`` (weight 0)."""
     N, B = plan.rows, plan.batch
-    if plan.shuffle:
+    if plan.shuffle and N > _SHUFFLE_PADDED_MAX:  # never padded (train_rows): all N rows are real
+        perm = _permutation(jax.random.fold_in(key, epoch), N)
+    elif plan.shuffle:
         perm = _permutation_prefix(jax.random.fold_in(key, epoch), n, N, plan.rounds)
     else:
         perm = jnp.arange(N)
     return jnp.concatenate([perm, jnp.zeros((plan.slots * B - N,), perm.dtype)]).reshape(plan.slots, B)
 
 
+_SHUFFLE_PADDED_MAX = 1 << 16  # jaxnn.shuffle.permutation_prefix's limit; train_rows pads no more
 _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M indices (16 MB)
 
 

@@ -282,3 +282,30 @@ def test_orders_drawn_on_the_host_train_exactly_as_orders_drawn_on_the_device(mo
     assert host.steps == 29 and host.history.train_loss.shape == (19,)
     assert all(" sort(" not in h and "threefry" not in h for h in host_hlo) and host_hlo
     assert all(" sort(" in h for h in device_hlo) and device_hlo
+
+
+def test_more_rows_than_the_padded_shuffle_takes_train_the_same_from_either_order_source(monkeypatch):
+    """Beyond 2**16 rows nothing is padded and the device draws JAX's own permutation (until
+    2026-12-02 a shuffled fit of so many rows raised ValueError from permutation_prefix); the
+    host's orders are the same."""
+    n = 2**16 + 5
+    X = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    Y = X @ np.array([[1.0], [-2.0]], np.float32)
+    p0 = {"W": jnp.zeros((2, 1)), "b": jnp.zeros((1,))}
+
+    def lin(p, x, y):
+        return jnp.sum((x @ p["W"] + p["b"][None, :] - y) ** 2, axis=1)
+
+    kw = dict(optimizer=optax.sgd(0.1), batch_size=2**15, epochs=2, key=jax.random.key(4))
+    host = jaxnn.fit(lin, p0, (X, Y), **kw)
+    monkeypatch.setattr(engine._shuffle, "draws_on_host", lambda key: False)
+    device = jaxnn.fit(lin, p0, (X, Y), **kw)
+    assert host.steps == device.steps == 6
+    np.testing.assert_array_equal(host.history.train_loss, device.history.train_loss)
+    np.testing.assert_array_equal(host.params["W"], device.params["W"])
+    # the device's order is jax.random.permutation's: epoch 1's first minibatch, from its loss
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(kw["key"], 1), n))
+    after_epoch_0 = jaxnn.fit(lin, p0, (X, Y), **{**kw, "epochs": 1})
+    rows = order[:2**15]
+    want = np.mean(np.asarray(lin(after_epoch_0.params, X[rows], Y[rows])))
+    np.testing.assert_allclose(device.history.train_loss[3], want, rtol=1e-5)
