@@ -236,7 +236,7 @@ def train_rows(n: int, batch_size: int) -> int:
         N = batch_size
     else:
         N = min(batch_size, max(8, 1 << (n - 1).bit_length()))
-    return N if N <= 1 << 16 else n
+    return N if N <= _shuffle.MAX_PADDED else n
 
 
 # --- Pieces of the step ---------------------------------------------------------------------
@@ -321,7 +321,7 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
     """(slots, B) row indices of an epoch over padded data: :func:`batch_indices` for the ``n`` real
     rows in its first positions, then the padding rows ``n..N-1`` (weight 0)."""
     N, B = plan.rows, plan.batch
-    if plan.shuffle and N > _SHUFFLE_PADDED_MAX:  # never padded (train_rows): all N rows are real
+    if plan.shuffle and N > _shuffle.MAX_PADDED:  # never padded (train_rows): all N rows are real
         perm = _permutation(jax.random.fold_in(key, epoch), N)
     elif plan.shuffle:
         perm = _permutation_prefix(jax.random.fold_in(key, epoch), n, N, plan.rounds)
@@ -330,7 +330,6 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
     return jnp.concatenate([perm, jnp.zeros((plan.slots * B - N,), perm.dtype)]).reshape(plan.slots, B)
 
 
-_SHUFFLE_PADDED_MAX = 1 << 16  # jaxnn.shuffle.permutation_prefix's limit; train_rows pads no more
 _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M indices (16 MB)
 
 

@@ -29,6 +29,7 @@ from jax import Array
 
 _DIGIT = 16
 _MAX_N = 1 << _DIGIT
+MAX_PADDED = _MAX_N  # the largest size permutation_prefix draws (its positions fit in 16 bits)
 
 
 def stable_argsort_u32(keys: Array) -> Array:
@@ -122,13 +123,14 @@ def draws_on_host(key: Array) -> bool:
 
 
 def epoch_orders(key_data: np.ndarray, epochs: np.ndarray, n: int, size: int) -> np.ndarray:
-    """(E, size) int32: row ``i`` is ``permutation_prefix(fold_in(key, epochs[i]), n, size, rounds(n))``.
+    """(E, size) int32: row ``i`` is ``jax.random.permutation(fold_in(key, epochs[i]), n)``, then
+    the padding positions ``n..size-1`` -- :func:`permutation_prefix`'s result, for any size.
 
-    The engine's data orders, computed on the host with NumPy, bit for bit what the device computes
+    The engine's data orders, computed on the host with NumPy, bit for bit
     (``tests/test_shuffle.py``): JAX's ``fold_in``, ``split`` and ``bits`` of a threefry key (with
     ``jax_threefry_partitionable``, JAX's default) hash counters with :func:`threefry2x32_np`, and a
     stable sort is a stable sort. key_data: the key's (2,) uint32 data (``jax.random.key_data``);
-    epochs: (E,) non-negative ints; ``n <= size`` real positions, then ``n..size-1``.
+    epochs: (E,) non-negative ints; ``0 <= n <= size``.
     """
     k = np.asarray(key_data, np.uint32)
     e = np.asarray(epochs, np.int64).astype(np.uint32)
