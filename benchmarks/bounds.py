@@ -56,10 +56,9 @@ def packed_step_bound_us(X: np.ndarray, *, models: int, hidden: int, batch_size:
         specs = (P(None, "models"), P("models"), P())
         args = tuple(jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs, strict=True))
         run = jax.shard_map(run, mesh=mesh, in_specs=(*specs, P()), out_specs=specs[:2])
-    lowered = jax.jit(run).lower(*args, jnp.int32(steps))
     best = float("inf")
     for no_ynnpack in (True, False):
-        compiled = xla_cpu.compile(lowered, no_ynnpack=no_ynnpack)
+        compiled = xla_cpu.jit(run, no_ynnpack=no_ynnpack, args=(*args, jnp.int32(steps)))
         jax.block_until_ready(compiled(*args, jnp.int32(1)))
 
         def seconds(n_steps: int, compiled: Any = compiled) -> float:

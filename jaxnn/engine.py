@@ -65,7 +65,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import compilation_cache, distributed, exported, xla_cpu
+from jaxnn import compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.errors import DivergedError
 from jaxnn.shuffle import permutation as _permutation
@@ -321,7 +321,7 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
     """(slots, B) row indices of an epoch over padded data: :func:`batch_indices` for the ``n`` real
     rows in its first positions, then the padding rows ``n..N-1`` (weight 0)."""
     N, B = plan.rows, plan.batch
-    if plan.shuffle and N > _shuffle.MAX_PADDED:  # never padded (train_rows): all N rows are real
+    if plan.shuffle and (N > _shuffle.MAX_PADDED or not _shuffle.partitionable()):  # never padded: all real
         perm = _permutation(jax.random.fold_in(key, epoch), N)
     elif plan.shuffle:
         perm = _permutation_prefix(jax.random.fold_in(key, epoch), n, N, plan.rounds)
@@ -371,6 +371,9 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
             losses = loss_fn(params, *batch, *loss_args, w.astype(_float_dtype(params)))
         else:
             losses = loss_fn(params, *batch, *loss_args)
+        if not jnp.issubdtype(jnp.result_type(losses), jnp.floating):
+            raise TypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
+                            "a loss must be differentiable (no rounding or integer casts)")
         if jnp.shape(losses) != loss_shape:
             raise ValueError(f"loss_fn: expected per-example losses of shape {loss_shape} for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
@@ -510,7 +513,8 @@ def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = Tru
     ``host_orders``: the shuffled orders are drawn on the host and passed to each chunk (when
     shuffling and a chunk's orders are at most ``_HOIST_MAX_INDICES``).
     """
-    N = train_rows(n, batch_size) if bucket_rows else n
+    # padded rows need threefry bits drawn per position (JAX's default; jaxnn.shuffle.partitionable)
+    N = train_rows(n, batch_size) if bucket_rows and (_shuffle.partitionable() or not shuffle) else n
     B = min(batch_size, N)
     slots = math.ceil(N / B)
     hoist = chunk_epochs * slots * B <= _HOIST_MAX_INDICES
@@ -556,7 +560,16 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int
 
 
 def _float_dtype(params: Any) -> Any:
-    """The floating dtype of ``params`` (the first floating leaf's), which the data is cast to."""
+    """The floating dtype of ``params`` (the first floating leaf's), which the data is cast to.
+
+    Raises TypeError naming the first leaf that is not floating: every leaf is trained.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
+        if not jnp.issubdtype(dt, jnp.floating):
+            raise TypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
+                            f"{dt}; every leaf of params is trained (pass integer settings through "
+                            "loss_args or a closure)")
     for leaf in jax.tree_util.tree_leaves(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if jnp.issubdtype(dt, jnp.floating):
@@ -761,7 +774,64 @@ def _is_x64(dtype: Any) -> bool:
     return jnp.dtype(dtype).itemsize == 8
 
 
-# --- Compile cache: one compiled chunk per (loss, optimizer, plan, shapes) --------------------
+# --- What the model must be: checked once per program, before it is built ---------------------
+
+
+def check_model(loss_fn: Any, optimizer: Any, state: TrainState, data: tuple[Any, ...],
+                loss_args: tuple[Any, ...], *, pass_weights: bool) -> None:
+    """Refuse, naming the argument, an optimizer whose update is not ``(updates, state)`` shaped like
+    the parameters, and a loss that mixes the minibatch's rows.
+
+    The rows check traces ``loss_fn`` (shapes only, nothing runs) on a minibatch of a prime number
+    of rows ``P`` that no other axis has: an intermediate with two axes of ``P`` is a (B, B) array
+    -- almost always targets (n,) broadcast against predictions (n, 1) -- whose row sums still pass
+    the (B,) shape check while minimising a different objective.
+    """
+    params, opt_state = state.params, state.opt_state
+    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), params)
+    try:
+        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+            out = jax.eval_shape(optimizer.update, like, opt_state, like)
+    except Exception as e:
+        raise TypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: {e}") from e
+    if not (isinstance(out, tuple) and len(out) == 2
+            and jax.tree_util.tree_structure(out[0]) == jax.tree_util.tree_structure(like)):
+        raise TypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
+                        f"updates shaped like params, got {type(out).__name__} "
+                        f"{jax.tree_util.tree_structure(out)}")
+    dims = {d for x in (*jax.tree_util.tree_leaves(params), *data, *jax.tree_util.tree_leaves(loss_args))
+            for d in jnp.shape(x)}
+    rows = next(p for p in (1009, 2003, 4001, 8009, 16001, 32003, 65521, 131071) if p not in dims)
+    batch = [jax.ShapeDtypeStruct((rows, *jnp.shape(a)[1:]), jnp.result_type(a)) for a in data]
+    extra = (jax.ShapeDtypeStruct((rows,), _float_dtype(params)),) if pass_weights else ()
+    jaxpr = jax.make_jaxpr(lambda p, *b: loss_fn(p, *b, *loss_args, *extra))(params, *batch)
+    for shape in _intermediate_shapes(jaxpr.jaxpr):
+        if sum(d == rows for d in shape) >= 2:
+            raise ValueError(
+                "loss_fn: mixes the minibatch's rows -- for a minibatch of B rows it builds a (B, B) "
+                f"array (shape {tuple('B' if d == rows else d for d in shape)}); usually targets of shape "
+                "(n,) broadcast against predictions of shape (n, 1): give Y the predictions' shape "
+                "(Y.reshape(-1, 1)) or flatten the predictions")
+
+
+def _intermediate_shapes(jaxpr: Any) -> Any:
+    """Every output shape of every equation of ``jaxpr`` and of the jaxprs inside it."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            yield tuple(getattr(v.aval, "shape", ()))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _intermediate_shapes(inner)
+
+
+# --- Program cache: one jitted chunk per (loss, optimizer, plan, shapes) ------------------------
+#
+# The rule that keeps compiled code out of traced code: what is cached and returned is always the
+# *jitted function* (traceable: ``eval_shape``, ``vmap`` or an outer ``jit`` may call it), compiled
+# once up front for the run's arguments so the compile is timed apart from training. A compiled
+# executable (``.lower().compile()``) never leaves this function.
 
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 32
@@ -770,50 +840,36 @@ _COMPILE_LOCK = threading.RLock()
 
 
 def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
-                    check_params: bool, mesh: Any, batch_sharding: Any,
-                    program_name: str | None = None) -> Any:
+                    check_params: bool, mesh: Any, batch_sharding: Any) -> Any:
+    """The jitted chunk for ``args``' shapes, compiled (or loaded from the persistent cache) already."""
     with _COMPILE_LOCK:
-        return _compiled_chunk_locked(loss_fn, optimizer, val_fn, plan, args, check_params=check_params,
-                                      mesh=mesh, batch_sharding=batch_sharding, program_name=program_name)
-
-
-def _compiled_chunk_locked(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
-                           check_params: bool, mesh: Any, batch_sharding: Any,
-                           program_name: str | None = None) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
-    key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
-    try:
-        hash(key)
-    except TypeError:  # an unhashable loss or optimizer: compile every time
-        key = None
-    if mesh is not None:
-        key = None
-    if key is not None and key in _COMPILED:
-        _COMPILED.move_to_end(key)
-        return _COMPILED[key]
-    n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
-    # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
-    tiny = mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params)
-
-    def build() -> Callable[..., Any]:
-        return _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
-                            batch_sharding=batch_sharding)
-
-    where = exported.path_for(program_name, plan, check_params, avals, str(treedef)) \
-        if program_name is not None and mesh is None else None
-    if where is not None:
-        compiled = exported.compiled_chunk(where, build, args, no_ynnpack=tiny)
-    else:
+        leaves, treedef = jax.tree_util.tree_flatten(args)
+        avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
+        key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
+        try:
+            hash(key)
+        except TypeError:  # an unhashable loss or optimizer: compile every time
+            key = None
+        if mesh is not None:
+            key = None
+        if key is not None and key in _COMPILED:
+            _COMPILED.move_to_end(key)
+            return _COMPILED[key]
+        check_model(loss_fn, optimizer, args[0], args[1], args[5], pass_weights=plan.pass_weights)
+        n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
+        # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
+        tiny = mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params)
+        chunk = _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
+                             batch_sharding=batch_sharding)
         jit_kw: dict[str, Any] = {}
         if mesh is not None:
             jit_kw["out_shardings"] = distributed.replicated(mesh)
-        compiled = xla_cpu.compile(jax.jit(build(), **jit_kw).lower(*args), no_ynnpack=tiny)
-    if key is not None:
-        _COMPILED[key] = compiled
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
-    return compiled
+        jitted = xla_cpu.jit(chunk, no_ynnpack=tiny, args=args, **jit_kw)
+        if key is not None:
+            _COMPILED[key] = jitted
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+        return jitted
 
 
 # --- fit ------------------------------------------------------------------------------------
@@ -845,7 +901,6 @@ def fit(
     loss_args: tuple[Any, ...] = (),
     pass_weights: bool = False,
     bucket_rows: bool = True,
-    program_name: str | None = None,
     raise_on_divergence: bool = True,
 ) -> FitResult:
     """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
@@ -901,16 +956,14 @@ def fit(
             minibatch's real rows, and no step added), so data of nearby sizes -- CV folds,
             validation splits, ``partial_fit`` chunks -- share one compiled program. It never
             changes a result (tested in float64); False compiles for exactly ``n`` rows.
-        program_name: a name that identifies ``loss_fn``, ``optimizer`` and ``val_fn`` across
-            processes (change it whenever any of them changes). The traced program is then kept
-            on disk (:mod:`jaxnn.exported`) and a new process skips tracing it. None: traced in
-            every process. The estimators and the CLI name theirs.
         raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
             step is not finite; False returns with ``diverged_step`` set.
 
-    Compilation: JAX's persistent compilation cache is turned on at the first call, in the user's
-    cache directory (:mod:`jaxnn.compilation_cache`; ``JAXNN_NO_COMPILATION_CACHE=1`` opts out),
-    so another process loads the programs instead of compiling them. One program per (``loss_fn``,
+    Compilation: the first call installs jaxnn's persistent compilation cache for the process, in
+    a private directory under the user's cache directory, used only while jaxnn compiles and never
+    when the process chose a JAX cache of its own (:mod:`jaxnn.compilation_cache`;
+    ``JAXNN_NO_COMPILATION_CACHE=1`` opts out), so another process loads the programs instead of
+    compiling them; no ``jax.config`` value is changed. One program per (``loss_fn``,
     ``optimizer``, ``val_fn`` objects, row bucket,
     batch size, shapes and dtypes, and the on/off switches: shuffle, validation, weights, early
     stopping's best parameters, reduction); reused by every later call in the process. Epochs,
@@ -947,14 +1000,14 @@ def fit(
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
     compilation_cache.enable_default()  # once per process, unless opted out (jaxnn.compilation_cache)
-    with jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
+    with compilation_cache.scope(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
         return _fit(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
                     devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
                     dtype=dtype, reduction=reduction, loss_args=loss_args, bucket_rows=bool(bucket_rows),
-                    pass_weights=bool(pass_weights), program_name=program_name)
+                    pass_weights=bool(pass_weights))
 
 
 def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
@@ -962,7 +1015,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
          patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
          callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
          raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
-         bucket_rows: bool, pass_weights: bool, program_name: str | None) -> FitResult:
+         bucket_rows: bool, pass_weights: bool) -> FitResult:
     params = jax.tree_util.tree_map(_to_device, params)
     host = _as_data("data", data, dtype)
     n = host[0].shape[0]
@@ -980,6 +1033,9 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
             raise ValueError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
         if not np.all(np.isfinite(sw)) or np.any(sw < 0):
             raise ValueError("sample_weight: expected finite, non-negative weights")
+        if not np.any(sw > 0):
+            raise ValueError("sample_weight: every weight is 0, so there is nothing to train on; "
+                             "give at least one row a positive weight")
         sw_host = sw.astype(dtype)
     nb = steps_per_epoch(n, batch_size)
     n_steps = steps if steps is not None else epochs * nb  # type: ignore[operator]
@@ -1033,7 +1089,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     def compiled(check_params: bool) -> Any:
         t = time.perf_counter()
         fn = _compiled_chunk(loss_fn, optimizer, val_fn, plan, args, check_params=check_params,
-                             mesh=mesh, batch_sharding=batch_sharding, program_name=program_name)
+                             mesh=mesh, batch_sharding=batch_sharding)
         seconds["compile"] += time.perf_counter() - t
         return fn
 

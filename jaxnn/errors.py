@@ -7,6 +7,7 @@ Exit statuses of ``jaxnn``:
 1     ``jaxnn gradcheck``: some hand-written backward failed
 2     bad input (a ``ValueError``/``TypeError``/``OSError`` on user input)
 3     training diverged (loss became NaN or inf)
+70    internal error: a failure inside jaxnn, JAX or optax, not a fault of the input
 130   interrupted (Ctrl-C); a checkpoint is saved when ``--save`` was given
 ====  ==========================================================
 """
@@ -17,6 +18,7 @@ EXIT_OK = 0
 EXIT_GRADCHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 

@@ -515,11 +515,7 @@ class _BaseMLP(BaseEstimator):
                 # verbose: a line as each epoch ends; else few calls (_chunk_epochs)
                 chunk_epochs=1 if self.verbose else _chunk_epochs(
                     epochs, n, B, sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(state.params))),
-                loss_args=(float(self.alpha) / self._scale,), pass_weights=True,
-                # what names the loss, optimizer and score functions: a new process skips tracing
-                program_name=f"jaxnn.estimators:{self._loss_name}:{self.activation}:{self.gradients}:"
-                             f"{_optimizer_name(self.solver, self.momentum, self.nesterovs_momentum)}:"
-                             f"{early}")
+                loss_args=(float(self.alpha) / self._scale,), pass_weights=True)
 
         # scikit-learn keeps the last parameters unless it early-stops on validation
         params = jax.device_get(result.params)

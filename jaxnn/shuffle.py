@@ -55,12 +55,19 @@ def rounds(n: int) -> int:
     return math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
 
 
+def partitionable() -> bool:
+    """``jax_threefry_partitionable`` (JAX's default since 0.5): threefry bits are drawn per position,
+    which :func:`permutation_prefix` and :func:`epoch_orders` rely on. Without it, the engine pads no
+    rows and draws its orders with ``jax.random.permutation`` itself."""
+    return bool(getattr(jax.config, "jax_threefry_partitionable", True))
+
+
 def permutation(key: Array, n: int) -> Array:
     """A random permutation of ``arange(n)``: (n,) ints, equal to ``jax.random.permutation(key, n)``.
 
     key: a typed PRNG key (``jax.random.key``); n: a Python int >= 0.
     """
-    if n > _MAX_N:
+    if n > _MAX_N or not partitionable():
         return jax.random.permutation(key, n)
     return permutation_prefix(key, jnp.int32(n), n, rounds(n))  # no padding: every position is real
 
@@ -76,8 +83,7 @@ def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
     """
     if size > _MAX_N:
         raise ValueError(f"size: at most {_MAX_N} rows can be padded, got {size}")
-    # JAX's default since 0.5
-    if not getattr(jax.config, "jax_threefry_partitionable", True):  # pragma: no cover
+    if not partitionable():  # the engine does not pad then (engine.make_plan)
         raise ValueError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
     position = jnp.arange(size)  # the default integer type, as JAX's (int64 under x64)
     padding = position >= jnp.asarray(n).astype(position.dtype)
@@ -118,8 +124,7 @@ def threefry2x32_np(k1: np.ndarray, k2: np.ndarray, x1: np.ndarray, x2: np.ndarr
 def draws_on_host(key: Array) -> bool:
     """Whether :func:`epoch_orders` draws ``key``'s orders: a single threefry key (JAX's default
     implementation) under ``jax_threefry_partitionable`` (JAX's default since 0.5)."""
-    return (jnp.ndim(key) == 0 and str(jax.random.key_impl(key)) == "threefry2x32"
-            and bool(getattr(jax.config, "jax_threefry_partitionable", True)))
+    return jnp.ndim(key) == 0 and str(jax.random.key_impl(key)) == "threefry2x32" and partitionable()
 
 
 def epoch_orders(key_data: np.ndarray, epochs: np.ndarray, n: int, size: int) -> np.ndarray:

@@ -265,7 +265,8 @@ def fit_many(
     l2_v = _hyper("l2s", l2s, config.l2, positive=False)
     seed_a, lr_a, l2_a = grid(seed_v, lr_v, l2_v)
     mesh = _model_mesh(devices, len(seed_a))
-    with training.x64_context(config.dtype):
+    compilation_cache.enable_default()  # as jaxnn.fit: once per process, unless opted out
+    with compilation_cache.scope(), training.x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
         Xj = training.as_2d_float("X", X, dtype)
         Yj = training.as_2d_float("Y", Y, dtype)
@@ -380,7 +381,6 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    compilation_cache.enable_default()  # as jaxnn.fit: once per process, unless opted out
     chunk = engine._build_chunk(loss_fn, optimizer, None, plan, check_params=check_params,
                                 batch_sharding=None, models=n_models // n_devices)
 
@@ -395,7 +395,7 @@ def _compiled_sweep(loss_fn: Any, optimizer: Any, c: TrainConfig, n: int, n_step
                              check_vma=False)
     # each model's step is the engine's: without YNNPACK where it is tiny, as the engine compiles it
     per_model = sum(int(np.prod(x.shape)) // n_models for x in jax.tree_util.tree_leaves(states.params))
-    compiled = xla_cpu.compile(jax.jit(many).lower(*args), no_ynnpack=xla_cpu.is_tiny_step(B, per_model))
+    compiled = xla_cpu.jit(many, no_ynnpack=xla_cpu.is_tiny_step(B, per_model), args=args)
     _COMPILED[key] = compiled
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)

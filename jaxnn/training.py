@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import engine, exported, models, names
+from jaxnn import engine, models, names
 from jaxnn.errors import DivergedError
 
 
@@ -265,35 +265,22 @@ def _seed_key(seed: int) -> Array:
 
 
 @functools.lru_cache(maxsize=32)
-def _init_program(sizes: tuple[int, ...], init: str, dtype: str, key_shape: tuple[int, ...]) -> Any:
-    """``key data -> (layers, data-order key data)`` as one compiled program (not one per random
-    array), kept on disk by :mod:`jaxnn.exported` so a new process neither traces nor compiles it."""
+def _init_program(sizes: tuple[int, ...], init: str, dtype: str) -> Any:
+    """``key -> (layers, data-order key)`` as one jitted program (not one per random array)."""
 
-    def draw(key_data: Array) -> list[Any]:
-        k_init, k_shuffle = jax.random.split(jax.random.wrap_key_data(key_data))
-        params = models.init_params(k_init, list(sizes), init=init, dtype=jnp.dtype(dtype))
-        return jax.tree_util.tree_leaves((params, jax.random.key_data(k_shuffle)))
+    @jax.jit
+    def draw(key: Array) -> tuple[Any, Array]:
+        k_init, k_shuffle = jax.random.split(key)
+        return models.init_params(k_init, list(sizes), init=init, dtype=jnp.dtype(dtype)), k_shuffle
 
-    out_tree = jax.tree_util.tree_structure(([{"W": 0, "b": 0}] * (len(sizes) - 1), 0))
-    path = exported.path_for("jaxnn.training.init", sizes, init, dtype, key_shape)
-    program: Callable[..., list[Any]]
-    if path is None:
-        program = jax.jit(draw)
-    else:
-        program = exported.compiled(path, lambda: draw, [np.zeros(key_shape, np.uint32)], no_ynnpack=False)
-
-    def run(key: Array) -> tuple[Any, Array]:
-        params, k_shuffle = jax.tree_util.tree_unflatten(out_tree, program(jax.random.key_data(key)))
-        return params, jax.random.wrap_key_data(k_shuffle)
-
-    return run
+    return draw
 
 
 def _initial(c: TrainConfig, n_features: int, n_outputs: int) -> tuple[Any, Array]:
     sizes = tuple(models.layer_sizes(n_features, c.hidden, n_outputs))
     with x64_context(c.dtype):
         key = _seed_key(int(c.seed))
-        return _init_program(sizes, c.init, c.dtype, jax.random.key_data(key).shape)(key)
+        return _init_program(sizes, c.init, c.dtype)(key)
 
 
 def init_params(c: TrainConfig, n_features: int, n_outputs: int) -> Any:
@@ -429,9 +416,7 @@ def fit(
                 val_data=val, val_fn=val_fn if has_val else None, patience=config.patience,
                 tol=float(config.tol), restore_best=config.patience is not None, state=state,
                 callback=callback, devices=devices, chunk_epochs=chunk_epochs,
-                reduction="mean" if config.reduction == "mean" else "sum", raise_on_divergence=False,
-                # the config (but its seed) and the run's length name the loss, optimizer and val_fn
-                program_name=f"jaxnn.training:{dataclasses.replace(config, seed=0)!r}:{spe}:{n_steps}")
+                reduction="mean" if config.reduction == "mean" else "sum", raise_on_divergence=False)
         except TrainingInterrupted as e:
             raise TrainingInterrupted(with_config(e.result)) from e.__cause__
         result = with_config(res)

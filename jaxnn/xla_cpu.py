@@ -16,7 +16,7 @@ Two settings, both measured with ``jax.profiler`` traces (``make bench``; docs/d
 * **YNNPACK off where it does not pay.** XLA:CPU hands matmuls and reductions to YNNPACK by
   default. That is right for the 784-512-512-10 network, but a YNNPACK kernel inside a loop
   keeps XLA from compiling the loop as one function, and YNNPACK ran the packed sweep's step
-  about 6x slower. :func:`compile` opts out, per compile, for tiny steps (:func:`is_tiny`) and
+  about 6x slower. :func:`jit` opts out, per program, for tiny steps (:func:`is_tiny`) and
   for the packed sweep.
 
 Measured on 2 CPU cores (jaxlib 0.10.2): the seed network's step went from about 6.4 to 2.4 µs;
@@ -66,20 +66,31 @@ def is_tiny(batch_size: int, sizes: Sequence[int]) -> bool:
     return step_flops(batch_size, sizes) <= TINY_STEP_FLOPS
 
 
-def compile(lowered: Any, *, no_ynnpack: bool) -> Any:
-    """``lowered.compile()``, without YNNPACK when asked and running on CPU.
+def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
+    """``jax.jit(fn)``, without YNNPACK when asked and running on CPU, compiled for ``args`` now.
 
-    A jaxlib that does not know the option compiles with its defaults instead.
+    Returns the jitted function -- never the compiled executable, so it stays traceable
+    (``eval_shape``, ``vmap``, an outer ``jit``); its later calls with ``args``' shapes reuse the
+    compilation. A jaxlib that does not know the option compiles with its defaults instead.
     """
     import jax
 
     if no_ynnpack and jax.default_backend() == "cpu":
+        jitted = jax.jit(fn, compiler_options=NO_YNNPACK, **jit_kw)
         try:
-            return lowered.compile(compiler_options=NO_YNNPACK)
+            jitted.hlo_text = jitted.lower(*args).compile().as_text
+            return jitted
         except jax.errors.JaxRuntimeError as e:
             if "compile option" not in str(e):
                 raise
-    return lowered.compile()
+    jitted = jax.jit(fn, **jit_kw)
+    jitted.hlo_text = jitted.lower(*args).compile().as_text  # (for compiled_text; not callable with data)
+    return jitted
+
+
+def compiled_text(jitted: Any) -> str:
+    """The optimized HLO of a program from :func:`jit`, as compiled for its arguments (for tests)."""
+    return str(jitted.hlo_text())
 
 
 def is_tiny_step(batch_size: int, n_params: int) -> bool:

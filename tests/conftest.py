@@ -4,24 +4,32 @@
   raises instead of silently promoting;
 * rank promotion raises: ``(n,) + (n, 1)`` is an error, not an (n, n) matrix --
   the classic silent bug of hand-written backward code;
-* warnings are errors (``filterwarnings = error`` in pyproject.toml).
+* warnings are errors (``filterwarnings = error`` in pyproject.toml);
+* the caches are as users have them: jaxnn's persistent compilation cache is on (its default),
+  in a fresh directory for this test session, never the developer's own (``JAXNN_CACHE_DIR``,
+  set here before pytest-xdist starts its workers, which inherit it). The opt-out
+  (``JAXNN_NO_COMPILATION_CACHE``) has its own tests, which set it in their subprocesses.
 
 float64 tests use ``jax.enable_x64()`` as a context manager, so x64 is never left on.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Hermetic runs: jaxnn.fit turns JAX's persistent compilation cache on by default, which would write
-# to the user's cache directory and turn the compile-count tests into cache hits. Tests of the
-# cache itself run subprocesses with their own JAXNN_CACHE_DIR and this variable removed.
-os.environ.setdefault("JAXNN_NO_COMPILATION_CACHE", "1")
+if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller (or a run without xdist)
+    os.environ.pop("JAXNN_NO_COMPILATION_CACHE", None)
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="jaxnn-test-cache-")
+    os.environ["JAXNN_CACHE_DIR"] = _SESSION_CACHE
+    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -64,7 +64,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
     """A child environment whose caches land in ``tmp_path``, never in the user's home."""
     env = dict(os.environ)
-    env.update(JAXNN_NO_COMPILATION_CACHE="1", XDG_CACHE_HOME=str(tmp_path / "cache"),
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"),
                PYTHONWARNINGS="error")
     return env
 
@@ -580,3 +580,76 @@ def test_experiment_predict_validates_its_input() -> None:
         experiment.predict(params, config, np.ones((4, 3)))
     with pytest.raises(TypeError, match="X: expected a real numeric array"):
         experiment.predict(params, config, np.array([["a", "b"]]))
+
+
+# ------------------------------------------------------- jaxnn.fit: what the model must be
+
+
+def _tiny() -> tuple[np.ndarray, np.ndarray]:
+    X = np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3)
+    return X, X @ np.array([1.0, -1.0, 0.5], np.float32)
+
+
+def test_fit_refuses_what_would_train_silently_wrong() -> None:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import jaxnn
+
+    X, y = _tiny()
+    sgd = optax.sgd(0.1)
+    with pytest.raises(ValueError, match="sample_weight: every weight is 0"):
+        jaxnn.fit(lambda p, x, t: (x @ p - t) ** 2, jnp.zeros(3), (X, y), optimizer=sgd, epochs=2,
+                  sample_weight=np.zeros(10))
+
+    def broadcasting(p, x, t):  # (B, 1) predictions against (B,) targets: a (B, B) objective
+        return jnp.sum((x @ p["W"] - t) ** 2, axis=-1)
+
+    # (the suite raises on rank promotion; a user's process allows it, as JAX's default does)
+    with jax.numpy_rank_promotion("allow"), pytest.raises(
+            ValueError, match=r"loss_fn: mixes the minibatch's rows .*\(n,\).*\(n, 1\)"):
+        jaxnn.fit(broadcasting, {"W": jnp.zeros((3, 1))}, (X, y), optimizer=sgd, epochs=2)
+    # the same model with targets of the predictions' shape trains, and matches the flat model
+    good = jaxnn.fit(broadcasting, {"W": jnp.zeros((3, 1))}, (X, y[:, None]), optimizer=sgd, epochs=2,
+                     key=jaxnn.engine._as_key(None))
+    flat = jaxnn.fit(lambda p, x, t: (x @ p - t) ** 2, jnp.zeros(3), (X, y), optimizer=sgd, epochs=2,
+                     key=jaxnn.engine._as_key(None))
+    np.testing.assert_allclose(np.asarray(good.params["W"])[:, 0], np.asarray(flat.params), rtol=1e-6)
+
+
+def test_fit_names_integer_parameters_integer_losses_and_broken_optimizers() -> None:
+    import jax.numpy as jnp
+    import optax
+
+    import jaxnn
+
+    X, y = _tiny()
+    sq = lambda p, x, t: (x @ p["W"] - t) ** 2
+    with pytest.raises(TypeError, match=r"params\['n'\]: expected a floating-point array, got int32"):
+        jaxnn.fit(sq, {"W": jnp.zeros(3), "n": jnp.int32(3)}, (X, y), optimizer=optax.sgd(0.1), epochs=1)
+    with pytest.raises(TypeError, match="loss_fn: expected floating-point losses, got int32"):
+        jaxnn.fit(lambda p, x, t: jnp.round(x @ p - t).astype(jnp.int32), jnp.zeros(3), (X, y),
+                  optimizer=optax.sgd(0.1), epochs=1)
+    returns_none = optax.GradientTransformation(lambda p: optax.EmptyState(), lambda u, s, p=None: None)
+    with pytest.raises(TypeError, match=r"optimizer: update\(grads, state, params\) must return"):
+        jaxnn.fit(lambda p, x, t: (x @ p - t) ** 2, jnp.zeros(3), (X, y), optimizer=returns_none, epochs=1)
+
+
+def test_an_internal_error_is_not_bad_input() -> None:
+    """A TypeError raised inside JAX is a failure of jaxnn (exit 70), not of the user's input (2)."""
+    import jax.numpy as jnp
+
+    from jaxnn.cli import _is_internal
+    from jaxnn.errors import EXIT_INTERNAL
+
+    try:
+        jnp.ones(3) @ jnp.ones(4)
+    except TypeError as e:
+        inside_jax = e
+    try:
+        TrainConfig(hidden=(3,), epochs=0)
+    except ValueError as e:
+        refused = e
+    assert _is_internal(inside_jax) and not _is_internal(refused)
+    assert EXIT_INTERNAL not in (0, 1, EXIT_BAD_INPUT, 3, 130)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -232,8 +233,11 @@ _FIT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 5)); y = (X[:, 0] > 0).astype(int)
     est = MLPClassifier(hidden_layer_sizes=(7,), max_iter=4, random_state=0).fit(X, y)
+    from jaxnn import compilation_cache
     print(json.dumps({"traced": traced, "hits": len(hits), "compiles": len(compiled),
-                      "coef": est.coefs_[0].tolist(), "cache_dir": jax.config.jax_compilation_cache_dir}))
+                      "coef": est.coefs_[0].tolist(), "cache_dir": jax.config.jax_compilation_cache_dir,
+                      "why_off": compilation_cache.why_off(),
+                      "min_compile_s": jax.config.jax_persistent_cache_min_compile_time_secs}))
 """)
 
 
@@ -246,31 +250,36 @@ def _fit_in_process(env: dict[str, str], *args: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_a_second_process_neither_traces_nor_compiles_the_training_program(tmp_path):
-    env = {"JAXNN_CACHE_DIR": str(tmp_path / "jaxnn" / "jax")}
+def test_a_second_process_loads_the_training_program_from_the_verified_store(tmp_path):
+    store = tmp_path / "jaxnn" / "jax"
+    env = {"JAXNN_CACHE_DIR": str(store)}
     first = _fit_in_process(env)
-    assert "flat_chunk" in first["traced"] and first["hits"] == 0  # the chunk, traced for jax.export
-    assert first["compiles"] >= 1
-    stored = list((tmp_path / "jaxnn" / "exported").glob("*"))
-    assert [p.suffix for p in stored] == [".jaxexport"]  # no executable: jaxnn never unpickles
+    assert first["hits"] == 0 and first["compiles"] >= 1 and first["why_off"] is None
+    entries = sorted(store.glob("*.jaxnn"))
+    assert any(p.name.startswith("jit_run_chunk-") for p in entries), entries
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700  # created private
     second = _fit_in_process(env)
-    assert "flat_chunk" not in second["traced"]  # loaded with jax.export, not traced
-    assert second["hits"] >= 1  # and its compiled code came from the persistent cache
-    assert second["coef"] == first["coef"]
-    stored[0].write_bytes(b"not a program")  # a damaged file: traced again, the same result
+    assert second["hits"] >= 1 and second["coef"] == first["coef"]
+    # jaxnn changed no setting of the process: no cache directory, JAX's own write threshold
+    assert second["cache_dir"] is None and second["min_compile_s"] == 1.0
+    chunk = next(p for p in entries if p.name.startswith("jit_run_chunk-"))
+    chunk.write_bytes(b"not a program")  # a damaged entry: compiled again, the same result, rewritten
     third = _fit_in_process(env)
-    assert "flat_chunk" in third["traced"] and third["coef"] == first["coef"]
+    assert third["coef"] == first["coef"] and chunk.read_bytes() != b"not a program"
+    assert _fit_in_process(env)["hits"] >= 1  # and the rewritten entry loads
 
 
 def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(tmp_path):
     on = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "on" / "jax")})
-    assert on["cache_dir"] == str(tmp_path / "on" / "jax") and any((tmp_path / "on" / "jax").iterdir())
+    assert on["why_off"] is None and any((tmp_path / "on" / "jax").iterdir())
     off = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "off" / "jax"),
                            "JAXNN_NO_COMPILATION_CACHE": "1"})
     assert off["cache_dir"] is None and not (tmp_path / "off").exists()
+    assert "JAXNN_NO_COMPILATION_CACHE" in off["why_off"]
     own = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "ours" / "jax")}, "own-dir",
                           str(tmp_path / "own"))
     assert own["cache_dir"] == str(tmp_path / "own")  # with JAX's own thresholds, as the user set it
+    assert own["min_compile_s"] == 1.0 and "own cache" in own["why_off"]
     assert not (tmp_path / "ours" / "jax").exists()  # jaxnn left the user's choice alone
     assert on["coef"] == off["coef"] == own["coef"]
 
@@ -287,7 +296,7 @@ _INIT = textwrap.dedent("""
 """)
 
 
-def test_initial_weights_are_drawn_by_a_kept_program_with_the_same_values(tmp_path):
+def test_initial_weights_are_the_documented_draw_with_an_empty_and_a_warm_cache(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k != "JAXNN_NO_COMPILATION_CACHE"},
            "JAXNN_CACHE_DIR": str(tmp_path / "jaxnn" / "jax")}
 
@@ -298,7 +307,6 @@ def test_initial_weights_are_drawn_by_a_kept_program_with_the_same_values(tmp_pa
         return json.loads(p.stdout.strip().splitlines()[-1])
 
     first, second = run(), run()
-    assert "draw" in first["traced"] and "draw" not in second["traced"]
     k_init, _ = jax.random.split(jax.random.key(7))  # the documented draw, here in plain JAX
     want = models.init_params(k_init, [5, 4, 3, 2], init="glorot")
     for got in (first["params"], second["params"]):

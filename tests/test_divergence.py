@@ -131,7 +131,7 @@ def test_cli_diverged_saves_the_last_finite_params(tmp_path: Path,
 
 
 def test_cli_diverged_subprocess(tmp_path: Path) -> None:
-    env = dict(os.environ, JAXNN_NO_COMPILATION_CACHE="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     proc = subprocess.run(
         [sys.executable, "-m", "jaxnn.cli", "train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "20"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=180, check=False,

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn import engine
+from jaxnn import engine, xla_cpu
 from jaxnn.errors import DivergedError
 
 # --- a user's own model: a residual block with a hand-written softplus -----------------------
@@ -268,7 +268,7 @@ def test_orders_drawn_on_the_host_train_exactly_as_orders_drawn_on_the_device(mo
     def run():
         engine._COMPILED.clear()
         first = jaxnn.fit(loss_fn, p0, (X, Y), steps=10, **kw)  # 10 steps: mid-epoch (4 per epoch)
-        hlo = [c.as_text() for c in engine._COMPILED.values()]
+        hlo = [xla_cpu.compiled_text(c) for c in engine._COMPILED.values()]
         return jaxnn.fit(loss_fn, p0, (X, Y), steps=29, state=first.state, **kw), first, hlo
 
     host, host_first, host_hlo = run()

@@ -163,7 +163,7 @@ def _sandbox(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     home.mkdir()
     env = dict(os.environ)
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=str(home / ".mpl"),
-               JAXNN_NO_COMPILATION_CACHE="1", TMPDIR=str(tmp_path / "tmp"))
+               TMPDIR=str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     return cwd, home, env
 

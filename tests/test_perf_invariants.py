@@ -195,7 +195,7 @@ _LOOP_SCRIPT = textwrap.dedent("""
     from jaxnn import xla_cpu
     xla_cpu.request_small_loops()  # the explicit opt-in, before JAX starts its backend
     import jax, numpy as np
-    from jaxnn import engine, training
+    from jaxnn import engine, training, xla_cpu
     from jaxnn.training import TrainConfig, fit
     rng = np.random.default_rng(0)
     X = rng.standard_normal((120, 13)); Y = X @ rng.standard_normal((13, 1))
@@ -203,7 +203,7 @@ _LOOP_SCRIPT = textwrap.dedent("""
     for name, hidden, batch in (("tiny", (13,), 23), ("large", (64,), 120)):
         r = fit(TrainConfig(hidden=hidden, activation="sigmoid", batch_size=batch, steps=40,
                             optimizer="sgd", lr=1e-3, dtype="float64"), X, Y)
-        text = next(reversed(engine._COMPILED.values())).as_text()
+        text = xla_cpu.compiled_text(next(reversed(engine._COMPILED.values())))
         # loops XLA compiled as one function: calls marked xla_cpu_small_call; the training
         # loop is the one that carries W1, f64[13, hidden]
         blocks = {m.group(1): m.group(0)

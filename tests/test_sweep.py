@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import fit_many, models
+from jaxnn import fit_many, models, xla_cpu
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig, fit, init_state
 
@@ -126,7 +126,7 @@ def test_stopped_models_do_not_broadcast_the_shared_minibatch():
 
     X, Y = _data(30, 4)
     fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd"), X, Y, seeds=range(5))
-    text = next(reversed(sweep._COMPILED.values())).as_text()
+    text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
     assert "f32[8,15]" in text  # the hidden layer of all 5 models at once
 
 
@@ -139,7 +139,7 @@ def test_weights_are_carried_with_the_model_axis_last():
 
     X, Y = _data(30, 4)
     r = fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="adam"), X, Y, seeds=range(5))
-    text = next(reversed(sweep._COMPILED.values())).as_text()
+    text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
     # the scans over epochs and minibatches (the others draw the shuffles' random bits)
     loops = [s for s in re.findall(r"= \(([^)]*)\) while\(", text) if "f32[" in s]
     assert len(loops) == 2 and all("f32[4,3,5]" in s and "f32[5,4,3]" not in s and "f32[4,5,3]" not in s
@@ -217,7 +217,7 @@ def test_patience_is_refused():
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JAXNN_NO_COMPILATION_CACHE": "1"}
+    env = dict(os.environ)
     return subprocess.run([sys.executable, "-m", "jaxnn.cli", *argv], capture_output=True, text=True,
                           env=env, timeout=300)
 
@@ -255,7 +255,7 @@ def test_cli_sweep_bad_input_exits_2(boston_csv, argv):
 _DEVICES_SCRIPT = """
 import json, re
 import jax, numpy as np
-from jaxnn import fit_many, sweep
+from jaxnn import fit_many, sweep, xla_cpu
 from jaxnn.training import TrainConfig
 
 rng = np.random.default_rng(0)
@@ -279,7 +279,7 @@ for name, hidden, order, splits in [("shared", (4,), True, (2, 4)), ("shared_dee
             "single_device": all(len(a.devices()) == 1 for a in jax.tree_util.tree_leaves(r.params))}
 # the compiled program holds 8 / 4 = 2 models per device: the hidden layer is (8, 2*4)
 fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=3), X, Y, seeds=range(8), devices=4)
-text = next(reversed(sweep._COMPILED.values())).as_text()
+text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
 out["local_hidden"] = bool(re.search(r"f32\\[8,8\\]", text))
 # one model diverges on one device, the others train on
 r = fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=40, reduction="sum", init="normal"), X, Y,
@@ -315,7 +315,7 @@ def test_cli_sweep_devices_makes_cpu_devices_and_matches_one_device(boston_csv):
     argv = ["sweep", "--data", str(boston_csv), "--seeds", "2", "--lr", "0.01", "--lr", "0.05",
             "--optimizer", "sgd", "--batch-size", "23", "--steps", "200", "--json"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env.update(JAX_PLATFORMS="cpu", JAXNN_NO_COMPILATION_CACHE="1")  # one CPU device unless asked
+    env.update(JAX_PLATFORMS="cpu")  # one CPU device unless asked
     runs = [subprocess.run([sys.executable, "-m", "jaxnn.cli", *argv, *extra], capture_output=True,
                            text=True, timeout=300, env=env, check=False)
             for extra in ([], ["--devices", "2"])]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from jaxnn import xla_cpu
-from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, DivergedError
+from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_INTERRUPTED, DivergedError
 
 # The CLI owns its process: before JAX starts its backend, let XLA:CPU compile small training
 # loops as one function (see jaxnn.xla_cpu; opt out with JAXNN_NO_XLA_FLAGS=1).
@@ -116,15 +116,15 @@ def _run(argv: Sequence[str] | None) -> int:
         interrupt.check()
         if args._preflight is not None:  # bad paths fail before the slow imports
             args._preflight(args)
-        if hasattr(args, "no_compilation_cache"):  # a command that trains: a second run reuses programs
-            from jaxnn import compilation_cache
+        from jaxnn import compilation_cache  # imports no JAX until it is used
 
-            if args.no_compilation_cache:
-                compilation_cache.disable()  # and jaxnn.fit will not turn it on either
-            else:
-                compilation_cache.enable()
+        if getattr(args, "no_compilation_cache", False):
+            compilation_cache.disable()  # and jaxnn.fit will not turn it on either
+        else:  # a second run loads every program this one compiles
+            compilation_cache.enable_default()
         interrupt.check()
-        status = int(args._run(args))
+        with compilation_cache.scope():
+            status = int(args._run(args))
         interrupt.check()  # a Ctrl-C that came after the last check still ends the run with 130
         return status
     except DivergedError as e:
@@ -141,7 +141,34 @@ def _run(argv: Sequence[str] | None) -> int:
     except (ValueError, TypeError, OSError) as e:
         if debug:
             raise
+        if _is_internal(e):
+            return _fail(f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it uses; "
+                         "--debug shows the traceback)", EXIT_INTERNAL)
         return _fail(str(e) or type(e).__name__, EXIT_BAD_INPUT)
+    except Exception as e:  # anything else is a bug, never "bad input"
+        if debug:
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it uses; "
+                     "--debug shows the traceback)", EXIT_INTERNAL)
+
+
+_LIBRARY_PARTS = ("jax", "jaxlib", "optax")
+
+
+def _is_internal(e: BaseException) -> bool:
+    """Whether a ValueError/TypeError/OSError is a failure inside JAX or optax, not a refusal of the
+    user's input: raised by JAX's runtime, or from a frame of the jax, jaxlib or optax packages
+    (jaxnn validates what the user gave it before any of them sees it)."""
+    if "jax" in sys.modules:  # (never imported just to ask)
+        from jax.errors import JaxRuntimeError
+
+        if isinstance(e, JaxRuntimeError):
+            return True
+    tb, module = e.__traceback__, ""
+    while tb is not None:  # the frame that raised it
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    return module.split(".")[0] in _LIBRARY_PARTS
 
 
 if __name__ == "__main__":  # pragma: no cover
