@@ -40,7 +40,8 @@ bench: $(STAMP)
 # JupyterLab on notebooks/ (the kernels run .venv's python). jupytext's server extension serves the
 # percent-format .py files as notebooks; notebooks/.jupyter/labconfig (added to JUPYTER_CONFIG_PATH)
 # makes "Jupytext Notebook" their default viewer, so a double click opens them as notebooks.
-# Nothing is written to ~/.jupyter. Extra flags: make lab LAB_ARGS="--no-browser --port 8899".
+# Nothing is written to ~/.jupyter. Run as root (common in containers), it passes --allow-root.
+# Extra flags: make lab LAB_ARGS="--no-browser --port 8899".
 LAB_STAMP := $(VENV)/.lab-installed
 LAB_ARGS ?=
 
@@ -51,7 +52,7 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	JUPYTER_CONFIG_PATH="$(CURDIR)/notebooks/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
 	JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" \
-	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
+	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info site .cache

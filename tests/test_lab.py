@@ -56,15 +56,18 @@ def _get(url: str) -> dict:
 @pytest.mark.slow
 def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
     # the test extra installs JupyterLab and jupytext (the lab extra's packages)
+    # the command `make lab` runs (as root too: the recipe adds --allow-root), with this test's flags
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(LABCONFIG), JUPYTER_RUNTIME_DIR=str(tmp_path),
-               JUPYTER_PATH=str(Path(sys.prefix) / "share" / "jupyter"))
-    cmd = [sys.executable, "-m", "jupyterlab", "notebooks/", "--no-browser", f"--port={port}",
-           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
+    args = f"--no-browser --port={port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={token}"
+    dry = subprocess.run(["make", "-s", "--no-print-directory", "-n", "lab", f"LAB_ARGS={args}",
+                          f"BIN={Path(sys.executable).parent}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    lines = dry.splitlines()  # (after the lab extra's install lines, when its stamp is missing)
+    recipe = "\n".join(lines[next(i for i, line in enumerate(lines) if "JUPYTER_CONFIG_PATH=" in line):])
+    assert "jupyter lab notebooks/" in recipe and "--allow-root" in recipe, recipe
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path))
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(["sh", "-c", recipe], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -81,6 +84,7 @@ def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
         for name in ("01_foundations.py", "02_linear_regression_and_nn.py", "03_sklearn_api.py",
                      "solutions.py"):
             assert kinds.get(name) == "notebook", kinds
+        assert kinds.get("README.md") == "file", kinds  # notebooks/jupytext.toml: only .py and .ipynb
         nb = _get(f"{base}/api/contents/01_foundations.py?type=notebook&content=1&token={token}")
         assert nb["type"] == "notebook" and nb["format"] == "json"
         assert any("figure" in c["metadata"].get("tags", []) for c in nb["content"]["cells"])
