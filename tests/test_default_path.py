@@ -268,3 +268,27 @@ def test_pickle_of_a_fit_result_state_round_trips(tmp_path: Path) -> None:
         return first
 
     cold_then_warm(tmp_path, workflow)
+
+
+def test_every_readme_python_block_runs_in_a_fresh_process_cold_and_warm(tmp_path: Path) -> None:
+    """The README's examples (its quickstart first) as a new user runs them: each in a new process."""
+    from test_docs import python_blocks
+
+    blocks = python_blocks(ROOT / "README.md")
+    assert len(blocks) >= 3
+    quickstart = (ROOT / "README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    stated = float(re.search(r"prints `test accuracy: ([0-9.]+)`", quickstart).group(1))  # type: ignore[union-attr]
+
+    def workflow(cache: Path, work: Path) -> Any:
+        outputs = []
+        for line, code in blocks:
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=work,
+                               env=user_env(cache), timeout=300, check=False)
+            assert p.returncode == 0, (f"README.md:{line}", p.stderr[-3000:])
+            outputs.append(p.stdout)
+        return outputs
+
+    outputs = cold_then_warm(tmp_path, workflow)
+    printed = re.fullmatch(r"test accuracy: ([0-9.]+)", outputs[0].strip())
+    assert printed is not None, outputs[0]
+    assert abs(float(printed.group(1)) - stated) <= 0.005  # as test_docs: another BLAS may round one digit
