@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
     assert "jupyter lab notebooks/" in recipe and "--allow-root" in recipe, recipe
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path))
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(["sh", "-c", recipe], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # its own process group: stopping the shell's group stops the server it started
+    server = subprocess.Popen(["sh", "-c", recipe], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -94,10 +97,10 @@ def test_jupyter_lab_serves_the_py_files_as_notebooks(tmp_path):
         specs = _get(f"{base}/api/kernelspecs?token={token}")
         assert specs["default"] == "python3" and "python3" in specs["kernelspecs"]
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
