@@ -98,19 +98,27 @@ def test_classification_train_save_predict_resume(tmp_path: Path) -> None:
     assert np.mean(np.asarray(got["predictions"]) == np.argmax(probs, axis=1)) == 1.0
 
 
-def test_sweep_gradcheck_and_demo(tmp_path: Path, boston_csv: Path) -> None:
+def test_sweep_cold_and_warm(tmp_path: Path, boston_csv: Path) -> None:
     def workflow(cache: Path, work: Path) -> Any:
         sweep = json.loads(jaxnn_cli(cache, work, "sweep", "--data", str(boston_csv), "--target", "medv",
                                      "--seeds", "2", "--lr", "0.01", "--lr", "0.05", "--steps", "60",
                                      "--json"))
         del sweep["seconds"]  # the only field that may differ between runs
-        gradcheck = json.loads(jaxnn_cli(cache, work, "gradcheck", "--json"))
-        return sweep, gradcheck, _without_timings(jaxnn_cli(cache, work, "demo"))
+        return sweep
 
-    sweep, gradcheck, demo = cold_then_warm(tmp_path, workflow)
+    sweep = cold_then_warm(tmp_path, workflow)
     assert sweep["n_models"] == 4 and len(sweep["models"]) == 4
     assert all(np.isfinite(m["test"]["mse"]) for m in sweep["models"])
+
+
+def test_gradcheck_cold_and_warm(tmp_path: Path) -> None:
+    gradcheck = cold_then_warm(tmp_path, lambda cache, work: json.loads(
+        jaxnn_cli(cache, work, "gradcheck", "--json")))
     assert gradcheck["passed"] and all(e["passed"] for e in gradcheck["entries"]), gradcheck
+
+
+def test_demo_cold_and_warm(tmp_path: Path) -> None:
+    demo = cold_then_warm(tmp_path, lambda cache, work: _without_timings(jaxnn_cli(cache, work, "demo")))
     assert "gradient check: 6/6 passed" in demo and "R^2" in demo
 
 
