@@ -794,8 +794,8 @@ def check_model(loss_fn: Any, optimizer: Any, state: TrainState, data: tuple[Any
             out = jax.eval_shape(optimizer.update, like, opt_state, like)
     except Exception as e:
         raise TypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: {e}") from e
-    if not (isinstance(out, tuple) and len(out) == 2
-            and jax.tree_util.tree_structure(out[0]) == jax.tree_util.tree_structure(like)):
+    want: Any = jax.tree_util.tree_structure(like)
+    if not (isinstance(out, tuple) and len(out) == 2 and jax.tree_util.tree_structure(out[0]) == want):
         raise TypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
                         f"updates shaped like params, got {type(out).__name__} "
                         f"{jax.tree_util.tree_structure(out)}")

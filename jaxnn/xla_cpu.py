@@ -75,6 +75,7 @@ def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> A
     """
     import jax
 
+    jitted: Any
     if no_ynnpack and jax.default_backend() == "cpu":
         jitted = jax.jit(fn, compiler_options=NO_YNNPACK, **jit_kw)
         try:
