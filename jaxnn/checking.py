@@ -137,7 +137,9 @@ class ArgumentCheck:
         problems: structural failures (wrong shape, dtype, tree, non-finite values).
         hints: what the error looks like (a factor, a sign, a transpose, a missing sum).
         notes: things that are not failures (inconclusive finite differences at a kink).
-        passed: this argument passed every check.
+        passed: this argument passed every check (False when it was not checked).
+        checked: its gradient was checked; False when the backward's result could not be matched
+            to the arguments (it raised, or returned no tuple of one gradient per argument).
     """
 
     index: int
@@ -155,6 +157,7 @@ class ArgumentCheck:
     hints: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     passed: bool = True
+    checked: bool = True
 
 
 @dataclasses.dataclass
@@ -221,6 +224,9 @@ class VJPCheck:
             if not a.differentiable:
                 lines.append(f"{head}  integer, not differentiated")
                 continue
+            if not a.checked:
+                lines.append(f"{head}  not checked (no gradient of it to compare; see the problem below)")
+                continue
             lines.append(f"{head}  {'ok' if a.passed else 'FAILED'}")
             if not math.isnan(a.max_abs_err):
                 lines.append(f"    vs jax.vjp:              max abs err {a.max_abs_err:.3e}   "
@@ -253,7 +259,7 @@ class VJPCheck:
             "fd_rel_err": _json_float(self.fd_rel_err),
             "problems": self.problems, "hints": self.hints,
             "arguments": [
-                {"index": a.index, "name": a.name, "passed": a.passed,
+                {"index": a.index, "name": a.name, "passed": a.passed, "checked": a.checked,
                  "max_abs_err": _json_float(a.max_abs_err),
                  "max_rel_err": _json_float(a.max_rel_err),
                  "fd_rel_err": _json_float(a.fd_rel_err),
@@ -496,8 +502,9 @@ def check_vjp(
         except Exception as e:  # the hand-written code's failure is a result, not a crash
             return f"backward raised {_first_line(e)}"
         if not isinstance(g, tuple | list):
-            return f"backward must return a tuple of {len(args)} gradients (one per argument), " \
-                   f"got {type(g).__name__}"
+            bare = (f"a bare array ({type(g).__name__}); return (gradient,) even for one argument"
+                    if hasattr(g, "shape") else type(g).__name__)
+            return f"backward must return a tuple of {len(args)} gradients (one per argument), got {bare}"
         if len(g) != len(args):
             return f"backward returned {len(g)} gradients for {len(args)} arguments"
         return tuple(g)
@@ -506,6 +513,8 @@ def check_vjp(
     if isinstance(hand[0], str):
         result.problems.append(hand[0])
         result.passed = False
+        for i in diff:  # nothing was compared: no argument line may say ok
+            result.arguments[i].passed = result.arguments[i].checked = False
         result.checks["one gradient per argument"] = False
         return result
     result.checks["one gradient per argument"] = True

@@ -96,6 +96,7 @@ _NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\
 _KIND_TRAIN_STATE = "train_state"
 _HISTORY = ("history/train_loss", "history/val_loss")
 _SCALER = ("scaler/mean", "scaler/scale")
+_TARGET = ("target/mean", "target/scale")  # standardised regression targets (experiment.run)
 
 
 # --- Atomic file writing --------------------------------------------------------------------
@@ -451,6 +452,7 @@ def save(
     dataset: Mapping[str, Any] | None = None,
     history: History | None = None,
     extra: Mapping[str, Any] | None = None,
+    target_scaler: Scaler | None = None,
 ) -> None:
     """Save a training state atomically (see the module docstring for the format).
 
@@ -463,6 +465,8 @@ def save(
             classes); None stores only the sizes implied by the parameters.
         history: training (per step) and validation (per epoch) losses so far.
         extra: any JSON-ready dict the caller wants back (the CLI stores its flags).
+        target_scaler: the standardisation the regression targets were trained in (predictions
+            are mapped back with it), or None.
     Raises:
         TypeError: ``state`` is not a TrainState, or ``config`` not a TrainConfig.
     """
@@ -477,6 +481,8 @@ def save(
     info = dict(dataset) if dataset is not None else {"n_features": d, "n_outputs": k}
     if scaler is not None:
         arrays["scaler/mean"], arrays["scaler/scale"] = scaler.mean, scaler.scale
+    if target_scaler is not None:
+        arrays["target/mean"], arrays["target/scale"] = target_scaler.mean, target_scaler.scale
     if history is not None:
         arrays["history/train_loss"] = np.asarray(history.train_loss)
         arrays["history/val_loss"] = np.asarray(history.val_loss)
@@ -497,6 +503,8 @@ class Checkpoint:
         state: the :class:`TrainState`; pass it to ``fit(config, ..., state=...)``.
         config: the run's :class:`TrainConfig`.
         scaler: the feature scaler, or None when the run used raw features.
+        target_scaler: the standardisation of the regression targets the network was trained in,
+            or None (raw targets); :func:`jaxnn.experiment.predict` maps outputs back with it.
         dataset: the data set description (see :func:`dataset_info`).
         history: losses up to this checkpoint (empty when none were saved).
         extra: the caller's extra dict.
@@ -510,6 +518,7 @@ class Checkpoint:
     history: History
     extra: dict[str, Any]
     path: str
+    target_scaler: Scaler | None = None
 
     @property
     def params(self) -> Any:
@@ -601,13 +610,14 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = MAX_TOTAL_BYTES) -> C
                 and not np.isfinite(a).all():
             raise _refuse(p, f"array {name!r} holds NaN or inf")
     scaler = _scaler(p, arrays, d)
+    target_scaler = _scaler(p, arrays, found["k"], _TARGET)
     history = _history(p, arrays)
     with training.x64_context(config.dtype):
         leaves = [jnp.asarray(arrays[name]) for name in named]
         state = jax.tree_util.tree_unflatten(treedef, leaves)
         state = state._replace(key=jax.random.wrap_key_data(state.key, impl=meta["key_impl"]))
     return Checkpoint(state=state, config=config, scaler=scaler, dataset=info, history=history,
-                      extra=meta["extra"], path=str(p))
+                      extra=meta["extra"], path=str(p), target_scaler=target_scaler)
 
 
 def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
@@ -625,7 +635,7 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
         raise _refuse(p, f"layer sizes {d}, {k} must be positive")
     info = _check_dataset(p, meta["dataset"], d, k)
     named, treedef = _template(config, d, k)
-    optional = {n for n in (*_SCALER, *_HISTORY) if n in declared}
+    optional = {n for n in (*_SCALER, *_TARGET, *_HISTORY) if n in declared}
     if set(declared) - optional != set(named):
         extra, missing = sorted(set(declared) - optional - set(named)), sorted(set(named) - set(declared))
         raise _refuse(p, f"arrays do not match the training state of its config "
@@ -639,10 +649,11 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
         raise _refuse(p, f"key_impl is {meta['key_impl']!r}, expected {default_impl!r}")
     if not isinstance(meta["extra"], dict):
         raise _refuse(p, "meta.extra must be a JSON object")
-    for name in _SCALER:
-        if name in declared and declared[name] != ((d,), np.dtype(np.float64)):
-            raise _refuse(p, f"{name} must be float64 of shape ({d},), got {declared[name][1]} "
-                             f"{declared[name][0]}")
+    for names_, size in ((_SCALER, d), (_TARGET, k)):
+        for name in names_:
+            if name in declared and declared[name] != ((size,), np.dtype(np.float64)):
+                raise _refuse(p, f"{name} must be float64 of shape ({size},), got {declared[name][1]} "
+                                 f"{declared[name][0]}")
     # The counters (scalars: a few bytes) bound the history lengths.
     # (the epoch is not stored: it is step // steps_per_epoch, and at most step)
     step = int(read("step"))
@@ -663,23 +674,25 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
         if not step <= tl[0] <= longest or vl[0] > step:
             raise _refuse(p, f"history holds {tl[0]} training and {vl[0]} validation losses; "
                              f"step {step} allows {step} and at most {step}")
-    return {"config": config, "info": info, "named": named, "treedef": treedef, "d": d}
+    return {"config": config, "info": info, "named": named, "treedef": treedef, "d": d, "k": k}
 
 
-def _scaler(p: Path, arrays: Mapping[str, np.ndarray], d: int) -> Scaler | None:
-    present = [n for n in _SCALER if n in arrays]
+def _scaler(p: Path, arrays: Mapping[str, np.ndarray], d: int,
+            names_: tuple[str, str] = _SCALER) -> Scaler | None:
+    present = [n for n in names_ if n in arrays]
+    what = names_[0].split("/")[0]
     if not present:
         return None
     if len(present) != 2:
-        raise _refuse(p, "scaler/mean and scaler/scale must both be present")
-    mean, scale = arrays["scaler/mean"], arrays["scaler/scale"]
+        raise _refuse(p, f"{names_[0]} and {names_[1]} must both be present")
+    mean, scale = arrays[names_[0]], arrays[names_[1]]
     if mean.shape != (d,) or scale.shape != (d,) or mean.dtype != np.float64 or scale.dtype != np.float64:
-        raise _refuse(p, f"scaler arrays must be float64 of shape ({d},), got {mean.dtype} {mean.shape} "
+        raise _refuse(p, f"{what} arrays must be float64 of shape ({d},), got {mean.dtype} {mean.shape} "
                          f"and {scale.dtype} {scale.shape}")
     try:
         return Scaler(mean=mean, scale=scale)
     except ValueError as e:
-        raise _refuse(p, f"scaler is invalid ({e})") from None
+        raise _refuse(p, f"{what} is invalid ({e})") from None
 
 
 def _history(p: Path, arrays: Mapping[str, np.ndarray]) -> History:

@@ -698,6 +698,50 @@ def opt_state_shapes(optimizer: optax.GradientTransformation, params: Any) -> An
         return jax.eval_shape(optimizer.init, params)
 
 
+def _children(x: Any) -> list[tuple[str, Any]]:
+    """The pytree children of ``x`` one level down, as (key path like ``[0]`` or ``.mu``, child)."""
+    pairs = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)[0]
+    return [(jax.tree_util.keystr(k), c) for k, c in pairs if k]
+
+
+def _one_level(x: Any) -> str:
+    """What kind of pytree node ``x`` is (its type and keys, not its children's): equal for equal kinds."""
+    return str(jax.tree_util.tree_structure(x, is_leaf=lambda y: y is not x))
+
+
+def _outline(x: Any) -> str:
+    """An optimizer state in words, from its pytree structure: ``ScaleByAdamState(count, mu, nu)``
+    for a named tuple (an optax transformation's state and its fields), ``(..., ...)`` for a chain."""
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return f"{type(x).__name__}({', '.join(x._fields)})"
+    if isinstance(x, tuple | list):
+        inner = ", ".join(_outline(c) for c in x)
+        return f"({inner})" if isinstance(x, tuple) else f"[{inner}]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(repr(k) for k in x) + "}"
+    if x is None:
+        return "None"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"{jnp.dtype(x.dtype).name}{list(x.shape)}"
+    return type(x).__name__
+
+
+def _state_difference(got: Any, want: Any) -> str:
+    """Where two optimizer states first differ in structure, and what each holds there."""
+    where, g, w = "", got, want
+    while _one_level(g) == _one_level(w):
+        pairs = [(k, a, b) for (k, a), (_, b) in zip(_children(g), _children(w), strict=True)
+                 if str(jax.tree_util.tree_structure(a)) != str(jax.tree_util.tree_structure(b))]
+        if not pairs:  # (equal structures: no difference to name)
+            break
+        k, g, w = pairs[0]
+        where += k
+    text = f"the saved state is {_outline(got)}, this run's optimizer makes {_outline(want)}"
+    if where:
+        text += f"; they differ at opt_state{where}: {_outline(g)} vs {_outline(w)}"
+    return text
+
+
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
     if not isinstance(state, TrainState):
         raise TypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
@@ -707,9 +751,9 @@ def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformatio
     except Exception as e:  # an optimizer that cannot init these params: say so, by name
         raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
     if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
-        raise ValueError("state: its optimizer state comes from another optimizer than this run's "
-                         f"({type(state.opt_state).__name__} vs {type(want).__name__}); resume with the "
-                         "optimizer it was trained with")
+        raise ValueError("state: its optimizer state comes from another optimizer than this run's: "
+                         f"{_state_difference(state.opt_state, want)}; resume with the optimizer it was "
+                         "trained with")
     _same_layout("opt_state", state.opt_state, want)
     if (state.best_params is not None) != track_best:
         raise ValueError("state: it was saved with early stopping " + ("off" if track_best else "on")

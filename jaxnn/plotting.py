@@ -297,7 +297,7 @@ def save_training_figures(report: Any, split: Any, out_dir: PathLike) -> list[Pa
     loss_curves(res.history.train_loss, res.history.val_loss, steps_per_epoch=spe,
                 title=f"{report.model} on {ds.name}", path=written[0]).clear()
     feature_weights(res.params, ds.feature_names, path=written[1]).clear()
-    raw = predict(res.params, report.config, np.asarray(split.X_test))
+    raw = predict(res.params, report.config, np.asarray(split.X_test), report.target_scaler)
     if ds.task == "classification":
         written.append(out / "confusion_matrix.png")
         confusion_matrix(split.y_test, np.argmax(raw, axis=1), list(ds.classes),

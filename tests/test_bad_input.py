@@ -50,7 +50,7 @@ def assert_one_line_error(status: int, out: str, err: str, *expected: str) -> No
     assert out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert "Traceback" not in err
-    assert err.startswith("jaxnn"), err
+    assert re.match(r"jaxnn( (demo|train|predict|sweep|gradcheck))?: error: ", err), err
     for piece in expected:
         assert piece in err, (piece, err)
 
@@ -131,7 +131,8 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     path = tmp_path / "nope.csv"
     with pytest.raises(FileNotFoundError, match=r"path: no such file: .*nope\.csv"):
         load_csv(path, "y")
-    assert_one_line_error(*run_cli(["train", "--data", str(path)], capsys), "no such file", "nope.csv")
+    assert_one_line_error(*run_cli(["train", "--data", str(path)], capsys), "--data: no such file",
+                          "nope.csv")
     assert not path.exists()  # a failed read creates nothing
 
 
@@ -233,20 +234,73 @@ def test_mismatched_task_and_loss(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """argparse errors of the main parser and of the subparsers: no usage block, exit 2."""
+    """argparse errors of the main parser and of the subparsers: no usage block, exit 2, named after
+    the subcommand once there is one (before: ``jaxnn: error: unrecognized arguments`` for all)."""
     for argv, piece in (
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
-        ([], "required: COMMAND"),
-        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["train", "--epochs", "2", "--steps", "3"], "not allowed with argument"),
-        (["train", "--batch-size", "ten"], "expected a positive integer, got 'ten'"),
-        (["train", "--lr"], "expected one argument"),
-        (["gradcheck", "--dtype", "float16"], "invalid choice: 'float16'"),
-        (["predict", "--model"], "argument --model: expected one argument"),
-        (["demo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["sweep", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["frobnicate"], "jaxnn: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        ([], "jaxnn: error: the following arguments are required: COMMAND"),
+        (["train", "--no-such-flag"], "jaxnn train: error: unrecognized arguments: --no-such-flag"),
+        (["train", "--epochs", "2", "--steps", "3"],
+         "jaxnn train: error: argument --steps: not allowed with"),
+        (["train", "--batch-size", "ten"], "jaxnn train: error: argument --batch-size: expected a positive "
+                                           "integer, got 'ten'"),
+        (["train", "--lr"], "jaxnn train: error: argument --lr: expected one argument"),
+        (["gradcheck", "--dtype", "float16"], "jaxnn gradcheck: error: argument --dtype: invalid choice: "
+                                              "'float16'"),
+        (["predict", "--model"], "jaxnn predict: error: argument --model: expected one argument"),
+        (["predict", "--model", "m.npz", "--data", "x.csv", "--delimiter", ";;"],  # (was exit 70)
+         "jaxnn predict: error: argument --delimiter: expected one character (or 'tab'), got ';;'"),
+        (["demo", "--no-such-flag"], "jaxnn demo: error: unrecognized arguments: --no-such-flag"),
+        (["sweep", "--no-such-flag"], "jaxnn sweep: error: unrecognized arguments: --no-such-flag"),
+        (["gradcheck", "--no-such-flag"], "jaxnn gradcheck: error: unrecognized arguments: --no-such-flag"),
     ):
-        assert_one_line_error(*run_cli(argv, capsys), piece)
+        status, out, err = run_cli(argv, capsys)
+        assert_one_line_error(status, out, err)
+        assert err.startswith(piece), (piece, err)
+
+
+def test_errors_name_the_subcommand_and_the_flags_the_user_typed(tmp_path: Path, model_file: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """One prefix, ``jaxnn SUBCOMMAND: error:``, and the flag, never the library's argument name.
+
+    Before: ``jaxnn: error: path: 'x.csv' is not a regular file``, ``jaxnn: error: model file: no such
+    file``, ``jaxnn: error: spec: unknown dataset``, ``jaxnn: error: 'x.csv' line 3 ... cannot parse``.
+    """
+    bad = write_case(tmp_path, "non_numeric_cell")
+    tiny = write(tmp_path, "tiny.csv", "a,y\n1,2\n3,4\n")
+    absent = tmp_path / "absent.npz"
+    cases = [
+        (["train", "--data", "/dev/null.csv"], "jaxnn train: error: --data: no such file: '/dev/null.csv'"),
+        (["train", "--data", str(tmp_path / "dir.csv")],
+         f"jaxnn train: error: --data: {str(tmp_path / 'dir.csv')!r} is a directory, expected a file"),
+        (["train", "--data", str(bad), "--epochs", "1"],
+         f"jaxnn train: error: --data: {str(bad)!r} line 3 (data row 2), column 'b': cannot parse 'x' as a "
+         "number"),
+        (["train", "--data", str(tiny), "--test-size", "0.9"], "jaxnn train: error: --test-size=0.9 on 2 "
+         "rows gives 0 train and 2 test rows; both sets must be non-empty (use a smaller test_size or more "
+         "data)"),
+        (["train", "--resume", str(absent)], f"jaxnn train: error: --resume: no such file: {str(absent)!r}"),
+        (["train", "--resume", str(bad)],
+         f"jaxnn train: error: --resume: {str(bad)!r} is not a valid jaxnn checkpoint: not an .npz (zip) "
+         "archive: it starts with b'a,b,'"),
+        (["predict", "--model", str(absent), "--data", str(bad)],
+         f"jaxnn predict: error: --model: no such file: {str(absent)!r}"),
+        (["predict", "--model", str(bad), "--data", str(bad)],
+         f"jaxnn predict: error: --model: {str(bad)!r} is not a valid jaxnn checkpoint: not an .npz (zip) "
+         "archive: it starts with b'a,b,'"),
+        (["predict", "--model", str(model_file), "--data", str(bad)],
+         f"jaxnn predict: error: --data: {str(bad)!r} line 3 (data row 2), column 'b': cannot parse 'x' as "
+         "a number"),
+        (["sweep", "--data", "iris"], "jaxnn sweep: error: --data: unknown dataset 'iris'"),
+        (["demo", "--data", str(bad), "--gradcheck", "off"],
+         f"jaxnn demo: error: --data: {str(bad)!r} line 3 (data row 2), column 'b': cannot parse 'x' as a "
+         "number"),
+    ]
+    (tmp_path / "dir.csv").mkdir()
+    for argv, line in cases:
+        status, out, err = run_cli(argv, capsys)
+        assert_one_line_error(status, out, err)
+        assert err.startswith(line), (line, err)
 
 
 # --------------------------------------------------------------- arrays passed to fit
@@ -333,7 +387,7 @@ def test_subprocess_debug_shows_the_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "Traceback (most recent call last)" in proc.stderr
-    assert "FileNotFoundError: path: no such file" in proc.stderr
+    assert "FileNotFoundError: --data: no such file" in proc.stderr
 
 
 # ------------------------------------------------- output paths: refused before training
@@ -379,10 +433,12 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 PREDICT_DATA: dict[str, tuple[str, tuple[str, ...]]] = {
-    "too_many_features": ("a,b,c\n1,2,3\n", ("--data", "3 feature columns", "expects 2")),
-    "too_few_features": ("a,y\n1,2\n",
-                         ("--data", "1 feature columns", "besides the target 'y'", "expects 2")),
-    "renamed_feature": ("a,z\n1,2\n", ("--data", "lacks the model's feature columns ['b']", "['z']")),
+    "too_many_features": ("a,b,c\n1,2,3\n", ("--data", "has a column the model was not trained on: 'c'",
+                                             "3 feature columns", "expects 2")),
+    "too_few_features": ("a,y\n1,2\n", ("--data", "lacks the model's feature column 'b'",
+                                        "1 feature column besides the target 'y'", "expects 2")),
+    "renamed_feature": ("a,z\n1,2\n", ("--data", "lacks the model's feature column 'b' and has a column the "
+                                       "model was not trained on: 'z'")),
     "nan_feature": ("a,b\n1,nan\n", ("data row 1", "column 'b'", "missing value 'nan'")),
     "non_numeric": ("a,b\n1,2\n3,four\n", ("data row 2", "column 'b'", "'four'")),
     "ragged": ("a,b\n1,2\n3\n", ("data row 2", "has 1 fields")),
@@ -433,7 +489,7 @@ def test_predict_bad_model_files(model_file: Path, tmp_path: Path,
     npy = tmp_path / "array.npy"
     np.save(npy, np.ones(3))
     cases = [
-        (tmp_path / "absent.npz", ("model file: no such file", "absent.npz")),
+        (tmp_path / "absent.npz", ("--model: no such file", "absent.npz")),
         (tmp_path, ("is a directory",)),
         (garbage, ("garbage.npz", "is not a valid jaxnn checkpoint")),
         (text, ("model.csv", "is not a valid jaxnn checkpoint")),

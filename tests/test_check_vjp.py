@@ -155,6 +155,25 @@ def test_wrong_number_of_gradients_is_a_failed_result(x64):
     assert not r.passed and "must return a tuple" in r.report()
 
 
+def test_no_argument_line_says_ok_when_nothing_was_compared(x64):
+    """Before: ``argument 0 (x): float64[4, 5]  ok`` above ``one gradient per argument FAILED``."""
+    r = check_vjp(softplus, lambda x, c: c * jax.nn.sigmoid(x), (_x(),))  # a bare array, not (g,)
+    lines = r.report().splitlines()
+    assert "  argument 0 (x): float64[4, 5]  not checked (no gradient of it to compare; see the problem " \
+           "below)" in lines
+    assert "  problem: backward must return a tuple of 1 gradients (one per argument), got a bare array " \
+           "(ArrayImpl); return (gradient,) even for one argument" in lines
+    assert not any(line.startswith("  argument") and line.endswith("  ok") for line in lines)
+    assert [(a.checked, a.passed) for a in r.arguments] == [(False, False)]
+    assert r.as_json()["arguments"][0]["checked"] is False
+    r = check_vjp(dense, lambda x, W, b, c: (c @ W.T, x.T @ c), _dense_args())  # 2 gradients for 3
+    assert not r.passed and all(not a.passed and not a.checked for a in r.arguments)
+    assert sum(" not checked " in line for line in r.report().splitlines()) == 3
+    # every line agrees with the verdict where the backward is right
+    good = check_vjp(softplus, lambda x, c: (c * jax.nn.sigmoid(x),), (_x(),))
+    assert good.passed and all(a.checked and a.passed for a in good.arguments)
+
+
 def test_shape_mismatch_names_both_shapes_and_the_transpose(x64):
     r = check_vjp(dense, lambda x, W, b, c: (c @ W.T, c.T @ x, jnp.sum(c, axis=0)), _dense_args())
     assert not r.passed

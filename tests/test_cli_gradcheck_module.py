@@ -99,7 +99,7 @@ def test_bad_modules_exit_2_with_one_line(user_module, capsys, spec, match):
     mod = user_module("user_layers_names", BAD)
     assert main(["gradcheck", "--module", spec.format(mod=mod)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("jaxnn: error: --module:") and match in err
+    assert err.count("\n") == 1 and err.startswith("jaxnn gradcheck: error: --module:") and match in err
 
 
 def test_module_that_fails_on_import_or_registers_nothing_exits_2(user_module, tmp_path, capsys):

@@ -83,13 +83,18 @@ def sklearn_split(name: str, *, split_seed: int = 80718, scale_before_split: boo
     return X_tr, X_te, y_tr, y_te
 
 
-def reference_outputs(config: TrainConfig, X_tr, y_tr, X_te, *, n_classes: int | None = None):
-    """Train ``config`` directly with ``fit`` and return the raw test outputs (n, k) as float64."""
+def reference_outputs(config: TrainConfig, X_tr, y_tr, X_te, *, n_classes: int | None = None,
+                      standardise: bool = False):
+    """Train ``config`` directly with ``fit`` and return the test outputs (n, k) as float64.
+
+    ``standardise``: train on ``(y - mean) / std`` (population std) and map the outputs back, as
+    ``jaxnn train`` does for regression by default (``--target-scaling``)."""
     Y = np.eye(n_classes)[y_tr] if n_classes else np.asarray(y_tr, np.float64)[:, None]
-    res = fit(config, X_tr, Y)
+    mean, std = (Y.mean(axis=0), Y.std(axis=0)) if standardise else (0.0, 1.0)
+    res = fit(config, X_tr, (Y - mean) / std)
     with jax.enable_x64(config.dtype == "float64"):
         out = models.predict(res.params, jnp.asarray(X_te, config.dtype), config.activation)
-        return np.asarray(out, dtype=np.float64), res
+        return np.asarray(out, dtype=np.float64) * std + mean, res
 
 
 def test_subprocess_json_is_one_object_with_the_contract():
@@ -119,7 +124,7 @@ def test_regression_metrics_equal_an_independent_recomputation(capsys):
     X_tr, X_te, y_tr, y_te = sklearn_split("diabetes")
     config = TrainConfig(hidden=(8,), activation="tanh", optimizer="adam", lr=0.01, batch_size=32,
                          epochs=4, init="glorot", seed=3, dtype="float64")
-    out, res = reference_outputs(config, X_tr, y_tr, X_te)
+    out, res = reference_outputs(config, X_tr, y_tr, X_te, standardise=True)
     pred = out[:, 0]
     want = {
         "mse": skm.mean_squared_error(y_te, pred),
@@ -158,9 +163,23 @@ def test_split_flags_use_the_documented_split(capsys, scale_before_split, split_
                                            scale_before_split=scale_before_split)
     config = TrainConfig(hidden=(), optimizer="sgd", lr=0.05, batch_size=32, steps=40, init="glorot",
                          dtype="float64")
-    out, _ = reference_outputs(config, X_tr, y_tr, X_te)
+    # --target-scaling auto: the seed's --scale-before-split trains on raw targets, else standardised
+    out, _ = reference_outputs(config, X_tr, y_tr, X_te, standardise=not scale_before_split)
     assert r["test"]["mse"] == pytest.approx(skm.mean_squared_error(y_te, out[:, 0]), rel=1e-9)
     assert r["test"]["r2"] == pytest.approx(skm.r2_score(y_te, out[:, 0]), rel=1e-9)
+
+
+def test_target_scaling_none_trains_on_the_raw_targets(capsys):
+    argv = ["--data", "diabetes", "--model", "linear", "--optimizer", "sgd", "--lr", "0.05",
+            "--steps", "40", "--dtype", "float64", "--target-scaling"]
+    raw, standard = train_json([*argv, "none"], capsys), train_json([*argv, "standard"], capsys)
+    X_tr, X_te, y_tr, y_te = sklearn_split("diabetes")
+    config = TrainConfig(hidden=(), optimizer="sgd", lr=0.05, batch_size=32, steps=40, init="glorot",
+                         dtype="float64")
+    for r, standardise in ((raw, False), (standard, True)):
+        out, _ = reference_outputs(config, X_tr, y_tr, X_te, standardise=standardise)
+        assert r["test"]["r2"] == pytest.approx(skm.r2_score(y_te, out[:, 0]), rel=1e-9)
+    assert standard["test"]["r2"] != raw["test"]["r2"]  # the two are different runs
 
 
 def test_hidden_repeatable_equals_comma_list(capsys):

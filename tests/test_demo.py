@@ -207,3 +207,21 @@ def test_demo_bad_input_exits_2_with_one_line(capsys, argv, needle):
     assert status == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_demo_prints_nothing_on_stdout_when_its_data_fail(tmp_path):
+    """Before: the header line ``jaxnn demo: the seed's study ...`` went to stdout, then the error.
+    A bad cell is found while loading (after the imports), a bad --target or --out before them."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,3\n1,x,3\n4,5,6\n")
+    (tmp_path / "a_file").write_text("")
+    for argv, line in (
+        (["--data", str(bad)], f"jaxnn demo: error: --data: {str(bad)!r} line 3 (data row 2), column 'b': "
+                               "cannot parse 'x' as a number"),
+        (["--data", str(bad), "--target", "price"],
+         f"jaxnn demo: error: --target: column 'price' is not in {str(bad)!r}; available columns: a, b, y"),
+        (["--out", "a_file"], "jaxnn demo: error: --out: 'a_file' exists and is not a directory"),
+    ):
+        proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", "demo", "--gradcheck", "off", *argv],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=180, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n")

@@ -100,7 +100,7 @@ def test_cli_diverged_exits_3_with_one_line(capsys: pytest.CaptureFixture[str]) 
     out, err = capsys.readouterr()
     assert status == EXIT_DIVERGED == 3
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("jaxnn: error: training diverged")
+    assert err.count("\n") == 1 and err.startswith("jaxnn train: error: training diverged")
     assert "Traceback" not in err
     assert "at step " in err and "smaller learning rate than 1e+06" in err
 
@@ -114,7 +114,7 @@ def test_cli_diverged_saves_the_last_finite_params(tmp_path: Path,
               "--debug"])
     err = capsys.readouterr().err
     step = exc.value.step
-    assert err == f"jaxnn: diverged at step {step}: checkpoint saved to {saved}\n"
+    assert err == f"jaxnn train: diverged at step {step}: checkpoint saved to {saved}\n"
     ck = checkpoint.load(saved)
     assert int(ck.state.diverged_step) == step == int(ck.state.step)
     assert all_finite(ck.params) and all_finite(ck.state.opt_state)

@@ -164,6 +164,28 @@ def test_state_from_another_optimizer_or_params_is_refused():
         jaxnn.fit(loss_fn, other, (X, Y), optimizer=optax.sgd(0.01), steps=6, state=sgd.state)
 
 
+def test_a_state_from_another_optimizer_names_the_transformations_that_differ():
+    """Before: ``... comes from another optimizer than this run's (tuple vs tuple)``. The states'
+    structures say which optax transformation (and its fields) each optimizer keeps, and where."""
+    X, Y = make_data(jax.random.key(1), 20, 3, 1, jnp.float32)
+    p0 = init(jax.random.key(2), 3, 5, 1, jnp.float32)
+    adam = jaxnn.fit(loss_fn, p0, (X, Y), optimizer=optax.adam(0.01), steps=3)
+    with pytest.raises(ValueError) as exc:
+        jaxnn.fit(loss_fn, p0, (X, Y), optimizer=optax.sgd(0.01, momentum=0.9), steps=6, state=adam.state)
+    assert str(exc.value) == (
+        "state: its optimizer state comes from another optimizer than this run's: the saved state is "
+        "(ScaleByAdamState(count, mu, nu), EmptyState()), this run's optimizer makes (TraceState(trace), "
+        "EmptyState()); they differ at opt_state[0]: ScaleByAdamState(count, mu, nu) vs TraceState(trace); "
+        "resume with the optimizer it was trained with")
+    # a chain whose hyper-parameters differ: the field and the keys are named
+    lr = optax.inject_hyperparams(optax.adam)(learning_rate=0.01)
+    injected = jaxnn.fit(loss_fn, p0, (X, Y), optimizer=lr, steps=3)
+    with pytest.raises(ValueError, match=r"differ at opt_state\.hyperparams: \{'b1', 'b2', 'eps', "
+                                         r"'eps_root', 'learning_rate'\} vs \{'learning_rate'\}"):
+        jaxnn.fit(loss_fn, p0, (X, Y), optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.01),
+                  steps=6, state=injected.state)
+
+
 def test_integer_labels_and_sample_weights():
     with jax.enable_x64(True):
         kx, ky, kw = jax.random.split(jax.random.key(0), 3)

@@ -45,7 +45,8 @@ def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 def one_line_exit_2(r: subprocess.CompletedProcess[str], *words: str) -> None:
     assert r.returncode == 2, r.stderr[-3000:]
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxnn: error:"), r.stderr[-3000:]
+    command = r.args[3]  # python -m jaxnn.cli COMMAND ...
+    assert len(lines) == 1 and lines[0].startswith(f"jaxnn {command}: error:"), r.stderr[-3000:]
     for w in words:
         assert w in lines[0], lines[0]
 
@@ -206,12 +207,12 @@ print("STATUS", status, "jax" in sys.modules, "sklearn" in sys.modules)
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["train", "--data", "{fifo}"], "path: {fifo!r} is not a regular file"),
-    (["train", "--resume", "{missing}"], "model file: no such file"),
+    (["train", "--data", "{fifo}"], "--data: {fifo!r} is not a regular file"),
+    (["train", "--resume", "{missing}"], "--resume: no such file"),
     (["train", "--save", "{fifo}"], "--save: {fifo!r} exists and is not a regular file"),
-    (["predict", "--model", "{fifo}", "--data", "diabetes"], "model file: {fifo!r} is not a regular file"),
-    (["sweep", "--data", "{missing}"], "path: no such file"),
-    (["demo", "--data", "{fifo}"], "is not a regular file"),
+    (["predict", "--model", "{fifo}", "--data", "diabetes"], "--model: {fifo!r} is not a regular file"),
+    (["sweep", "--data", "{missing}"], "--data: no such file"),
+    (["demo", "--data", "{fifo}"], "--data: {fifo!r} is not a regular file"),
 ])
 def test_bad_paths_fail_before_jax_and_sklearn_are_imported(tmp_path: Path, argv: list[str],
                                                             words: str) -> None:
@@ -221,6 +222,80 @@ def test_bad_paths_fail_before_jax_and_sklearn_are_imported(tmp_path: Path, argv
     p = subprocess.run([sys.executable, "-c", _PREFLIGHT, *argv], capture_output=True, text=True,
                        timeout=60, cwd=tmp_path, check=False)
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxnn: error:"), p.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"jaxnn {argv[0]}: error: "), p.stderr[-3000:]
     assert words.format(fifo=fifo) in lines[0], lines[0]
     assert p.stdout.split() == ["STATUS", "2", "False", "False"], p.stdout
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--data", "{csv}", "--target", "price"],
+     "jaxnn train: error: --target: column 'price' is not in {csv!r}; available columns: a, b, y"),
+    (["train", "--data", "{csv}", "--drop", "id"],
+     "jaxnn train: error: --drop: column 'id' is not in {csv!r}; available columns: a, b, y"),
+    (["train", "--data", "{csv}", "--one-hot", "city"],
+     "jaxnn train: error: --one-hot: column 'city' is not in {csv!r}; available columns: a, b, y"),
+    (["train", "--data", "{csv}", "--drop", "y"], "jaxnn train: error: --drop: 'y' is the target column"),
+    (["train", "--data", "{csv}", "--drop", "a", "--one-hot", "a"],
+     "jaxnn train: error: --drop, --one-hot: ['a'] given to both"),
+    (["train", "--data", "{csv}", "--drop", "a", "--drop", "b"],
+     "jaxnn train: error: --data: {csv!r} has only the target column 'y'; no features"),
+    (["train", "--data", "{numbers}"], "jaxnn train: error: --data: {numbers!r}: the first row (1, 2, 3) is "
+     "all numbers, not column names; if the file has no header row, pass --no-header (header=False): "
+     "every row is then data and the columns are x0, x1, ..."),
+    (["train", "--data", "{empty}"],
+     "jaxnn train: error: --data: {empty!r} is empty; expected a header row and data rows"),
+    (["train", "--data", "{csv}", "--task", "classification", "--loss", "mse"],
+     "jaxnn train: error: --loss: classification needs cross_entropy, got mse"),
+    (["train", "--data", "diabetes", "--target", "price"],
+     "jaxnn train: error: --target: 'diabetes' has the fixed target 'disease_progression', got 'price'"),
+    (["train", "--data", "digits", "--task", "regression"],
+     "jaxnn train: error: --task: 'digits' is a classification dataset, got 'regression'"),
+    (["train", "--data", "diabetes", "--drop", "age"], "jaxnn train: error: --no-header/--delimiter/--drop/"
+     "--one-hot/--drop-missing: 'diabetes' is a built-in dataset, not a CSV file"),
+    (["train", "--data", "iris"], "jaxnn train: error: --data: unknown dataset 'iris'; expected one of "
+     "diabetes, digits, boston, friedman1 or a path ending in .csv"),
+    (["train", "--model", "linear", "--hidden", "8"],
+     "jaxnn train: error: --hidden: a linear model has no hidden layers"),
+    (["sweep", "--data", "{csv}", "--target", "price"],
+     "jaxnn sweep: error: --target: column 'price' is not in {csv!r}; available columns: a, b, y"),
+    (["sweep", "--patience", "3"], "jaxnn sweep: error: --patience: jaxnn sweep has no early stopping"),
+    (["demo", "--data", "{csv}", "--target", "price"],
+     "jaxnn demo: error: --target: column 'price' is not in {csv!r}; available columns: a, b, y"),
+    (["demo", "--data", "digits"], "jaxnn demo: error: --data: the demo is a regression study and 'digits' "
+     "is a classification dataset; use `jaxnn train --data digits` instead"),
+    (["predict", "--model", "{model}", "--data", "{csv}"],
+     "jaxnn predict: error: --data: {csv!r} lacks the model's feature column 'c' (2 feature columns "
+     "besides the target 'y', the model expects 3)"),
+    (["predict", "--model", "{model}", "--data", "{renamed}"],
+     "jaxnn predict: error: --data: {renamed!r} lacks the model's feature column 'b' and has a column the "
+     "model was not trained on: 'B' (3 feature columns, the model expects 3)"),
+    (["predict", "--model", "{model}", "--data", "data.txt"], "jaxnn predict: error: --data: expected a "
+     ".csv path or one of diabetes, digits, boston, friedman1, got 'data.txt'"),
+])
+def test_bad_columns_and_flags_fail_before_jax_and_sklearn_are_imported(good: Path, tmp_path: Path,
+                                                                        argv: list[str], line: str) -> None:
+    """Before, each of these took the seconds of importing JAX and scikit-learn (and some, loading the
+    data) and named the library's arguments (``target:``, ``path:``, ``one_hot:``)."""
+    files = {"csv": "a,b,y\n1,2,3\n4,5,6\n", "numbers": "1,2,3\n4,5,6\n", "empty": "",
+             "renamed": "a,B,c\n1,2,3\n"}
+    names = {k: str(tmp_path / f"{k}.csv") for k in files}
+    for k, text in files.items():
+        Path(names[k]).write_text(text)
+    names["model"] = str(good)
+    argv = [a.format(**names) for a in argv]
+    p = subprocess.run([sys.executable, "-c", _PREFLIGHT, *argv], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path, check=False)
+    assert p.stderr == line.format(**names) + "\n", p.stderr[-3000:]
+    assert p.stdout.split() == ["STATUS", "2", "False", "False"], p.stdout
+
+
+def test_preflight_knows_each_builtin_datasets_target_and_task() -> None:
+    """The preflight's table (no scikit-learn imported) says what the loaders return."""
+    from jaxnn.cli.userinput import BUILTIN_TARGETS
+    from jaxnn.datasets import BOSTON_TARGET, BUILTIN_DATASETS, load_dataset
+
+    assert set(BUILTIN_TARGETS) == set(BUILTIN_DATASETS)
+    for name in ("diabetes", "digits", "friedman1"):  # (boston is fetched from OpenML)
+        ds = load_dataset(name)
+        assert BUILTIN_TARGETS[name] == (ds.target_name, ds.task), name
+    assert BUILTIN_TARGETS["boston"] == (BOSTON_TARGET, "regression")

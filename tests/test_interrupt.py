@@ -34,7 +34,7 @@ def _check_interrupted(tmp: Path, i: int, proc: subprocess.Popen[str], when: str
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, f"SIGINT {when}: status {proc.returncode}, stderr {err[-2000:]}"
     assert "Exception ignored" not in err and "Traceback" not in err, err[-2000:]
-    assert err.strip().splitlines()[-1] == "jaxnn: error: interrupted", err[-2000:]
+    assert err.strip().splitlines()[-1] == "jaxnn train: error: interrupted", err[-2000:]
     assert out == ""
     log = tmp / f"log{i}.jsonl"
     chunks = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []

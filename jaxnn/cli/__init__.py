@@ -1,10 +1,12 @@
 """The ``jaxnn`` command line: one module per subcommand, errors as exit statuses.
 
 Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``, and may
-define ``preflight(args)``: checks of the files it was named that need neither JAX nor
-scikit-learn, run before ``run`` imports them, so a bad path fails in a fraction of a second.
+define ``preflight(args)``: checks of the files, CSV headers and flags it was given that need
+neither JAX nor scikit-learn (:mod:`jaxnn.cli.userinput`), run before ``run`` imports them, so a
+bad path, a misspelt ``--target`` or contradicting flags fail in a fraction of a second.
 Errors caused by the user's input become one line on stderr and exit status 2
-(see :mod:`jaxnn.errors`); ``--debug`` shows the traceback instead.
+(see :mod:`jaxnn.errors`), ``jaxnn SUBCOMMAND: error: --flag: what is wrong``, naming the flag the
+user typed; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from jaxnn import xla_cpu
 from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_INTERRUPTED, DivergedError
@@ -30,10 +33,17 @@ SUBCOMMANDS: tuple[str, ...] = ("demo", "train", "predict", "sweep", "gradcheck"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit status 2."""
+    """argparse, but a usage error is one line on stderr and exit status 2, prefixed with the
+    subcommand's name (``jaxnn train: error: ...``) once the subcommand is known."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}".replace("\n", " ") + "\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the subcommand's parser, whose flags they are not
+            getattr(parsed, "_parser", self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _modules() -> list[ModuleType]:
@@ -68,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show the full traceback on errors")
         p.add_argument("--no-compilation-cache", action="store_true", default=argparse.SUPPRESS,
                        help="do not use JAX's persistent compilation cache")
-        p.set_defaults(_run=mod.run, _preflight=getattr(mod, "preflight", None),
+        p.set_defaults(_run=mod.run, _preflight=getattr(mod, "preflight", None), _parser=p,
                        _defers_sigint=getattr(mod, "DEFERS_SIGINT", False))
     return parser
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"jaxnn: error: {message}".replace("\n", " "), file=sys.stderr)
+def _fail(prog: str, message: str, status: int) -> int:
+    print(f"{prog}: error: {message}".replace("\n", " "), file=sys.stderr)
     return status
 
 
@@ -110,6 +120,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    prog = f"jaxnn {args.command}"  # errors name the subcommand, as its usage errors do
     try:
         if not getattr(args, "_defers_sigint", False) and interrupt.installed():
             interrupt.restore(signal.default_int_handler)
@@ -130,11 +141,11 @@ def _run(argv: Sequence[str] | None) -> int:
     except DivergedError as e:
         if debug:
             raise
-        return _fail(str(e), EXIT_DIVERGED)
+        return _fail(prog, str(e), EXIT_DIVERGED)
     except KeyboardInterrupt:
         if debug:
             raise
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail(prog, "interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # the reader closed stdout (`jaxnn predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
@@ -142,14 +153,14 @@ def _run(argv: Sequence[str] | None) -> int:
         if debug:
             raise
         if _is_internal(e):
-            return _fail(f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it uses; "
-                         "--debug shows the traceback)", EXIT_INTERNAL)
-        return _fail(str(e) or type(e).__name__, EXIT_BAD_INPUT)
+            return _fail(prog, f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it "
+                         "uses; --debug shows the traceback)", EXIT_INTERNAL)
+        return _fail(prog, str(e) or type(e).__name__, EXIT_BAD_INPUT)
     except Exception as e:  # anything else is a bug, never "bad input"
         if debug:
             raise
-        return _fail(f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it uses; "
-                     "--debug shows the traceback)", EXIT_INTERNAL)
+        return _fail(prog, f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it "
+                     "uses; --debug shows the traceback)", EXIT_INTERNAL)
 
 
 _LIBRARY_PARTS = ("jax", "jaxlib", "optax")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.cli.train import _seed, check_data_file
+from jaxnn.cli.train import _seed
 from jaxnn.errors import EXIT_OK
 
 DEFAULT_DATA = "friedman1"
@@ -126,9 +126,11 @@ def load_demo_split(data: str, target: str | None = None, *, split_seed: int = S
     Raises:
         ValueError: a classification dataset (the demo is a regression study).
     """
+    from jaxnn.cli.userinput import DATA_FLAGS, flag_names
     from jaxnn.datasets import load_dataset, split_dataset
 
-    ds = load_dataset(data, target)
+    with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
+        ds = load_dataset(data, target)
     if ds.task != "regression":
         raise ValueError(f"--data: the demo is a regression study and {ds.name!r} is a "
                          f"{ds.task} dataset; use `jaxnn train --data {data}` instead")
@@ -456,16 +458,32 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-preflight = check_data_file  # a CSV --data must be a regular file: checked before JAX is imported
+def preflight(args: argparse.Namespace) -> None:
+    """Checked before JAX is imported: ``--data`` (a regression dataset; a CSV's header and
+    ``--target``) and ``--out``."""
+    import os
+
+    from jaxnn.cli.userinput import check_data
+
+    if check_data(args) != "regression":
+        raise ValueError(f"--data: the demo is a regression study and {args.data!r} is a "
+                         f"classification dataset; use `jaxnn train --data {args.data}` instead")
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out!r} exists and is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:
-    log = None if args.json else (lambda line: print(line, flush=True))
-    if log:
-        log("jaxnn demo: the seed's study (sections 1.3-1.5) -- hand-written gradients, jax.grad "
-            "and scikit-learn side by side")
+    header = ["jaxnn demo: the seed's study (sections 1.3-1.5) -- hand-written gradients, jax.grad "
+              "and scikit-learn side by side"]
+
+    def log(line: str) -> None:  # the header comes with the first result: nothing on stdout if the data fail
+        for text in [*header, line]:
+            print(text, flush=True)
+        header.clear()
+
     report, artifacts = study(args.data, target=args.target, gradcheck_scope=args.gradcheck,
-                              split_seed=args.split_seed, dtype=args.dtype, seed=args.seed, log=log)
+                              split_seed=args.split_seed, dtype=args.dtype, seed=args.seed,
+                              log=None if args.json else log)
     if args.out is not None:
         report["figures"] = write_figures(args.out, report, artifacts)
     if args.json:

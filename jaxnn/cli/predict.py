@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.cli.train import _delimiter, check_data_file
+from jaxnn.cli.train import _delimiter
 from jaxnn.errors import EXIT_OK
+from jaxnn.names import DATASETS
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="CSV",
                    help="CSV with a header and the model's feature columns (the target column is ignored), "
                         "or a built-in dataset name")
-    p.add_argument("--delimiter", default=None, metavar="C",
+    p.add_argument("--delimiter", type=_delimiter, default=None, metavar="C",
                    help="field separator of the CSV (default: the one the model was trained with, else ',')")
     p.add_argument("--no-header", action="store_true",
                    help="the CSV has no header row (columns x0, x1, ...; default: as in training)")
@@ -63,7 +64,6 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
     """
     from jaxnn import datasets
 
-    d = int(info["n_features"])
     target = info.get("target")
     names = info.get("feature_names")
     if spec in datasets.BUILTIN_DATASETS:
@@ -83,20 +83,11 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         col = columns[j]
         return col if isinstance(col, np.ndarray) else datasets._numbers(col, header[j], lines, spec)
 
+    check_columns(header, info, spec)
     keep = [j for j, name in enumerate(header) if name != target]
-    plain = [header[j] for j in keep]
-    encoded = [n for n in (names or []) if n not in header and "=" in n and n.split("=", 1)[0] in header]
-    if not encoded and len(plain) != d:
-        raise ValueError(f"--data: {spec!r} has {len(plain)} feature columns"
-                         f"{f' (besides the target {target!r})' if target in header else ''}, "
-                         f"the model expects {d}")
+    encoded = _encoded(names, header)
     if names is None:  # a checkpoint saved without names: take the columns in file order
         return np.stack([numeric(j) for j in keep], axis=1)
-    missing = [n for n in names if n not in header and n not in encoded]
-    if missing:
-        unexpected = [c for c in plain if c not in names and not any(e.startswith(c + "=") for e in encoded)]
-        raise ValueError(f"--data: {spec!r} lacks the model's feature columns {missing}; "
-                         f"it has {unexpected} instead")
     out = []
     for n in names:
         if n in header:
@@ -113,6 +104,62 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
     return np.stack(out, axis=1)
 
 
+def _encoded(names: list[str] | None, header: list[str]) -> list[str]:
+    """The model's one-hot features ``"col=value"`` rebuilt from a column ``col`` of ``header``."""
+    return [n for n in (names or []) if n not in header and "=" in n and n.split("=", 1)[0] in header]
+
+
+def _listed(cols: list[str], most: int = 8) -> str:
+    shown = ", ".join(repr(c) for c in cols[:most])
+    return shown + (f", ... ({len(cols)} in all)" if len(cols) > most else "")
+
+
+def check_columns(header: list[str], info: dict[str, Any], spec: str) -> None:
+    """Refuse columns ``header`` that do not give the model's features (``info``: the checkpoint's
+    dataset description), naming the model's columns it lacks and the ones it has instead.
+
+    The target column (by the model's name for it) is ignored; any other column the model was not
+    trained on is refused, unless a one-hot encoded feature is rebuilt from its column.
+
+    Raises:
+        ValueError: ``--data: 'new.csv' lacks the model's feature column 'crim' and has a column the
+            model was not trained on: 'CRIME' (13 feature columns, the model expects 13)``.
+    """
+    d = int(info["n_features"])
+    target = info.get("target")
+    names = info.get("feature_names")
+    plain = [c for c in header if c != target]
+    encoded = _encoded(names, header)
+    missing = [] if names is None else [n for n in names if n not in header and n not in encoded]
+    if not missing and (encoded or len(plain) == d):
+        return
+    extra = [] if names is None else [c for c in plain if c not in names
+                                      and not any(e.startswith(c + "=") for e in encoded)]
+    n = len(plain)
+    counts = (f"{n} feature column{'s' * (n != 1)}"
+              f"{f' besides the target {target!r}' if target in header else ''}, the model expects {d}")
+    said = []
+    if missing:
+        said.append(f"lacks the model's feature column{'s' * (len(missing) != 1)} {_listed(missing)}")
+    if extra:
+        said.append(f"has {'a column' if len(extra) == 1 else 'columns'} the model was not trained on: "
+                    f"{_listed(extra)}")
+    message = f"--data: {spec!r} " + (f"{' and '.join(said)} ({counts})" if said else f"has {counts}")
+    if extra and not missing and target is not None and target not in header:
+        which = repr(extra[0]) if len(extra) == 1 else "one of them"
+        message += (f"; the model's target column is {target!r} (a column of that name is ignored): "
+                    f"if {which} is the target, rename it {target!r} or remove it")
+    raise ValueError(message)
+
+
+def csv_options(args: argparse.Namespace, stored: dict[str, Any]) -> Any:
+    """How to read ``--data``: ``--delimiter``/``--no-header``, else as the model was trained."""
+    from jaxnn.csvfile import CsvOptions
+
+    delimiter = args.delimiter if args.delimiter is not None else stored.get("delimiter", ",")
+    return CsvOptions(header=not (args.no_header or stored.get("no_header", False)), delimiter=delimiter)
+
+
 def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
     """Predictions of a loaded checkpoint on raw (unscaled) features X (n, d), as JSON-ready data."""
     import jax
@@ -122,7 +169,7 @@ def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
     from jaxnn.training import x64_context
 
     Xs = ck.scaler.transform(X) if ck.scaler is not None else X
-    out = predict(ck.params, ck.config, Xs)  # (n, k) outputs or logits
+    out = predict(ck.params, ck.config, Xs, ck.target_scaler)  # (n, k) outputs (targets' scale) or logits
     info = ck.dataset
     result: dict[str, Any] = {"task": info.get("task", "regression"), "target": info.get("target"),
                               "n": int(out.shape[0])}
@@ -139,22 +186,35 @@ def predict_checkpoint(ck: Any, X: np.ndarray) -> dict[str, Any]:
 
 
 def preflight(args: argparse.Namespace) -> None:
-    """``--model`` and a CSV ``--data`` must be regular files: checked before JAX is imported."""
+    """Checked before JAX is imported: ``--model`` and a CSV ``--data`` are regular files, and the
+    CSV's header has the model's feature columns (read from the checkpoint's metadata)."""
+    from jaxnn.cli.userinput import DATA_FLAGS, flag_names, is_csv, peek_model
+    from jaxnn.csvfile import read_header
     from jaxnn.files import check_regular_file
 
-    check_regular_file(args.model, "model file")
-    check_data_file(args)
+    check_regular_file(args.model, "--model")
+    if not is_csv(args.data):
+        if args.data not in DATASETS:
+            raise ValueError(f"--data: expected a .csv path or one of {', '.join(DATASETS)}, "
+                             f"got {args.data!r}")
+        return
+    check_regular_file(args.data, "--data")
+    model = peek_model(args.model)
+    if model is not None:  # (else checkpoint.load says what is wrong with the file)
+        with flag_names(DATA_FLAGS, "--data"):
+            check_columns(read_header(args.data, csv_options(args, model["cli_args"])), model["dataset"],
+                          args.data)
 
 
 def run(args: argparse.Namespace) -> int:
     from jaxnn import checkpoint
-    from jaxnn.datasets import CsvOptions
+    from jaxnn.cli.userinput import DATA_FLAGS, flag_names
 
-    ck = checkpoint.load(args.model)
+    with flag_names({"model file": "--model"}, "--model"):
+        ck = checkpoint.load(args.model)
     stored = ck.extra.get("cli_args", {}) if isinstance(ck.extra.get("cli_args"), dict) else {}
-    delimiter = args.delimiter if args.delimiter is not None else stored.get("delimiter", ",")
-    header = not (args.no_header or stored.get("no_header", False))
-    X = read_features(args.data, ck.dataset, CsvOptions(header=header, delimiter=_delimiter(delimiter)))
+    with flag_names(DATA_FLAGS, "--data"):
+        X = read_features(args.data, ck.dataset, csv_options(args, stored))
     result = {"model": str(Path(args.model)), **predict_checkpoint(ck, X)}
     if args.json:
         print(json.dumps(result))

@@ -27,7 +27,7 @@ from jaxnn.cli.train import (
     _positive_int,
     add_data_arguments,
     add_model_arguments,
-    check_data_file,
+    check_model_flags,
     config_from_args,
     load_split,
 )
@@ -70,7 +70,16 @@ def _main_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "rmse"
 
 
-preflight = check_data_file  # a CSV --data must be a regular file: checked before JAX is imported
+def preflight(args: argparse.Namespace) -> None:
+    """Checked before JAX is imported: ``--data`` (a CSV's header and the columns the flags name),
+    the model flags, ``--patience`` and ``--out``."""
+    from jaxnn.cli.userinput import check_data
+
+    check_model_flags(args, check_data(args))
+    if args.patience is not None:
+        raise ValueError("--patience: jaxnn sweep has no early stopping")
+    if args.out is not None and not args.out.is_dir():
+        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -161,6 +161,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     add_data_arguments(p)
     add_model_arguments(p)
+    p.add_argument("--target-scaling", choices=("auto", "standard", "none"), default="auto",
+                   help="regression targets: 'standard' trains on standardised targets and maps "
+                        "predictions back (the network learns numbers of order 1 whatever the "
+                        "units); 'none' trains on the raw targets, as the seed does; 'auto' "
+                        "(default): standard, except with --scale-before-split (the seed's recipe). "
+                        "A resumed run keeps its checkpoint's")
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     out.add_argument("--quiet", action="store_true",
@@ -191,20 +197,10 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, task: str) -> Any:
     """A :class:`~jaxnn.training.TrainConfig` from parsed flags."""
-    from jaxnn.experiment import default_loss
     from jaxnn.training import TrainConfig
 
-    if args.model == "linear":
-        if args.hidden:
-            raise ValueError("--hidden: a linear model has no hidden layers")
-        hidden: tuple[int, ...] = ()
-    else:
-        hidden = tuple(h for group in (args.hidden or [[13]]) for h in group)
-    loss = args.loss or default_loss(task)
-    if task == "classification" and loss != "cross_entropy":
-        raise ValueError(f"--loss: classification needs cross_entropy, got {loss}")
-    if task == "regression" and loss != "mse":
-        raise ValueError(f"--loss: regression needs mse, got {loss}")
+    loss = check_model_flags(args, task)
+    hidden = () if args.model == "linear" else tuple(h for group in (args.hidden or [[13]]) for h in group)
     epochs = args.epochs if (args.epochs or args.steps) else 200
     return TrainConfig(
         hidden=hidden, activation=args.activation, loss=loss, reduction=args.reduction,
@@ -213,6 +209,18 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
         gradients=args.gradients, dtype=args.dtype, seed=args.seed, init=args.init,
         patience=args.patience,
     )
+
+
+def check_model_flags(args: argparse.Namespace, task: str) -> str:
+    """Refuse model flags that contradict each other or the task (no JAX needed); returns the loss."""
+    if args.model == "linear" and args.hidden:
+        raise ValueError("--hidden: a linear model has no hidden layers")
+    loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
+    if task == "classification" and loss != "cross_entropy":
+        raise ValueError(f"--loss: classification needs cross_entropy, got {loss}")
+    if task == "regression" and loss != "mse":
+        raise ValueError(f"--loss: regression needs mse, got {loss}")
+    return loss
 
 
 def check_total_steps(config: Any, n_train: int) -> None:
@@ -226,20 +234,22 @@ def check_total_steps(config: Any, n_train: int) -> None:
 
 
 def load_split(args: argparse.Namespace) -> Any:
+    from jaxnn.cli.userinput import DATA_FLAGS, SPLIT_FLAGS, csv_options, flag_names, is_csv
     from jaxnn.datasets import CsvOptions, load_dataset, split_dataset
     from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
 
-    options = CsvOptions(header=not args.no_header, delimiter=args.delimiter, drop=tuple(args.drop or ()),
-                         one_hot=tuple(args.one_hot or ()), drop_missing=args.drop_missing)
-    if options != CsvOptions() and not str(args.data).lower().endswith(".csv"):
+    options = csv_options(args)
+    if options != CsvOptions() and not is_csv(args.data):
         raise ValueError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
                          "built-in dataset, not a CSV file")
-    ds = load_dataset(args.data, args.target, task=args.task, options=options)
+    with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
+        ds = load_dataset(args.data, args.target, task=args.task, options=options)
     fraction = args.validation_fraction
     if fraction is None and args.patience is not None:
         fraction = DEFAULT_VALIDATION_FRACTION
-    return split_dataset(ds, test_size=args.test_size, random_state=args.split_seed,
-                         scale_before_split=args.scale_before_split, validation_fraction=fraction)
+    with flag_names(SPLIT_FLAGS):
+        return split_dataset(ds, test_size=args.test_size, random_state=args.split_seed,
+                             scale_before_split=args.scale_before_split, validation_fraction=fraction)
 
 
 def format_summary(report: Any) -> str:
@@ -263,7 +273,7 @@ def check_data_file(args: argparse.Namespace) -> None:
     from jaxnn.files import check_regular_file
 
     if args.data.lower().endswith(".csv"):  # no built-in name ends so
-        check_regular_file(args.data, "path")  # load_dataset's own words for it
+        check_regular_file(args.data, "--data")
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -282,13 +292,17 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def preflight(args: argparse.Namespace) -> None:
-    """The file checks of ``jaxnn train`` that need no JAX: run by the CLI before :func:`run`."""
+    """The checks of ``jaxnn train`` that need no JAX, run by the CLI before :func:`run`: output
+    paths, ``--data`` (a CSV's header and the columns the flags name) and the model flags."""
+    from jaxnn.cli.userinput import check_data
     from jaxnn.files import check_regular_file
 
     check_outputs(args)
-    if args.resume is not None:
-        check_regular_file(args.resume, "model file")  # checkpoint.load's own words for it
-    check_data_file(args)
+    if args.resume is not None:  # the data and model flags come from the checkpoint: checked in run
+        check_regular_file(args.resume, "--resume")
+        check_data_file(args)
+        return
+    check_model_flags(args, check_data(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -394,13 +408,18 @@ class TrainOutputs:
 
     def __init__(self, args: argparse.Namespace) -> None:
         from jaxnn import checkpoint
+        from jaxnn.cli.userinput import flag_names
 
         self.args = args  # its output paths were checked by preflight, before the slow imports
-        self.resumed = checkpoint.load(args.resume) if args.resume is not None else None
+        self.resumed: Any = None
+        if args.resume is not None:
+            with flag_names({"model file": "--resume"}, "--resume"):
+                self.resumed = checkpoint.load(args.resume)
         self._cli = {k: v for k, v in vars(args).items() if k in _flag_defaults()}
         if self.resumed is not None:
             self._apply_resume_flags()
         self.split: Any = None
+        self.target_scaler: Any = None
         self.config: Any = None
         self.log: Any = None
         self.last_state: Any = None
@@ -428,6 +447,7 @@ class TrainOutputs:
         from jaxnn.training import default_chunk_epochs, steps_per_epoch, total_epochs
 
         self.split = split
+        self.target_scaler = self._target_scaler(split)
         spe = steps_per_epoch(split.X_train.shape[0], config.batch_size)
         if self.args.checkpoint_every is not None:
             config = dataclasses.replace(config, chunk_epochs=math.ceil(self.args.checkpoint_every / spe))
@@ -442,6 +462,21 @@ class TrainOutputs:
             self.val_hist = [self.resumed.history.val_loss]
         self.config = config
         return config
+
+    def _target_scaler(self, split: Any) -> Any:
+        """The standardisation regression targets train in (--target-scaling), or None.
+
+        A resumed run keeps its checkpoint's, so it trains in the numbers it started in."""
+        from jaxnn.datasets import Scaler
+        from jaxnn.experiment import targets
+
+        if self.resumed is not None:
+            return self.resumed.target_scaler
+        mode = getattr(self.args, "target_scaling", "auto")
+        if split.dataset.task != "regression" or mode == "none" or (
+                mode == "auto" and self.args.scale_before_split):
+            return None
+        return Scaler.fit(targets(split.y_train, "regression", None))
 
     def _check_resume(self, config: Any, split: Any) -> None:
         ck: Any = self.resumed
@@ -472,7 +507,8 @@ class TrainOutputs:
 
         if self.args.log_jsonl is not None and is_primary():  # one writer in multi-process runs
             self.log = RunLog(self.args.log_jsonl)
-        kw: dict[str, Any] = {"callback": self._on_chunk}
+        scale = self.target_scaler if self.target_scaler is not None else False
+        kw: dict[str, Any] = {"callback": self._on_chunk, "scale_targets": scale}
         if self.resumed is not None:
             kw["state"] = self.resumed.state
         return kw
@@ -510,7 +546,7 @@ class TrainOutputs:
         with _sigint_deferred():
             checkpoint.save(self.args.save, state, self.config, scaler=self.split.scaler,
                             dataset=checkpoint.dataset_info(self.split.dataset), history=history,
-                            extra={"cli_args": self._cli})
+                            extra={"cli_args": self._cli}, target_scaler=self.target_scaler)
 
     def finish(self, report: Any) -> None:
         """After a completed run: full history into the report, final checkpoint, figures, log."""
@@ -559,10 +595,10 @@ class TrainOutputs:
         if self.log is not None:
             self.log.summary(status=status, step=step)
         if self.args.save is not None and not saved:
-            print(f"jaxnn: {status} before the first chunk completed: no checkpoint written",
+            print(f"jaxnn train: {status} before the first chunk completed: no checkpoint written",
                   file=sys.stderr)
         elif self.args.save is not None:
             hint = f"; continue with --resume {self.args.save}" if status == "interrupted" else ""
-            print(f"jaxnn: {status} at step {step}: checkpoint saved to {self.args.save}{hint}",
+            print(f"jaxnn train: {status} at step {step}: checkpoint saved to {self.args.save}{hint}",
                   file=sys.stderr)
 # --- end checkpoints, resume, figures, JSON-lines log ---

@@ -1,0 +1,180 @@
+"""The strict CSV reader and the choice of columns, importing neither NumPy, JAX nor scikit-learn.
+
+:func:`jaxnn.datasets.load_csv` reads every file through :func:`read_table` and picks its
+target, dropped and one-hot columns with :func:`resolve_columns`; the command line runs the same
+two on the header alone before its slow imports (``jaxnn.cli.userinput``), so a misspelt
+``--target`` or a header of numbers is refused at once, in the same words.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from jaxnn.files import open_regular_file
+
+__all__ = ["MISSING_MARKERS", "CsvOptions", "number", "read_header", "read_table", "resolve_columns"]
+
+#: Cells read as a missing value (compared after stripping, case-insensitively).
+MISSING_MARKERS: frozenset[str] = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvOptions:
+    """How :func:`load_csv` reads a file (the CLI's ``--no-header``, ``--delimiter``, ``--drop``,
+    ``--one-hot``, ``--drop-missing``).
+
+    Attributes:
+        header: the first non-blank row names the columns (default). ``False``: every row is data
+            and the columns are named ``x0``, ``x1``, ...
+        delimiter: the one-character field separator (``","``; e.g. ``";"`` or ``"\\t"``).
+        drop: columns to leave out (e.g. an id or a text column).
+        one_hot: categorical feature columns to expand into 0/1 columns ``"col=value"``, one per
+            distinct value (sorted).
+        drop_missing: drop the rows that have a missing value (empty, ``NA``, ``N/A``, ``NaN``,
+            ``null``, ``None``) in a column that is used; default: refuse the file, with the count.
+    """
+
+    header: bool = True
+    delimiter: str = ","
+    drop: tuple[str, ...] = ()
+    one_hot: tuple[str, ...] = ()
+    drop_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.header, bool):
+            raise TypeError(f"header: expected True or False, got {self.header!r}")
+        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
+            raise ValueError(f"delimiter: expected one character other than a quote or newline, "
+                             f"got {self.delimiter!r}")
+        for name in ("drop", "one_hot"):
+            cols = getattr(self, name)
+            if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
+                raise TypeError(f"{name}: expected a sequence of column names, got {cols!r}")
+            object.__setattr__(self, name, tuple(c.strip() for c in cols))
+        if not isinstance(self.drop_missing, bool):
+            raise TypeError(f"drop_missing: expected True or False, got {self.drop_missing!r}")
+
+
+def number(text: str) -> float | None:
+    """``text`` as a float, or None: ASCII only (``float`` also reads Arabic-Indic and other digits)."""
+    if not text.isascii():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_table(path: str | os.PathLike[str], options: CsvOptions | None = None, *,
+               max_rows: int | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a CSV strictly as text: (column names, [(file line, stripped cells), ...]).
+
+    Blank lines are skipped; every data row must have as many fields as the first row. A first
+    row of numbers only is refused unless ``options.header`` is False (``--no-header``): it is
+    data, not column names, and would otherwise be lost. ``max_rows``: stop after that many data
+    rows (the file's header and first row, without reading the rest).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError / ValueError (a FIFO or device, not UTF-8, bad CSV,
+        empty, ragged, a header of numbers, duplicate or empty names).
+    """
+    opts = options or CsvOptions()
+    p = Path(path)
+    names: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        # utf-8-sig drops a byte-order mark (spreadsheet exports); newline="" for csv.
+        with io.TextIOWrapper(open_regular_file(p, "path"), newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True, delimiter=opts.delimiter)
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not f.strip() for f in fields):
+                    continue  # blank lines carry nothing; skip them wherever they are
+                cells = [f.strip() for f in fields]
+                if names is None:
+                    if opts.header:
+                        names = _parse_header(cells, p)
+                        continue
+                    names = [f"x{j}" for j in range(len(cells))]
+                if len(cells) != len(names):
+                    what = "header" if opts.header else "first row"
+                    raise ValueError(f"{str(p)!r} line {line} (data row {len(rows) + 1}) has {len(cells)} "
+                                     f"fields, but the {what} has {len(names)} columns")
+                rows.append((line, cells))
+                if max_rows is not None and len(rows) >= max_rows:
+                    break
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"path: {str(p)!r} is not a UTF-8 text file ({exc})") from exc
+    except csv.Error as exc:
+        raise ValueError(f"path: {str(p)!r} is not valid CSV: {exc}") from exc
+    if names is None:
+        raise ValueError(f"path: {str(p)!r} is empty; expected a header row and data rows")
+    if not rows:
+        raise ValueError(f"path: {str(p)!r} has a header but no data rows; expected at least 2 rows")
+    return names, rows
+
+
+def read_header(path: str | os.PathLike[str], options: CsvOptions | None = None) -> list[str]:
+    """The column names of a CSV, read as :func:`read_table` reads them (the header and the first
+    data row are checked; the rest of the file is not read)."""
+    return read_table(path, options, max_rows=1)[0]
+
+
+def _parse_header(names: list[str], p: Path) -> list[str]:
+    for j, name in enumerate(names, start=1):
+        if not name:
+            raise ValueError(f"{str(p)!r}: header column {j} has an empty name")
+    if all(number(n) is not None for n in names):
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(f"{str(p)!r}: the first row ({shown}) "
+                         "is all numbers, not column names; if the file has no header row, pass "
+                         "--no-header (header=False): every row is then data and the columns are x0, x1, ...")
+    seen: dict[str, int] = {}
+    dups = []
+    for j, name in enumerate(names, start=1):
+        if name in seen:
+            dups.append(f"{name!r} (columns {seen[name]} and {j})")
+        else:
+            seen[name] = j
+    if dups:
+        raise ValueError(f"{str(p)!r}: duplicate column names in header: {', '.join(dups)}")
+    return names
+
+
+def column(names: list[str], spec: str, what: str, path: Any, *, header: bool) -> int:
+    """Index of column ``spec``: a name, or with ``header=False`` also a 0-based index (-1: the last)."""
+    if spec in names:
+        return names.index(spec)
+    if not header and spec.lstrip("-").isdigit() and spec.isascii() and -len(names) <= int(spec) < len(names):
+        return int(spec) % len(names)
+    raise ValueError(f"{what}: column {spec!r} is not in {str(path)!r}; available columns: {', '.join(names)}"
+                     + ("" if header else f" (or an index 0..{len(names) - 1})"))
+
+
+def resolve_columns(names: list[str], target: str | None, options: CsvOptions | None, path: Any
+                    ) -> tuple[int, set[int], list[int]]:
+    """(target index, dropped indices, one-hot indices) of a CSV with columns ``names``.
+
+    Raises:
+        ValueError: an unknown ``target``/``drop``/``one_hot`` column (naming the argument and the
+            available columns), the target dropped or one-hot encoded, a column both dropped and
+            encoded, or no feature column left.
+    """
+    opts = options or CsvOptions()
+    t = (len(names) - 1 if target is None
+         else column(names, target.strip(), "target", path, header=opts.header))
+    dropped = {column(names, c, "drop", path, header=opts.header) for c in opts.drop}
+    encoded = [column(names, c, "one_hot", path, header=opts.header) for c in opts.one_hot]
+    for what, cols in (("drop", dropped), ("one_hot", set(encoded))):
+        if t in cols:
+            raise ValueError(f"{what}: {names[t]!r} is the target column")
+    if dropped & set(encoded):
+        raise ValueError(f"drop, one_hot: {sorted(names[j] for j in dropped & set(encoded))} given to both")
+    if len([j for j in range(len(names)) if j not in dropped]) < 2:
+        raise ValueError(f"{str(path)!r} has only the target column {names[t]!r}; no features")
+    return t, dropped, encoded
