@@ -150,11 +150,6 @@ class VerifiedStore:
                     os.unlink(tmp)
         self._evict()
 
-    def clear(self) -> None:
-        """Remove every entry (the directory stays)."""
-        for path in self._path.glob("*" + SUFFIX):
-            _discard(path)
-
     def _evict(self) -> None:
         """Remove stale temporary files, then the least recently used entries past ``max_bytes``."""
         try:

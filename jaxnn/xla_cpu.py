@@ -75,18 +75,20 @@ def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> A
     """
     import jax
 
-    jitted: Any
+    tries: list[dict[str, Any]] = [{}]
     if no_ynnpack and jax.default_backend() == "cpu":
-        jitted = jax.jit(fn, compiler_options=NO_YNNPACK, **jit_kw)
+        tries.insert(0, {"compiler_options": NO_YNNPACK})
+    for i, options in enumerate(tries):
+        jitted: Any = jax.jit(fn, **options, **jit_kw)
         try:
-            jitted.hlo_text = jitted.lower(*args).compile().as_text
-            return jitted
+            compiled = jitted.lower(*args).compile()
         except jax.errors.JaxRuntimeError as e:
-            if "compile option" not in str(e):
+            if i == len(tries) - 1 or "compile option" not in str(e):
                 raise
-    jitted = jax.jit(fn, **jit_kw)
-    jitted.hlo_text = jitted.lower(*args).compile().as_text  # (for compiled_text; not callable with data)
-    return jitted
+            continue
+        jitted.hlo_text = compiled.as_text  # (for compiled_text; not callable with data)
+        return jitted
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def compiled_text(jitted: Any) -> str:

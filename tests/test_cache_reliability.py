@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_default_path import user_env
 
 from jaxnn import compilation_cache
 from jaxnn.compilation_cache import SUFFIX, VerifiedStore
@@ -223,9 +224,7 @@ print(json.dumps(out))
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXNN_", "JAX_", "XLA_"))}
-    env.update(JAXNN_CACHE_DIR=str(cache), PYTHONWARNINGS="error", **extra)
-    return env
+    return {**user_env(cache), **extra}
 
 
 def _run(code: str, cache: Path, *args: str, env: dict[str, str] | None = None,
