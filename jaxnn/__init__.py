@@ -8,6 +8,8 @@ Public surface (see the docs site, ``make docs``, for a tour):
   MLPs with hand-written backprop beside ``jax.grad``.
 * :mod:`jaxnn.engine` -- ``jaxnn.fit(loss_fn, params, data, optimizer=...)``: any model, one
   jitted ``lax.scan`` over minibatches; :mod:`jaxnn.backward` -- ``jaxnn.with_backward``.
+* :mod:`jaxnn.many` -- ``jaxnn.fit_many``: M models of any model in one compiled program
+  (``jax.vmap`` of the engine's chunk); :mod:`jaxnn.sweep` -- the seed network's grid on it.
 * :mod:`jaxnn.checking` -- ``jaxnn.check_vjp``: prove a hand-written backward.
 * :mod:`jaxnn.training` -- the built-in models' string-configured runs (``TrainConfig``) on the engine.
 Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers) and does
@@ -29,13 +31,15 @@ if TYPE_CHECKING:
     from jaxnn.engine import FitResult, TrainState, fit
     from jaxnn.estimators import MLPClassifier, MLPRegressor
     from jaxnn.gradients import registry
-    from jaxnn.sweep import fit_many
+    from jaxnn.many import ManyResult, PerModel, fit_many
     from jaxnn.training import TrainConfig
 
 __all__ = [
     "FitResult",
     "MLPClassifier",
     "MLPRegressor",
+    "ManyResult",
+    "PerModel",
     "TrainConfig",
     "TrainState",
     "__version__",
@@ -58,7 +62,9 @@ _LAZY = {
     "TrainConfig": "jaxnn.training",
     "MLPRegressor": "jaxnn.estimators",
     "MLPClassifier": "jaxnn.estimators",
-    "fit_many": "jaxnn.sweep",
+    "fit_many": "jaxnn.many",
+    "ManyResult": "jaxnn.many",
+    "PerModel": "jaxnn.many",
 }
 
 

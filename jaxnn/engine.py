@@ -247,26 +247,16 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / min(batch_size, n))
 
 
-def _tree_all_finite(tree: Any, models: int | None = None) -> Array:
-    """Whether every float leaf of ``tree`` is finite: () -- or (M,), each model's, for ``models``
-    stacked on the trailing axis of every leaf."""
-    def finite(x: Array) -> Array:
-        return jnp.all(jnp.isfinite(x), axis=tuple(range(x.ndim - 1)) if models else None)
-
-    leaves = [finite(x) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not leaves:
-        return jnp.ones((models,) if models else (), bool)
-    return jnp.all(jnp.stack(leaves), axis=0)
-
-
-def _against(flag: Array, leaf: Array) -> Array:
-    """A flag () -- or (M,), one per stacked model -- shaped to broadcast against ``leaf`` (..., M)."""
-    return flag if flag.ndim == 0 else flag.reshape((1,) * (jnp.ndim(leaf) - 1) + flag.shape)
+def _tree_all_finite(tree: Any) -> Array:
+    """Whether every float leaf of ``tree`` is finite (a () bool)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
 
 
 def _select(pred: Array, a: Any, b: Any) -> Any:
-    """``where(pred, a, b)`` leaf by leaf; ``pred`` is () or (M,) for stacked models."""
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(_against(pred, x), x, y), a, b)
+    """``where(pred, a, b)`` leaf by leaf, for a () ``pred``."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
 def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
@@ -275,16 +265,14 @@ def guarded_update(params: Any, updates: Any, value: Array, active: Array, *,
 
     The step is finite when the loss ``value`` (and, with ``check_params``, every new parameter)
     is. ``p + where(apply, u, 0)`` is one pass over each leaf; a step not applied leaves ``p``
-    exactly as it was (``p + 0``). For M models stacked on a trailing axis, ``value`` and
-    ``active`` are (M,) and each model is guarded on its own.
+    exactly as it was (``p + 0``).
     """
-    models = value.shape[0] if value.ndim else None
     ok = jnp.isfinite(value)
     if check_params:
-        ok = ok & _tree_all_finite(optax.apply_updates(params, updates), models)
+        ok = ok & _tree_all_finite(optax.apply_updates(params, updates))
     apply = active & ok
     new = jax.tree_util.tree_map(
-        lambda p, u: p + jnp.where(_against(apply, u), u, jnp.zeros_like(u)).astype(p.dtype), params, updates)
+        lambda p, u: p + jnp.where(apply, u, jnp.zeros_like(u)).astype(p.dtype), params, updates)
     return new, apply
 
 
@@ -294,8 +282,7 @@ def finite_and_not_diverged(state: TrainState) -> Array:
     A parameter that became NaN or inf stays so under every later update (``NaN + u``, ``inf + u``),
     so finite parameters at the end were finite after every step of the chunk.
     """
-    models = state.diverged_step.shape[0] if state.diverged_step.ndim else None
-    return (state.diverged_step < 0) & _tree_all_finite(state.params, models)
+    return (state.diverged_step < 0) & _tree_all_finite(state.params)
 
 
 def batch_weights(n: int, batch_size: int) -> Array:
@@ -335,38 +322,22 @@ _HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M i
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
-                 batch_sharding: Any, models: int | None = None) -> Callable[..., Any]:
-    """``run_chunk(state, data, weights, val_data, knobs, loss_args[, orders]) -> (state, train (E, slots),
+                 batch_sharding: Any) -> Callable[..., Any]:
+    """``run_chunk(state, data, weights, val_data, knobs, loss_args, orders, live) -> (state, train (E, slots),
     val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
 
     ``orders`` (E, slots, B) int32 are the chunk's row orders when ``plan.host_orders`` (drawn by
     :func:`jaxnn.shuffle.epoch_orders` for the epochs from ``state.step // steps_per_epoch``);
-    otherwise the chunk draws them itself.
+    otherwise None, and the chunk draws them itself.
 
     ``data`` holds ``plan.rows`` rows, the first ``knobs.n`` real; ``loss_args`` are passed to every
-    ``loss_fn`` call after the minibatch.
-
-    **Stacked models** (:func:`jaxnn.sweep.fit_many`): with ``models=M``, ``state`` holds M
-    models that all start at the same step: every leaf of its params and optimizer state carries a
-    trailing model axis, its counters are (M,), and its key is one (all models see the same
-    minibatches) or (M,) (each model its own order; its minibatch reaches ``loss_fn`` as (B, ...,
-    M)). ``loss_fn`` returns (B, M), and each model trains exactly as it would alone: its own mean
-    loss and gradient (of the sum over models, which is each model's own), its own divergence
-    guard, losses and epoch ends. Per-model flags and hyper-parameters are (M,) and broadcast
-    against the trailing axis, so the step moves no model axis; the optimizer must act on each
-    model's slice alone (optax's elementwise transformations: sgd, momentum, adam, schedules,
-    ``add_decayed_weights``; not global-norm clipping). The per-model outputs gain a trailing
-    model axis: train (E, slots, M), val/epoch/done (E, M), clean (M,). No early stopping
-    (``plan.track_best``) or validation data.
+    ``loss_fn`` call after the minibatch. One model: :func:`jaxnn.fit_many` trains many by
+    ``jax.vmap`` of this function over their states, knobs and (where they differ) data and orders.
     """
     B, slots = plan.batch, plan.slots
-    many = models is not None
-    if many and (plan.track_best or plan.has_val or val_fn is not None or batch_sharding is not None):
-        raise ValueError("models: stacked models train without validation data, early stopping or a mesh")
-    loss_shape = (B,) if models is None else (B, models)
 
     def batch_loss(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]) -> Array:
-        """The minibatch's loss: () -- or (M,), each stacked model's."""
+        """The minibatch's loss: the mean (or sum) of the per-example losses over its real rows."""
         if plan.pass_weights:  # the rows' weights in this step's mean: 0 for padding rows
             losses = loss_fn(params, *batch, *loss_args, w.astype(_float_dtype(params)))
         else:
@@ -374,41 +345,26 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         if not jnp.issubdtype(jnp.result_type(losses), jnp.floating):
             raise TypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
                             "a loss must be differentiable (no rounding or integer casts)")
-        if jnp.shape(losses) != loss_shape:
-            raise ValueError(f"loss_fn: expected per-example losses of shape {loss_shape} for a minibatch of "
+        if jnp.shape(losses) != (B,):
+            raise ValueError(f"loss_fn: expected per-example losses of shape {(B,)} for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
-        total = jnp.sum(w * losses) if models is None else jnp.sum(w[:, None] * losses, axis=0)
+        total = jnp.sum(w * losses)
         if plan.reduction == "sum":
             return total
         return total / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
 
-    def value_and_grad(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]
-                       ) -> tuple[Array, Any]:
-        if models is None:
-            return jax.value_and_grad(batch_loss)(params, batch, w, loss_args)
-        # the gradient of the models' summed losses is, leaf slice by slice, each model's own
-        def summed(p: Any) -> tuple[Array, Array]:
-            value = batch_loss(p, batch, w, loss_args)
-            return jnp.sum(value), value
-
-        (_, value), grads = jax.value_and_grad(summed, has_aux=True)(params)
-        return value, grads
-
     def train_step(s: TrainState, data: Any, weights: Any, knobs: Knobs, loss_args: Any,
                    idx: Array, w: Array, t: Array, real: Array) -> tuple[TrainState, Array]:
         batch = tuple(a[idx] for a in data)
-        if idx.ndim == 2:  # stacked models, each with its own order: (B, M, ...) -> (B, ..., M)
-            batch = tuple(jnp.moveaxis(b, 1, -1) for b in batch)
         if batch_sharding is not None:
             batch = tuple(jax.lax.with_sharding_constraint(b, batch_sharding) for b in batch)
         wb = w.astype(weights.dtype) * weights[idx] if plan.has_weights else w
-        value, grads = value_and_grad(s.params, batch, wb, loss_args)
+        value, grads = jax.value_and_grad(batch_loss)(s.params, batch, wb, loss_args)
         # optax's bias corrections and schedules compute `float ** int32 count`, which strict
-        # dtype promotion rejects; give optax the standard rules it is written for (and, for
-        # stacked models, NumPy's broadcasting of (M,) hyper-parameters against (..., M) leaves)
-        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        # dtype promotion rejects; give optax the standard rules it is written for
+        with jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
         active = real & (s.step == t) & (t < knobs.total_steps) & ~s.stopped
         params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
@@ -444,19 +400,6 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         )
         return s, (monitored, train_mean)
 
-    def finish_epoch(s: TrainState, e: Array, val_data: Any, knobs: Knobs, loss_args: Any
-                     ) -> tuple[TrainState, tuple[Array, Array, Array]]:
-        done = s.step == (e + 1) * knobs.steps_per_epoch  # the epoch's last step ran in this chunk
-        nan = jnp.full((), jnp.nan, s.best_loss.dtype)
-        if not many:
-            s, (val, mean) = jax.lax.cond(done, end_epoch, lambda s, *_: (s, (nan, nan)), s, val_data, knobs,
-                                          loss_args)
-            return s, (val, mean, done)
-        ended, (val, mean) = end_epoch(s, val_data, knobs, loss_args)  # each model where it is done
-        s = s._replace(**{f: jnp.where(done, getattr(ended, f), getattr(s, f)) for f in
-                          ("best_loss", "bad_epochs", "stopped", "epoch_loss", "epoch_rows")})
-        return s, (jnp.where(done, val, nan), jnp.where(done, mean, nan), done)
-
     def run_epoch(s: TrainState, e: Array, idx: Array, w: Array, data: Any, weights: Any, val_data: Any,
                   knobs: Knobs, loss_args: Any) -> tuple[TrainState, tuple[Array, Array, Array, Array]]:
         def body(s: TrainState, xs: tuple[Array, Array, Array, Array]) -> tuple[TrainState, Array]:
@@ -465,41 +408,37 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         nb = knobs.steps_per_epoch
         slot = jnp.arange(slots, dtype=s.step.dtype)
         s, losses = jax.lax.scan(body, s, (idx, w, e * nb + slot, slot < nb))
-        s, (val, mean, done) = finish_epoch(s, e, val_data, knobs, loss_args)
+        # the epoch's end, where its last step ran in this chunk: computed always and kept where done
+        # (a select, not a lax.cond, so that jax.vmap over models broadcasts no data; fit_many)
+        done = s.step == (e + 1) * nb
+        ended, (val, mean) = end_epoch(s, val_data, knobs, loss_args)
+        s = s._replace(**{f: _select(done, getattr(ended, f), getattr(s, f)) for f in
+                          ("best_params", "best_loss", "bad_epochs", "stopped", "epoch_loss", "epoch_rows")})
+        nan = jnp.full((), jnp.nan, s.best_loss.dtype)
+        val, mean = jnp.where(done, val, nan), jnp.where(done, mean, nan)
         return s, (losses, val, mean, done)
 
     def run_chunk(s: TrainState, data: Any, weights: Any, val_data: Any, knobs: Knobs, loss_args: Any,
-                  orders: Array | None = None) -> Any:
-        """``orders``: the chunk's (E, slots, B) row orders when ``plan.host_orders``, else None."""
+                  orders: Array | None, live: Array) -> Any:
+        """``live``: how many of the chunk's epochs run; the rest (past the run's end) are skipped."""
         nb = knobs.steps_per_epoch
-        # real rows come first in every order
-        w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)
-        # many states start together: a diverged one stops, so the smallest step is the start
-        e0 = (jnp.min(s.step) if many else s.step) // nb
-        epochs = e0 + jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
+        w = (jnp.arange(slots * B, dtype=knobs.n.dtype) < knobs.n).reshape(slots, B)  # real rows come first
+        index = jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
+        epochs = s.step // nb + index
 
-        def order(e: Array) -> Array:  # (slots, B), or (slots, B, M) for models with their own keys
-            if s.key.ndim == 0:
-                return _slot_indices(s.key, e, knobs.n, plan)
-            return jax.vmap(lambda k: _slot_indices(k, e, knobs.n, plan), out_axes=2)(s.key)
-
-        def epoch_body(s: TrainState, xs: tuple[Array, Array | None]) -> tuple[TrainState, Any]:
-            e, idx = xs
+        def epoch_body(s: TrainState, xs: tuple[Array, Array, Array | None]) -> tuple[TrainState, Any]:
+            j, e, idx = xs
             if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
-                idx = order(e)
-            # one state is skipped once stopped; many run on (none of a stopped state's steps apply)
-            skip = (e * nb >= knobs.total_steps) | (False if many else s.stopped)
-            per_state = s.step.shape  # () or (M,)
-            nan = jnp.full(per_state, jnp.nan, s.best_loss.dtype)
-            skipped = (jnp.full((slots, *per_state), jnp.nan, s.best_loss.dtype), nan, nan,
-                       jnp.zeros(per_state, bool))
-            return jax.lax.cond(skip, lambda s: (s, skipped),
+                idx = _slot_indices(s.key, e, knobs.n, plan)
+            nan = jnp.full((), jnp.nan, s.best_loss.dtype)
+            skipped = (jnp.full((slots,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
+            return jax.lax.cond(j >= live, lambda s: (s, skipped),
                                 lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
                                 s)
 
-        if not plan.host_orders:
-            orders = jax.vmap(order)(epochs) if plan.hoist else None  # (E, slots, B[, M])
-        s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (epochs, orders))
+        if not plan.host_orders and plan.hoist:  # (E, slots, B), drawn before the scan
+            orders = jax.vmap(lambda e: _slot_indices(s.key, e, knobs.n, plan))(epochs)
+        s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (index, epochs, orders))
         return s, train, val, mean, done, finite_and_not_diverged(s)
 
     return run_chunk
@@ -1126,7 +1065,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     def orders_from(e0: int) -> np.ndarray | None:
         return None if key_data is None else chunk_orders(key_data, e0, n, n_epochs, plan)
 
-    args = (state, arrays, weights, val_arrays, knobs, extra, orders_from(0))
+    args = (state, arrays, weights, val_arrays, knobs, extra, orders_from(0), np.int32(0))
 
     seconds = {"compile": 0.0, "train": 0.0}
 
@@ -1168,20 +1107,21 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         from jaxnn.progress import ProgressBar
         bar = ProgressBar(n_steps, enable=progress, desc="fit")
         bar.__enter__()
-    ahead: tuple[int, Any] = (0, args[-1])  # the next chunk's first epoch and orders, drawn ahead
+    ahead: tuple[int, Any] = (0, args[6])  # the next chunk's first epoch and orders, drawn ahead
     try:
         while int(state.step) < n_steps and not bool(state.stopped):
             t1, compile_before = time.perf_counter(), seconds["compile"]
             e0 = int(state.step) // nb
             orders = ahead[1] if ahead[0] == e0 else orders_from(e0)
-            after, tl, vl, el, done, clean = fast(state, *args[1:-1], orders)
+            live = np.int32(min(plan.chunk_epochs, n_epochs - e0))  # the epochs left to run in this chunk
+            after, tl, vl, el, done, clean = fast(state, *args[1:6], orders, live)
             e_next = e0 + plan.chunk_epochs
             if key_data is not None and e_next < n_epochs:  # drawn while the device runs this chunk
                 ahead = (e_next, orders_from(e_next))
             if not bool(clean):  # diverged somewhere in the chunk: run it again, every step checked
                 if not checked:
                     checked.append(compiled(check_params=True))
-                after, tl, vl, el, done, _ = checked[0](state, *args[1:-1], orders)
+                after, tl, vl, el, done, _ = checked[0](state, *args[1:6], orders, live)
             state = after  # (a Ctrl-C before this line leaves the last completed chunk's state)
             tl_np = np.asarray(jax.device_get(tl)).reshape(-1)
             done_np = np.asarray(jax.device_get(done))

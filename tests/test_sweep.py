@@ -20,7 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import fit_many, models, xla_cpu
+from jaxnn import engine, models, xla_cpu
+from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig, fit, init_state
 
@@ -113,9 +114,9 @@ def test_a_new_learning_rate_or_l2_value_compiles_nothing():
     X, Y = _data()
     cfg = TrainConfig(hidden=(3,), batch_size=8, steps=6, optimizer="adam", schedule="cosine")
     fit_many(cfg, X, Y, seeds=range(2), lrs=[0.1, 0.2], l2s=[0.0, 0.1])
-    n = len(sweep._COMPILED)
+    n = len(engine._COMPILED)
     res = fit_many(cfg, X, Y, seeds=range(5, 7), lrs=[0.003, 0.05], l2s=[0.2, 0.01])
-    assert len(sweep._COMPILED) == n
+    assert len(engine._COMPILED) == n
     np.testing.assert_allclose(np.asarray(res.state.opt_state.hyperparams["learning_rate"]),
                                [0.003, 0.003, 0.05, 0.05] * 2, rtol=1e-6)
 
@@ -126,26 +127,17 @@ def test_stopped_models_do_not_broadcast_the_shared_minibatch():
 
     X, Y = _data(30, 4)
     fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd"), X, Y, seeds=range(5))
-    text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
+    text = xla_cpu.compiled_text(next(reversed(engine._COMPILED.values())))
     assert "f32[8,15]" in text  # the hidden layer of all 5 models at once
 
 
-def test_weights_are_carried_with_the_model_axis_last():
-    """Inside the scan M models' weight (d_in, d_out) is one stacked (d_in, d_out, M) array, the layout of
-    the shared minibatch's (B, d_in) @ (d_in, d_out*M) product; what fit_many returns is model-leading."""
-    import re
-
-    from jaxnn import sweep
-
+def test_results_are_model_leading():
+    """What fit_grid returns carries the model axis first on every per-model leaf (jax.vmap's layout)."""
     X, Y = _data(30, 4)
     r = fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="adam"), X, Y, seeds=range(5))
-    text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
-    # the scans over epochs and minibatches (the others draw the shuffles' random bits)
-    loops = [s for s in re.findall(r"= \(([^)]*)\) while\(", text) if "f32[" in s]
-    assert len(loops) == 2 and all("f32[4,3,5]" in s and "f32[5,4,3]" not in s and "f32[4,5,3]" not in s
-                                   for s in loops), loops
     assert r.params[0]["W"].shape == (5, 4, 3)
     assert r.state.opt_state.inner_state[0].mu[0]["W"].shape == (5, 4, 3)
+    assert r.train_loss.shape == (5, 12)
 
 
 def test_per_model_order_and_l2_equal_individual_fits():
@@ -255,7 +247,8 @@ def test_cli_sweep_bad_input_exits_2(boston_csv, argv):
 _DEVICES_SCRIPT = """
 import json, re
 import jax, numpy as np
-from jaxnn import fit_many, sweep, xla_cpu
+from jaxnn import engine, sweep, xla_cpu
+from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.training import TrainConfig
 
 rng = np.random.default_rng(0)
@@ -279,7 +272,7 @@ for name, hidden, order, splits in [("shared", (4,), True, (2, 4)), ("shared_dee
             "single_device": all(len(a.devices()) == 1 for a in jax.tree_util.tree_leaves(r.params))}
 # the compiled program holds 8 / 4 = 2 models per device: the hidden layer is (8, 2*4)
 fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=3), X, Y, seeds=range(8), devices=4)
-text = xla_cpu.compiled_text(next(reversed(sweep._COMPILED.values())))
+text = xla_cpu.compiled_text(next(reversed(engine._COMPILED.values())))
 out["local_hidden"] = bool(re.search(r"f32\\[8,8\\]", text))
 # one model diverges on one device, the others train on
 r = fit_many(TrainConfig(hidden=(4,), batch_size=8, steps=40, reduction="sum", init="normal"), X, Y,

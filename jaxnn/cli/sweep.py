@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep",
         help="train many seeds x learning rates in one compiled call; mean ± std of test metrics",
-        description="Train the grid seeds x learning rates of one network with jaxnn.fit_many "
+        description="Train the grid seeds x learning rates of one network with jaxnn.sweep.fit_grid "
                     "(jax.vmap of jaxnn.fit's compiled scan, the learning rates as inputs) and "
                     "report test metrics as mean ± std.",
         conflict_handler="resolve",
@@ -85,7 +85,7 @@ def preflight(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from jaxnn import distributed
     from jaxnn.experiment import model_name, targets
-    from jaxnn.sweep import evaluate_many, fit_many, mean_std, spread_figure
+    from jaxnn.sweep import evaluate_many, fit_grid, mean_std, spread_figure
 
     t0 = time.perf_counter()
     if args.devices is not None:  # before anything starts JAX's backends
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if config.patience is not None:
         raise ValueError("--patience: jaxnn sweep has no early stopping")
     n_classes = ds.n_classes if ds.task == "classification" else None
-    result = fit_many(config, split.X_train, targets(split.y_train, ds.task, n_classes),
+    result = fit_grid(config, split.X_train, targets(split.y_train, ds.task, n_classes),
                       seeds=range(args.seed, args.seed + args.seeds), lrs=lrs,
                       shared_order=not args.per_model_order, devices=args.devices)
     test = evaluate_many(result, split.X_test, split.y_test, ds.task)
