@@ -178,7 +178,7 @@ def _sweep_rate(M: int, steps: int, devices: int | None = None, reps: int = 3) -
     (the machine's slow spells then fall on both), best of each, as W1's one model is: a single call
     per length also timed the program's first execution.
     """
-    from jaxnn.sweep import fit_many
+    from jaxnn.sweep import fit_grid as fit_many
 
     X, Y = seed_data()
     lrs = [1e-3, 3e-3, 1e-2, 3e-2]
@@ -232,7 +232,7 @@ def w2_cores(quick: bool) -> dict[str, Any]:
 
 def w2_memory(quick: bool) -> dict[str, Any]:
     """1,024 models (256 seeds x 4 learning rates) of the seed network: peak RSS."""
-    from jaxnn.sweep import fit_many
+    from jaxnn.sweep import fit_grid as fit_many
 
     X, Y = seed_data()
     steps = 100 if quick else 2_000

@@ -352,7 +352,10 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         one = jax.tree_util.tree_map(lambda a: a[0], (state, params))
         engine._check_state(one[0], one[1], optimizer, track_best)
     # --- the static plan (rows padded to the largest model's bucket) and the per-model knobs ---
-    chunk = 1 << (math.ceil(int(n_epochs.max()) / 20) - 1).bit_length()
+    # about 4 compiled calls per run, at least 8 epochs each (the models' host bookkeeping is per call);
+    # a power of two, so runs of nearby lengths share a program
+    longest = int(n_epochs.max())
+    chunk = max(1 << (math.ceil(longest / 4) - 1).bit_length(), min(8, 1 << (longest - 1).bit_length()))
     draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0])
     plan = engine.make_plan(n_max, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                             has_weights=sw is not None, track_best=track_best,
@@ -416,9 +419,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
             seconds["compile"] += time.perf_counter() - t
         return programs[k]
 
-    train_losses: list[list[np.ndarray]] = [[] for _ in range(M)]
-    epoch_losses: list[list[np.ndarray]] = [[] for _ in range(M)]
-    val_losses: list[list[np.ndarray]] = [[] for _ in range(M)]
+    chunks: list[tuple[np.ndarray, ...]] = []  # each call's (train (M, E, slots), val, epoch, done (M, E))
     st = args[0]
 
     def host_counters(s: TrainState) -> tuple[np.ndarray, np.ndarray]:
@@ -433,20 +434,29 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         div = np.asarray(jax.device_get(s.diverged_step)).astype(np.int64)
         final = s.params
         if track_best and s.best_params is not None:
-            use_best = jnp.isfinite(s.best_loss)
-            final = jax.tree_util.tree_map(
-                lambda b, p: jnp.where(use_best.reshape((-1,) + (1,) * (b.ndim - 1)), b, p), s.best_params, s.params)
+            use_best = jnp.isfinite(s.best_loss)  # (M,): the model saw at least one epoch end
 
-        def pad(rows: list[list[np.ndarray]]) -> np.ndarray:
-            cols = [np.concatenate(r) if r else np.zeros((0,), np.dtype(dtype)) for r in rows]
-            out = np.full((M, max((len(c) for c in cols), default=0)), np.nan, np.dtype(dtype))
-            for i, c in enumerate(cols):
-                out[i, :len(c)] = c
+            def best(b: Array, p: Array) -> Array:
+                return jnp.where(use_best.reshape((-1,) + (1,) * (b.ndim - 1)), b, p)
+
+            final = jax.tree_util.tree_map(best, s.best_params, s.params)
+
+        def per_model(values: list[np.ndarray], keep: list[np.ndarray]) -> np.ndarray:
+            """Each model's kept values of every call, in order, NaN-padded to one length: (M, T)."""
+            rows = [np.concatenate([v[i][k[i]] for v, k in zip(values, keep, strict=True)]) if values
+                    else np.zeros((0,), np.dtype(dtype)) for i in range(M)]
+            out = np.full((M, max((len(r) for r in rows), default=0)), np.nan, np.dtype(dtype))
+            for i, r in enumerate(rows):
+                out[i, :len(r)] = r
             return out
 
+        train = [c[0].reshape(M, -1) for c in chunks]
+        done = [c[3] for c in chunks]
+        history = History(train_loss=per_model(train, [~np.isnan(t) for t in train]),
+                          epoch_loss=per_model([c[2] for c in chunks], done),
+                          val_loss=per_model([c[1] for c in chunks], done) if has_val else per_model([], []))
         return ManyResult(params=final, state=s,
-                          history=History(train_loss=pad(train_losses), epoch_loss=pad(epoch_losses),
-                                          val_loss=pad(val_losses if has_val else [[] for _ in range(M)])),
+                          history=history,
                           steps=step_np.astype(np.int64), epochs=step_np.astype(np.int64) // spe,
                           diverged_step=div, stopped_early=stopped_np & (div < 0), seconds=dict(seconds))
 
@@ -456,25 +466,19 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
             orders, o_axis = orders_from(step)
             e0 = step // spe
             running = (step < total) & ~stopped
-            live = np.int32(min(plan.chunk_epochs, int(np.max((n_epochs - e0)[running]))))  # epochs left to run
+            live = np.int32(min(plan.chunk_epochs, int(np.max((n_epochs - e0)[running]))))  # epochs to run
             after, tl, vl, el, done, clean = program(False, orders, o_axis)(st, *args[1:], orders, live)
             if not bool(np.all(np.asarray(jax.device_get(clean)))):  # a model diverged: every step checked
                 after, tl, vl, el, done, _ = program(True, orders, o_axis)(st, *args[1:], orders, live)
             st = after
             step, stopped = host_counters(st)
-            tl_np, vl_np, el_np, done_np = (np.asarray(jax.device_get(x)) for x in (tl, vl, el, done))
+            chunks.append(tuple(np.asarray(x) for x in jax.device_get((tl, vl, el, done))))
             seconds["train"] += time.perf_counter() - t1 - (seconds["compile"] - compile_before)
-            for i in range(M):
-                t = tl_np[i].reshape(-1)
-                train_losses[i].append(t[~np.isnan(t)])
-                epoch_losses[i].append(el_np[i][done_np[i]])
-                if has_val:
-                    val_losses[i].append(vl_np[i][done_np[i]])
             if callback is not None:
                 callback(engine.ChunkInfo(steps_done=int(step.max()), total_steps=int(total.max()),
                                           epochs_done=int((step // spe).max()),
-                                          train_loss=tl_np.reshape(M, -1), val_loss=vl_np if has_val
-                                          else np.zeros((0,)), state=st))
+                                          train_loss=chunks[-1][0].reshape(M, -1),
+                                          val_loss=chunks[-1][1] if has_val else np.zeros((0,)), state=st))
     except KeyboardInterrupt as e:
         raise engine.TrainingInterrupted(result(st)) from e  # type: ignore[arg-type]
     return result(st)
