@@ -324,7 +324,8 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                  val_fn: Callable[..., Array] | None, plan: _Plan, *, check_params: bool,
                  batch_sharding: Any) -> Callable[..., Any]:
     """``run_chunk(state, data, weights, val_data, knobs, loss_args, orders, live) -> (state,
-    train (E, slots), val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from the state's current one.
+    train (E, slots), val (E,), epoch (E,), done (E,), clean)``: ``plan.chunk_epochs`` epochs from
+    the state's current one, the first ``live`` of them run.
 
     ``orders`` (E, slots, B) int32 are the chunk's row orders when ``plan.host_orders`` (drawn by
     :func:`jaxnn.shuffle.epoch_orders` for the epochs from ``state.step // steps_per_epoch``);

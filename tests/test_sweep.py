@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from jaxnn import engine, models, xla_cpu
-from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.errors import DivergedError
+from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.training import TrainConfig, fit, init_state
 
 RTOL = 1e-10
@@ -109,7 +109,6 @@ def test_reported_loss_is_the_data_loss_without_the_penalty():
 
 
 def test_a_new_learning_rate_or_l2_value_compiles_nothing():
-    from jaxnn import sweep
 
     X, Y = _data()
     cfg = TrainConfig(hidden=(3,), batch_size=8, steps=6, optimizer="adam", schedule="cosine")
@@ -123,7 +122,6 @@ def test_a_new_learning_rate_or_l2_value_compiles_nothing():
 
 def test_stopped_models_do_not_broadcast_the_shared_minibatch():
     """Shared order: the first layer of all models is one (B, d) @ (d, M*h) product."""
-    from jaxnn import sweep
 
     X, Y = _data(30, 4)
     fit_many(TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd"), X, Y, seeds=range(5))
