@@ -878,14 +878,8 @@ def fit(
     restore_best: bool | None = None,
     state: TrainState | None = None,
     callback: Callable[[ChunkInfo], None] | None = None,
-    progress: bool | None = False,
     devices: Any = None,
-    chunk_epochs: int | None = None,
-    reduction: str = "mean",
     loss_args: tuple[Any, ...] = (),
-    pass_weights: bool = False,
-    bucket_rows: bool = True,
-    raise_on_divergence: bool = True,
 ) -> FitResult:
     """Minimise the mean of ``loss_fn`` over minibatches of ``data``: one compiled ``lax.scan`` per chunk.
 
@@ -917,31 +911,14 @@ def fit(
             ``val_data``, else False, as scikit-learn).
         state: resume from this :class:`TrainState` (``result.state``); it must come from the same
             optimizer and parameter structure (else ``ValueError`` naming the difference).
-        callback: called with a :class:`ChunkInfo` after every compiled chunk.
-        progress: a tqdm progress bar on stderr: True, False, or None (only on a terminal).
+        callback: called with a :class:`ChunkInfo` after every compiled chunk (about 20 per run),
+            e.g. ``jaxnn.progress.ProgressBar(0).update`` for a tqdm bar.
         devices: data parallelism (:mod:`jaxnn.distributed`): an int N, a list of devices or a
             ``Mesh`` with a ``"data"`` axis; every minibatch is sharded, parameters replicated.
-        chunk_epochs: epochs per compiled call (default: about 20 calls per run); one longer
-            than the run is the power of two at or above its epochs. Never changes a result.
-        reduction: ``"mean"`` (default): each step minimises the (weighted) mean of its rows'
-            losses; ``"sum"``: their (weighted) sum -- the seed's linear regression, whose gradient
-            is that of the sum of squares, with a step size that grows with the batch.
         loss_args: extra arrays or numbers passed whole to every call, ``loss_fn(params, *batch,
             *loss_args)`` (and to the default ``val_fn``): hyper-parameters such as an L2 strength.
             They are runtime inputs of the compiled program, so a new value compiles nothing
             (a value baked into ``loss_fn`` as a Python constant compiles a new program).
-        pass_weights: call ``loss_fn(params, *batch, *loss_args, w)`` with ``w`` (B,) each row's
-            weight in the step's mean (``sample_weight``, or 1; 0 for padding rows), for a loss
-            that needs the minibatch's real rows -- e.g. an L2 term divided by their weight sum,
-            as scikit-learn's MLPs do. (Padding rows are copies of row 0; without ``w`` a loss
-            should not mix rows.) Not passed to ``val_fn``.
-        bucket_rows: pad the data to a row bucket (:func:`train_rows`: whole minibatches, or one
-            minibatch of ``batch_size`` rows; each padding row of weight 0 and never part of a
-            minibatch's real rows, and no step added), so data of nearby sizes -- CV folds,
-            validation splits, ``partial_fit`` chunks -- share one compiled program. It never
-            changes a result (tested in float64); False compiles for exactly ``n`` rows.
-        raise_on_divergence: raise :class:`~jaxnn.errors.DivergedError` (with ``.result``) when a
-            step is not finite; False returns with ``diverged_step`` set.
 
     Compilation: the first call installs jaxnn's persistent compilation cache for the process, in
     a private directory under the user's cache directory, used only while jaxnn compiles and never
@@ -954,12 +931,38 @@ def fit(
     steps, ``patience``, ``tol``, ``loss_args`` and the optimizer's ``inject_hyperparams`` values
     are runtime inputs. Pass the *same* ``loss_fn`` and ``optimizer`` objects to reuse a program
     (a new ``optax.adam(lr)`` per call is a new program: use ``optax.inject_hyperparams``).
+
     Returns:
         A :class:`FitResult`.
     Raises:
         ValueError / TypeError: a bad argument, named.
-        DivergedError: see ``raise_on_divergence``.
+        DivergedError: a step's loss or new parameters were not finite; training stopped there and
+            ``.result`` holds the :class:`FitResult` with the last finite parameters.
         TrainingInterrupted: Ctrl-C; ``.result`` holds the last completed chunk.
+    """
+    return _fit(loss_fn, params, data, optimizer=optimizer, batch_size=batch_size, epochs=epochs, steps=steps,
+                key=key, shuffle=shuffle, sample_weight=sample_weight, val_data=val_data, val_fn=val_fn,
+                patience=patience, tol=tol, restore_best=restore_best, state=state, callback=callback,
+                devices=devices, loss_args=loss_args)
+
+
+def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int = 32, epochs: int | None = None,
+         steps: int | None = None, key: Any = None, shuffle: bool = True, sample_weight: Any = None,
+         val_data: Any = None, val_fn: Any = None, patience: int | None = None, tol: float = 0.0,
+         restore_best: bool | None = None, state: TrainState | None = None, callback: Any = None,
+         devices: Any = None, loss_args: Any = (), progress: bool | None = False,
+         chunk_epochs: int | None = None, reduction: str = "mean", pass_weights: bool = False,
+         bucket_rows: bool = True, raise_on_divergence: bool = True) -> FitResult:
+    """:func:`fit` with the package's internal knobs (the built-in models, estimators and CLI use them).
+
+    progress: a tqdm bar on stderr (True, False, or None: only on a terminal). chunk_epochs: epochs
+    per compiled call (default about 20 calls per run; never changes a result). reduction:
+    ``"sum"`` minimises the (weighted) sum of a step's losses instead of their mean -- the seed's
+    linear regression, whose gradient is that of the sum of squares. pass_weights: call
+    ``loss_fn(params, *batch, *loss_args, w)`` with ``w`` (B,) each row's weight in the step's mean
+    (0 for padding rows), for a loss that needs the minibatch's real rows (scikit-learn's L2 term).
+    bucket_rows: pad the data to a row bucket (:func:`train_rows`) so data of nearby sizes share a
+    program; never changes a result. raise_on_divergence: False returns with ``diverged_step`` set.
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn: expected a callable loss_fn(params, *batch), got {type(loss_fn).__name__}")
@@ -985,7 +988,7 @@ def fit(
     dtype = _float_dtype(params)
     compilation_cache.enable_default()  # once per process, unless opted out (jaxnn.compilation_cache)
     with compilation_cache.scope(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
-        return _fit(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
+        return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
@@ -994,12 +997,12 @@ def fit(
                     pass_weights=bool(pass_weights))
 
 
-def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
-         steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
-         patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
-         callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
-         raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
-         bucket_rows: bool, pass_weights: bool) -> FitResult:
+def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int, epochs: int | None,
+           steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
+           patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
+           callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
+           raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
+           bucket_rows: bool, pass_weights: bool) -> FitResult:
     params = jax.tree_util.tree_map(_to_device, params)
     host = _as_data("data", data, dtype)
     n = host[0].shape[0]

@@ -501,7 +501,7 @@ class _BaseMLP(BaseEstimator):
                 state = self._initial_state(optimizer, init, seed, early=early)  # type: ignore[arg-type]
             else:
                 state = self._resume_state(optimizer, early=early, incremental=incremental)
-            result = engine.fit(
+            result = engine._fit(
                 loss_fn, state.params, data, optimizer=optimizer,
                 batch_size=200 if self.batch_size == "auto" else int(self.batch_size), epochs=epochs,
                 shuffle=bool(self.shuffle), sample_weight=w,  # ones without weights: one program for both

@@ -410,7 +410,7 @@ def fit(
                              config=config)
 
         try:
-            res = engine.fit(
+            res = engine._fit(
                 loss_fn, state.params, (Xj, Yj), optimizer=_optimizer(config, spe, n_steps),
                 batch_size=config.batch_size, steps=n_steps, shuffle=config.shuffle,
                 val_data=val, val_fn=val_fn if has_val else None, patience=config.patience,

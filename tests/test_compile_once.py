@@ -93,7 +93,7 @@ def test_bucketed_rows_equal_unbucketed_float64(n, batch_size):
     w = rng.uniform(0.2, 2.0, size=n)
     with jax.enable_x64(True):
         params, _ = _residual_model()
-        runs = [jaxnn.fit(_loss, params, (X, Y), optimizer=optax.adam(1e-2), batch_size=batch_size, epochs=7,
+        runs = [engine._fit(_loss, params, (X, Y), optimizer=optax.adam(1e-2), batch_size=batch_size, epochs=7,
                           key=jax.random.key(3), sample_weight=w, val_data=(X[:9], Y[:9]), patience=3,
                           bucket_rows=bucket) for bucket in (True, False)]
     a, b = runs
@@ -153,7 +153,7 @@ def test_a_chunk_longer_than_the_run_is_its_power_of_two_so_nearby_lengths_share
     runs, sgd = [], optax.sgd(0.01)
     for epochs in (6, 7, 8):
         with compiles as c:
-            runs.append(jaxnn.fit(loss_fn, p0, (X, Y), optimizer=sgd, batch_size=10, epochs=epochs,
+            runs.append(engine._fit(loss_fn, p0, (X, Y), optimizer=sgd, batch_size=10, epochs=epochs,
                                   chunk_epochs=1000))
         assert c.programs("run_chunk") == (epochs == 6), (epochs, c.names)  # one 8-epoch program
         assert runs[-1].steps == 4 * epochs

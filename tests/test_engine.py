@@ -128,9 +128,9 @@ def test_resume_mid_epoch_is_bit_identical(dtype):
         opt = optax.adam(schedule)
         kw = dict(optimizer=opt, batch_size=16, key=jax.random.key(5), patience=50)
         whole = jaxnn.fit(loss_fn, p0, (X, Y), steps=61, **kw)
-        first = jaxnn.fit(loss_fn, p0, (X, Y), steps=33, chunk_epochs=2, **kw)  # stops inside epoch 8
+        first = engine._fit(loss_fn, p0, (X, Y), steps=33, chunk_epochs=2, **kw)  # stops inside epoch 8
         assert first.steps == 33
-        rest = jaxnn.fit(loss_fn, p0, (X, Y), steps=61, state=first.state, chunk_epochs=1, **kw)
+        rest = engine._fit(loss_fn, p0, (X, Y), steps=61, state=first.state, chunk_epochs=1, **kw)
         assert rest.steps == 61 and rest.history.train_loss.shape == (28,)
         for a, b in zip(jax.tree_util.tree_leaves(whole.state), jax.tree_util.tree_leaves(rest.state),
                         strict=True):
@@ -144,7 +144,7 @@ def test_resume_mid_epoch_is_bit_identical(dtype):
 def test_chunking_never_changes_a_result():
     X, Y = make_data(jax.random.key(1), 37, 3, 1, jnp.float32)
     p0 = init(jax.random.key(2), 3, 5, 1, jnp.float32)
-    runs = [jaxnn.fit(loss_fn, p0, (X, Y), optimizer=optax.sgd(0.01, momentum=0.9), batch_size=10,
+    runs = [engine._fit(loss_fn, p0, (X, Y), optimizer=optax.sgd(0.01, momentum=0.9), batch_size=10,
                       epochs=7, chunk_epochs=c, val_data=(X[:5], Y[:5])) for c in (1, 3, 7, 100)]
     for r in runs[1:]:
         assert_trees_close(r.params, runs[0].params, rtol=0)
@@ -289,9 +289,9 @@ def test_orders_drawn_on_the_host_train_exactly_as_orders_drawn_on_the_device(mo
 
     def run():
         engine._COMPILED.clear()
-        first = jaxnn.fit(loss_fn, p0, (X, Y), steps=10, **kw)  # 10 steps: mid-epoch (4 per epoch)
+        first = engine._fit(loss_fn, p0, (X, Y), steps=10, **kw)  # 10 steps: mid-epoch (4 per epoch)
         hlo = [xla_cpu.compiled_text(c) for c in engine._COMPILED.values()]
-        return jaxnn.fit(loss_fn, p0, (X, Y), steps=29, state=first.state, **kw), first, hlo
+        return engine._fit(loss_fn, p0, (X, Y), steps=29, state=first.state, **kw), first, hlo
 
     host, host_first, host_hlo = run()
     monkeypatch.setattr(engine._shuffle, "draws_on_host", lambda key: False)

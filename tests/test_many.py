@@ -109,7 +109,7 @@ def test_a_diverged_model_stops_and_keeps_its_last_finite_parameters_the_others_
                              loss_args=(np.zeros(3),))
         assert res.diverged_step[0] == res.diverged_step[2] == -1 and res.diverged_step[1] >= 0
         for i in range(3):
-            one = jaxnn.fit(loss, _pick(params, i), (X, Y),
+            one = engine._fit(loss, _pick(params, i), (X, Y),
                             optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=lrs[i]),
                             batch_size=16, epochs=6, loss_args=(0.0,), raise_on_divergence=False)
             assert res.model(i).diverged_step == one.diverged_step
