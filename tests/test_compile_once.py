@@ -93,7 +93,8 @@ def test_bucketed_rows_equal_unbucketed_float64(n, batch_size):
     w = rng.uniform(0.2, 2.0, size=n)
     with jax.enable_x64(True):
         params, _ = _residual_model()
-        runs = [engine._fit(_loss, params, (X, Y), optimizer=optax.adam(1e-2), batch_size=batch_size, epochs=7,
+        runs = [engine._fit(_loss, params, (X, Y), optimizer=optax.adam(1e-2), batch_size=batch_size,
+                            epochs=7,
                           key=jax.random.key(3), sample_weight=w, val_data=(X[:9], Y[:9]), patience=3,
                           bucket_rows=bucket) for bucket in (True, False)]
     a, b = runs
