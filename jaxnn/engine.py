@@ -947,7 +947,8 @@ def fit(
 
 
 def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: int = 32,
-         epochs: int | None = None, steps: int | None = None, key: Any = None, shuffle: bool = True, sample_weight: Any = None,
+         epochs: int | None = None, steps: int | None = None, key: Any = None, shuffle: bool = True,
+         sample_weight: Any = None,
          val_data: Any = None, val_fn: Any = None, patience: int | None = None, tol: float = 0.0,
          restore_best: bool | None = None, state: TrainState | None = None, callback: Any = None,
          devices: Any = None, loss_args: Any = (), progress: bool | None = False,
