@@ -28,8 +28,8 @@ How a run is computed (every one of these is a documented contract the tests che
   of a ``lax.scan`` over minibatches. The chunk's data orders are drawn on the host with NumPy
   (:func:`jaxnn.shuffle.epoch_orders`, bit for bit the same permutations) and passed in: drawn
   inside the program they were a third of its compile time and of its load from the persistent
-  cache. (Stacked sweeps, keys of another PRNG implementation and orders of more than 4M
-  indices per chunk are drawn on the device.) Between chunks the host runs callbacks, progress
+  cache. (Keys of another PRNG implementation have them drawn in the program, before its scan,
+  by :func:`jaxnn.shuffle.permutation`.) Between chunks the host runs callbacks, progress
   bars and notices Ctrl-C.
   Steps before the state's ``step`` (a resume in mid-epoch) or past the total are computed but
   not applied, so **results do not depend on chunking**: ``fit(steps=61, state=fit(steps=33).state)``
@@ -183,7 +183,6 @@ class _Plan(NamedTuple):
     has_val: bool
     has_weights: bool
     track_best: bool
-    hoist: bool
     reduction: str
     pass_weights: bool = False
     host_orders: bool = False  # the chunk takes its (E, slots, B) orders as an argument
@@ -317,7 +316,7 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
     return jnp.concatenate([perm, jnp.zeros((plan.slots * B - N,), perm.dtype)]).reshape(plan.slots, B)
 
 
-_HOIST_MAX_INDICES = 1 << 22  # draw a chunk's orders before its scan up to 4M indices (16 MB)
+_MAX_ORDER_INDICES = 1 << 22  # a chunk's orders, drawn before its scan: at most 4M indices (16 MB)
 
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
@@ -427,17 +426,15 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         index = jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
         epochs = s.step // nb + index
 
-        def epoch_body(s: TrainState, xs: tuple[Array, Array, Array | None]) -> tuple[TrainState, Any]:
+        def epoch_body(s: TrainState, xs: tuple[Array, Array, Array]) -> tuple[TrainState, Any]:
             j, e, idx = xs
-            if idx is None:  # not drawn ahead: the chunk's orders exceed _HOIST_MAX_INDICES
-                idx = _slot_indices(s.key, e, knobs.n, plan)
             nan = jnp.full((), jnp.nan, s.best_loss.dtype)
             skipped = (jnp.full((slots,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
             return jax.lax.cond(j >= live, lambda s: (s, skipped),
                                 lambda s: run_epoch(s, e, idx, w, data, weights, val_data, knobs, loss_args),
                                 s)
 
-        if not plan.host_orders and plan.hoist:  # (E, slots, B), drawn before the scan
+        if not plan.host_orders:  # (E, slots, B), drawn before the scan
             orders = jax.vmap(lambda e: _slot_indices(s.key, e, knobs.n, plan))(epochs)
         s, (train, val, mean, done) = jax.lax.scan(epoch_body, s, (index, epochs, orders))
         return s, train, val, mean, done, finite_and_not_diverged(s)
@@ -450,18 +447,18 @@ def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = Tru
               bucket_rows: bool = True, pass_weights: bool = False, host_orders: bool = False) -> _Plan:
     """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to).
 
-    ``host_orders``: the shuffled orders are drawn on the host and passed to each chunk (when
-    shuffling and a chunk's orders are at most ``_HOIST_MAX_INDICES``).
+    ``host_orders``: the shuffled orders are drawn on the host and passed to each chunk. A chunk's
+    orders are one (E, slots, B) array, so ``chunk_epochs`` is capped at ``_MAX_ORDER_INDICES``
+    indices (at least one epoch).
     """
     # padded rows need threefry bits drawn per position (JAX's default; jaxnn.shuffle.partitionable)
     N = train_rows(n, batch_size) if bucket_rows and (_shuffle.partitionable() or not shuffle) else n
     B = min(batch_size, N)
     slots = math.ceil(N / B)
-    hoist = chunk_epochs * slots * B <= _HOIST_MAX_INDICES
+    chunk_epochs = max(1, min(chunk_epochs, _MAX_ORDER_INDICES // (slots * B)))
     return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
                  shuffle=shuffle, has_val=has_val, has_weights=has_weights, track_best=track_best,
-                 hoist=hoist, reduction=reduction, pass_weights=pass_weights,
-                 host_orders=host_orders and shuffle and hoist)
+                 reduction=reduction, pass_weights=pass_weights, host_orders=host_orders and shuffle)
 
 
 def chunk_orders(key_data: np.ndarray, e0: int, n: int, n_epochs: int, plan: _Plan) -> np.ndarray:

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import compilation_cache, engine, fit_many, training, xla_cpu
+from jaxnn import compilation_cache, engine, training, xla_cpu
+from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.training import TrainConfig, fit, init_state, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,8 @@ def test_steps_run_inside_the_compiled_scan():
     knobs = engine.make_knobs(n, B, 6 * nb)
     run_chunk = engine._build_chunk(training._loss_fns(cfg)[0], make_optimizer(cfg, nb, 6 * nb), None, plan,
                                     check_params=False, batch_sharding=None)
-    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(init_state(cfg, 3, 1, n), (X, Y), (), (), knobs, ()))
+    args = (init_state(cfg, 3, 1, n), (X, Y), (), (), knobs, (), None, np.int32(chunk))
+    lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(*args))
     assert lengths[0] == chunk  # epochs of one chunk ...
     assert nb in lengths[1:]  # ... each a scan over all its minibatches
 
@@ -140,13 +142,11 @@ def test_fit_many_is_one_program_reused_for_other_seeds(compiles):
 
 
 def test_sweep_compiles_without_the_option_on_a_jaxlib_that_lacks_it(monkeypatch):
-    from jaxnn import sweep
-
     X, Y = _data(30, 4)
     cfg = TrainConfig(hidden=(3,), batch_size=8, steps=12, optimizer="sgd", seed=7)
     ref = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
     monkeypatch.setattr(xla_cpu, "NO_YNNPACK", {"xla_cpu_option_that_does_not_exist": ""})
-    monkeypatch.setattr(sweep, "_COMPILED", type(sweep._COMPILED)())
+    monkeypatch.setattr(engine, "_COMPILED", type(engine._COMPILED)())
     res = fit_many(cfg, X, Y, seeds=range(3), lrs=[0.1])
     np.testing.assert_allclose(res.train_loss, ref.train_loss, rtol=1e-5)
 

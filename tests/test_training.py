@@ -425,16 +425,16 @@ def run_chunk(c, opt, state, X, Y, *, n_steps, chunk_epochs, check_params):
     knobs = engine.make_knobs(n, c.batch_size, n_steps, patience=c.patience, tol=c.tol, dtype=X.dtype)
     loss_fn, _ = training._loss_fns(c)
     fn = engine._build_chunk(loss_fn, opt, None, plan, check_params=check_params, batch_sharding=None)
-    return jax.jit(fn)(state, (X, Y), (), (), knobs, ())
+    return jax.jit(fn)(state, (X, Y), (), (), knobs, (), None, np.int32(chunk_epochs))
 
 
 def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypatch):
-    # the chunk's epoch permutations are drawn in one batch before the scan when they fit in
-    # _HOIST_MAX_INDICES; drawing them epoch by epoch inside the scan must give the same run
+    # the chunk's epoch permutations are drawn in one batch before the scan, at most
+    # _MAX_ORDER_INDICES of them (so chunks shrink to one epoch below that): the same run
     X, Y = toy_regression(n=40, d=3, seed=11)
     c = TrainConfig(hidden=(5,), optimizer="sgd", lr=0.05, batch_size=6, epochs=6, chunk_epochs=4)
     hoisted = training.fit(c, X, Y)
-    monkeypatch.setattr(engine, "_HOIST_MAX_INDICES", 0)
+    monkeypatch.setattr(engine, "_MAX_ORDER_INDICES", 0)
     engine._COMPILED.clear()
     per_epoch = training.fit(c, X, Y)
     np.testing.assert_array_equal(hoisted.history.train_loss, per_epoch.history.train_loss)
