@@ -11,6 +11,7 @@ Public surface (see the docs site, ``make docs``, for a tour):
 * :mod:`jaxnn.many` -- ``jaxnn.fit_many``: M models of any model in one compiled program
   (``jax.vmap`` of the engine's chunk); :mod:`jaxnn.sweep` -- the seed network's grid on it.
 * :mod:`jaxnn.checking` -- ``jaxnn.check_vjp``: prove a hand-written backward.
+* :mod:`jaxnn.accelerations` -- the switches of what runs faster than the plain core (each its own module).
 * :mod:`jaxnn.training` -- the built-in models' string-configured runs (``TrainConfig``) on the engine.
 Importing jaxnn changes nothing in the user's process (no XLA_FLAGS, no x64, no handlers) and does
 not import JAX; the CLI and the benchmarks opt in to XLA:CPU's small-loop setting themselves.

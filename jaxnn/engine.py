@@ -65,7 +65,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import compilation_cache, distributed, xla_cpu
+from jaxnn import accelerations, compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.errors import DivergedError
 from jaxnn.shuffle import permutation as _permutation
@@ -826,7 +826,11 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
     with _COMPILE_LOCK:
         leaves, treedef = jax.tree_util.tree_flatten(args)
         avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
-        key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals)
+        # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
+        n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
+        tiny = (mesh is None and accelerations.enabled("xla_cpu")
+                and xla_cpu.is_tiny_step(plan.batch, n_params))
+        key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals, tiny)
         try:
             hash(key)
         except TypeError:  # an unhashable loss or optimizer: compile every time
@@ -837,9 +841,6 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
             _COMPILED.move_to_end(key)
             return _COMPILED[key]
         check_model(loss_fn, optimizer, args[0], args[1], args[5], pass_weights=plan.pass_weights)
-        n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
-        # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
-        tiny = mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params)
         chunk = _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
                              batch_sharding=batch_sharding)
         jit_kw: dict[str, Any] = {}
@@ -854,6 +855,15 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
 
 
 # --- fit ------------------------------------------------------------------------------------
+
+
+def compiling() -> contextlib.AbstractContextManager[None]:
+    """Where jaxnn's programs compile: through its persistent cache (installed once per process,
+    unless opted out; :mod:`jaxnn.compilation_cache`), or plainly when that acceleration is off."""
+    if not accelerations.enabled("compilation_cache"):
+        return contextlib.nullcontext()
+    compilation_cache.enable_default()
+    return compilation_cache.scope()
 
 
 def fit(
@@ -984,8 +994,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     if not isinstance(shuffle, bool | np.bool_):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
-    compilation_cache.enable_default()  # once per process, unless opted out (jaxnn.compilation_cache)
-    with compilation_cache.scope(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
+    with compiling(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
@@ -1040,8 +1049,9 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
         _check_state(state, params, optimizer, track_best)
     plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                      has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
-                     bucket_rows=bucket_rows, pass_weights=pass_weights,
-                     host_orders=_shuffle.draws_on_host(state.key))
+                     bucket_rows=bucket_rows and accelerations.enabled("row_buckets"),
+                     pass_weights=pass_weights,
+                     host_orders=_shuffle.draws_on_host(state.key) and accelerations.enabled("host_orders"))
     knobs = make_knobs(n, batch_size, n_steps, patience=patience, tol=tol, dtype=dtype)
     extra = _as_loss_args(loss_args, dtype)
     if val_fn is None and has_val:

@@ -44,7 +44,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import compilation_cache, distributed, engine, xla_cpu
+from jaxnn import accelerations, distributed, engine, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.engine import FitResult, History, Knobs, TrainState
 
@@ -288,9 +288,8 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     M = _n_models(params)
     dtype = engine._float_dtype(params)
-    compilation_cache.enable_default()
     x64 = jax.enable_x64(True) if engine._is_x64(dtype) else contextlib.nullcontext()
-    with compilation_cache.scope(), x64:
+    with engine.compiling(), x64:
         return _run(loss_fn, params, data, M=M, dtype=dtype, optimizer=optimizer, hyperparams=hyperparams,
                     key=key, batch_size=int(batch_size), epochs=epochs, steps=steps, shuffle=bool(shuffle),
                     sample_weight=sample_weight, val_data=val_data, val_fn=val_fn, patience=patience,
@@ -356,10 +355,11 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
     # a power of two, so runs of nearby lengths share a program
     longest = int(n_epochs.max())
     chunk = max(1 << (math.ceil(longest / 4) - 1).bit_length(), min(8, 1 << (longest - 1).bit_length()))
-    draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0])
+    draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0]) and accelerations.enabled("host_orders")
     plan = engine.make_plan(n_max, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                             has_weights=sw is not None, track_best=track_best,
-                            reduction=reduction, host_orders=draws_on_host)
+                            reduction=reduction, host_orders=draws_on_host,
+                            bucket_rows=accelerations.enabled("row_buckets"))
     if (per_model and len(set(ns.tolist())) > 1 and shuffle and not plan.host_orders
             and (plan.rows > _shuffle.MAX_PADDED or not _shuffle.partitionable())):
         raise ValueError("data: models with different numbers of rows need padded data, which needs a "
@@ -546,7 +546,10 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
     with engine._COMPILE_LOCK:
         leaves, treedef = jax.tree_util.tree_flatten(args)
         avals = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-        key: Any = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals,
+        n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
+        tiny = mesh is None and accelerations.enabled("xla_cpu") and xla_cpu.is_tiny_step(plan.batch,
+                                                                                           n_params)
+        key: Any = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals, tiny,
                     None if mesh is None else tuple(d.id for d in mesh.devices.flat))
         try:
             hash(key)
@@ -566,9 +569,7 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
             in_specs = tuple(jax.tree_util.tree_map(_spec(ax), a) for a, ax in zip(args, axes, strict=True))
             out_specs = (jax.tree_util.tree_map(_spec(0), args[0]), *[P(MODEL_AXIS)] * 5)
             many = jax.shard_map(many, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-        n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
-        jitted = xla_cpu.jit(many, no_ynnpack=mesh is None and xla_cpu.is_tiny_step(plan.batch, n_params),
-                             args=args)
+        jitted = xla_cpu.jit(many, no_ynnpack=tiny, args=args)
         if key is not None:
             engine._COMPILED[key] = jitted
             while len(engine._COMPILED) > engine._COMPILED_MAX:
