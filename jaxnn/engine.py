@@ -426,7 +426,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         index = jnp.arange(plan.chunk_epochs, dtype=s.step.dtype)
         epochs = s.step // nb + index
 
-        def epoch_body(s: TrainState, xs: tuple[Array, Array, Array]) -> tuple[TrainState, Any]:
+        def epoch_body(s: TrainState, xs: tuple[Array, Array, Any]) -> tuple[TrainState, Any]:
             j, e, idx = xs
             nan = jnp.full((), jnp.nan, s.best_loss.dtype)
             skipped = (jnp.full((slots,), jnp.nan, s.best_loss.dtype), nan, nan, jnp.zeros((), bool))
