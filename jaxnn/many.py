@@ -149,14 +149,16 @@ def fit_many(
             model the order its own ``fit(..., key=key[i])`` would draw); default ``key(0)``.
             Ignored on resume.
         batch_size: rows per minibatch (capped at each model's rows).
-        epochs, steps: exactly one; an int for every model or M values (each model's own run).
+        epochs: an int for every model or M values (each model's own run), or
+        steps: optimizer steps, likewise (exactly one of the two).
         shuffle: reshuffle every epoch; False visits the rows in order.
         sample_weight: (n,) shared, (M, n) per model with shared data, or :class:`PerModel`
             with per-model data.
         val_data: a tuple shared by all models, or :class:`PerModel` of tuples of one length.
         val_fn: ``val_fn(params_i, *val_data, *loss_args_i) -> scalar`` (default: the mean loss).
-        patience, tol: early stopping, per model (one value or M values); ``restore_best`` as
-            in :func:`jaxnn.fit`.
+        patience: early stopping's patience, one value or M values (None: off);
+        tol: its minimum improvement, one value or M values.
+        restore_best: as in :func:`jaxnn.fit`.
         state: resume from ``result.state`` of an earlier :func:`fit_many` of these models.
         loss_args: a tuple of arrays whose leaves all carry the model axis: model ``i``'s loss
             receives ``loss_args[j][i]``.
