@@ -67,12 +67,22 @@ from jax import Array
 
 from jaxnn import accelerations, compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
+from jaxnn.arguments import MAX_STEPS, check_model, opt_state_shapes, pad_rows
+from jaxnn.arguments import as_data as _as_data
+from jaxnn.arguments import as_key as _as_key
+from jaxnn.arguments import as_loss_args as _as_loss_args
+from jaxnn.arguments import float_dtype as _float_dtype
+from jaxnn.arguments import is_x64 as _is_x64
+from jaxnn.arguments import positive_int as _positive_int
+from jaxnn.arguments import same_layout as _same_layout
+from jaxnn.arguments import state_difference as _state_difference
+from jaxnn.arguments import to_device as _to_device
 from jaxnn.errors import DivergedError
+from jaxnn.row_buckets import row_bucket as row_bucket  # (the estimators pad validation data to one)
+from jaxnn.row_buckets import train_rows
 from jaxnn.shuffle import permutation as _permutation
 from jaxnn.shuffle import permutation_prefix as _permutation_prefix
 from jaxnn.shuffle import rounds as shuffle_rounds
-
-MAX_STEPS = 2**31 - 1  # the step counter is int32
 
 
 class TrainState(NamedTuple):
@@ -206,39 +216,6 @@ class Knobs(NamedTuple):
     tol: Any
 
 
-_ROW_BUCKET_BITS = 3  # row buckets m * 2**k with m in 4..7: at most 25% padding
-
-
-def row_bucket(n: int) -> int:
-    """A padded row count for ``n`` rows evaluated whole (validation data): the smallest ``m * 2**k
-    >= n`` with ``m`` in 4..7 (at least 8); ``n`` itself beyond 2**16 rows."""
-    if n > 1 << 16:
-        return n
-    if n <= 8:
-        return 8
-    step = 1 << max(0, n.bit_length() - _ROW_BUCKET_BITS)
-    return min(-(-n // step) * step, 1 << 16)
-
-
-def train_rows(n: int, batch_size: int) -> int:
-    """The padded row count of ``n`` training rows in minibatches of ``batch_size``: the row bucket.
-
-    Several minibatches: whole minibatches, ``ceil(n / batch_size) * batch_size`` -- every ``n``
-    with the same number of steps per epoch shares a program, and no step is added. One
-    minibatch (``n <= batch_size``): ``batch_size`` when ``n`` is at least a quarter of it (every
-    ``partial_fit`` chunk of 50-200 rows shares one program), else the next power of two (at
-    least 8). Beyond 2**16 rows (:func:`jaxnn.shuffle.permutation_prefix`'s limit): ``n``.
-    """
-    if n > batch_size:
-        N = -(-n // batch_size) * batch_size
-    elif 4 * n >= batch_size:
-        N = batch_size
-    else:
-        N = min(batch_size, max(8, 1 << (n - 1).bit_length()))
-    return N if N <= _shuffle.MAX_PADDED else n
-
-
-# --- Pieces of the step ---------------------------------------------------------------------
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -484,104 +461,7 @@ def make_knobs(n: int, batch_size: int, total_steps: int, *, patience: int | Non
                  patience=i32(MAX_STEPS if patience is None else patience), tol=np.asarray(tol, dtype))
 
 
-# --- Validation of the arguments ------------------------------------------------------------
-
-
-def _positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int = MAX_STEPS) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if value > limit:
-        raise ValueError(f"{name}: {value} is above the limit of {limit}")
-
-
-def _float_dtype(params: Any) -> Any:
-    """The floating dtype of ``params`` (the first floating leaf's), which the data is cast to.
-
-    Raises TypeError naming the first leaf that is not floating: every leaf is trained.
-    """
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
-        if not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
-                            f"{dt}; every leaf of params is trained (pass integer settings through "
-                            "loss_args or a closure)")
-    for leaf in jax.tree_util.tree_leaves(params):
-        dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
-        if jnp.issubdtype(dt, jnp.floating):
-            return jnp.dtype(dt)
-    raise ValueError("params: expected a pytree with at least one floating-point array")
-
-
-def _as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
-    """A tuple of host arrays sharing their leading axis; floating ones cast to ``dtype``, checked finite."""
-    if not isinstance(data, tuple | list) or len(data) == 0:
-        raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
-    out = []
-    for i, a in enumerate(data):
-        arr = _real_array(f"{name}[{i}]", a)
-        if arr.ndim == 0:
-            raise ValueError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                bad = np.argwhere(~np.isfinite(arr))[0]
-                raise ValueError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
-            if arr.dtype != dtype:  # (a cast copies; already in dtype, the array is used as it is)
-                with np.errstate(over="ignore"):
-                    arr = arr.astype(dtype)
-                if not np.all(np.isfinite(arr)):
-                    raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
-        out.append(arr)
-    n = out[0].shape[0]
-    if n < 1:
-        raise ValueError(f"{name}: expected at least one row, got 0")
-    for i, a in enumerate(out):
-        if a.shape[0] != n:
-            raise ValueError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
-                             f"{name}[{i}] has {a.shape[0]}")
-    return tuple(out)
-
-
-def _to_device(x: Any) -> Array:
-    """A parameter leaf on the device, as ``jnp.asarray`` would give it, without compiling a copy."""
-    return x if isinstance(x, jax.Array) else jax.device_put(np.asarray(x) if not np.isscalar(x) else x)
-
-
-def pad_rows(a: np.ndarray, rows: int, fill: Any = None) -> np.ndarray:
-    """``a`` with rows appended up to ``rows``: copies of row 0, or ``fill``."""
-    extra = rows - a.shape[0]
-    if extra == 0:
-        return a
-    pad = np.repeat(a[:1], extra, axis=0) if fill is None else np.full((extra, *a.shape[1:]), fill, a.dtype)
-    return np.concatenate([a, pad])
-
-
-def _real_array(name: str, a: Any) -> np.ndarray:
-    """``a`` as a host array of real numbers (or booleans); errors name ``name``."""
-    try:
-        arr = np.asarray(a)
-    except ValueError as e:
-        raise ValueError(f"{name}: expected a rectangular array ({e})") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
-            or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
-def _as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
-    """``loss_args`` as a tuple of finite host arrays: floating values in the params' dtype."""
-    if not isinstance(loss_args, tuple | list):
-        raise TypeError(f"loss_args: expected a tuple of arrays or numbers, got {type(loss_args).__name__}")
-    out = []
-    for i, leaf in enumerate(loss_args):
-        arr = _real_array(f"loss_args[{i}]", leaf)
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"loss_args[{i}]: contains NaN or inf")
-            arr = arr.astype(dtype)
-        out.append(arr)
-    return tuple(out)
+# --- The fresh state, and the checks of a resumed one ----------------------------------------
 
 
 @functools.lru_cache(maxsize=64)
@@ -601,82 +481,6 @@ def _init_state_jit(optimizer: optax.GradientTransformation, track_best: bool) -
         return _init_state(params, optimizer, key, track_best=track_best)
 
     return jax.jit(init)
-
-
-def _describe(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
-    paths = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [(jax.tree_util.keystr(p), tuple(jnp.shape(x)), str(jnp.result_type(x))) for p, x in paths]
-
-
-def _same_layout(name: str, got: Any, want: Any) -> None:
-    """Raise ValueError naming the first difference of structure, shape or dtype of two pytrees."""
-    gs, ws = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(want)
-    if str(gs) != str(ws):
-        raise ValueError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
-    for (path, gshape, gdt), (_, wshape, wdt) in zip(_describe(got), _describe(want), strict=True):
-        if gshape != wshape or gdt != wdt:
-            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, "
-                             f"this run needs {wdt}{list(wshape)}")
-
-
-@functools.lru_cache(maxsize=64)
-def _opt_state_shapes(optimizer: Any, treedef: Any, avals: tuple[Any, ...]) -> Any:
-    like = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in avals])
-    return jax.eval_shape(optimizer.init, like)
-
-
-def opt_state_shapes(optimizer: optax.GradientTransformation, params: Any) -> Any:
-    """``jax.eval_shape(optimizer.init, params)``, traced once per optimizer and parameter shapes."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    avals = tuple((tuple(np.shape(x)), np.dtype(jnp.result_type(x))) for x in leaves)
-    try:
-        return _opt_state_shapes(optimizer, treedef, avals)
-    except TypeError:  # an unhashable optimizer
-        return jax.eval_shape(optimizer.init, params)
-
-
-def _children(x: Any) -> list[tuple[str, Any]]:
-    """The pytree children of ``x`` one level down, as (key path like ``[0]`` or ``.mu``, child)."""
-    pairs = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)[0]
-    return [(jax.tree_util.keystr(k), c) for k, c in pairs if k]
-
-
-def _one_level(x: Any) -> str:
-    """What kind of pytree node ``x`` is (its type and keys, not its children's): equal for equal kinds."""
-    return str(jax.tree_util.tree_structure(x, is_leaf=lambda y: y is not x))
-
-
-def _outline(x: Any) -> str:
-    """An optimizer state in words, from its pytree structure: ``ScaleByAdamState(count, mu, nu)``
-    for a named tuple (an optax transformation's state and its fields), ``(..., ...)`` for a chain."""
-    if isinstance(x, tuple) and hasattr(x, "_fields"):
-        return f"{type(x).__name__}({', '.join(x._fields)})"
-    if isinstance(x, tuple | list):
-        inner = ", ".join(_outline(c) for c in x)
-        return f"({inner})" if isinstance(x, tuple) else f"[{inner}]"
-    if isinstance(x, dict):
-        return "{" + ", ".join(repr(k) for k in x) + "}"
-    if x is None:
-        return "None"
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return f"{jnp.dtype(x.dtype).name}{list(x.shape)}"
-    return type(x).__name__
-
-
-def _state_difference(got: Any, want: Any) -> str:
-    """Where two optimizer states first differ in structure, and what each holds there."""
-    where, g, w = "", got, want
-    while _one_level(g) == _one_level(w):
-        pairs = [(k, a, b) for (k, a), (_, b) in zip(_children(g), _children(w), strict=True)
-                 if str(jax.tree_util.tree_structure(a)) != str(jax.tree_util.tree_structure(b))]
-        if not pairs:  # (equal structures: no difference to name)
-            break
-        k, g, w = pairs[0]
-        where += k
-    text = f"the saved state is {_outline(got)}, this run's optimizer makes {_outline(want)}"
-    if where:
-        text += f"; they differ at opt_state{where}: {_outline(g)} vs {_outline(w)}"
-    return text
 
 
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
@@ -739,72 +543,6 @@ def _init_state(params: Any, optimizer: optax.GradientTransformation, key: Array
         epoch_loss=jnp.zeros((), dtype),
         epoch_rows=jnp.zeros((), dtype),
     )
-
-
-def _as_key(key: Any) -> Array:
-    if key is None:
-        return jax.random.key(0)
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"key: expected one key, got an array of keys of shape {key.shape}")
-        return key
-    raise TypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
-
-
-def _is_x64(dtype: Any) -> bool:
-    return jnp.dtype(dtype).itemsize == 8
-
-
-# --- What the model must be: checked once per program, before it is built ---------------------
-
-
-def check_model(loss_fn: Any, optimizer: Any, state: TrainState, data: tuple[Any, ...],
-                loss_args: tuple[Any, ...], *, pass_weights: bool) -> None:
-    """Refuse, naming the argument, an optimizer whose update is not ``(updates, state)`` shaped like
-    the parameters, and a loss that mixes the minibatch's rows.
-
-    The rows check traces ``loss_fn`` (shapes only, nothing runs) on a minibatch of a prime number
-    of rows ``P`` that no other axis has: an intermediate with two axes of ``P`` is a (B, B) array
-    -- almost always targets (n,) broadcast against predictions (n, 1) -- whose row sums still pass
-    the (B,) shape check while minimising a different objective.
-    """
-    params, opt_state = state.params, state.opt_state
-    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), params)
-    try:
-        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-            out = jax.eval_shape(optimizer.update, like, opt_state, like)
-    except Exception as e:
-        raise TypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: {e}") from e
-    want: Any = jax.tree_util.tree_structure(like)
-    if not (isinstance(out, tuple) and len(out) == 2 and jax.tree_util.tree_structure(out[0]) == want):
-        raise TypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
-                        f"updates shaped like params, got {type(out).__name__} "
-                        f"{jax.tree_util.tree_structure(out)}")
-    dims = {d for x in (*jax.tree_util.tree_leaves(params), *data, *jax.tree_util.tree_leaves(loss_args))
-            for d in jnp.shape(x)}
-    rows = next(p for p in (1009, 2003, 4001, 8009, 16001, 32003, 65521, 131071) if p not in dims)
-    batch = [jax.ShapeDtypeStruct((rows, *jnp.shape(a)[1:]), jnp.result_type(a)) for a in data]
-    extra = (jax.ShapeDtypeStruct((rows,), _float_dtype(params)),) if pass_weights else ()
-    jaxpr = jax.make_jaxpr(lambda p, *b: loss_fn(p, *b, *loss_args, *extra))(params, *batch)
-    for shape in _intermediate_shapes(jaxpr.jaxpr):
-        if sum(d == rows for d in shape) >= 2:
-            raise ValueError(
-                "loss_fn: mixes the minibatch's rows -- for a minibatch of B rows it builds a (B, B) "
-                f"array (shape {tuple('B' if d == rows else d for d in shape)}); usually targets of shape "
-                "(n,) broadcast against predictions of shape (n, 1): give Y the predictions' shape "
-                "(Y.reshape(-1, 1)) or flatten the predictions")
-
-
-def _intermediate_shapes(jaxpr: Any) -> Any:
-    """Every output shape of every equation of ``jaxpr`` and of the jaxprs inside it."""
-    for eqn in jaxpr.eqns:
-        for v in eqn.outvars:
-            yield tuple(getattr(v.aval, "shape", ()))
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _intermediate_shapes(inner)
 
 
 # --- Program cache: one jitted chunk per (loss, optimizer, plan, shapes) ------------------------

@@ -44,7 +44,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import accelerations, distributed, engine, xla_cpu
+from jaxnn import accelerations, arguments, distributed, engine, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.engine import FitResult, History, Knobs, TrainState
 
@@ -204,7 +204,7 @@ def _per_model_ints(name: str, value: Any, M: int, *, allow_none: bool = False) 
     if arr.shape != (M,) or not (np.issubdtype(arr.dtype, np.integer)) or np.any(arr < 1):
         raise ValueError(f"{name}: expected a positive integer or {M} of them, got {value!r}")
     for v in arr:
-        engine._positive_int(name, int(v))
+        arguments.positive_int(name, int(v))
     return arr.astype(np.int64)
 
 
@@ -222,7 +222,7 @@ def _per_model_rows(name: str, items: Any, M: int, dtype: Any) -> list[tuple[np.
     """M per-model tuples of host arrays; every model's arrays have the same trailing shapes and dtypes."""
     if isinstance(items, tuple | list) is False or len(items) != M:
         raise ValueError(f"{name}: expected {M} entries, one per model, got {len(items)}")
-    hosts = [engine._as_data(f"{name}[{i}]", d, dtype) for i, d in enumerate(items)]
+    hosts = [arguments.as_data(f"{name}[{i}]", d, dtype) for i, d in enumerate(items)]
     layout = [(a.shape[1:], a.dtype) for a in hosts[0]]
     for i, h in enumerate(hosts):
         if [(a.shape[1:], a.dtype) for a in h] != layout:
@@ -283,14 +283,14 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {optimizer!r}")
     if val_fn is not None and not callable(val_fn):
         raise TypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
-    engine._positive_int("batch_size", batch_size)
+    arguments.positive_int("batch_size", batch_size)
     if (epochs is None) == (steps is None):
         raise ValueError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
     if not isinstance(shuffle, bool | np.bool_):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     M = _n_models(params)
-    dtype = engine._float_dtype(params)
-    x64 = jax.enable_x64(True) if engine._is_x64(dtype) else contextlib.nullcontext()
+    dtype = arguments.float_dtype(params)
+    x64 = jax.enable_x64(True) if arguments.is_x64(dtype) else contextlib.nullcontext()
     with engine.compiling(), x64:
         return _run(loss_fn, params, data, M=M, dtype=dtype, optimizer=optimizer, hyperparams=hyperparams,
                     key=key, batch_size=int(batch_size), epochs=epochs, steps=steps, shuffle=bool(shuffle),
@@ -309,7 +309,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         hosts = _per_model_rows("data", data.items, M, dtype)
         ns = np.array([h[0].shape[0] for h in hosts], np.int64)
     else:
-        shared = engine._as_data("data", data, dtype)
+        shared = arguments.as_data("data", data, dtype)
         ns = np.full((M,), shared[0].shape[0], np.int64)
     n_max = int(ns.max())
     sw = None if sample_weight is None else _sample_weights(sample_weight, per_model, ns, M)
@@ -319,9 +319,9 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         total = np.asarray(_per_model_ints("steps", steps, M))
     else:
         total = np.asarray(_per_model_ints("epochs", epochs, M)) * spe
-    if np.any(total > engine.MAX_STEPS):
+    if np.any(total > arguments.MAX_STEPS):
         raise ValueError(f"epochs/steps: {int(total.max())} steps in all, above the limit of "
-                         f"{engine.MAX_STEPS}")
+                         f"{arguments.MAX_STEPS}")
     n_epochs = -(-total // spe)
     pat = _per_model_ints("patience", patience, M, allow_none=True)
     tols = _per_model_floats("tol", tol, M)
@@ -332,19 +332,19 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
     val_axis: Any = None
     if has_val:
         if isinstance(val_data, PerModel):
-            hosts = [engine._as_data(f"val_data[{i}]", d, dtype) for i, d in enumerate(val_data.items)]
+            hosts = [arguments.as_data(f"val_data[{i}]", d, dtype) for i, d in enumerate(val_data.items)]
             if len(hosts) != M or len({h[0].shape[0] for h in hosts}) != 1:
                 raise ValueError(f"val_data: expected {M} per-model tuples with the same number of rows")
             val_arrays, val_axis = tuple(np.stack(c) for c in zip(*hosts, strict=True)), 0
         else:
-            val_arrays = engine._as_data("val_data", val_data, dtype)
+            val_arrays = arguments.as_data("val_data", val_data, dtype)
         if val_fn is None:
             val_fn = engine._mean_loss(loss_fn)
     extra = _per_model_loss_args(loss_args, M, dtype)
     # --- states: fresh (keys shared or per model, hyper-parameters written in) or resumed ---
     if state is None:
         keys = _model_keys(key, M)
-        params = jax.tree_util.tree_map(engine._to_device, params)
+        params = jax.tree_util.tree_map(arguments.to_device, params)
         state = _init_states(optimizer, track_best)(params, keys)
         state = state._replace(opt_state=_set_hyperparams(state.opt_state, hyperparams, M))
     else:
@@ -371,18 +371,20 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                          "the host (a threefry key, JAX's default); split them into two fit_many calls")
     # the data on the device: real rows first, padded to the plan's rows (weight 0: never in a loss)
     if per_model:
-        arrays: Any = tuple(np.stack([engine.pad_rows(h[j], plan.rows) for h in hosts])
+        arrays: Any = tuple(np.stack([arguments.pad_rows(h[j], plan.rows) for h in hosts])
                             for j in range(len(hosts[0])))
     else:
-        arrays = tuple(engine.pad_rows(a, plan.rows) for a in shared)
+        arrays = tuple(arguments.pad_rows(a, plan.rows) for a in shared)
     weights: Any = ()
     if sw is not None:
-        weights = np.stack([engine.pad_rows(r, plan.rows, fill=0) for r in sw]) if per_model or sw.ndim == 2 \
-            else engine.pad_rows(sw, plan.rows, fill=0)
-        weights = weights.astype(dtype)
+        rows_of = sw if per_model or sw.ndim == 2 else [sw]
+        weights = np.stack([arguments.pad_rows(r, plan.rows, fill=0) for r in rows_of]).astype(dtype)
+        if not (per_model or sw.ndim == 2):
+            weights = weights[0]
     knobs = Knobs(n=ns.astype(np.int32), steps_per_epoch=spe.astype(np.int32),
                   total_steps=total.astype(np.int32),
-                  patience=np.full((M,), engine.MAX_STEPS, np.int32) if pat is None else pat.astype(np.int32),
+                  patience=(np.full((M,), arguments.MAX_STEPS, np.int32) if pat is None
+                            else pat.astype(np.int32)),
                   tol=tols.astype(dtype))
     key_data = (np.asarray(jax.device_get(jax.random.key_data(state.key))) if plan.host_orders else None)
 
@@ -487,7 +489,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
 
 
 def _per_model_loss_args(loss_args: Any, M: int, dtype: Any) -> tuple[Any, ...]:
-    extra = engine._as_loss_args(loss_args, dtype)
+    extra = arguments.as_loss_args(loss_args, dtype)
     for i, a in enumerate(extra):
         if a.ndim == 0 or a.shape[0] != M:
             raise ValueError(f"loss_args[{i}]: expected a leading model axis of {M} (one value per model; "
@@ -563,7 +565,7 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
         first = jax.tree_util.tree_map(lambda a: a[0], args[0])
         data_one = tuple(a[0] for a in args[1]) if axes[1] == 0 else args[1]
         loss_one = tuple(a[0] for a in args[5])
-        engine.check_model(loss_fn, optimizer, first, data_one, loss_one, pass_weights=plan.pass_weights)
+        arguments.check_model(loss_fn, optimizer, first, data_one, loss_one, pass_weights=plan.pass_weights)
         chunk = engine._build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
                                     batch_sharding=None)
         many = jax.vmap(chunk, in_axes=axes)
