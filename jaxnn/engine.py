@@ -67,7 +67,7 @@ from jax import Array
 
 from jaxnn import compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
-from jaxnn.errors import DivergedError
+from jaxnn.errors import DivergedError, InputError, InputTypeError
 from jaxnn.shuffle import permutation as _permutation
 from jaxnn.shuffle import permutation_prefix as _permutation_prefix
 from jaxnn.shuffle import rounds as shuffle_rounds
@@ -362,7 +362,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
     B, slots = plan.batch, plan.slots
     many = models is not None
     if many and (plan.track_best or plan.has_val or val_fn is not None or batch_sharding is not None):
-        raise ValueError("models: stacked models train without validation data, early stopping or a mesh")
+        raise InputError("models: stacked models train without validation data, early stopping or a mesh")
     loss_shape = (B,) if models is None else (B, models)
 
     def batch_loss(params: Any, batch: tuple[Any, ...], w: Array, loss_args: tuple[Any, ...]) -> Array:
@@ -372,10 +372,10 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         else:
             losses = loss_fn(params, *batch, *loss_args)
         if not jnp.issubdtype(jnp.result_type(losses), jnp.floating):
-            raise TypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
+            raise InputTypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
                             "a loss must be differentiable (no rounding or integer casts)")
         if jnp.shape(losses) != loss_shape:
-            raise ValueError(f"loss_fn: expected per-example losses of shape {loss_shape} for a minibatch of "
+            raise InputError(f"loss_fn: expected per-example losses of shape {loss_shape} for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
@@ -554,9 +554,9 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise InputError(f"{name}: expected a positive integer, got {value!r}")
     if value > limit:
-        raise ValueError(f"{name}: {value} is above the limit of {limit}")
+        raise InputError(f"{name}: {value} is above the limit of {limit}")
 
 
 def _float_dtype(params: Any) -> Any:
@@ -567,41 +567,41 @@ def _float_dtype(params: Any) -> Any:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
+            raise InputTypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
                             f"{dt}; every leaf of params is trained (pass integer settings through "
                             "loss_args or a closure)")
     for leaf in jax.tree_util.tree_leaves(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if jnp.issubdtype(dt, jnp.floating):
             return jnp.dtype(dt)
-    raise ValueError("params: expected a pytree with at least one floating-point array")
+    raise InputError("params: expected a pytree with at least one floating-point array")
 
 
 def _as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
     """A tuple of host arrays sharing their leading axis; floating ones cast to ``dtype``, checked finite."""
     if not isinstance(data, tuple | list) or len(data) == 0:
-        raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
+        raise InputTypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
     out = []
     for i, a in enumerate(data):
         arr = _real_array(f"{name}[{i}]", a)
         if arr.ndim == 0:
-            raise ValueError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
+            raise InputError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
         if np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)):
                 bad = np.argwhere(~np.isfinite(arr))[0]
-                raise ValueError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
+                raise InputError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
             if arr.dtype != dtype:  # (a cast copies; already in dtype, the array is used as it is)
                 with np.errstate(over="ignore"):
                     arr = arr.astype(dtype)
                 if not np.all(np.isfinite(arr)):
-                    raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
+                    raise InputError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
         out.append(arr)
     n = out[0].shape[0]
     if n < 1:
-        raise ValueError(f"{name}: expected at least one row, got 0")
+        raise InputError(f"{name}: expected at least one row, got 0")
     for i, a in enumerate(out):
         if a.shape[0] != n:
-            raise ValueError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
+            raise InputError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
                              f"{name}[{i}] has {a.shape[0]}")
     return tuple(out)
 
@@ -625,23 +625,24 @@ def _real_array(name: str, a: Any) -> np.ndarray:
     try:
         arr = np.asarray(a)
     except ValueError as e:
-        raise ValueError(f"{name}: expected a rectangular array ({e})") from None
+        raise InputError(f"{name}: expected a rectangular array ({e})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
             or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
 
 
 def _as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
     """``loss_args`` as a tuple of finite host arrays: floating values in the params' dtype."""
     if not isinstance(loss_args, tuple | list):
-        raise TypeError(f"loss_args: expected a tuple of arrays or numbers, got {type(loss_args).__name__}")
+        raise InputTypeError("loss_args: expected a tuple of arrays or numbers, got "
+                             f"{type(loss_args).__name__}")
     out = []
     for i, leaf in enumerate(loss_args):
         arr = _real_array(f"loss_args[{i}]", leaf)
         if np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)):
-                raise ValueError(f"loss_args[{i}]: contains NaN or inf")
+                raise InputError(f"loss_args[{i}]: contains NaN or inf")
             arr = arr.astype(dtype)
         out.append(arr)
     return tuple(out)
@@ -675,10 +676,10 @@ def _same_layout(name: str, got: Any, want: Any) -> None:
     """Raise ValueError naming the first difference of structure, shape or dtype of two pytrees."""
     gs, ws = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(want)
     if str(gs) != str(ws):
-        raise ValueError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
+        raise InputError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
     for (path, gshape, gdt), (_, wshape, wdt) in zip(_describe(got), _describe(want), strict=True):
         if gshape != wshape or gdt != wdt:
-            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, "
+            raise InputError(f"state: {name}{path} is {gdt}{list(gshape)}, "
                              f"this run needs {wdt}{list(wshape)}")
 
 
@@ -744,19 +745,19 @@ def _state_difference(got: Any, want: Any) -> str:
 
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
     if not isinstance(state, TrainState):
-        raise TypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
+        raise InputTypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
     _same_layout("params", state.params, params)
     try:
         want = opt_state_shapes(optimizer, params)
     except Exception as e:  # an optimizer that cannot init these params: say so, by name
-        raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
+        raise InputError(f"optimizer: cannot initialise a state for these params ({e})") from None
     if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
-        raise ValueError("state: its optimizer state comes from another optimizer than this run's: "
+        raise InputError("state: its optimizer state comes from another optimizer than this run's: "
                          f"{_state_difference(state.opt_state, want)}; resume with the optimizer it was "
                          "trained with")
     _same_layout("opt_state", state.opt_state, want)
     if (state.best_params is not None) != track_best:
-        raise ValueError("state: it was saved with early stopping " + ("off" if track_best else "on")
+        raise InputError("state: it was saved with early stopping " + ("off" if track_best else "on")
                          + f"; resume with patience {'set' if not track_best else 'None'} as then")
 
 
@@ -809,9 +810,9 @@ def _as_key(key: Any) -> Array:
         return jax.random.key(0)
     if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
-            raise ValueError(f"key: expected one key, got an array of keys of shape {key.shape}")
+            raise InputError(f"key: expected one key, got an array of keys of shape {key.shape}")
         return key
-    raise TypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
+    raise InputTypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
 
 
 def _is_x64(dtype: Any) -> bool:
@@ -837,10 +838,11 @@ def check_model(loss_fn: Any, optimizer: Any, state: TrainState, data: tuple[Any
         with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
             out = jax.eval_shape(optimizer.update, like, opt_state, like)
     except Exception as e:
-        raise TypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: {e}") from e
+        raise InputTypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: "
+                             f"{e}") from e
     want: Any = jax.tree_util.tree_structure(like)
     if not (isinstance(out, tuple) and len(out) == 2 and jax.tree_util.tree_structure(out[0]) == want):
-        raise TypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
+        raise InputTypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
                         f"updates shaped like params, got {type(out).__name__} "
                         f"{jax.tree_util.tree_structure(out)}")
     dims = {d for x in (*jax.tree_util.tree_leaves(params), *data, *jax.tree_util.tree_leaves(loss_args))
@@ -851,7 +853,7 @@ def check_model(loss_fn: Any, optimizer: Any, state: TrainState, data: tuple[Any
     jaxpr = jax.make_jaxpr(lambda p, *b: loss_fn(p, *b, *loss_args, *extra))(params, *batch)
     for shape in _intermediate_shapes(jaxpr.jaxpr):
         if sum(d == rows for d in shape) >= 2:
-            raise ValueError(
+            raise InputError(
                 "loss_fn: mixes the minibatch's rows -- for a minibatch of B rows it builds a (B, B) "
                 f"array (shape {tuple('B' if d == rows else d for d in shape)}); usually targets of shape "
                 "(n,) broadcast against predictions of shape (n, 1): give Y the predictions' shape "
@@ -1022,26 +1024,27 @@ def fit(
         TrainingInterrupted: Ctrl-C; ``.result`` holds the last completed chunk.
     """
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable loss_fn(params, *batch), got {type(loss_fn).__name__}")
+        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), got "
+                             f"{type(loss_fn).__name__}")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+        raise InputTypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
                         f"got {optimizer!r}")
     if val_fn is not None and not callable(val_fn):
-        raise TypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
+        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
     _positive_int("batch_size", batch_size)
     if (epochs is None) == (steps is None):
-        raise ValueError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
     _positive_int("epochs", epochs, allow_none=True)
     _positive_int("steps", steps, allow_none=True)
     _positive_int("patience", patience, allow_none=True)
     _positive_int("chunk_epochs", chunk_epochs, allow_none=True)
     if (isinstance(tol, bool) or not isinstance(tol, int | float | np.floating)
             or not math.isfinite(tol) or tol < 0):
-        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+        raise InputError(f"tol: expected a finite number >= 0, got {tol!r}")
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+        raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     if not isinstance(shuffle, bool | np.bool_):
-        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
     compilation_cache.enable_default()  # once per process, unless opted out (jaxnn.compilation_cache)
     with compilation_cache.scope(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
@@ -1068,23 +1071,23 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     if has_val and val_fn is None:  # the default val_fn calls loss_fn on val_data's rows
         for i, (a, v) in enumerate(zip(host, val_host, strict=False)):
             if a.shape[1:] != v.shape[1:] or len(val_host) != len(host):
-                raise ValueError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
+                raise InputError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
                                  f"{v.shape} for data[{i}] {a.shape}")
     sw_host: Any = None
     if sample_weight is not None:
         sw = np.asarray(sample_weight)
         if sw.ndim != 1 or sw.shape[0] != n or not np.issubdtype(sw.dtype, np.number):
-            raise ValueError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
+            raise InputError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
         if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-            raise ValueError("sample_weight: expected finite, non-negative weights")
+            raise InputError("sample_weight: expected finite, non-negative weights")
         if not np.any(sw > 0):
-            raise ValueError("sample_weight: every weight is 0, so there is nothing to train on; "
+            raise InputError("sample_weight: every weight is 0, so there is nothing to train on; "
                              "give at least one row a positive weight")
         sw_host = sw.astype(dtype)
     nb = steps_per_epoch(n, batch_size)
     n_steps = steps if steps is not None else epochs * nb  # type: ignore[operator]
     if n_steps > MAX_STEPS:
-        raise ValueError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
+        raise InputError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
                          f"of {MAX_STEPS}")
     n_epochs = math.ceil(n_steps / nb)
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)

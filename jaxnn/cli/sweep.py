@@ -32,7 +32,7 @@ from jaxnn.cli.train import (
     config_from_args,
     load_split,
 )
-from jaxnn.errors import EXIT_OK
+from jaxnn.errors import EXIT_OK, InputError
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -78,9 +78,9 @@ def preflight(args: argparse.Namespace) -> None:
 
     check_model_flags(args, check_data(args))
     if args.patience is not None:
-        raise ValueError("--patience: jaxnn sweep has no early stopping")
+        raise InputError("--patience: jaxnn sweep has no early stopping")
     if args.out is not None and not args.out.is_dir():
-        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
+        raise InputError(f"--out: {str(args.out)!r} is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,13 +92,13 @@ def run(args: argparse.Namespace) -> int:
     if args.devices is not None:  # before anything starts JAX's backends
         distributed.request_cpu_devices(args.devices)
     if args.out is not None and not args.out.is_dir():
-        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
+        raise InputError(f"--out: {str(args.out)!r} is not a directory")
     lrs = args.lr or [DEFAULT_LR]
     split = load_split(args)
     ds = split.dataset
     config = config_from_args(argparse.Namespace(**{**vars(args), "lr": lrs[0]}), ds.task)
     if config.patience is not None:
-        raise ValueError("--patience: jaxnn sweep has no early stopping")
+        raise InputError("--patience: jaxnn sweep has no early stopping")
     n_classes = ds.n_classes if ds.task == "classification" else None
     result = fit_many(config, split.X_train, targets(split.y_train, ds.task, n_classes),
                       seeds=range(args.seed, args.seed + args.seeds), lrs=lrs,

@@ -16,7 +16,7 @@ from typing import Any
 
 from jaxnn import names
 from jaxnn.cli import interrupt
-from jaxnn.errors import EXIT_OK
+from jaxnn.errors import EXIT_OK, InputError
 
 #: Ctrl-C sets a flag (jaxnn.cli.interrupt) that ``run`` checks between start-up phases and after
 #: every compiled chunk: the run ends with exit 130 and the last completed chunk saved (--save).
@@ -233,12 +233,12 @@ def config_from_args(args: argparse.Namespace, task: str) -> Any:
 def check_model_flags(args: argparse.Namespace, task: str) -> str:
     """Refuse model flags that contradict each other or the task (no JAX needed); returns the loss."""
     if args.model == "linear" and args.hidden:
-        raise ValueError("--hidden: a linear model has no hidden layers")
+        raise InputError("--hidden: a linear model has no hidden layers")
     loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
     if task == "classification" and loss != "cross_entropy":
-        raise ValueError(f"--loss: classification needs cross_entropy, got {loss}")
+        raise InputError(f"--loss: classification needs cross_entropy, got {loss}")
     if task == "regression" and loss != "mse":
-        raise ValueError(f"--loss: regression needs mse, got {loss}")
+        raise InputError(f"--loss: regression needs mse, got {loss}")
     return loss
 
 
@@ -248,7 +248,7 @@ def check_total_steps(config: Any, n_train: int) -> None:
 
     n = total_steps(config, n_train)
     if n > INT32_MAX:
-        raise ValueError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
+        raise InputError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
                          f"steps is {n} steps, at most {INT32_MAX}")
 
 
@@ -259,7 +259,7 @@ def load_split(args: argparse.Namespace) -> Any:
 
     options = csv_options(args)
     if options != CsvOptions() and not is_csv(args.data):
-        raise ValueError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
+        raise InputError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
                          "built-in dataset, not a CSV file")
     with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
         ds = load_dataset(args.data, args.target, task=args.task, options=options)
@@ -300,14 +300,14 @@ def check_outputs(args: argparse.Namespace) -> None:
     from jaxnn.files import refuse_special_target
 
     if args.checkpoint_every is not None and args.save is None:
-        raise ValueError("--checkpoint-every: needs --save FILE to write the checkpoints to")
+        raise InputError("--checkpoint-every: needs --save FILE to write the checkpoints to")
     for flag, path in (("--save", args.save), ("--log-jsonl", args.log_jsonl)):
         if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(path) or ".")):
-            raise ValueError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
+            raise InputError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
     if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
         refuse_special_target(args.save, "--save")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out: {args.out!r} exists and is not a directory")
+        raise InputError(f"--out: {args.out!r} exists and is not a directory")
 
 
 def preflight(args: argparse.Namespace) -> None:
@@ -454,7 +454,7 @@ class TrainOutputs:
                 continue
             given = getattr(args, dest)
             if given != default and given != stored[dest]:
-                raise ValueError(f"--{dest.replace('_', '-')}: {args.resume!r} was trained with "
+                raise InputError(f"--{dest.replace('_', '-')}: {args.resume!r} was trained with "
                                  f"{stored[dest]!r}, got {given!r}; leave the flag out to resume")
             setattr(args, dest, stored[dest])
         if args.epochs is None and args.steps is None:
@@ -504,19 +504,19 @@ class TrainOutputs:
         diff = [f"{f}={b[f]!r} (flags: {a[f]!r})" for f in a
                 if a[f] != b[f] and f not in ("epochs", "steps", "chunk_epochs")]
         if diff:
-            raise ValueError(f"--resume: {where} was trained with {', '.join(diff)}")
+            raise InputError(f"--resume: {where} was trained with {', '.join(diff)}")
         names = ck.dataset.get("feature_names")
         if names is not None and list(names) != list(split.dataset.feature_names):
-            raise ValueError(f"--resume: {where} was trained on features {names}, the data has "
+            raise InputError(f"--resume: {where} was trained on features {names}, the data has "
                              f"{list(split.dataset.feature_names)}")
         if ck.state.diverged_step >= 0:
-            raise ValueError(f"--resume: {where} holds the last finite parameters of a run that "
+            raise InputError(f"--resume: {where} holds the last finite parameters of a run that "
                              f"diverged at step {int(ck.state.diverged_step)}; retrain with a smaller --lr")
         from jaxnn.training import steps_per_epoch, total_epochs
 
         done_epochs = int(ck.state.step) // steps_per_epoch(split.X_train.shape[0], config.batch_size)
         if done_epochs > total_epochs(config, split.X_train.shape[0]):
-            raise ValueError(f"--epochs/--steps: {where} is already at epoch {done_epochs}, "
+            raise InputError(f"--epochs/--steps: {where} is already at epoch {done_epochs}, "
                              "past the requested total")
 
     def fit_kwargs(self) -> dict[str, Any]:
