@@ -694,7 +694,9 @@ def test_fit_names_integer_parameters_integer_losses_and_broken_optimizers() -> 
 
 
 def test_an_internal_error_is_not_bad_input() -> None:
-    """A TypeError raised inside JAX is a failure of jaxnn (exit 70), not of the user's input (2)."""
+    """A TypeError raised inside JAX, or a ValueError from NumPy, is a failure of jaxnn (exit 70),
+    not of the user's input (2): only what jaxnn refuses on purpose (InputError) and OSErrors on
+    the user's files are."""
     import jax.numpy as jnp
 
     from jaxnn.cli import _is_internal
@@ -708,5 +710,58 @@ def test_an_internal_error_is_not_bad_input() -> None:
         TrainConfig(hidden=(3,), epochs=0)
     except ValueError as e:
         refused = e
-    assert _is_internal(inside_jax) and not _is_internal(refused)
+    try:
+        np.ones(3).reshape(2, 2)
+    except ValueError as e:
+        inside_numpy = e
+    assert isinstance(refused, InputError)
+    assert _is_internal(inside_jax) and _is_internal(inside_numpy) and not _is_internal(refused)
+    assert not _is_internal(FileNotFoundError(2, "No such file or directory", "x.csv"))
+    assert _is_internal(KeyError("x")) and _is_internal(ValueError("a plain ValueError"))
     assert EXIT_INTERNAL not in (0, 1, EXIT_BAD_INPUT, 3, 130)
+
+
+# A `jaxnn` process with one of jaxnn's functions replaced by a broken one (a real bug, in a real
+# process): argv[1] names the breakage, the rest is the command line.
+_BROKEN_RUNNER = """
+import sys
+import numpy as np
+import jaxnn.csvfile
+
+where, argv = sys.argv[1], sys.argv[2:]
+if where == "numpy":  # a ValueError raised inside NumPy, as a shape bug in jaxnn would
+    import jaxnn.experiment
+    jaxnn.experiment.run = lambda *a, **k: np.ones(3).reshape(2, 2)
+elif where == "keyerror":  # a plain bug in jaxnn
+    import jaxnn.experiment
+    jaxnn.experiment.run = lambda *a, **k: {}["params"]
+elif where == "preflight":  # a plain ValueError inside the checks that rename bad input to the flags
+    def read_header(*a, **k):
+        raise ValueError("path: not a refusal, a bug")
+    jaxnn.csvfile.read_header = read_header
+from jaxnn.cli import main
+sys.exit(main(argv))
+"""
+
+
+@pytest.mark.parametrize(("where", "flags", "status", "pieces"), [
+    ("numpy", [], 70, ("jaxnn train: error: internal error: ValueError: cannot reshape",)),
+    ("keyerror", [], 70, ("jaxnn train: error: internal error: KeyError: 'params'",)),
+    ("preflight", [], 70, ("jaxnn train: error: internal error: ValueError: path: not a refusal, a bug",)),
+    ("none", ["--test-size", "0.9"], 2, ("jaxnn train: error: --test-size=0.9 on 4 rows",)),
+    ("none", ["--hidden", "0"], 2, ("jaxnn train: error: argument --hidden",)),
+])
+def test_internal_errors_exit_70_and_bad_input_2_in_a_real_process(
+        tmp_path: Path, where: str, flags: list[str], status: int, pieces: tuple[str, ...]) -> None:
+    data = write(tmp_path, "ok.csv", GOOD)
+    proc = subprocess.run([sys.executable, "-c", _BROKEN_RUNNER, where, "train", "--data", str(data),
+                           "--steps", "1", "--hidden", "2", *flags],
+                          capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path),
+                          timeout=120, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for piece in pieces:
+        assert piece in proc.stderr, proc.stderr
+    internal = "(a bug in jaxnn or a library it uses, not in your input; please report it" in proc.stderr
+    assert internal == (status == 70), proc.stderr
