@@ -21,10 +21,14 @@ place (file line and 1-based data row, column name) and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
 import os
+import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +71,40 @@ BUILTIN_DATASETS: tuple[str, ...] = names.DATASETS
 #: OpenML id of the Boston housing data (506 rows, 13 features, target MEDV).
 BOSTON_OPENML_ID = 531
 BOSTON_TARGET = "medv"
+
+#: Seconds the OpenML fetch may wait on the network (each connect or read; scikit-learn's
+#: ``fetch_openml`` takes no timeout of its own, and a network that drops packets would otherwise
+#: hang it for minutes). ``JAXNN_FETCH_TIMEOUT`` overrides it.
+FETCH_TIMEOUT = 20.0
+ENV_FETCH_TIMEOUT = "JAXNN_FETCH_TIMEOUT"
+
+
+def fetch_timeout() -> float:
+    """The network timeout of :func:`load_boston`'s fetch, in seconds (``JAXNN_FETCH_TIMEOUT``)."""
+    text = os.environ.get(ENV_FETCH_TIMEOUT, "").strip()
+    if not text:
+        return FETCH_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{ENV_FETCH_TIMEOUT}: expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Sockets opened in the block time out after ``seconds``, unless the process already set its
+    own default timeout (``socket.setdefaulttimeout``), which is left as it is."""
+    if socket.getdefaulttimeout() is not None:
+        yield
+        return
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(None)
 
 
 def _frozen_array(a: np.ndarray) -> np.ndarray:
@@ -398,28 +436,39 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
     Returns:
         ``Dataset`` named ``"boston"``, ``X`` shape ``(506, 13)``, ``y`` shape ``(506,)``.
 
+    The fetch gives up after ``JAXNN_FETCH_TIMEOUT`` seconds without an answer (default 20;
+    sockets the process opens meanwhile get that default timeout, unless it set its own with
+    ``socket.setdefaulttimeout``), and retries once.
+
     Raises:
-        OSError: ``path=None`` and OpenML cannot be reached; the message says to pass the
-            CSV path. Also the file errors of :func:`load_csv`.
+        OSError: ``path=None`` and OpenML cannot be reached or does not answer in time; the
+            message says to pass the CSV path. Also the file errors of :func:`load_csv`.
         ValueError: a malformed CSV (see :func:`load_csv`).
     """
     if path is not None:
         return dataclasses.replace(load_csv(path, BOSTON_TARGET, task="regression"), name="boston")
+    timeout = fetch_timeout()
     try:
         # liac-arff needs no pandas; it returns the nominal columns (chas, rad) as codes
         # into ``bunch.categories``, decoded below. One retry keeps offline failure quick.
-        bunch = fetch_openml(
-            data_id=BOSTON_OPENML_ID,
-            as_frame=False,
-            parser="liac-arff",
-            n_retries=1,
-            delay=1.0,
-        )
+        with _socket_timeout(timeout), warnings.catch_warnings():
+            # scikit-learn warns before its retry; the error below says all there is to say
+            warnings.filterwarnings("ignore", message="A network error occurred", category=UserWarning)
+            bunch = fetch_openml(
+                data_id=BOSTON_OPENML_ID,
+                as_frame=False,
+                parser="liac-arff",
+                n_retries=1,
+                delay=1.0,
+            )
     except OSError as exc:  # URLError, HTTPError, TimeoutError, socket errors
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            reason = f"no answer within {timeout:g} s ({ENV_FETCH_TIMEOUT} sets the limit)"
         raise OSError(
-            f"could not fetch Boston housing from OpenML (data_id={BOSTON_OPENML_ID}): "
-            f"{exc}. Without network access pass the CSV path instead: "
-            "load_boston('path/to/boston.csv') or `--data path/to/boston.csv`"
+            f"could not fetch Boston housing from OpenML (data_id={BOSTON_OPENML_ID}): {reason}; "
+            "without network access pass the seed's CSV instead: --data path/to/boston.csv "
+            "--target medv on the command line, load_boston('path/to/boston.csv') in Python"
         ) from exc
     X = np.array(bunch.data, dtype=np.float64)
     names = [str(f) for f in bunch.feature_names]

@@ -11,12 +11,17 @@ subprocesses prove that nothing else (a traceback, a warning) reaches the termin
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -765,3 +770,57 @@ def test_internal_errors_exit_70_and_bad_input_2_in_a_real_process(
         assert piece in proc.stderr, proc.stderr
     internal = "(a bug in jaxnn or a library it uses, not in your input; please report it" in proc.stderr
     assert internal == (status == 70), proc.stderr
+
+
+# ------------------------------------------ --data boston (fetched from OpenML) without a network
+
+
+@contextlib.contextmanager
+def _silent_proxy() -> Iterator[str]:
+    """An HTTP proxy on 127.0.0.1 that accepts connections and never answers: a network that
+    swallows the request (the fetch must give up, not hang)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("network", ["refused", "silent"])
+def test_builtin_boston_offline_says_to_pass_the_csv(tmp_path: Path, network: str) -> None:
+    """`--data boston` is fetched from OpenML. Without a network -- every connection goes through a
+    proxy that refuses it, or one that never answers -- it is one line and exit 2 naming the CSV
+    way, within the fetch timeout: no traceback, no hang."""
+    env = subprocess_env(tmp_path)  # warnings are errors in it, as in the suite
+    for name in ("no_proxy", "NO_PROXY"):
+        env.pop(name, None)
+    env.update(SCIKIT_LEARN_DATA=str(tmp_path / "scikit_learn_data"),  # nothing cached: a real fetch
+               JAXNN_FETCH_TIMEOUT="1")
+    with contextlib.ExitStack() as stack:
+        # port 9 (discard) on the loopback: nothing listens there, the connection is refused
+        proxy = "http://127.0.0.1:9" if network == "refused" else stack.enter_context(_silent_proxy())
+        env.update(http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy)
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", "train", "--data", "boston", "--steps",
+                               "1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+                              check=False)
+        seconds = time.monotonic() - t0
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("jaxnn train: error: --data: could not fetch Boston housing from OpenML")
+    assert "--data path/to/boston.csv --target medv" in proc.stderr
+    if network == "silent":
+        assert "no answer within 1 s (JAXNN_FETCH_TIMEOUT" in proc.stderr, proc.stderr
+    assert seconds < 60, seconds  # two tries of 1 s each, a 1 s pause, and the start-up
