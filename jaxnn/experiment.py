@@ -44,7 +44,7 @@ def default_loss(task: str) -> str:
 
 
 def model_name(config: TrainConfig) -> str:
-    """``"linear"`` or ``"mlp[13 sigmoid]"``-style description."""
+    """``"linear"`` or ``"mlp[100 relu]"``-style description."""
     if not config.hidden:
         return "linear"
     return f"mlp[{'-'.join(map(str, config.hidden))} {config.activation}]"

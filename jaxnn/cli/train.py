@@ -37,12 +37,12 @@ DEFAULT_EPOCHS = 200
 
 
 def _hidden(text: str) -> list[int]:
-    """``--hidden 13`` or ``--hidden 64,32``."""
+    """``--hidden 100`` or ``--hidden 64,32``."""
     try:
         sizes = [_positive_int(s) for s in text.split(",") if s.strip()]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected positive integers up to {INT32_MAX} like 13 or 64,32, got {text!r}") from None
+            f"expected positive integers up to {INT32_MAX} like 100 or 64,32, got {text!r}") from None
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes
@@ -150,7 +150,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: mse for regression, cross_entropy for classification")
     g.add_argument("--reduction", choices=names.REDUCTIONS, default="mean",
                    help="squared-error reduction; sum/half_sum reproduce the seed's updates")
-    g.add_argument("--optimizer", choices=names.OPTIMIZERS, default="adam")
+    g.add_argument("--optimizer", choices=names.OPTIMIZERS, default="adam", help="(default adam)")
     g.add_argument("--lr", type=_positive_float, default=DEFAULT_LR,
                    help=f"learning rate (default {DEFAULT_LR:g})")
     g.add_argument("--schedule", choices=names.SCHEDULES, default="constant")
