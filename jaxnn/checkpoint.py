@@ -219,7 +219,7 @@ def _version() -> str:
     return __version__
 
 
-def _refuse(path: Any, problem: str) -> ValueError:
+def _refuse(path: Any, problem: str) -> InputError:
     return InputError(f"{str(path)!r} is not a valid jaxnn checkpoint: {problem}")
 
 
