@@ -214,3 +214,25 @@ def test_resume_mid_epoch_reaches_the_requested_total_bit_identically(tmp_path: 
     for x, y in zip(leaves(resumed.state.params), leaves(straight.state.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     np.testing.assert_array_equal(resumed.history.train_loss, straight.history.train_loss)
+
+
+def test_a_checkpoint_saved_with_the_former_default_network_resumes_as_it_was(tmp_path: Path, capsys) -> None:
+    """Before the default network became 100 relu units, a run without --hidden stored no hidden
+    sizes among its flags (the default then was 13). Resuming it trains the checkpoint's network,
+    bit for bit as the straight run, not today's default."""
+    a, old, b, c = (str(tmp_path / f) for f in ("a.npz", "old.npz", "b.npz", "c.npz"))
+    seed_net = ["--hidden", "13", "--activation", "sigmoid", "--lr", "0.01"]  # the former defaults
+    assert main(["train", "--steps", "20", "--save", a, *seed_net]) == 0
+    capsys.readouterr()
+    ck = checkpoint.load(a)
+    assert ck.extra["cli_args"]["hidden"] == [[13]]
+    checkpoint.save(old, ck.state, ck.config, scaler=ck.scaler, dataset=ck.dataset, history=ck.history,
+                    extra={"cli_args": {**ck.extra["cli_args"], "hidden": None}},  # as it was stored
+                    target_scaler=ck.target_scaler)
+    assert main(["train", "--resume", old, "--steps", "40", "--save", b, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "mlp[13 sigmoid]"
+    assert main(["train", "--steps", "40", "--save", c, *seed_net]) == 0
+    resumed, straight = checkpoint.load(b), checkpoint.load(c)
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(resumed.state.params), leaves(straight.state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

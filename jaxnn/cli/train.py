@@ -457,6 +457,8 @@ class TrainOutputs:
                 raise InputError(f"--{dest.replace('_', '-')}: {args.resume!r} was trained with "
                                  f"{stored[dest]!r}, got {given!r}; leave the flag out to resume")
             setattr(args, dest, stored[dest])
+        if args.hidden is None and ck.config.hidden:  # saved with the default of its day (13 before
+            args.hidden = [list(ck.config.hidden)]    # 100): the checkpoint's network, not today's
         if args.epochs is None and args.steps is None:
             args.epochs, args.steps = ck.config.epochs, ck.config.steps
         self._cli = {k: getattr(args, k) for k in self._cli}
