@@ -14,9 +14,10 @@ training code converts to ``jax.numpy`` in the dtype it trains in. Arrays held b
 :class:`Dataset`, :class:`Scaler` and :class:`Split` are made read-only, so a dataset
 cannot be changed in place behind a caller's back.
 
-Bad input raises :class:`ValueError` (or :class:`FileNotFoundError` /
-:class:`IsADirectoryError`, both :class:`OSError`) with a message naming the argument, the
-place (file line and 1-based data row, column name) and what was expected.
+Bad input raises :class:`~jaxnn.errors.InputError`, a :class:`ValueError` (or
+:class:`FileNotFoundError` / :class:`IsADirectoryError`, both :class:`OSError`), with a message
+naming the argument, the place (file line and 1-based data row, column name) and what was
+expected.
 """
 
 from __future__ import annotations
