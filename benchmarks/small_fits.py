@@ -189,7 +189,8 @@ def measure(quick: bool) -> dict[str, Any]:
         steps = 500 if quick else 10_000
         data = str(BOSTON_CSV)
         env = {**base, "JAXNN_CACHE_DIR": os.path.join(tmp, "cli", "jax")}
-        train = [sys.executable, "-m", "jaxnn.cli", "train", "--data", data, "--optimizer", "sgd", "--lr",
+        train = [sys.executable, "-m", "jaxnn.cli", "train", "--data", data, "--hidden", "13",
+                 "--activation", "sigmoid", "--optimizer", "sgd", "--lr",
                  "1e-3", "--batch-size", "23", "--steps", str(steps), "--init", "normal", "--json"]
         cold = _wall(train, env)
         warm = min(_wall(train, env) for _ in range(3))

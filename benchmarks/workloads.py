@@ -155,7 +155,8 @@ def cli(quick: bool) -> dict[str, Any]:
             data = os.path.join(tmp, "seedshape.csv")
             header = ",".join([f"x{i}" for i in range(13)] + ["y"])
             np.savetxt(data, np.hstack([X, Y]), delimiter=",", header=header, comments="")
-        argv = [sys.executable, "-m", "jaxnn.cli", "train", "--data", data, "--optimizer", "sgd",
+        argv = [sys.executable, "-m", "jaxnn.cli", "train", "--data", data, "--hidden", "13",
+                "--activation", "sigmoid", "--optimizer", "sgd",
                 "--lr", str(LR), "--batch-size", str(BATCH), "--steps", str(steps),
                 "--init", "normal", "--json"]
         env = {**os.environ, "JAXNN_CACHE_DIR": os.path.join(tmp, "cache")}

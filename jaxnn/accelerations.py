@@ -35,6 +35,8 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
+from jaxnn.errors import InputError
+
 NAMES = ("host_orders", "row_buckets", "xla_cpu", "compilation_cache")
 
 _OFF: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("jaxnn_accelerations_off",
@@ -44,7 +46,7 @@ _OFF: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("jaxnn_acc
 def enabled(name: str) -> bool:
     """Whether the acceleration ``name`` (one of :data:`NAMES`) is on here."""
     if name not in NAMES:
-        raise ValueError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")
+        raise InputError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")
     return name not in _OFF.get()
 
 
@@ -53,7 +55,7 @@ def off(*names: str) -> Iterator[None]:
     """Switch accelerations off inside the ``with`` block: the named ones, or all of them."""
     for name in names:
         if name not in NAMES:
-            raise ValueError(f"names: expected some of {', '.join(NAMES)}, got {name!r}")
+            raise InputError(f"names: expected some of {', '.join(NAMES)}, got {name!r}")
     token = _OFF.set(_OFF.get() | frozenset(names or NAMES))
     try:
         yield

@@ -17,6 +17,8 @@ import numpy as np
 import optax
 from jax import Array
 
+from jaxnn.errors import InputError, InputTypeError
+
 MAX_STEPS = 2**31 - 1  # the step counter is int32
 
 
@@ -24,9 +26,9 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int 
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise InputError(f"{name}: expected a positive integer, got {value!r}")
     if value > limit:
-        raise ValueError(f"{name}: {value} is above the limit of {limit}")
+        raise InputError(f"{name}: {value} is above the limit of {limit}")
 
 
 def float_dtype(params: Any) -> Any:
@@ -37,41 +39,41 @@ def float_dtype(params: Any) -> Any:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if not jnp.issubdtype(dt, jnp.floating):
-            raise TypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
+            raise InputTypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
                             f"{dt}; every leaf of params is trained (pass integer settings through "
                             "loss_args or a closure)")
     for leaf in jax.tree_util.tree_leaves(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if jnp.issubdtype(dt, jnp.floating):
             return jnp.dtype(dt)
-    raise ValueError("params: expected a pytree with at least one floating-point array")
+    raise InputError("params: expected a pytree with at least one floating-point array")
 
 
 def as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
     """A tuple of host arrays sharing their leading axis; floating ones cast to ``dtype``, checked finite."""
     if not isinstance(data, tuple | list) or len(data) == 0:
-        raise TypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
+        raise InputTypeError(f"{name}: expected a tuple of arrays such as (X, Y), got {type(data).__name__}")
     out = []
     for i, a in enumerate(data):
         arr = real_array(f"{name}[{i}]", a)
         if arr.ndim == 0:
-            raise ValueError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
+            raise InputError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
         if np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)):
                 bad = np.argwhere(~np.isfinite(arr))[0]
-                raise ValueError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
+                raise InputError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
             if arr.dtype != dtype:  # (a cast copies; already in dtype, the array is used as it is)
                 with np.errstate(over="ignore"):
                     arr = arr.astype(dtype)
                 if not np.all(np.isfinite(arr)):
-                    raise ValueError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
+                    raise InputError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
         out.append(arr)
     n = out[0].shape[0]
     if n < 1:
-        raise ValueError(f"{name}: expected at least one row, got 0")
+        raise InputError(f"{name}: expected at least one row, got 0")
     for i, a in enumerate(out):
         if a.shape[0] != n:
-            raise ValueError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
+            raise InputError(f"{name}: arrays have different numbers of rows: {name}[0] has {n}, "
                              f"{name}[{i}] has {a.shape[0]}")
     return tuple(out)
 
@@ -95,23 +97,24 @@ def real_array(name: str, a: Any) -> np.ndarray:
     try:
         arr = np.asarray(a)
     except ValueError as e:
-        raise ValueError(f"{name}: expected a rectangular array ({e})") from None
+        raise InputError(f"{name}: expected a rectangular array ({e})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) \
             or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
 
 
 def as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
     """``loss_args`` as a tuple of finite host arrays: floating values in the params' dtype."""
     if not isinstance(loss_args, tuple | list):
-        raise TypeError(f"loss_args: expected a tuple of arrays or numbers, got {type(loss_args).__name__}")
+        raise InputTypeError("loss_args: expected a tuple of arrays or numbers, "
+                             f"got {type(loss_args).__name__}")
     out = []
     for i, leaf in enumerate(loss_args):
         arr = real_array(f"loss_args[{i}]", leaf)
         if np.issubdtype(arr.dtype, np.floating):
             if not np.all(np.isfinite(arr)):
-                raise ValueError(f"loss_args[{i}]: contains NaN or inf")
+                raise InputError(f"loss_args[{i}]: contains NaN or inf")
             arr = arr.astype(dtype)
         out.append(arr)
     return tuple(out)
@@ -122,9 +125,9 @@ def as_key(key: Any) -> Array:
         return jax.random.key(0)
     if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
-            raise ValueError(f"key: expected one key, got an array of keys of shape {key.shape}")
+            raise InputError(f"key: expected one key, got an array of keys of shape {key.shape}")
         return key
-    raise TypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
+    raise InputTypeError(f"key: expected a typed PRNG key (jax.random.key(seed)), got {type(key).__name__}")
 
 
 def is_x64(dtype: Any) -> bool:
@@ -140,10 +143,10 @@ def same_layout(name: str, got: Any, want: Any) -> None:
     """Raise ValueError naming the first difference of structure, shape or dtype of two pytrees."""
     gs, ws = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(want)
     if str(gs) != str(ws):
-        raise ValueError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
+        raise InputError(f"state: its {name} have another structure than this run's: {gs} vs {ws}")
     for (path, gshape, gdt), (_, wshape, wdt) in zip(describe(got), describe(want), strict=True):
         if gshape != wshape or gdt != wdt:
-            raise ValueError(f"state: {name}{path} is {gdt}{list(gshape)}, "
+            raise InputError(f"state: {name}{path} is {gdt}{list(gshape)}, "
                              f"this run needs {wdt}{list(wshape)}")
 
 
@@ -223,10 +226,11 @@ def check_model(loss_fn: Any, optimizer: Any, state: Any, data: tuple[Any, ...],
         with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
             out = jax.eval_shape(optimizer.update, like, opt_state, like)
     except Exception as e:
-        raise TypeError(f"optimizer: its update(grads, state, params) fails: {type(e).__name__}: {e}") from e
+        raise InputTypeError("optimizer: its update(grads, state, params) fails: "
+                             f"{type(e).__name__}: {e}") from e
     want: Any = jax.tree_util.tree_structure(like)
     if not (isinstance(out, tuple) and len(out) == 2 and jax.tree_util.tree_structure(out[0]) == want):
-        raise TypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
+        raise InputTypeError("optimizer: update(grads, state, params) must return (updates, new_state) with "
                         f"updates shaped like params, got {type(out).__name__} "
                         f"{jax.tree_util.tree_structure(out)}")
     dims = {d for x in (*jax.tree_util.tree_leaves(params), *data, *jax.tree_util.tree_leaves(loss_args))
@@ -237,7 +241,7 @@ def check_model(loss_fn: Any, optimizer: Any, state: Any, data: tuple[Any, ...],
     jaxpr = jax.make_jaxpr(lambda p, *b: loss_fn(p, *b, *loss_args, *extra))(params, *batch)
     for shape in intermediate_shapes(jaxpr.jaxpr):
         if sum(d == rows for d in shape) >= 2:
-            raise ValueError(
+            raise InputError(
                 "loss_fn: mixes the minibatch's rows -- for a minibatch of B rows it builds a (B, B) "
                 f"array (shape {tuple('B' if d == rows else d for d in shape)}); usually targets of shape "
                 "(n,) broadcast against predictions of shape (n, 1): give Y the predictions' shape "

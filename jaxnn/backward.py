@@ -37,6 +37,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn.errors import InputTypeError
+
 
 def _is_float(x: Any) -> bool:
     return bool(jnp.issubdtype(jnp.result_type(x), jnp.inexact))
@@ -57,9 +59,9 @@ def with_backward(forward: Callable[..., Any],
             ``backward`` does not return a tuple (or list) of one gradient per argument.
     """
     if not callable(forward):
-        raise TypeError(f"forward: expected a callable, got {type(forward).__name__}")
+        raise InputTypeError(f"forward: expected a callable, got {type(forward).__name__}")
     if not callable(backward):
-        raise TypeError(f"backward: expected a callable, got {type(backward).__name__}")
+        raise InputTypeError(f"backward: expected a callable, got {type(backward).__name__}")
     name = getattr(forward, "__name__", "forward")
 
     @jax.custom_vjp
@@ -73,7 +75,7 @@ def with_backward(forward: Callable[..., Any],
         grads = backward(*args, cotangent)
         if not isinstance(grads, tuple | list) or len(grads) != len(args):
             got = f"{len(grads)} gradients" if isinstance(grads, tuple | list) else type(grads).__name__
-            raise TypeError(f"{name}: backward must return a tuple of {len(args)} gradients "
+            raise InputTypeError(f"{name}: backward must return a tuple of {len(args)} gradients "
                             f"(one per argument), got {got}")
         # integer leaves (labels, indices) get JAX's symbolic zero, whatever backward returned
         return tuple(

@@ -66,6 +66,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.errors import InputError, InputTypeError
+
 __all__ = ["ArgumentCheck", "Tolerances", "VJPCheck", "check_deriv", "check_vjp", "tolerances_for"]
 
 N_COTANGENTS = 3
@@ -110,7 +112,7 @@ def tolerances_for(dtype: Any, *, rtol: float | None = None, atol: float | None 
     """The default tolerances of ``dtype`` (see the module docstring), with overrides."""
     name = jnp.dtype(dtype).name
     if name not in _DEFAULTS:
-        raise ValueError(f"dtype: expected one of {sorted(_DEFAULTS)}, got {name!r}")
+        raise InputError(f"dtype: expected one of {sorted(_DEFAULTS)}, got {name!r}")
     d_rtol, d_fd = _DEFAULTS[name]
     r = d_rtol if rtol is None else rtol
     return Tolerances(name, r, atol, max(d_fd, r), 1e-6 if eps is None else eps)
@@ -296,14 +298,14 @@ def _kind(arg: Any, where: str) -> str:
     kinds = set()
     leaves = _tree.tree_leaves(arg)
     if not leaves:
-        raise ValueError(f"{where}: an argument with no arrays in it")
+        raise InputError(f"{where}: an argument with no arrays in it")
     for leaf in leaves:
         dt = jnp.result_type(leaf)
         if jnp.issubdtype(dt, jnp.complexfloating):
-            raise TypeError(f"{where}: complex dtype {dt} is not supported")
+            raise InputTypeError(f"{where}: complex dtype {dt} is not supported")
         kinds.add("float" if jnp.issubdtype(dt, jnp.floating) else "int")
     if len(kinds) > 1:
-        raise ValueError(f"{where}: mixes floating and integer arrays; pass them as "
+        raise InputError(f"{where}: mixes floating and integer arrays; pass them as "
                          "separate arguments")
     return kinds.pop()
 
@@ -312,7 +314,7 @@ def _as_array_tree(arg: Any, where: str) -> Any:
     def conv(leaf: Any) -> Any:
         if isinstance(leaf, jax.Array | np.ndarray | np.generic | bool | int | float):
             return jnp.asarray(leaf)
-        raise TypeError(f"{where}: expected arrays (or pytrees of arrays), got "
+        raise InputTypeError(f"{where}: expected arrays (or pytrees of arrays), got "
                         f"{type(leaf).__name__}")
     return _tree.tree_map(conv, arg)
 
@@ -353,9 +355,9 @@ def _check_positive(name: str, value: float | None, *, allow_zero: bool = False)
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, "
+        raise InputError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, "
                          f"got {value!r}")
 
 
@@ -363,16 +365,16 @@ def _resolve(forward: Any, backward: Any, args: Any) -> tuple[Callable, Callable
     """(forward, backward, args, f or None) from either calling convention."""
     if callable(backward) or args is not None:
         if not callable(forward):
-            raise TypeError(f"forward: expected a callable, got {type(forward).__name__}")
+            raise InputTypeError(f"forward: expected a callable, got {type(forward).__name__}")
         if not callable(backward):
-            raise TypeError(f"backward: expected a callable backward(*args, cotangent), got "
+            raise InputTypeError(f"backward: expected a callable backward(*args, cotangent), got "
                             f"{type(backward).__name__}")
         return forward, backward, args, None
     f, args = forward, backward
     if not callable(f):
-        raise TypeError(f"forward: expected a callable, got {type(f).__name__}")
+        raise InputTypeError(f"forward: expected a callable, got {type(f).__name__}")
     if not (callable(getattr(f, "forward", None)) and callable(getattr(f, "backward", None))):
-        raise TypeError(
+        raise InputTypeError(
             f"f: {getattr(f, '__name__', f)!r} has no .forward/.backward: make it with "
             "jaxnn.with_backward(forward, backward), or call check_vjp(forward, backward, args)")
     return f.forward, f.backward, args, f
@@ -436,21 +438,21 @@ def check_vjp(
     if isinstance(args, jax.Array | np.ndarray):
         args = (args,)
     if not isinstance(args, tuple | list):
-        raise TypeError(f"args: expected a tuple of positional arguments, got {type(args).__name__}")
+        raise InputTypeError(f"args: expected a tuple of positional arguments, got {type(args).__name__}")
     args = tuple(_as_array_tree(a, f"args[{i}]") for i, a in enumerate(args))
     if not args:
-        raise ValueError("args: expected at least one argument")
+        raise InputError("args: expected at least one argument")
     kinds = [_kind(a, f"args[{i}]") for i, a in enumerate(args)]
     diff = [i for i, k in enumerate(kinds) if k == "float"]
     if not diff:
-        raise ValueError("args: no floating-point argument to differentiate")
+        raise InputError("args: no floating-point argument to differentiate")
     _check_positive("rtol", rtol)
     _check_positive("atol", atol, allow_zero=True)
     _check_positive("eps", eps)
     if key is None:
         key = jax.random.key(0)
     elif not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError("key: expected a typed key from jax.random.key(seed), got "
+        raise InputTypeError("key: expected a typed key from jax.random.key(seed), got "
                         f"{type(key).__name__}")
     name = str(name or getattr(forward if f is None else f, "__name__", "forward"))
     names = _param_names(forward, len(args))
@@ -460,7 +462,7 @@ def check_vjp(
     out_def = _tree.tree_structure(out)
     if not out_leaves or not all(jnp.issubdtype(jnp.result_type(o), jnp.floating)
                                  for o in out_leaves):
-        raise ValueError(f"forward: must return floating-point arrays, got "
+        raise InputError(f"forward: must return floating-point arrays, got "
                          f"{[str(jnp.result_type(o)) for o in out_leaves]}")
     # the least precise floating dtype among the differentiable arguments and the output
     dts = [jnp.result_type(x) for i in diff for x in _tree.tree_leaves(args[i])]
@@ -475,11 +477,11 @@ def check_vjp(
     if cotangent is not None:
         cotangent = _as_array_tree(cotangent, "cotangent")
         if str(_tree.tree_structure(cotangent)) != str(out_def):
-            raise ValueError(f"cotangent: structure {_tree.tree_structure(cotangent)} does not "
+            raise InputError(f"cotangent: structure {_tree.tree_structure(cotangent)} does not "
                              f"match the output's {out_def}")
         for c, o in zip(_tree.tree_leaves(cotangent), out_leaves, strict=True):
             if jnp.shape(c) != jnp.shape(o):
-                raise ValueError(f"cotangent: shape {jnp.shape(c)} does not match the output's "
+                raise InputError(f"cotangent: shape {jnp.shape(c)} does not match the output's "
                                  f"shape {jnp.shape(o)}")
         cots.append(_tree.tree_map(lambda c, o: c.astype(jnp.result_type(o)), cotangent, out))
     for k in jax.random.split(k_cot, N_COTANGENTS):
@@ -984,13 +986,13 @@ def check_deriv(func: Callable[..., Any], x: Any, *, deriv: Callable[..., Any] |
         TypeError: ``func`` is not callable or has no ``.deriv`` (and none is given).
     """
     if not callable(func):
-        raise TypeError(f"func: expected a callable, got {type(func).__name__}")
+        raise InputTypeError(f"func: expected a callable, got {type(func).__name__}")
     d = deriv if deriv is not None else getattr(func, "deriv", None)
     if not callable(d):
-        raise TypeError(f"func: {getattr(func, '__name__', func)!r} has no .deriv to check")
+        raise InputTypeError(f"func: {getattr(func, '__name__', func)!r} has no .deriv to check")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x: expected floating-point values, got {x.dtype}")
+        raise InputTypeError(f"x: expected floating-point values, got {x.dtype}")
     name = getattr(func, "__name__", "func")
     return check_vjp(func, lambda x, c: (c * d(x),), (x,), key=key, rtol=rtol,
                      name=f"{name}.deriv")

@@ -59,6 +59,7 @@ import numpy as np
 
 from jaxnn import distributed, training
 from jaxnn.datasets import Dataset, Scaler
+from jaxnn.errors import InputError, InputTypeError
 from jaxnn.files import open_regular_file, refuse_special_target
 from jaxnn.training import History, TrainConfig, TrainState
 
@@ -151,10 +152,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 
 def _check_array_for_save(name: str, a: Any) -> np.ndarray:
     if not isinstance(name, str) or name == META_KEY or not _NAME.fullmatch(name):
-        raise ValueError(f"arrays: invalid array name {name!r}; use letters, digits, _ . - and '/'")
+        raise InputError(f"arrays: invalid array name {name!r}; use letters, digits, _ . - and '/'")
     arr = np.asarray(a)
     if arr.dtype.name not in ALLOWED_DTYPES:
-        raise TypeError(f"arrays[{name!r}]: dtype {arr.dtype} is not one of {list(ALLOWED_DTYPES)}")
+        raise InputTypeError(f"arrays[{name!r}]: dtype {arr.dtype} is not one of {list(ALLOWED_DTYPES)}")
     return np.array(arr, order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
 
 
@@ -179,10 +180,10 @@ def save_arrays(
         ValueError: a bad array name, NaN/inf in ``meta``, or too many arrays.
     """
     if not isinstance(meta, Mapping):
-        raise TypeError(f"meta: expected a dict, got {type(meta).__name__}")
+        raise InputTypeError(f"meta: expected a dict, got {type(meta).__name__}")
     checked = {name: _check_array_for_save(name, a) for name, a in arrays.items()}
     if len(checked) > MAX_ARRAYS:
-        raise ValueError(f"arrays: at most {MAX_ARRAYS} arrays per file, got {len(checked)}")
+        raise InputError(f"arrays: at most {MAX_ARRAYS} arrays per file, got {len(checked)}")
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -194,12 +195,12 @@ def save_arrays(
     try:
         text = json.dumps(header, allow_nan=False, sort_keys=True)
     except ValueError as e:
-        raise ValueError(f"meta: not storable as strict JSON ({e})") from None
+        raise InputError(f"meta: not storable as strict JSON ({e})") from None
     except TypeError as e:
-        raise TypeError(f"meta: not JSON-serialisable ({e})") from None
+        raise InputTypeError(f"meta: not JSON-serialisable ({e})") from None
     meta_bytes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     if meta_bytes.size > MAX_META_BYTES:
-        raise ValueError(f"meta: {meta_bytes.size} bytes of JSON, at most {MAX_META_BYTES}")
+        raise InputError(f"meta: {meta_bytes.size} bytes of JSON, at most {MAX_META_BYTES}")
 
     def write(fh: IO[bytes]) -> None:
         # Exactly np.savez's layout (a stored zip of .npy members), written by hand so no
@@ -218,8 +219,8 @@ def _version() -> str:
     return __version__
 
 
-def _refuse(path: Any, problem: str) -> ValueError:
-    return ValueError(f"{str(path)!r} is not a valid jaxnn checkpoint: {problem}")
+def _refuse(path: Any, problem: str) -> InputError:
+    return InputError(f"{str(path)!r} is not a valid jaxnn checkpoint: {problem}")
 
 
 def _read_header(npz: Any, member: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -231,7 +232,7 @@ def _read_header(npz: Any, member: str) -> tuple[tuple[int, ...], np.dtype, int]
         elif version == (2, 0):
             shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
-            raise ValueError(f"unsupported .npy version {version}")
+            raise InputError(f"unsupported .npy version {version}")
         return tuple(shape), dtype, f.tell()
 
 
@@ -240,7 +241,7 @@ def _decode_meta(path: Any, raw: np.ndarray) -> dict[str, Any]:
         raise _refuse(path, f"{META_KEY} must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
 
     def no_constants(name: str) -> Any:
-        raise ValueError(f"JSON constant {name} is not allowed")
+        raise InputError(f"JSON constant {name} is not allowed")
 
     try:
         header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=no_constants)
@@ -471,9 +472,9 @@ def save(
         TypeError: ``state`` is not a TrainState, or ``config`` not a TrainConfig.
     """
     if not isinstance(state, TrainState):
-        raise TypeError(f"state: expected a TrainState, got {type(state).__name__}")
+        raise InputTypeError(f"state: expected a TrainState, got {type(state).__name__}")
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        raise InputTypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     named, _ = _state_leaves(_with_key_data(state))
     arrays: dict[str, Any] = {name: np.asarray(jax.device_get(leaf)) for name, leaf in named.items()}
     d = int(arrays["params/0/W"].shape[0])
@@ -719,7 +720,7 @@ def _tree_members(tree: Any) -> tuple[dict[str, Any], Any]:
     for path, leaf in flat:
         name = _path_name(path) or "leaf"
         if name in named:
-            raise ValueError(f"tree: two leaves are both named {name!r}; use distinct dict keys")
+            raise InputError(f"tree: two leaves are both named {name!r}; use distinct dict keys")
         named[name] = leaf
     return named, treedef
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jaxnn.errors import InputError, InputTypeError
 from jaxnn.files import open_regular_file
 
 __all__ = ["MISSING_MARKERS", "CsvOptions", "number", "read_header", "read_table", "resolve_columns"]
@@ -47,17 +48,17 @@ class CsvOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.header, bool):
-            raise TypeError(f"header: expected True or False, got {self.header!r}")
+            raise InputTypeError(f"header: expected True or False, got {self.header!r}")
         if not isinstance(self.delimiter, str) or len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
-            raise ValueError(f"delimiter: expected one character other than a quote or newline, "
+            raise InputError(f"delimiter: expected one character other than a quote or newline, "
                              f"got {self.delimiter!r}")
         for name in ("drop", "one_hot"):
             cols = getattr(self, name)
             if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
-                raise TypeError(f"{name}: expected a sequence of column names, got {cols!r}")
+                raise InputTypeError(f"{name}: expected a sequence of column names, got {cols!r}")
             object.__setattr__(self, name, tuple(c.strip() for c in cols))
         if not isinstance(self.drop_missing, bool):
-            raise TypeError(f"drop_missing: expected True or False, got {self.drop_missing!r}")
+            raise InputTypeError(f"drop_missing: expected True or False, got {self.drop_missing!r}")
 
 
 def number(text: str) -> float | None:
@@ -103,19 +104,19 @@ def read_table(path: str | os.PathLike[str], options: CsvOptions | None = None, 
                     names = [f"x{j}" for j in range(len(cells))]
                 if len(cells) != len(names):
                     what = "header" if opts.header else "first row"
-                    raise ValueError(f"{str(p)!r} line {line} (data row {len(rows) + 1}) has {len(cells)} "
+                    raise InputError(f"{str(p)!r} line {line} (data row {len(rows) + 1}) has {len(cells)} "
                                      f"fields, but the {what} has {len(names)} columns")
                 rows.append((line, cells))
                 if max_rows is not None and len(rows) >= max_rows:
                     break
     except UnicodeDecodeError as exc:
-        raise ValueError(f"path: {str(p)!r} is not a UTF-8 text file ({exc})") from exc
+        raise InputError(f"path: {str(p)!r} is not a UTF-8 text file ({exc})") from exc
     except csv.Error as exc:
-        raise ValueError(f"path: {str(p)!r} is not valid CSV: {exc}") from exc
+        raise InputError(f"path: {str(p)!r} is not valid CSV: {exc}") from exc
     if names is None:
-        raise ValueError(f"path: {str(p)!r} is empty; expected a header row and data rows")
+        raise InputError(f"path: {str(p)!r} is empty; expected a header row and data rows")
     if not rows:
-        raise ValueError(f"path: {str(p)!r} has a header but no data rows; expected at least 2 rows")
+        raise InputError(f"path: {str(p)!r} has a header but no data rows; expected at least 2 rows")
     return names, rows
 
 
@@ -128,10 +129,10 @@ def read_header(path: str | os.PathLike[str], options: CsvOptions | None = None)
 def _parse_header(names: list[str], p: Path) -> list[str]:
     for j, name in enumerate(names, start=1):
         if not name:
-            raise ValueError(f"{str(p)!r}: header column {j} has an empty name")
+            raise InputError(f"{str(p)!r}: header column {j} has an empty name")
     if all(number(n) is not None for n in names):
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        raise ValueError(f"{str(p)!r}: the first row ({shown}) "
+        raise InputError(f"{str(p)!r}: the first row ({shown}) "
                          "is all numbers, not column names; if the file has no header row, pass "
                          "--no-header (header=False): every row is then data and the columns are x0, x1, ...")
     seen: dict[str, int] = {}
@@ -142,7 +143,7 @@ def _parse_header(names: list[str], p: Path) -> list[str]:
         else:
             seen[name] = j
     if dups:
-        raise ValueError(f"{str(p)!r}: duplicate column names in header: {', '.join(dups)}")
+        raise InputError(f"{str(p)!r}: duplicate column names in header: {', '.join(dups)}")
     return names
 
 
@@ -152,7 +153,7 @@ def column(names: list[str], spec: str, what: str, path: Any, *, header: bool) -
         return names.index(spec)
     if not header and spec.lstrip("-").isdigit() and spec.isascii() and -len(names) <= int(spec) < len(names):
         return int(spec) % len(names)
-    raise ValueError(f"{what}: column {spec!r} is not in {str(path)!r}; available columns: {', '.join(names)}"
+    raise InputError(f"{what}: column {spec!r} is not in {str(path)!r}; available columns: {', '.join(names)}"
                      + ("" if header else f" (or an index 0..{len(names) - 1})"))
 
 
@@ -172,9 +173,9 @@ def resolve_columns(names: list[str], target: str | None, options: CsvOptions | 
     encoded = [column(names, c, "one_hot", path, header=opts.header) for c in opts.one_hot]
     for what, cols in (("drop", dropped), ("one_hot", set(encoded))):
         if t in cols:
-            raise ValueError(f"{what}: {names[t]!r} is the target column")
+            raise InputError(f"{what}: {names[t]!r} is the target column")
     if dropped & set(encoded):
-        raise ValueError(f"drop, one_hot: {sorted(names[j] for j in dropped & set(encoded))} given to both")
+        raise InputError(f"drop, one_hot: {sorted(names[j] for j in dropped & set(encoded))} given to both")
     if len([j for j in range(len(names)) if j not in dropped]) < 2:
-        raise ValueError(f"{str(path)!r} has only the target column {names[t]!r}; no features")
+        raise InputError(f"{str(path)!r} has only the target column {names[t]!r}; no features")
     return t, dropped, encoded

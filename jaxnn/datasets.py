@@ -14,17 +14,22 @@ training code converts to ``jax.numpy`` in the dtype it trains in. Arrays held b
 :class:`Dataset`, :class:`Scaler` and :class:`Split` are made read-only, so a dataset
 cannot be changed in place behind a caller's back.
 
-Bad input raises :class:`ValueError` (or :class:`FileNotFoundError` /
-:class:`IsADirectoryError`, both :class:`OSError`) with a message naming the argument, the
-place (file line and 1-based data row, column name) and what was expected.
+Bad input raises :class:`~jaxnn.errors.InputError`, a :class:`ValueError` (or
+:class:`FileNotFoundError` / :class:`IsADirectoryError`, both :class:`OSError`), with a message
+naming the argument, the place (file line and 1-based data row, column name) and what was
+expected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
 import os
+import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +39,7 @@ from sklearn.preprocessing import StandardScaler
 
 from jaxnn import names
 from jaxnn.csvfile import MISSING_MARKERS, CsvOptions, column, number, read_table, resolve_columns
+from jaxnn.errors import InputError, InputTypeError
 
 
 def fetch_openml(*args: Any, **kwargs: Any) -> Any:
@@ -66,6 +72,40 @@ BUILTIN_DATASETS: tuple[str, ...] = names.DATASETS
 #: OpenML id of the Boston housing data (506 rows, 13 features, target MEDV).
 BOSTON_OPENML_ID = 531
 BOSTON_TARGET = "medv"
+
+#: Seconds the OpenML fetch may wait on the network (each connect or read; scikit-learn's
+#: ``fetch_openml`` takes no timeout of its own, and a network that drops packets would otherwise
+#: hang it for minutes). ``JAXNN_FETCH_TIMEOUT`` overrides it.
+FETCH_TIMEOUT = 20.0
+ENV_FETCH_TIMEOUT = "JAXNN_FETCH_TIMEOUT"
+
+
+def fetch_timeout() -> float:
+    """The network timeout of :func:`load_boston`'s fetch, in seconds (``JAXNN_FETCH_TIMEOUT``)."""
+    text = os.environ.get(ENV_FETCH_TIMEOUT, "").strip()
+    if not text:
+        return FETCH_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{ENV_FETCH_TIMEOUT}: expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Sockets opened in the block time out after ``seconds``, unless the process already set its
+    own default timeout (``socket.setdefaulttimeout``), which is left as it is."""
+    if socket.getdefaulttimeout() is not None:
+        yield
+        return
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(None)
 
 
 def _frozen_array(a: np.ndarray) -> np.ndarray:
@@ -107,31 +147,31 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise InputError(f"task must be one of {TASKS}, got {self.task!r}")
         X = np.asarray(self.X, dtype=np.float64)
         if X.ndim != 2:
-            raise ValueError(f"X must have shape (n, d), got {X.shape}")
+            raise InputError(f"X must have shape (n, d), got {X.shape}")
         y = np.asarray(self.y)
         if y.shape != (X.shape[0],):
-            raise ValueError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+            raise InputError(f"y must have shape ({X.shape[0]},) to match X, got {y.shape}")
         names = tuple(str(f) for f in self.feature_names)
         if len(names) != X.shape[1]:
-            raise ValueError(f"feature_names has {len(names)} names, X has {X.shape[1]} columns")
+            raise InputError(f"feature_names has {len(names)} names, X has {X.shape[1]} columns")
         classes = self.classes
         if self.task == "regression":
             if classes is not None:
-                raise ValueError("classes must be None for a regression dataset")
+                raise InputError("classes must be None for a regression dataset")
             y = y.astype(np.float64)
         else:
             if classes is None:
-                raise ValueError("classes is required for a classification dataset")
+                raise InputError("classes is required for a classification dataset")
             classes = np.asarray(classes)
             if classes.ndim != 1 or classes.shape[0] < 2:
-                raise ValueError(f"classes must have shape (C,) with C >= 2, got {classes.shape}")
+                raise InputError(f"classes must have shape (C,) with C >= 2, got {classes.shape}")
             if y.size and (
                 not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= classes.shape[0]
             ):
-                raise ValueError(f"y must hold class indices 0..{classes.shape[0] - 1} for classification")
+                raise InputError(f"y must hold class indices 0..{classes.shape[0] - 1} for classification")
             y = y.astype(np.int64)
             object.__setattr__(self, "classes", _frozen_array(classes))
         object.__setattr__(self, "X", _frozen_array(X))
@@ -177,11 +217,11 @@ class Scaler:
         mean = np.asarray(self.mean, dtype=np.float64)
         scale = np.asarray(self.scale, dtype=np.float64)
         if mean.ndim != 1 or scale.shape != mean.shape:
-            raise ValueError(f"mean and scale must both have shape (d,), got {mean.shape} and {scale.shape}")
+            raise InputError(f"mean and scale must both have shape (d,), got {mean.shape} and {scale.shape}")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
-            raise ValueError("mean and scale must be finite")
+            raise InputError("mean and scale must be finite")
         if np.any(scale <= 0):
-            raise ValueError("scale must be positive")
+            raise InputError("scale must be positive")
         object.__setattr__(self, "mean", _frozen_array(mean))
         object.__setattr__(self, "scale", _frozen_array(scale))
 
@@ -202,12 +242,12 @@ class Scaler:
         """
         X = _as_2d_float(X, "X")
         if X.shape[0] == 0:
-            raise ValueError("X is empty; cannot fit a Scaler on 0 rows")
+            raise InputError("X is empty; cannot fit a Scaler on 0 rows")
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by column
             sk = StandardScaler().fit(X)
         bad = ~(np.isfinite(sk.mean_) & np.isfinite(sk.scale_))
         if bad.any():
-            raise ValueError(f"X: column {int(np.argmax(bad))} (0-based) is too large to standardise: its "
+            raise InputError(f"X: column {int(np.argmax(bad))} (0-based) is too large to standardise: its "
                              "mean or standard deviation overflows float64")
         return cls(mean=sk.mean_, scale=sk.scale_)
 
@@ -215,7 +255,7 @@ class Scaler:
         """``Z * scale + mean``: standardised values (n, d) back on the original scale (float64)."""
         Z = np.asarray(Z, dtype=np.float64)
         if Z.ndim != 2 or Z.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"expected an array of shape (n, {self.mean.shape[0]}), got {Z.shape}")
+            raise InputError(f"expected an array of shape (n, {self.mean.shape[0]}), got {Z.shape}")
         return Z * self.scale + self.mean
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -229,7 +269,7 @@ class Scaler:
         """
         X = _as_2d_float(X, "X")
         if X.shape[1] != self.mean.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"X has {X.shape[1]} features, but the Scaler was fitted on {self.mean.shape[0]} features"
             )
         return (X - self.mean) / self.scale
@@ -238,7 +278,7 @@ class Scaler:
 def _as_2d_float(X: np.ndarray, name: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, d), got {X.shape}")
+        raise InputError(f"{name} must have shape (n, d), got {X.shape}")
     return X
 
 
@@ -274,14 +314,14 @@ class Split:
 
     def __post_init__(self) -> None:
         if (self.X_val is None) != (self.y_val is None):
-            raise ValueError("X_val, y_val: give both or neither")
+            raise InputError("X_val, y_val: give both or neither")
         for part in ("train", "test", "val"):
             X = getattr(self, f"X_{part}")
             y = getattr(self, f"y_{part}")
             if X is None:
                 continue
             if X.ndim != 2 or y.shape != (X.shape[0],):
-                raise ValueError(f"X_{part} {X.shape} and y_{part} {y.shape} must be (n, d) and (n,)")
+                raise InputError(f"X_{part} {X.shape} and y_{part} {y.shape} must be (n, d) and (n,)")
             object.__setattr__(self, f"X_{part}", _frozen_array(X))
             object.__setattr__(self, f"y_{part}", _frozen_array(y))
 
@@ -397,28 +437,39 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
     Returns:
         ``Dataset`` named ``"boston"``, ``X`` shape ``(506, 13)``, ``y`` shape ``(506,)``.
 
+    The fetch gives up after ``JAXNN_FETCH_TIMEOUT`` seconds without an answer (default 20;
+    sockets the process opens meanwhile get that default timeout, unless it set its own with
+    ``socket.setdefaulttimeout``), and retries once.
+
     Raises:
-        OSError: ``path=None`` and OpenML cannot be reached; the message says to pass the
-            CSV path. Also the file errors of :func:`load_csv`.
+        OSError: ``path=None`` and OpenML cannot be reached or does not answer in time; the
+            message says to pass the CSV path. Also the file errors of :func:`load_csv`.
         ValueError: a malformed CSV (see :func:`load_csv`).
     """
     if path is not None:
         return dataclasses.replace(load_csv(path, BOSTON_TARGET, task="regression"), name="boston")
+    timeout = fetch_timeout()
     try:
         # liac-arff needs no pandas; it returns the nominal columns (chas, rad) as codes
         # into ``bunch.categories``, decoded below. One retry keeps offline failure quick.
-        bunch = fetch_openml(
-            data_id=BOSTON_OPENML_ID,
-            as_frame=False,
-            parser="liac-arff",
-            n_retries=1,
-            delay=1.0,
-        )
+        with _socket_timeout(timeout), warnings.catch_warnings():
+            # scikit-learn warns before its retry; the error below says all there is to say
+            warnings.filterwarnings("ignore", message="A network error occurred", category=UserWarning)
+            bunch = fetch_openml(
+                data_id=BOSTON_OPENML_ID,
+                as_frame=False,
+                parser="liac-arff",
+                n_retries=1,
+                delay=1.0,
+            )
     except OSError as exc:  # URLError, HTTPError, TimeoutError, socket errors
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            reason = f"no answer within {timeout:g} s ({ENV_FETCH_TIMEOUT} sets the limit)"
         raise OSError(
-            f"could not fetch Boston housing from OpenML (data_id={BOSTON_OPENML_ID}): "
-            f"{exc}. Without network access pass the CSV path instead: "
-            "load_boston('path/to/boston.csv') or `--data path/to/boston.csv`"
+            f"could not fetch Boston housing from OpenML (data_id={BOSTON_OPENML_ID}): {reason}; "
+            "without network access pass the seed's CSV instead: --data path/to/boston.csv "
+            "--target medv on the command line, load_boston('path/to/boston.csv') in Python"
         ) from exc
     X = np.array(bunch.data, dtype=np.float64)
     names = [str(f) for f in bunch.feature_names]
@@ -450,12 +501,12 @@ def _numbers(cells: list[str], name: str, lines: list[int], p: Any) -> np.ndarra
         value = _number(text)
         where = f"{str(p)!r} line {lines[i]} (data row {i + 1}), column {name!r}"
         if text.lower() in MISSING_MARKERS:
-            raise ValueError(f"{where}: missing value {text!r} ({'empty' if not text else 'NA'}); "
+            raise InputError(f"{where}: missing value {text!r} ({'empty' if not text else 'NA'}); "
                              "every feature needs a number")
         if value is None:
-            raise ValueError(f"{where}: cannot parse {text!r} as a number")
+            raise InputError(f"{where}: cannot parse {text!r} as a number")
         if not math.isfinite(value):
-            raise ValueError(f"{where}: non-finite value {text!r}; inf is not allowed in features or target")
+            raise InputError(f"{where}: non-finite value {text!r}; inf is not allowed in features or target")
         out[i] = value
     return out
 
@@ -494,7 +545,7 @@ def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: s
             unknown ``target``/``drop``/``one_hot`` column, a bad ``task``, or fewer than 2 classes.
     """
     if target is not None and not isinstance(target, str):
-        raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
+        raise InputTypeError(f"target must be a column name (str), got {type(target).__name__}")
     return _load_csv(path, target, task, options)
 
 
@@ -505,9 +556,9 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
     if task is None:
         task = "regression"
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+        raise InputError(f"task must be one of {TASKS} or None, got {task!r}")
     if target is not None and not isinstance(target, str):
-        raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
+        raise InputTypeError(f"target must be a column name (str), got {type(target).__name__}")
     names, rows = read_table(path, opts)
     t, dropped, encoded = resolve_columns(names, target, opts, path)
     target = names[t]
@@ -520,7 +571,7 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
         j = next(j for j in used if cells[j].lower() in MISSING_MARKERS)
         count = sum(len(cols) for cols in missing)
         first = "empty value" if not cells[j] else f"missing value {cells[j]!r}"
-        raise ValueError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
+        raise InputError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
                          f"row{'s' * (len(bad_rows) != 1)}, the first at line {line} (data row "
                          f"{bad_rows[0] + 1}), column {names[j]!r}: {first}; pass --drop-missing "
                          "(drop_missing=True) to drop such rows")
@@ -528,7 +579,7 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
     lines = [rows[i][0] for i in keep]
     columns = [[rows[i][1][j] for i in keep] for j in range(len(names))]
     if len(keep) < 2:
-        raise ValueError(
+        raise InputError(
             f"{str(path)!r} has only {len(keep)} data row"
             f"{f' left after dropping {len(bad_rows)} with missing values' if bad_rows else ''}; "
             "need at least 2 "
@@ -547,7 +598,7 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
             features.append(_numbers(columns[j], names[j], lines, path))
             feature_names.append(names[j])
     if len(set(feature_names)) != len(feature_names):
-        raise ValueError(f"one_hot: the encoded names {feature_names} collide with other columns")
+        raise InputError(f"one_hot: the encoded names {feature_names} collide with other columns")
     X = np.stack(features, axis=1)
     classes = None
     if task == "classification":
@@ -560,7 +611,7 @@ def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None
             uniq, y_idx = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
             classes = uniq
         if uniq.shape[0] < 2:
-            raise ValueError(
+            raise InputError(
                 f"target: column {target!r} has a single value {labels[0]!r}; "
                 "classification needs at least 2 classes"
             )
@@ -608,18 +659,18 @@ def load_dataset(
         loaders = {"diabetes": load_diabetes, "digits": load_digits, "boston": load_boston,
                    "friedman1": load_friedman1}
         if options is not None and options != CsvOptions():
-            raise ValueError(f"options: {spec_str!r} is a built-in dataset, not a CSV file")
+            raise InputError(f"options: {spec_str!r} is a built-in dataset, not a CSV file")
         ds = loaders[spec_str]()
         if target is not None and target != ds.target_name:
-            raise ValueError(f"target: {spec_str!r} has the fixed target {ds.target_name!r}, got {target!r}")
+            raise InputError(f"target: {spec_str!r} has the fixed target {ds.target_name!r}, got {target!r}")
         if task is not None and task != ds.task:
-            raise ValueError(f"task: {spec_str!r} is a {ds.task} dataset, got {task!r}")
+            raise InputError(f"task: {spec_str!r} is a {ds.task} dataset, got {task!r}")
         return ds
     if spec_str.lower().endswith(".csv"):
         return _load_csv(spec_str, target, task, options)
     if os.path.isdir(spec_str):  # say so, rather than "unknown dataset", for `--data some/dir`
         raise IsADirectoryError(f"spec: {spec_str!r} is a directory, expected a CSV file")
-    raise ValueError(
+    raise InputError(
         f"spec: unknown dataset {spec_str!r}; expected one of {', '.join(BUILTIN_DATASETS)} "
         "or a path ending in .csv"
     )
@@ -667,19 +718,19 @@ def split_dataset(
             regression (or classes too small to stratify, from scikit-learn).
     """
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise TypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
+        raise InputTypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
     test_size = float(test_size)
     if not 0.0 < test_size < 1.0:  # also rejects NaN
-        raise ValueError(f"test_size must be strictly between 0 and 1, got {test_size!r}")
+        raise InputError(f"test_size must be strictly between 0 and 1, got {test_size!r}")
     if scale_before_split and not scale:
-        raise ValueError("scale_before_split=True needs scale=True")
+        raise InputError("scale_before_split=True needs scale=True")
     if stratify and ds.task != "classification":
-        raise ValueError("stratify=True needs a classification dataset")
+        raise InputError("stratify=True needs a classification dataset")
     n = ds.n_samples
     n_test = math.ceil(test_size * n)
     n_train = n - n_test
     if n_train < 1 or n_test < 1:
-        raise ValueError(
+        raise InputError(
             f"test_size={test_size} on {n} rows gives {n_train} train and {n_test} test "
             "rows; both sets must be non-empty (use a smaller test_size or more data)"
         )
@@ -725,7 +776,7 @@ def with_validation(split: Split, validation_fraction: float, random_state: int 
             or too few training rows to leave at least one in each part.
     """
     if split.X_val is not None:
-        raise ValueError("split: it already has validation rows")
+        raise InputError("split: it already has validation rows")
     X_tr, X_val, y_tr, y_val = _carve(split.X_train, split.y_train, validation_fraction, random_state,
                                       split.dataset.task == "classification")
     return dataclasses.replace(split, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
@@ -736,13 +787,13 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
     """(X_fit, X_val, y_fit, y_val): ``ceil(fraction * n)`` validation rows, stratified for
     classes when every class has at least 2 training rows (as scikit-learn's MLPs do)."""
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise TypeError(f"validation_fraction: expected a number in (0, 1), got {fraction!r}")
+        raise InputTypeError(f"validation_fraction: expected a number in (0, 1), got {fraction!r}")
     if not 0.0 < float(fraction) < 1.0:
-        raise ValueError(f"validation_fraction: expected a number strictly between 0 and 1, got {fraction!r}")
+        raise InputError(f"validation_fraction: expected a number strictly between 0 and 1, got {fraction!r}")
     n = X.shape[0]
     n_val = math.ceil(float(fraction) * n)
     if n - n_val < 1 or n_val < 1:
-        raise ValueError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train "
+        raise InputError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train "
                          f"on "
                          f"and {n_val} to validate on; both must be non-empty")
     stratify = None

@@ -45,6 +45,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxnn.errors import InputError, InputTypeError
+
 DATA_AXIS = "data"
 
 # Environment variables read by :func:`initialize` when an argument is not given.
@@ -65,7 +67,7 @@ def _env_int(name: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{name}: expected an integer, got {text!r}") from None
+        raise InputError(f"{name}: expected an integer, got {text!r}") from None
 
 
 def initialize(
@@ -106,18 +108,18 @@ def initialize(
         return False
     if coordinator is not None:
         if not isinstance(coordinator, str):
-            raise TypeError(f"coordinator: expected 'HOST:PORT', got {type(coordinator).__name__}")
+            raise InputTypeError(f"coordinator: expected 'HOST:PORT', got {type(coordinator).__name__}")
         host, sep, port = coordinator.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"coordinator: expected 'HOST:PORT' (e.g. 10.0.0.1:1234), got {coordinator!r}")
+            raise InputError(f"coordinator: expected 'HOST:PORT' (e.g. 10.0.0.1:1234), got {coordinator!r}")
     for name, value in (("num_processes", num_processes), ("process_id", process_id)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)):
-            raise TypeError(f"{name}: expected an integer, got {value!r}")
+            raise InputTypeError(f"{name}: expected an integer, got {value!r}")
     if num_processes is not None and num_processes < 1:
-        raise ValueError(f"num_processes: expected a positive integer, got {num_processes}")
+        raise InputError(f"num_processes: expected a positive integer, got {num_processes}")
     too_big = num_processes is not None and process_id is not None and process_id >= num_processes
     if process_id is not None and (process_id < 0 or too_big):
-        raise ValueError(f"process_id: expected an integer in [0, num_processes={num_processes}), "
+        raise InputError(f"process_id: expected an integer in [0, num_processes={num_processes}), "
                          f"got {process_id}")
     if num_processes == 1 and coordinator is None:
         return False
@@ -199,36 +201,36 @@ def make_data_mesh(devices: int | Sequence[Any] | Mesh | None = None, *, axis: s
     """
     if isinstance(devices, Mesh):
         if axis not in devices.axis_names:
-            raise ValueError(f"devices: the mesh needs a {axis!r} axis, got axes {devices.axis_names}")
+            raise InputError(f"devices: the mesh needs a {axis!r} axis, got axes {devices.axis_names}")
         return devices
     available = jax.devices()
     if devices is None:
         chosen = list(available)
     elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
         if devices < 1:
-            raise ValueError(f"devices: expected a positive number of devices, got {devices}")
+            raise InputError(f"devices: expected a positive number of devices, got {devices}")
         if devices > len(available):
             hint = ""
             if available[0].platform == "cpu":
                 hint = (f"; to simulate {devices} devices on CPU set JAX_NUM_CPU_DEVICES={devices} "
                         f"(or XLA_FLAGS=--xla_force_host_platform_device_count={devices}) "
                         "before starting Python")
-            raise ValueError(f"devices: {devices} requested but only {len(available)} "
+            raise InputError(f"devices: {devices} requested but only {len(available)} "
                              f"{available[0].platform} device(s) available{hint}")
         chosen = list(available[: int(devices)])
     elif isinstance(devices, Sequence) and not isinstance(devices, str) and len(devices) > 0:
         chosen = list(devices)
         if not all(isinstance(d, jax.Device) for d in chosen):
-            raise TypeError("devices: expected jax.Device objects in the sequence")
+            raise InputTypeError("devices: expected jax.Device objects in the sequence")
         if len({d.id for d in chosen}) != len(chosen):
-            raise ValueError("devices: the same device is listed twice")
+            raise InputError("devices: the same device is listed twice")
     else:
-        raise TypeError("devices: expected None, a positive int, a sequence of jax devices or a Mesh, "
+        raise InputTypeError("devices: expected None, a positive int, a sequence of jax devices or a Mesh, "
                         f"got {devices!r}")
     # Every process must own part of the mesh, or it could not take part in the program.
     missing = set(range(jax.process_count())) - {d.process_index for d in chosen}
     if missing:
-        raise ValueError(f"devices: the {len(chosen)} chosen device(s) leave out process(es) "
+        raise InputError(f"devices: the {len(chosen)} chosen device(s) leave out process(es) "
                          f"{sorted(missing)}; in a multi-process run use every process's devices "
                          f"({len(available)} in all)")
     return Mesh(np.array(chosen), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
@@ -254,7 +256,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     d = mesh.shape[DATA_AXIS]
     if batch_size % d:
         lower = max(d, batch_size // d * d)
-        raise ValueError(
+        raise InputError(
             f"batch_size: {batch_size} rows per minibatch do not split evenly over {d} devices; "
             f"use a multiple of {d} (e.g. {lower} or {lower + d})"
         )
@@ -302,7 +304,7 @@ def _check_same_on_every_process(tree: Any) -> None:
     every = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
     differ = [i for i in range(every.shape[0]) if not np.array_equal(every[i], digest)]
     if differ:
-        raise ValueError(f"processes {sorted(differ)} hold different training data or state than process "
+        raise InputError(f"processes {sorted(differ)} hold different training data or state than process "
                          f"{jax.process_index()}: every process must load the same dataset, split and "
                          "configuration")
 

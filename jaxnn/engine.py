@@ -77,7 +77,7 @@ from jaxnn.arguments import positive_int as _positive_int
 from jaxnn.arguments import same_layout as _same_layout
 from jaxnn.arguments import state_difference as _state_difference
 from jaxnn.arguments import to_device as _to_device
-from jaxnn.errors import DivergedError
+from jaxnn.errors import DivergedError, InputError, InputTypeError
 from jaxnn.row_buckets import row_bucket as row_bucket  # (the estimators pad validation data to one)
 from jaxnn.row_buckets import train_rows
 from jaxnn.shuffle import permutation as _permutation
@@ -320,10 +320,10 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         else:
             losses = loss_fn(params, *batch, *loss_args)
         if not jnp.issubdtype(jnp.result_type(losses), jnp.floating):
-            raise TypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
+            raise InputTypeError(f"loss_fn: expected floating-point losses, got {jnp.result_type(losses)}; "
                             "a loss must be differentiable (no rounding or integer casts)")
         if jnp.shape(losses) != (B,):
-            raise ValueError(f"loss_fn: expected per-example losses of shape {(B,)} for a minibatch of "
+            raise InputError(f"loss_fn: expected per-example losses of shape {(B,)} for a minibatch of "
                              f"{B} rows, got shape {jnp.shape(losses)}; return one loss per row "
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
@@ -485,19 +485,19 @@ def _init_state_jit(optimizer: optax.GradientTransformation, track_best: bool) -
 
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
     if not isinstance(state, TrainState):
-        raise TypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
+        raise InputTypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
     _same_layout("params", state.params, params)
     try:
         want = opt_state_shapes(optimizer, params)
     except Exception as e:  # an optimizer that cannot init these params: say so, by name
-        raise ValueError(f"optimizer: cannot initialise a state for these params ({e})") from None
+        raise InputError(f"optimizer: cannot initialise a state for these params ({e})") from None
     if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
-        raise ValueError("state: its optimizer state comes from another optimizer than this run's: "
+        raise InputError("state: its optimizer state comes from another optimizer than this run's: "
                          f"{_state_difference(state.opt_state, want)}; resume with the optimizer it was "
                          "trained with")
     _same_layout("opt_state", state.opt_state, want)
     if (state.best_params is not None) != track_best:
-        raise ValueError("state: it was saved with early stopping " + ("off" if track_best else "on")
+        raise InputError("state: it was saved with early stopping " + ("off" if track_best else "on")
                          + f"; resume with patience {'set' if not track_best else 'None'} as then")
 
 
@@ -711,26 +711,27 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     program; never changes a result. raise_on_divergence: False returns with ``diverged_step`` set.
     """
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable loss_fn(params, *batch), got {type(loss_fn).__name__}")
+        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), got "
+                             f"{type(loss_fn).__name__}")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+        raise InputTypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
                         f"got {optimizer!r}")
     if val_fn is not None and not callable(val_fn):
-        raise TypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
+        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
     _positive_int("batch_size", batch_size)
     if (epochs is None) == (steps is None):
-        raise ValueError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
     _positive_int("epochs", epochs, allow_none=True)
     _positive_int("steps", steps, allow_none=True)
     _positive_int("patience", patience, allow_none=True)
     _positive_int("chunk_epochs", chunk_epochs, allow_none=True)
     if (isinstance(tol, bool) or not isinstance(tol, int | float | np.floating)
             or not math.isfinite(tol) or tol < 0):
-        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+        raise InputError(f"tol: expected a finite number >= 0, got {tol!r}")
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+        raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     if not isinstance(shuffle, bool | np.bool_):
-        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
     with compiling(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
@@ -756,23 +757,23 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
     if has_val and val_fn is None:  # the default val_fn calls loss_fn on val_data's rows
         for i, (a, v) in enumerate(zip(host, val_host, strict=False)):
             if a.shape[1:] != v.shape[1:] or len(val_host) != len(host):
-                raise ValueError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
+                raise InputError(f"val_data: expected arrays shaped like data's rows, got val_data[{i}] "
                                  f"{v.shape} for data[{i}] {a.shape}")
     sw_host: Any = None
     if sample_weight is not None:
         sw = np.asarray(sample_weight)
         if sw.ndim != 1 or sw.shape[0] != n or not np.issubdtype(sw.dtype, np.number):
-            raise ValueError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
+            raise InputError(f"sample_weight: expected ({n},) numbers, got shape {sw.shape} of {sw.dtype}")
         if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-            raise ValueError("sample_weight: expected finite, non-negative weights")
+            raise InputError("sample_weight: expected finite, non-negative weights")
         if not np.any(sw > 0):
-            raise ValueError("sample_weight: every weight is 0, so there is nothing to train on; "
+            raise InputError("sample_weight: every weight is 0, so there is nothing to train on; "
                              "give at least one row a positive weight")
         sw_host = sw.astype(dtype)
     nb = steps_per_epoch(n, batch_size)
     n_steps = steps if steps is not None else epochs * nb  # type: ignore[operator]
     if n_steps > MAX_STEPS:
-        raise ValueError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
+        raise InputError(f"epochs: {epochs} epochs of {nb} steps are {n_steps} steps, above the limit "
                          f"of {MAX_STEPS}")
     n_epochs = math.ceil(n_steps / nb)
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)

@@ -87,6 +87,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classi
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from jaxnn import engine, layers, models, names, training
+from jaxnn.errors import InputError, InputTypeError
 
 _ACTIVATIONS = names.SKLEARN_ACTIVATIONS  # scikit-learn's names -> jaxnn's hidden activations
 _LEAKY_SLOPE = 0.2  # jaxnn.foundations.leaky_relu's
@@ -198,7 +199,7 @@ def _with_hyperparams(opt_state: Any, lr: float, momentum: float, dtype: Any) ->
 def _check_range(name: str, a: np.ndarray, dtype: np.dtype) -> None:
     """ValueError naming ``name`` when finite values of ``a`` overflow ``dtype``."""
     if a.size and np.max(np.abs(a)) > np.finfo(dtype).max:
-        raise ValueError(f"{name}: values exceed the range of {dtype.name}")
+        raise InputError(f"{name}: values exceed the range of {dtype.name}")
 
 
 def _optimizer_name(solver: str, momentum: float, nesterov: bool) -> str:
@@ -271,53 +272,53 @@ class _BaseMLP(BaseEstimator):
         sizes = list(h) if hasattr(h, "__iter__") else [h]
         for s in sizes:
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-                raise ValueError(f"hidden_layer_sizes: expected positive integers, got {h!r}")
+                raise InputError(f"hidden_layer_sizes: expected positive integers, got {h!r}")
             if int(s) > MAX_STEPS:
-                raise ValueError(f"hidden_layer_sizes: {s} units are above the limit of {MAX_STEPS}")
+                raise InputError(f"hidden_layer_sizes: {s} units are above the limit of {MAX_STEPS}")
         return tuple(int(s) for s in sizes)
 
     def _check_params(self) -> None:
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
+            raise InputError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
                              + (" (jaxnn has no identity activation)" if self.activation == "identity"
                                 else ""))
         if self.solver not in ("adam", "sgd"):
-            raise ValueError(f"solver: expected 'adam' or 'sgd', got {self.solver!r}"
+            raise InputError(f"solver: expected 'adam' or 'sgd', got {self.solver!r}"
                              + (" (jaxnn trains by minibatch scans; lbfgs is not supported)"
                                 if self.solver == "lbfgs" else ""))
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError(f"learning_rate: expected 'constant', 'invscaling' or 'adaptive', "
+            raise InputError(f"learning_rate: expected 'constant', 'invscaling' or 'adaptive', "
                              f"got {self.learning_rate!r}")
         if self.solver == "sgd" and self.learning_rate != "constant":
-            raise ValueError(f"learning_rate: only 'constant' is supported with solver='sgd', "
+            raise InputError(f"learning_rate: only 'constant' is supported with solver='sgd', "
                              f"got {self.learning_rate!r}")
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto") and (
                 isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral)
                 or self.batch_size < 1):
-            raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
+            raise InputError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
         # max_iter epochs of at least one step each; n_iter_no_change + 1 epochs of patience
         for name, limit in (("max_iter", MAX_STEPS), ("n_iter_no_change", MAX_STEPS - 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+                raise InputError(f"{name}: expected a positive integer, got {v!r}")
             if int(v) > limit:
-                raise ValueError(f"{name}: {v} is above the limit of {limit} (jaxnn counts steps in int32)")
+                raise InputError(f"{name}: {v} is above the limit of {limit} (jaxnn counts steps in int32)")
         if isinstance(self.verbose, bool | np.bool_):
             pass
         elif not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
-            raise ValueError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
+            raise InputError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
         for name, positive in (("alpha", False), ("learning_rate_init", True), ("tol", False),
                                ("momentum", False)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+                raise InputTypeError(f"{name}: expected a number, got {type(v).__name__}")
             if not math.isfinite(v) or v < 0 or (positive and v == 0):
-                raise ValueError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, "
+                raise InputError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, "
                                  f"got {v!r}")
         if self.momentum > 1:
-            raise ValueError(f"momentum: expected a number in [0, 1], got {self.momentum!r}")
+            raise InputError(f"momentum: expected a number in [0, 1], got {self.momentum!r}")
         if self.early_stopping and not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction: expected a number in (0, 1), "
+            raise InputError(f"validation_fraction: expected a number in (0, 1), "
                              f"got {self.validation_fraction!r}")
         names.check("gradients", self.gradients, names.GRADIENTS)
         names.check("dtype", self.dtype, names.DTYPES)
@@ -385,7 +386,7 @@ class _BaseMLP(BaseEstimator):
         """
         fitted = tuple(W.shape[1] for W in self.coefs_[:-1])
         if fitted != self._hidden():
-            raise ValueError(f"hidden_layer_sizes: {self._hidden()} differs from the fitted layers {fitted}; "
+            raise InputError(f"hidden_layer_sizes: {self._hidden()} differs from the fitted layers {fitted}; "
                              "set warm_start=False to train new layers")
         dt = np.dtype(self.dtype)
         params = [{"W": np.asarray(W, dt), "b": np.asarray(b, dt)}
@@ -394,7 +395,7 @@ class _BaseMLP(BaseEstimator):
         fitted_tree: Any = jax.tree_util.tree_structure(self._opt_state)
         if fitted_tree != jax.tree_util.tree_structure(want):
             call = "partial_fit" if incremental else "warm_start"
-            raise ValueError(
+            raise InputError(
                 f"solver: the fitted optimizer state is not one of solver={self.solver!r}"
                 + (f" with momentum={self.momentum!r}" if self.solver == "sgd" else "")
                 + f"; the solver changed since the last fit and {call} continues the optimizer state. "
@@ -452,18 +453,18 @@ class _BaseMLP(BaseEstimator):
             X, X_val, Y, Y_val, w, w_val = train_test_split(
                 X, Y, w, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
             if X_val.shape[0] < 2:
-                raise ValueError("validation_fraction: the validation set is too small; increase "
+                raise InputError("validation_fraction: the validation set is too small; increase "
                                  "'validation_fraction' or the size of your dataset")
             for part, weights in (("training", w), ("validation", w_val)):
                 if not np.any(weights > 0):
-                    raise ValueError(f"sample_weight: the weights of the {part} split are all zero; "
+                    raise InputError(f"sample_weight: the weights of the {part} split are all zero; "
                                      "use another random_state or validation_fraction")
         n, _d = X.shape
         B = self._batch(n)
         spe = engine.steps_per_epoch(n, B)
         epochs = 1 if incremental else int(self.max_iter)
         if epochs * spe > MAX_STEPS:
-            raise ValueError(f"max_iter: {epochs} epochs of {spe} minibatches are {epochs * spe} steps, "
+            raise InputError(f"max_iter: {epochs} epochs of {spe} minibatches are {epochs * spe} steps, "
                              f"above the limit of {MAX_STEPS}")
         if first:
             self.n_iter_ = 0
@@ -622,7 +623,7 @@ def save_estimator(est: _BaseMLP, path: Any) -> None:
     if hasattr(est, "classes_"):  # labels may be ints or strings: kept in the JSON, not as arrays
         classes_ = np.asarray(est.classes_)
         if classes_.dtype.kind not in "biufU":
-            raise TypeError(f"classes_: cannot save labels of dtype {classes_.dtype}")
+            raise InputTypeError(f"classes_: cannot save labels of dtype {classes_.dtype}")
         meta["classes"] = {"values": classes_.tolist(), "dtype": classes_.dtype.str}
     checkpoint.save_arrays(path, arrays, meta, kind="estimator")
 
@@ -635,7 +636,7 @@ def load_estimator(path: Any) -> _BaseMLP:
     classes = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
     name = meta.get("class")
     if name not in classes or not isinstance(meta.get("params"), dict):
-        raise ValueError(f"{path}: not a jaxnn estimator file (class {name!r})")
+        raise InputError(f"{path}: not a jaxnn estimator file (class {name!r})")
     params = dict(meta["params"])
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
@@ -643,7 +644,7 @@ def load_estimator(path: Any) -> _BaseMLP:
         est = classes[name](**params)
         est._check_params()  # a tampered activation, solver, max_iter... is refused here
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: bad estimator parameters: {e}") from None
+        raise InputError(f"{path}: bad estimator parameters: {e}") from None
     n_layers = sum(1 for k in arrays if k.startswith("coefs/"))
     try:
         est.coefs_ = [arrays[f"coefs/{i}"] for i in range(n_layers)]
@@ -651,15 +652,15 @@ def load_estimator(path: Any) -> _BaseMLP:
         est._key_data = arrays["key_data"]
         est.loss_curve_ = arrays["loss_curve"].tolist()
     except KeyError as e:
-        raise ValueError(f"{path}: missing array {e}") from None
+        raise InputError(f"{path}: missing array {e}") from None
     if n_layers < 1:
-        raise ValueError(f"{path}: no layers")
+        raise InputError(f"{path}: no layers")
     for i in range(n_layers):
         W, b = est.coefs_[i], est.intercepts_[i]
         if W.ndim != 2 or b.shape != (W.shape[1],) or (i and W.shape[0] != est.coefs_[i - 1].shape[1]):
-            raise ValueError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
+            raise InputError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
     if not all(np.isfinite(a).all() for a in (*est.coefs_, *est.intercepts_)):
-        raise ValueError(f"{path}: the weights hold NaN or inf")
+        raise InputError(f"{path}: the weights hold NaN or inf")
     est.validation_scores_ = (arrays["validation_scores"].tolist() if "validation_scores" in arrays else None)
     est.best_loss_ = est.best_validation_score_ = None  # unless saved (None is not)
     est._no_improvement_count = 0
@@ -670,22 +671,22 @@ def load_estimator(path: Any) -> _BaseMLP:
         try:
             dtype = np.dtype(meta["classes"]["dtype"])
             if dtype.kind not in "biufU":
-                raise ValueError(dtype)
+                raise InputError(dtype)
             est.classes_ = np.asarray(meta["classes"]["values"], dtype=dtype)
         except (TypeError, ValueError, KeyError):
-            raise ValueError(f"{path}: invalid classes in the metadata") from None
+            raise InputError(f"{path}: invalid classes in the metadata") from None
     if getattr(est, "n_features_in_", None) != est.coefs_[0].shape[0]:
-        raise ValueError(f"{path}: n_features_in_ is {getattr(est, 'n_features_in_', None)!r}, the first "
+        raise InputError(f"{path}: n_features_in_ is {getattr(est, 'n_features_in_', None)!r}, the first "
                          f"layer takes {est.coefs_[0].shape[0]}")
     if isinstance(est, MLPClassifier):
         k = est.coefs_[-1].shape[1]
         labels = getattr(est, "classes_", None)
         if labels is None or labels.ndim != 1 or len(labels) < 2 or len(np.unique(labels)) != len(labels) \
                 or not np.array_equal(np.sort(labels), labels) or len(labels) != k:
-            raise ValueError(f"{path}: a classifier needs its sorted, distinct class labels, one per output "
+            raise InputError(f"{path}: a classifier needs its sorted, distinct class labels, one per output "
                              f"unit ({k}); the file has {None if labels is None else labels.tolist()}")
     elif "classes" in meta:
-        raise ValueError(f"{path}: a regressor has no classes")
+        raise InputError(f"{path}: a regressor has no classes")
     # Rebuild the optimizer state's structure from the estimator's own optimizer, then fill it.
     dt = jnp.dtype(est.dtype)
     with training.x64_context(est.dtype):
@@ -696,7 +697,7 @@ def load_estimator(path: Any) -> _BaseMLP:
     saved = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
     if any(a is None or a.shape != np.shape(t) for a, t in zip(saved, leaves, strict=True)) or \
             any(k.startswith("opt_state/") and int(k.split("/")[1]) >= len(leaves) for k in arrays):
-        raise ValueError(f"{path}: the optimizer state does not match the estimator's optimizer")
+        raise InputError(f"{path}: the optimizer state does not match the estimator's optimizer")
     est._opt_state = jax.tree_util.tree_unflatten(treedef, saved)
     return est
 
@@ -735,7 +736,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _targets(self, y: np.ndarray, *, first: bool, classes: Any = None) -> np.ndarray:
         Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         if not first and Y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y: expected {self.n_outputs_} outputs as in the first fit, got {Y.shape[1]}")
+            raise InputError(f"y: expected {self.n_outputs_} outputs as in the first fit, got {Y.shape[1]}")
         return Y
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
@@ -773,13 +774,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if classes is None and first:
             self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"y: a classifier needs samples of at least 2 classes; got 1 class "
+            raise InputError(f"y: a classifier needs samples of at least 2 classes; got 1 class "
                              f"({self.classes_[0]!r})")
         idx = np.searchsorted(self.classes_, y)
         idx = np.minimum(idx, len(self.classes_) - 1)
         unknown = self.classes_[idx] != y
         if np.any(unknown):
-            raise ValueError(f"y: labels {np.unique(np.asarray(y)[unknown]).tolist()} are not in "
+            raise InputError(f"y: labels {np.unique(np.asarray(y)[unknown]).tolist()} are not in "
                              f"classes {self.classes_.tolist()}")
         return np.eye(len(self.classes_), dtype=np.float64)[idx]
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxnn import metrics, models
 from jaxnn.datasets import Scaler, Split
+from jaxnn.errors import InputError
 from jaxnn.training import FitResult, TrainConfig, as_2d_float, fit, x64_context
 
 
@@ -32,7 +33,7 @@ def targets(y: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
     """Training targets (n, k): regression y as a column, classes one-hot."""
     if task == "classification":
         if n_classes is None:
-            raise ValueError("n_classes: needed for classification")
+            raise InputError("n_classes: needed for classification")
         return np.eye(n_classes, dtype=np.float64)[np.asarray(y, dtype=np.int64)]
     return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
 
@@ -43,7 +44,7 @@ def default_loss(task: str) -> str:
 
 
 def model_name(config: TrainConfig) -> str:
-    """``"linear"`` or ``"mlp[13 sigmoid]"``-style description."""
+    """``"linear"`` or ``"mlp[100 relu]"``-style description."""
     if not config.hidden:
         return "linear"
     return f"mlp[{'-'.join(map(str, config.hidden))} {config.activation}]"
@@ -64,7 +65,7 @@ def predict(params: Any, config: TrainConfig, X: np.ndarray,
         Xj = as_2d_float("X", X, jnp.dtype(config.dtype))
         d = params[0]["W"].shape[0]
         if Xj.shape[1] != d:
-            raise ValueError(f"X: the model expects {d} feature columns, got {Xj.shape[1]}")
+            raise InputError(f"X: the model expects {d} feature columns, got {Xj.shape[1]}")
         out = np.asarray(jax.jit(models.predict, static_argnums=2)(params, Xj, config.activation))
     if target_scaler is not None:
         out = target_scaler.inverse_transform(out).astype(out.dtype)
@@ -152,12 +153,12 @@ def run(config: TrainConfig, split: Split, *, validation_fraction: float | None 
 
         split = with_validation(split, validation_fraction or DEFAULT_VALIDATION_FRACTION, config.seed)
     elif split.X_val is not None and validation_fraction is not None:
-        raise ValueError("validation_fraction: the split already has validation rows")
+        raise InputError("validation_fraction: the split already has validation rows")
     ds = split.dataset
     if ds.task == "regression":
         for name, y in (("train", split.y_train), ("test", split.y_test)):
             if len(y) < 2:
-                raise ValueError(
+                raise InputError(
                     f"{name} set: {len(y)} row of {ds.n_samples}; R² needs at least 2 rows per "
                     "set (use more data, or another test_size)"
                 )

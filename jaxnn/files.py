@@ -6,6 +6,8 @@ import os
 import stat
 from typing import IO
 
+from jaxnn.errors import InputError
+
 __all__ = ["check_regular_file", "open_regular_file", "refuse_special_target"]
 
 
@@ -28,7 +30,7 @@ def open_regular_file(path: str | os.PathLike[str], what: str) -> IO[bytes]:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file")
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
+            raise InputError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -52,7 +54,7 @@ def check_regular_file(path: str | os.PathLike[str], what: str) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file")
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
+        raise InputError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
 
 
 def refuse_special_target(path: str | os.PathLike[str], what: str) -> None:
@@ -62,5 +64,5 @@ def refuse_special_target(path: str | os.PathLike[str], what: str) -> None:
     except OSError:
         return
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-        raise ValueError(f"{what}: {os.fspath(path)!r} exists and is not a regular file "
+        raise InputError(f"{what}: {os.fspath(path)!r} exists and is not a regular file "
                          "(a FIFO, device or socket); refusing to replace it")

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
+from jaxnn.errors import InputError, InputTypeError
 from jaxnn.gradients import Entry, register
 
 ArrayFunction = Callable[[ArrayLike], Array]
@@ -169,7 +170,7 @@ def derivative_of(func: Callable[..., Any]) -> ArrayFunction:
     """
     d = getattr(func, "deriv", None)
     if d is None:
-        raise TypeError(
+        raise InputTypeError(
             f"chain: {getattr(func, '__name__', func)!r} has no analytic derivative; "
             "attach one as `func.deriv = ...` (see jaxnn.foundations)"
         )
@@ -193,10 +194,10 @@ def deriv(func: ArrayFunction, input_: ArrayLike, diff: float = 0.001) -> Array:
 
 def _check_chain(chain: Chain) -> None:
     if not isinstance(chain, Sequence) or isinstance(chain, str) or len(chain) == 0:
-        raise ValueError(f"chain: expected a non-empty list of functions, got {chain!r}")
+        raise InputError(f"chain: expected a non-empty list of functions, got {chain!r}")
     for f in chain:
         if not callable(f):
-            raise TypeError(f"chain: every link must be callable, got {f!r}")
+            raise InputTypeError(f"chain: every link must be callable, got {f!r}")
 
 
 def chain_forward(chain: Chain, x: ArrayLike) -> Array:
@@ -257,7 +258,7 @@ def check_chain(chain: Chain, x: ArrayLike, *, key: Array | None = None) -> list
     for k, f in enumerate(chain):
         r = check_deriv(f, u, deriv=derivative_of(f), key=key)
         if not r.passed:
-            raise ValueError(f"chain: link {k} ({getattr(f, '__name__', f)!r}) has a .deriv that "
+            raise InputError(f"chain: link {k} ({getattr(f, '__name__', f)!r}) has a .deriv that "
                              f"disagrees with the function:\n{r.report()}")
         results.append(r)
         u = f(u)
@@ -269,7 +270,7 @@ def check_chain(chain: Chain, x: ArrayLike, *, key: Array | None = None) -> list
 
 def _same_shape(x: Array, y: Array, what: str) -> None:
     if x.shape != y.shape:
-        raise ValueError(f"{what}: x and y must have the same shape, got {x.shape} and {y.shape}")
+        raise InputError(f"{what}: x and y must have the same shape, got {x.shape} and {y.shape}")
 
 
 def multiple_inputs_add(x: ArrayLike, y: ArrayLike, sigma: ArrayFunction) -> Array:
@@ -298,11 +299,11 @@ def multiple_inputs_add_backward(
 
 def _check_matmul(X: Array, W: Array, what: str) -> None:
     if X.ndim != 2 or W.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"{what}: X and W must be 2-D matrices, got shapes {X.shape} and {W.shape}"
         )
     if X.shape[1] != W.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{what}: inner dimensions of X @ W differ: X has shape {X.shape}, W has shape "
             f"{W.shape} ({X.shape[1]} != {W.shape[0]})"
         )

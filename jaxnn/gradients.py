@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.checking import VJPCheck, check_vjp, tolerances_for
+from jaxnn.errors import InputError, InputTypeError
 
 Args = tuple[Any, ...]
 
@@ -90,15 +91,15 @@ def register(entry: Any, *, name: str | None = None, example: Any = None,
     caller = sys._getframe(1).f_globals.get("__name__")
     if isinstance(entry, Entry):
         if name is not None or example is not None:
-            raise TypeError("register: name= and example= are for a with_backward function, "
+            raise InputTypeError("register: name= and example= are for a with_backward function, "
                             "not an Entry")
     else:
         fwd, bwd = getattr(entry, "forward", None), getattr(entry, "backward", None)
         if not (callable(entry) and callable(fwd) and callable(bwd)):
-            raise TypeError(f"entry: expected an Entry or a function made by jaxnn.with_backward, "
+            raise InputTypeError(f"entry: expected an Entry or a function made by jaxnn.with_backward, "
                             f"got {type(entry).__name__}")
         if example is None:
-            raise TypeError("example: required to register a with_backward function: "
+            raise InputTypeError("example: required to register a with_backward function: "
                             "example(key, dtype) -> args, or a tuple of arguments")
         if isinstance(example, tuple | list):
             fixed = tuple(example)
@@ -106,11 +107,11 @@ def register(entry: Any, *, name: str | None = None, example: Any = None,
         elif callable(example):
             example_fn = example
         else:
-            raise TypeError(f"example: expected example(key, dtype) -> args or a tuple, got "
+            raise InputTypeError(f"example: expected example(key, dtype) -> args or a tuple, got "
                             f"{type(example).__name__}")
         entry = Entry(str(name or getattr(entry, "__name__", "forward")), fwd, bwd, example_fn, kink)
     if not isinstance(entry.name, str) or not entry.name:
-        raise ValueError(f"name: expected a non-empty string, got {entry.name!r}")
+        raise InputError(f"name: expected a non-empty string, got {entry.name!r}")
     if entry.module is None and isinstance(caller, str):
         entry = dataclasses.replace(entry, module=caller)
     _REGISTRY[entry.name] = entry  # a re-registered name keeps its place
@@ -141,7 +142,7 @@ def get(name: str) -> Entry:
     """
     entries = {e.name: e for e in registry()}
     if name not in entries:
-        raise ValueError(f"name: unknown gradient entry {name!r}; valid: {sorted(entries)}")
+        raise InputError(f"name: unknown gradient entry {name!r}; valid: {sorted(entries)}")
     return entries[name]
 
 
@@ -216,7 +217,7 @@ def check_entry_vjp(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) ->
     """
     dtype_name = jnp.dtype(dtype).name
     if dtype_name not in TOLERANCES:
-        raise ValueError(f"dtype: expected float32 or float64, got {dtype_name!r}")
+        raise InputError(f"dtype: expected float32 or float64, got {dtype_name!r}")
     with jax.enable_x64(dtype_name == "float64"):
         k_ex, k_cmp = jax.random.split(jax.random.key(seed))
         args = entry.example(k_ex, jnp.dtype(dtype_name))

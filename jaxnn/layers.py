@@ -15,19 +15,20 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxnn.backward import with_backward
+from jaxnn.errors import InputError
 from jaxnn.gradients import Entry, register
 
 
 def _check_dense(x: Array, W: Array, b: Array) -> None:
     stacked = W.ndim == 3  # M models stacked on a trailing axis
     if not (W.ndim in (2, 3) and b.ndim == W.ndim - 1 and x.ndim in ((2, 3) if stacked else (2,))):
-        raise ValueError(
+        raise InputError(
             f"dense: expected x (n, d_in), W (d_in, d_out), b (d_out,) -- or M stacked models: "
             f"x (n, d_in[, M]), W (d_in, d_out, M), b (d_out, M) -- got shapes "
             f"{x.shape}, {W.shape}, {b.shape}"
         )
     if x.shape[1] != W.shape[0] or W.shape[1:] != b.shape or (x.ndim == 3 and x.shape[2] != W.shape[2]):
-        raise ValueError(
+        raise InputError(
             f"dense: shapes do not chain: x {x.shape} @ W {W.shape} + b {b.shape}"
         )
 

@@ -26,13 +26,14 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxnn.backward import with_backward
+from jaxnn.errors import InputError
 from jaxnn.gradients import Entry, register
 from jaxnn.names import REDUCTIONS
 
 
 def _check(pred: Array, target: Array, weights: Array, what: str) -> None:
     if pred.ndim != 2 or pred.shape != target.shape or weights.shape != pred.shape[:1]:
-        raise ValueError(
+        raise InputError(
             f"{what}: expected pred (n, k), target (n, k), weights (n,), got shapes "
             f"{pred.shape}, {target.shape}, {weights.shape}"
         )
@@ -46,7 +47,7 @@ def _reduction_scale(reduction: str, weights: Array, k: int) -> Array:
         return jnp.ones((), weights.dtype)
     if reduction == "half_sum":
         return jnp.full((), 0.5, weights.dtype)
-    raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    raise InputError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
 
 
 # --- Squared error -------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from jax.sharding import PartitionSpec as P
 from jaxnn import accelerations, arguments, distributed, engine, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.engine import FitResult, History, Knobs, TrainState
+from jaxnn.errors import InputError, InputTypeError
 
 MODEL_AXIS = "models"  # the mesh axis fit_many(devices=...) splits the models over
 
@@ -93,7 +94,7 @@ class ManyResult:
     def model(self, i: int) -> FitResult:
         """Model ``i``'s result as :func:`jaxnn.fit` reports it (its history without the padding)."""
         if not 0 <= i < self.n_models:
-            raise ValueError(f"i: expected 0 <= i < {self.n_models}, got {i}")
+            raise InputError(f"i: expected 0 <= i < {self.n_models}, got {i}")
         pick = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)
 
         def real(a: np.ndarray) -> np.ndarray:
@@ -184,10 +185,10 @@ def fit_many(
 def _n_models(params: Any) -> int:
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
-        raise ValueError("params: expected a pytree of arrays with a leading model axis")
+        raise InputError("params: expected a pytree of arrays with a leading model axis")
     sizes = {int(jnp.shape(x)[0]) if jnp.ndim(x) else -1 for x in leaves}
     if len(sizes) != 1 or -1 in sizes or 0 in sizes:
-        raise ValueError("params: every leaf must carry the same leading model axis M >= 1 "
+        raise InputError("params: every leaf must carry the same leading model axis M >= 1 "
                          f"(jax.vmap(init)(keys)), got leading sizes {sorted(sizes)}")
     return sizes.pop()
 
@@ -197,12 +198,12 @@ def _per_model_ints(name: str, value: Any, M: int, *, allow_none: bool = False) 
     if value is None:
         if allow_none:
             return None
-        raise ValueError(f"{name}: expected a positive integer or {M} of them, got None")
+        raise InputError(f"{name}: expected a positive integer or {M} of them, got None")
     arr = np.asarray(value)
     if arr.ndim == 0:
         arr = np.full((M,), arr)
     if arr.shape != (M,) or not (np.issubdtype(arr.dtype, np.integer)) or np.any(arr < 1):
-        raise ValueError(f"{name}: expected a positive integer or {M} of them, got {value!r}")
+        raise InputError(f"{name}: expected a positive integer or {M} of them, got {value!r}")
     for v in arr:
         arguments.positive_int(name, int(v))
     return arr.astype(np.int64)
@@ -214,19 +215,19 @@ def _per_model_floats(name: str, value: Any, M: int) -> np.ndarray:
         arr = np.full((M,), arr)
     if arr.shape != (M,) or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool \
             or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name}: expected a finite number >= 0 or {M} of them, got {value!r}")
+        raise InputError(f"{name}: expected a finite number >= 0 or {M} of them, got {value!r}")
     return arr.astype(np.float64)
 
 
 def _per_model_rows(name: str, items: Any, M: int, dtype: Any) -> list[tuple[np.ndarray, ...]]:
     """M per-model tuples of host arrays; every model's arrays have the same trailing shapes and dtypes."""
     if isinstance(items, tuple | list) is False or len(items) != M:
-        raise ValueError(f"{name}: expected {M} entries, one per model, got {len(items)}")
+        raise InputError(f"{name}: expected {M} entries, one per model, got {len(items)}")
     hosts = [arguments.as_data(f"{name}[{i}]", d, dtype) for i, d in enumerate(items)]
     layout = [(a.shape[1:], a.dtype) for a in hosts[0]]
     for i, h in enumerate(hosts):
         if [(a.shape[1:], a.dtype) for a in h] != layout:
-            raise ValueError(f"{name}[{i}]: expected arrays shaped like {name}[0]'s rows {layout}, "
+            raise InputError(f"{name}[{i}]: expected arrays shaped like {name}[0]'s rows {layout}, "
                              f"got {[(a.shape[1:], a.dtype) for a in h]}")
     return hosts
 
@@ -234,18 +235,18 @@ def _per_model_rows(name: str, items: Any, M: int, dtype: Any) -> list[tuple[np.
 def _sample_weights(sample_weight: Any, per_model: bool, ns: np.ndarray, M: int) -> Any:
     """(n,) shared, (M, n) per model, or (per-model data) a list of M (n_i,) arrays; checked."""
     if isinstance(sample_weight, PerModel) != per_model:
-        raise TypeError("sample_weight: give it per model (PerModel) exactly when data is per model")
+        raise InputTypeError("sample_weight: give it per model (PerModel) exactly when data is per model")
     rows = [np.asarray(w) for w in sample_weight.items] if per_model else [np.asarray(sample_weight)]
     if per_model and (len(rows) != M or any(r.shape != (int(n),) for r, n in zip(rows, ns, strict=False))):
-        raise ValueError(f"sample_weight: expected {M} arrays, each model's ({'/'.join(map(str, ns))},) rows")
+        raise InputError(f"sample_weight: expected {M} arrays, each model's ({'/'.join(map(str, ns))},) rows")
     if not per_model and rows[0].shape not in ((int(ns[0]),), (M, int(ns[0]))):
-        raise ValueError(f"sample_weight: expected ({ns[0]},) or ({M}, {ns[0]}), got {rows[0].shape}")
+        raise InputError(f"sample_weight: expected ({ns[0]},) or ({M}, {ns[0]}), got {rows[0].shape}")
     for r in rows:
         if (r.dtype == bool or not np.issubdtype(r.dtype, np.number) or not np.all(np.isfinite(r))
                 or np.any(r < 0)):
-            raise ValueError("sample_weight: expected finite, non-negative numbers")
+            raise InputError("sample_weight: expected finite, non-negative numbers")
         if not np.all(np.any(r.reshape(-1, r.shape[-1]) > 0, axis=-1)):
-            raise ValueError("sample_weight: some model's weights are all 0, so it has nothing to train on")
+            raise InputError("sample_weight: some model's weights are all 0, so it has nothing to train on")
     return rows if per_model else rows[0]
 
 
@@ -253,7 +254,7 @@ def _set_hyperparams(opt_state: Any, hyperparams: dict[str, Any] | None, M: int)
     if hyperparams is None:
         return opt_state
     if not isinstance(hyperparams, dict):
-        raise TypeError("hyperparams: expected a dict of name -> (M,) values, "
+        raise InputTypeError("hyperparams: expected a dict of name -> (M,) values, "
                         f"got {type(hyperparams).__name__}")
     values = {}
     for name, v in hyperparams.items():
@@ -262,13 +263,13 @@ def _set_hyperparams(opt_state: Any, hyperparams: dict[str, Any] | None, M: int)
         except KeyError:
             current = None
         if current is None or not hasattr(current, "dtype"):
-            raise ValueError(f"hyperparams: the optimizer holds no hyper-parameter {name!r}; build it with "
+            raise InputError(f"hyperparams: the optimizer holds no hyper-parameter {name!r}; build it with "
                              f"optax.inject_hyperparams(...)({name}=...) to vary it per model")
         arr = np.asarray(v)
         if arr.ndim == 0:
             arr = np.full((M,), arr)
         if arr.shape != (M,) or not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise ValueError(f"hyperparams[{name!r}]: expected one finite number or {M} of them, got {v!r}")
+            raise InputError(f"hyperparams[{name!r}]: expected one finite number or {M} of them, got {v!r}")
         values[name] = jnp.asarray(arr, current.dtype)
     return optax.tree_utils.tree_set(opt_state, **values)
 
@@ -278,16 +279,17 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
               val_fn: Any, patience: Any, tol: Any, restore_best: bool | None, state: Any, loss_args: Any,
               callback: Any, devices: Any, reduction: str = "mean") -> ManyResult:
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable loss_fn(params, *batch), got {type(loss_fn).__name__}")
+        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), "
+                             f"got {type(loss_fn).__name__}")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {optimizer!r}")
+        raise InputTypeError(f"optimizer: expected an optax.GradientTransformation, got {optimizer!r}")
     if val_fn is not None and not callable(val_fn):
-        raise TypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
+        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
     arguments.positive_int("batch_size", batch_size)
     if (epochs is None) == (steps is None):
-        raise ValueError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
     if not isinstance(shuffle, bool | np.bool_):
-        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
+        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
     M = _n_models(params)
     dtype = arguments.float_dtype(params)
     x64 = jax.enable_x64(True) if arguments.is_x64(dtype) else contextlib.nullcontext()
@@ -320,7 +322,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
     else:
         total = np.asarray(_per_model_ints("epochs", epochs, M)) * spe
     if np.any(total > arguments.MAX_STEPS):
-        raise ValueError(f"epochs/steps: {int(total.max())} steps in all, above the limit of "
+        raise InputError(f"epochs/steps: {int(total.max())} steps in all, above the limit of "
                          f"{arguments.MAX_STEPS}")
     n_epochs = -(-total // spe)
     pat = _per_model_ints("patience", patience, M, allow_none=True)
@@ -334,7 +336,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         if isinstance(val_data, PerModel):
             hosts = [arguments.as_data(f"val_data[{i}]", d, dtype) for i, d in enumerate(val_data.items)]
             if len(hosts) != M or len({h[0].shape[0] for h in hosts}) != 1:
-                raise ValueError(f"val_data: expected {M} per-model tuples with the same number of rows")
+                raise InputError(f"val_data: expected {M} per-model tuples with the same number of rows")
             val_arrays, val_axis = tuple(np.stack(c) for c in zip(*hosts, strict=True)), 0
         else:
             val_arrays = arguments.as_data("val_data", val_data, dtype)
@@ -349,7 +351,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         state = state._replace(opt_state=_set_hyperparams(state.opt_state, hyperparams, M))
     else:
         if not isinstance(state, TrainState) or _n_models(state.params) != M:
-            raise TypeError(f"state: expected the TrainState of {M} models (result.state of fit_many)")
+            raise InputTypeError(f"state: expected the TrainState of {M} models (result.state of fit_many)")
         one = jax.tree_util.tree_map(lambda a: a[0], (state, params))
         engine._check_state(one[0], one[1], optimizer, track_best)
     # --- the static plan (rows padded to the largest model's bucket) and the per-model knobs ---
@@ -364,10 +366,10 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                             bucket_rows=accelerations.enabled("row_buckets"))
     if (per_model and len(set(ns.tolist())) > 1 and shuffle and not plan.host_orders
             and (plan.rows > _shuffle.MAX_PADDED or not _shuffle.partitionable())):
-        raise ValueError("data: models with different numbers of rows need padded data, which needs a "
+        raise InputError("data: models with different numbers of rows need padded data, which needs a "
                          "threefry key under jax_threefry_partitionable (JAX's defaults)")
     if per_model and not plan.host_orders and shuffle and len({_shuffle.rounds(int(n)) for n in ns}) > 1:
-        raise ValueError("data: models of fewer and more than 1,625 rows need their orders drawn on "
+        raise InputError("data: models of fewer and more than 1,625 rows need their orders drawn on "
                          "the host (a threefry key, JAX's default); split them into two fit_many calls")
     # the data on the device: real rows first, padded to the plan's rows (weight 0: never in a loss)
     if per_model:
@@ -492,7 +494,7 @@ def _per_model_loss_args(loss_args: Any, M: int, dtype: Any) -> tuple[Any, ...]:
     extra = arguments.as_loss_args(loss_args, dtype)
     for i, a in enumerate(extra):
         if a.ndim == 0 or a.shape[0] != M:
-            raise ValueError(f"loss_args[{i}]: expected a leading model axis of {M} (one value per model; "
+            raise InputError(f"loss_args[{i}]: expected a leading model axis of {M} (one value per model; "
                              f"np.full({M}, value) for a shared one), got shape {a.shape}")
     return extra
 
@@ -502,12 +504,12 @@ def _model_keys(key: Any, M: int) -> Array:
     if key is None:
         key = jax.random.key(0)
     if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        raise TypeError(f"key: expected a typed PRNG key or (M,) keys (jax.random.key), "
+        raise InputTypeError(f"key: expected a typed PRNG key or (M,) keys (jax.random.key), "
                         f"got {type(key).__name__}")
     if key.shape == ():
         return jnp.broadcast_to(key, (M,))  # type: ignore[no-any-return]
     if key.shape != (M,):
-        raise ValueError(f"key: expected one key or {M} keys, got keys of shape {key.shape}")
+        raise InputError(f"key: expected one key or {M} keys, got keys of shape {key.shape}")
     return key
 
 
@@ -530,9 +532,9 @@ def _model_mesh(devices: Any, M: int) -> Mesh | None:
         return None
     mesh = distributed.make_data_mesh(devices, axis=MODEL_AXIS)
     if any(d.process_index != jax.process_index() for d in mesh.devices.flat):
-        raise ValueError("devices: fit_many splits models over this process's own devices")
+        raise InputError("devices: fit_many splits models over this process's own devices")
     if M % mesh.shape[MODEL_AXIS]:
-        raise ValueError(f"devices: {M} models do not split evenly over {mesh.shape[MODEL_AXIS]} devices")
+        raise InputError(f"devices: {M} models do not split evenly over {mesh.shape[MODEL_AXIS]} devices")
     return mesh
 
 

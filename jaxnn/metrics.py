@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from jaxnn.errors import InputError
+
 __all__ = ["classification_report", "regression_report"]
 
 
@@ -38,9 +40,9 @@ def regression_report(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     if yp.ndim == 1:
         yp = yp[:, None]
     if yt.shape != yp.shape:
-        raise ValueError(f"y_true, y_pred: shapes {np.shape(y_true)} and {np.shape(y_pred)} differ")
+        raise InputError(f"y_true, y_pred: shapes {np.shape(y_true)} and {np.shape(y_pred)} differ")
     if yt.shape[0] < 2:
-        raise ValueError(f"r2 needs at least 2 samples in y_true, got {yt.shape[0]}")
+        raise InputError(f"r2 needs at least 2 samples in y_true, got {yt.shape[0]}")
     return {
         "mse": float(skm.mean_squared_error(yt, yp)),
         "rmse": float(skm.root_mean_squared_error(yt, yp)),
@@ -69,7 +71,7 @@ def classification_report(y_true: ArrayLike, probs: ArrayLike) -> dict[str, floa
     scores = np.stack([1 - p, p], axis=1) if p.ndim == 1 else p
     labels = np.asarray(y_true).astype(np.int64)
     if scores.ndim != 2 or scores.shape[0] != labels.shape[0] or scores.shape[1] < 2:
-        raise ValueError(f"probs has shape {p.shape}; expected ({labels.shape[0]}, C) with C >= 2, or "
+        raise InputError(f"probs has shape {p.shape}; expected ({labels.shape[0]}, C) with C >= 2, or "
                          f"({labels.shape[0]},) for binary positive-class probabilities")
     eps = np.finfo(p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64).eps
     picked = np.clip(scores.astype(np.float64), eps, 1 - eps)[np.arange(len(labels)), labels]

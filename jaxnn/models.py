@@ -32,6 +32,7 @@ from jax import Array
 
 from jaxnn import foundations, losses, names
 from jaxnn.backward import forward_of, with_backward
+from jaxnn.errors import InputError
 from jaxnn.gradients import Entry, register
 from jaxnn.layers import dense, dense_layer, dense_vjp
 
@@ -50,7 +51,7 @@ def layer_sizes(n_features: int, hidden: Sequence[int], n_outputs: int) -> tuple
     sizes = (n_features, *hidden, n_outputs)
     for name, s in zip(("n_features", *["hidden"] * len(hidden), "n_outputs"), sizes, strict=True):
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"{name}: layer sizes must be positive integers, got {s!r}")
+            raise InputError(f"{name}: layer sizes must be positive integers, got {s!r}")
     return sizes
 
 
@@ -322,7 +323,7 @@ def value_and_grad(
         return value_and_grad_manual(params, X, Y, weights, **kw)
     if gradients == "autodiff":
         return jax.value_and_grad(loss)(params, X, Y, weights, **kw)
-    raise ValueError(f"gradients: expected one of {GRADIENTS}, got {gradients!r}")
+    raise InputError(f"gradients: expected one of {GRADIENTS}, got {gradients!r}")
 
 
 # --- Registry: the whole network's hand-written backprop -----------------------------------

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxnn.errors import InputError
+
 DATASETS = ("diabetes", "digits", "boston", "friedman1")
 """Built-in data sets (:func:`jaxnn.datasets.load_dataset`); any other ``--data`` is a CSV path."""
 
@@ -53,7 +55,7 @@ def check(name: str, value: Any, valid: tuple[str, ...] | dict[str, str]) -> Non
     """Raise ``ValueError`` naming the argument ``name`` unless ``value`` is one of ``valid``."""
     if not isinstance(value, str) or value not in valid:
         listed = sorted(valid) if isinstance(valid, dict) else list(valid)
-        raise ValueError(f"{name}: expected one of {listed}, got {value!r}")
+        raise InputError(f"{name}: expected one of {listed}, got {value!r}")
 
 
 def optimizer(name: str, learning_rate: Any, momentum: Any = 0.9) -> Any:

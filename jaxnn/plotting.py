@@ -27,6 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxnn import foundations
+from jaxnn.errors import InputError
 
 __all__ = [
     "chain_rule",
@@ -57,7 +58,7 @@ def _1d(name: str, a: Any) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{name}: expected shape (n,) or (n, 1), got {arr.shape}")
+        raise InputError(f"{name}: expected shape (n,) or (n, 1), got {arr.shape}")
     return arr
 
 
@@ -110,7 +111,7 @@ def predicted_vs_actual(y_true: Any, y_pred: Any, *, title: str = "Predicted vs 
     """Scatter of predictions (n,) against targets (n,) with the y = x line and R^2."""
     yt, yp = _1d("y_true", y_true), _1d("y_pred", y_pred)
     if yt.shape != yp.shape:
-        raise ValueError(f"y_true, y_pred: shapes {yt.shape} and {yp.shape} differ")
+        raise InputError(f"y_true, y_pred: shapes {yt.shape} and {yp.shape} differ")
     fig = Figure(figsize=(4.8, 4.8), layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(yt, yp, s=12, alpha=0.7)
@@ -139,9 +140,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[Any], *, title:
     yp = np.asarray(y_pred).astype(np.int64).reshape(-1)
     c = len(classes)
     if yt.shape != yp.shape:
-        raise ValueError(f"y_true, y_pred: shapes {yt.shape} and {yp.shape} differ")
+        raise InputError(f"y_true, y_pred: shapes {yt.shape} and {yp.shape} differ")
     if yt.size and (min(yt.min(), yp.min()) < 0 or max(yt.max(), yp.max()) >= c):
-        raise ValueError(f"y_true, y_pred: class indices must lie in 0..{c - 1}")
+        raise InputError(f"y_true, y_pred: class indices must lie in 0..{c - 1}")
     counts = np.zeros((c, c), dtype=np.int64)
     np.add.at(counts, (yt, yp), 1)
     fig = Figure(figsize=(1.2 + 0.45 * c, 1.0 + 0.45 * c), layout="constrained")
@@ -178,11 +179,11 @@ def feature_weights(params: Sequence[Any], feature_names: Sequence[str] | None =
     """
     W = np.asarray(params[0]["W"], dtype=np.float64)
     if W.ndim != 2:
-        raise ValueError(f"params[0]['W']: expected a 2-D array, got shape {W.shape}")
+        raise InputError(f"params[0]['W']: expected a 2-D array, got shape {W.shape}")
     d = W.shape[0]
     names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(d)]
     if len(names) != d:
-        raise ValueError(f"feature_names: {len(names)} names for {d} input features")
+        raise InputError(f"feature_names: {len(names)} names for {d} input features")
     linear = len(params) == 1
     values = W if linear else np.linalg.norm(W, axis=1, keepdims=True)
     order = np.argsort(np.max(np.abs(values), axis=1))[::-1][:max_features][::-1]

@@ -25,6 +25,8 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
+from jaxnn.errors import InputError
+
 ENV = "JAXNN_PROGRESS"
 
 
@@ -57,7 +59,7 @@ class ProgressBar:
     def __init__(self, total: int, *, enable: bool | None = None, file: TextIO | None = None,
                  desc: str = "train", delay: float = 0.5) -> None:
         if isinstance(total, bool) or not isinstance(total, int | np.integer) or total < 0:
-            raise ValueError(f"total: expected a non-negative integer, got {total!r}")
+            raise InputError(f"total: expected a non-negative integer, got {total!r}")
         stream = sys.stderr if file is None else file
         self.enabled = should_show(stream, enable)
         forced = self.enabled and not getattr(stream, "isatty", lambda: False)()

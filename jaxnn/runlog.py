@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from jaxnn.errors import InputError
 from jaxnn.training import ChunkInfo
 
 __all__ = ["RunLog"]
@@ -77,7 +78,7 @@ class RunLog:
     def write(self, event: str, **fields: Any) -> None:
         """Write one line ``{"event": event, **fields, "elapsed": seconds}`` and flush it."""
         if self._fh is None:
-            raise ValueError(f"RunLog {self.path!r} is closed")
+            raise InputError(f"RunLog {self.path!r} is closed")
         record = {"event": event, **self._extra, **fields,
                   "elapsed": round(time.perf_counter() - self._t0, 6)}
         self._fh.write(json.dumps(_clean(record), allow_nan=False) + "\n")

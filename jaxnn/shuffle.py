@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from jaxnn.errors import InputError
+
 _DIGIT = 16
 _MAX_N = 1 << _DIGIT
 MAX_PADDED = _MAX_N  # the largest size permutation_prefix draws (its positions fit in 16 bits)
@@ -39,7 +41,7 @@ def stable_argsort_u32(keys: Array) -> Array:
     """
     n = keys.shape[0]
     if keys.ndim != 1 or keys.dtype != jnp.uint32 or n > _MAX_N:
-        raise ValueError(f"keys: expected a 1-D uint32 array of at most {_MAX_N} elements, got "
+        raise InputError(f"keys: expected a 1-D uint32 array of at most {_MAX_N} elements, got "
                          f"{keys.dtype} {keys.shape}")
     position = jnp.arange(n, dtype=jnp.uint32)
     mask = jnp.uint32(_MAX_N - 1)
@@ -82,9 +84,9 @@ def permutation_prefix(key: Array, n: Array, size: int, n_rounds: int) -> Array:
     and leaves the first ``n`` in the unpadded order. ``n_rounds`` must be :func:`rounds` of ``n``.
     """
     if size > _MAX_N:
-        raise ValueError(f"size: at most {_MAX_N} rows can be padded, got {size}")
+        raise InputError(f"size: at most {_MAX_N} rows can be padded, got {size}")
     if not partitionable():  # the engine does not pad then (engine.make_plan)
-        raise ValueError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
+        raise InputError("permutation_prefix needs jax_threefry_partitionable=True (JAX's default)")
     position = jnp.arange(size)  # the default integer type, as JAX's (int64 under x64)
     padding = position >= jnp.asarray(n).astype(position.dtype)
     x = position

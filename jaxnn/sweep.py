@@ -44,6 +44,7 @@ from jax import Array
 from jax.sharding import Mesh
 
 from jaxnn import engine, models, training
+from jaxnn.errors import InputError, InputTypeError
 from jaxnn.training import TrainConfig
 
 
@@ -86,7 +87,7 @@ class SweepResult:
     def model_params(self, i: int) -> Any:
         """Model ``i``'s parameters as an ordinary layer list (what ``fit`` returns)."""
         if not 0 <= i < self.n_models:
-            raise ValueError(f"i: expected 0 <= i < {self.n_models}, got {i}")
+            raise InputError(f"i: expected 0 <= i < {self.n_models}, got {i}")
         return jax.tree_util.tree_map(lambda a: a[i], self.params)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -94,7 +95,7 @@ class SweepResult:
         with training.x64_context(self.config.dtype):
             Xj = jnp.asarray(np.asarray(X), dtype=jnp.dtype(self.config.dtype))
             if Xj.ndim != 2 or Xj.shape[1] != self.params[0]["W"].shape[1]:
-                raise ValueError(f"X: expected shape (n, {self.params[0]['W'].shape[1]}), got {Xj.shape}")
+                raise InputError(f"X: expected shape (n, {self.params[0]['W'].shape[1]}), got {Xj.shape}")
             return np.asarray(_predict_many(self.params, Xj, self.config.activation))
 
 
@@ -111,7 +112,7 @@ def _hyper(name: str, values: Any, default: float, *, positive: bool) -> tuple[f
         values = (values,)
     vals = tuple(values)
     if not vals:
-        raise ValueError(f"{name}: expected at least one value")
+        raise InputError(f"{name}: expected at least one value")
     for v in vals:
         training._finite_float(name, v, positive=positive)
     return tuple(float(v) for v in vals)
@@ -121,13 +122,13 @@ def _seeds(seeds: Any, default: int) -> tuple[int, ...]:
     if seeds is None:
         return (default,)
     if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds: expected a sequence of integers such as range({seeds}), got an integer")
+        raise InputTypeError(f"seeds: expected a sequence of integers such as range({seeds}), got an integer")
     vals = tuple(seeds)
     if not vals:
-        raise ValueError("seeds: expected at least one seed")
+        raise InputError("seeds: expected at least one seed")
     for s in vals:
         if isinstance(s, bool) or not isinstance(s, int | np.integer):
-            raise TypeError(f"seeds: expected integers, got {s!r}")
+            raise InputTypeError(f"seeds: expected integers, got {s!r}")
     return tuple(int(s) for s in vals)
 
 
@@ -219,11 +220,11 @@ def fit_grid(
     from jaxnn import many
 
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        raise InputTypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     if config.patience is not None:
-        raise ValueError("patience: fit_grid has no early stopping; set patience=None")
+        raise InputError("patience: fit_grid has no early stopping; set patience=None")
     if not isinstance(shared_order, bool):
-        raise TypeError(f"shared_order: expected a bool, got {shared_order!r}")
+        raise InputTypeError(f"shared_order: expected a bool, got {shared_order!r}")
     seed_v = _seeds(seeds, config.seed)
     lr_v = _hyper("lrs", lrs, config.lr, positive=True)
     l2_v = _hyper("l2s", l2s, config.l2, positive=False)
@@ -233,11 +234,11 @@ def fit_grid(
         Xj = training.as_2d_float("X", X, dtype)
         Yj = training.as_2d_float("Y", Y, dtype)
         if Xj.shape[0] != Yj.shape[0]:
-            raise ValueError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
+            raise InputError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
         n, d = Xj.shape
         n_steps = training.total_steps(config, n)
         if n_steps > engine.MAX_STEPS:
-            raise ValueError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
+            raise InputError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
         nb = training.steps_per_epoch(n, config.batch_size)
         base = dataclasses.replace(config, seed=0, lr=1.0, l2=0.0)  # what the compiled program depends on
         with_l2 = bool(np.any(l2_a > 0))

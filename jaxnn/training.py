@@ -27,7 +27,7 @@ import optax
 from jax import Array
 
 from jaxnn import engine, models, names
-from jaxnn.errors import DivergedError
+from jaxnn.errors import DivergedError, InputError, InputTypeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,21 +94,21 @@ def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise InputError(f"{name}: expected a positive integer, got {value!r}")
 
 
 def _finite_float(name: str, value: Any, *, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(value) or (positive and value <= 0) or (not positive and value < 0):
         kind = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name}: expected a finite number {kind}, got {value!r}")
+        raise InputError(f"{name}: expected a finite number {kind}, got {value!r}")
 
 
 def validate_config(c: TrainConfig) -> None:
     """Raise ``ValueError``/``TypeError`` naming the first bad field of ``c``."""
     if not isinstance(c.hidden, tuple):
-        raise TypeError(f"hidden: expected a tuple of positive integers, got {c.hidden!r}")
+        raise InputTypeError(f"hidden: expected a tuple of positive integers, got {c.hidden!r}")
     for h in c.hidden:
         _positive_int("hidden", h)
     names.check("activation", c.activation, names.ACTIVATIONS)
@@ -128,9 +128,9 @@ def validate_config(c: TrainConfig) -> None:
     _positive_int("patience", c.patience, allow_none=True)
     _positive_int("chunk_epochs", c.chunk_epochs, allow_none=True)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int | np.integer):
-        raise TypeError(f"seed: expected an integer, got {c.seed!r}")
+        raise InputTypeError(f"seed: expected an integer, got {c.seed!r}")
     if (c.epochs is None) == (c.steps is None):
-        raise ValueError(
+        raise InputError(
             f"epochs/steps: give exactly one of them, got epochs={c.epochs!r}, steps={c.steps!r}"
         )
     _positive_int("epochs", c.epochs, allow_none=True)
@@ -211,26 +211,26 @@ def as_2d_host(name: str, A: Any, dtype: Any) -> np.ndarray:
     try:
         a = np.asarray(A)
     except ValueError as e:  # ragged nested lists: name the argument, not just numpy's complaint
-        raise ValueError(f"{name}: expected a rectangular numeric array ({e})") from None
+        raise InputError(f"{name}: expected a rectangular numeric array ({e})") from None
     # complex is a number to NumPy, but casting it to float would drop the imaginary part
     if a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
                                  or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
+        raise InputTypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
     if a.ndim == 1 and name.startswith("Y"):
         a = a[:, None]
     if a.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (n_samples, n_columns), got shape {a.shape}")
+        raise InputError(f"{name}: expected a 2-D array (n_samples, n_columns), got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{name}: expected at least one row and one column, got shape {a.shape}")
+        raise InputError(f"{name}: expected at least one row and one column, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+        raise InputError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
     if a.dtype == dtype:
         return a
     with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf: refuse
         cast = a.astype(dtype)
     if not np.all(np.isfinite(cast)):
-        raise ValueError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
+        raise InputError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
                          f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
     return cast
 
@@ -369,7 +369,7 @@ def fit(
         TrainingInterrupted: Ctrl-C; ``.result`` is the state at the last chunk.
     """
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        raise InputTypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     if devices is None and batch_sharding is not None:
         devices = batch_sharding.mesh
     with x64_context(config.dtype):
@@ -377,16 +377,16 @@ def fit(
         Xj = as_2d_host("X", X, dtype)
         Yj = as_2d_host("Y", Y, dtype)
         if Xj.shape[0] != Yj.shape[0]:
-            raise ValueError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
+            raise InputError(f"X, Y: different numbers of rows: {Xj.shape[0]} and {Yj.shape[0]}")
         has_val = X_val is not None
         if has_val != (Y_val is not None):
-            raise ValueError("X_val, Y_val: give both or neither")
+            raise InputError("X_val, Y_val: give both or neither")
         val = None
         if has_val:
             Xv = as_2d_host("X_val", X_val, dtype)
             Yv = as_2d_host("Y_val", Y_val, dtype)
             if Xv.shape[1] != Xj.shape[1] or Yv.shape[1] != Yj.shape[1] or Xv.shape[0] != Yv.shape[0]:
-                raise ValueError(
+                raise InputError(
                     f"X_val, Y_val: shapes {Xv.shape}, {Yv.shape} do not match the training "
                     f"data's columns {Xj.shape[1]}, {Yj.shape[1]}"
                 )
@@ -396,7 +396,7 @@ def fit(
         n_steps = total_steps(config, n)
         spe = steps_per_epoch(n, config.batch_size)
         if n_steps > engine.MAX_STEPS:
-            raise ValueError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
+            raise InputError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
         n_epochs = total_epochs(config, n)
         chunk_epochs = min(config.chunk_epochs or default_chunk_epochs(n_epochs), n_epochs)
         if state is None:
@@ -432,9 +432,9 @@ def fit(
 
 def _check_state(state: TrainState, c: TrainConfig, d: int, k: int) -> None:
     if not isinstance(state, TrainState):
-        raise TypeError(f"state: expected a TrainState, got {type(state).__name__}")
+        raise InputTypeError(f"state: expected a TrainState, got {type(state).__name__}")
     want = models.layer_sizes(d, c.hidden, k)
     got = (state.params[0]["W"].shape[0], *(p["W"].shape[1] for p in state.params))
     if tuple(got) != want:
-        raise ValueError(f"state: parameters have layer sizes {tuple(got)}, the data and "
+        raise InputError(f"state: parameters have layer sizes {tuple(got)}, the data and "
                          f"config need {want}")

@@ -11,12 +11,17 @@ subprocesses prove that nothing else (a traceback, a warning) reaches the termin
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ import pytest
 from jaxnn import checkpoint, experiment
 from jaxnn.cli import main
 from jaxnn.datasets import load_csv, load_dataset, split_dataset
-from jaxnn.errors import EXIT_BAD_INPUT
+from jaxnn.errors import EXIT_BAD_INPUT, InputError, InputTypeError
 from jaxnn.training import TrainConfig, fit
 
 # --------------------------------------------------------------------------- helpers
@@ -328,7 +333,8 @@ def test_fit_rejects_bad_arrays(X: object, Y: object, error: type[Exception],
                                 pieces: tuple[str, ...]) -> None:
     with pytest.raises(error) as exc:
         fit(TrainConfig(hidden=(3,), epochs=1), X, Y)
-    assert type(exc.value) is error
+    # a refusal jaxnn raises on purpose: InputError (a ValueError) or InputTypeError (also a TypeError)
+    assert type(exc.value) is {ValueError: InputError, TypeError: InputTypeError}[error]
     for piece in pieces:
         assert piece in str(exc.value)
 
@@ -693,7 +699,9 @@ def test_fit_names_integer_parameters_integer_losses_and_broken_optimizers() -> 
 
 
 def test_an_internal_error_is_not_bad_input() -> None:
-    """A TypeError raised inside JAX is a failure of jaxnn (exit 70), not of the user's input (2)."""
+    """A TypeError raised inside JAX, or a ValueError from NumPy, is a failure of jaxnn (exit 70),
+    not of the user's input (2): only what jaxnn refuses on purpose (InputError) and OSErrors on
+    the user's files are."""
     import jax.numpy as jnp
 
     from jaxnn.cli import _is_internal
@@ -707,5 +715,112 @@ def test_an_internal_error_is_not_bad_input() -> None:
         TrainConfig(hidden=(3,), epochs=0)
     except ValueError as e:
         refused = e
-    assert _is_internal(inside_jax) and not _is_internal(refused)
+    try:
+        np.ones(3).reshape(2, 2)
+    except ValueError as e:
+        inside_numpy = e
+    assert isinstance(refused, InputError)
+    assert _is_internal(inside_jax) and _is_internal(inside_numpy) and not _is_internal(refused)
+    assert not _is_internal(FileNotFoundError(2, "No such file or directory", "x.csv"))
+    assert _is_internal(KeyError("x")) and _is_internal(ValueError("a plain ValueError"))
     assert EXIT_INTERNAL not in (0, 1, EXIT_BAD_INPUT, 3, 130)
+
+
+# A `jaxnn` process with one of jaxnn's functions replaced by a broken one (a real bug, in a real
+# process): argv[1] names the breakage, the rest is the command line.
+_BROKEN_RUNNER = """
+import sys
+import numpy as np
+import jaxnn.csvfile
+
+where, argv = sys.argv[1], sys.argv[2:]
+if where == "numpy":  # a ValueError raised inside NumPy, as a shape bug in jaxnn would
+    import jaxnn.experiment
+    jaxnn.experiment.run = lambda *a, **k: np.ones(3).reshape(2, 2)
+elif where == "keyerror":  # a plain bug in jaxnn
+    import jaxnn.experiment
+    jaxnn.experiment.run = lambda *a, **k: {}["params"]
+elif where == "preflight":  # a plain ValueError inside the checks that rename bad input to the flags
+    def read_header(*a, **k):
+        raise ValueError("path: not a refusal, a bug")
+    jaxnn.csvfile.read_header = read_header
+from jaxnn.cli import main
+sys.exit(main(argv))
+"""
+
+
+@pytest.mark.parametrize(("where", "flags", "status", "pieces"), [
+    ("numpy", [], 70, ("jaxnn train: error: internal error: ValueError: cannot reshape",)),
+    ("keyerror", [], 70, ("jaxnn train: error: internal error: KeyError: 'params'",)),
+    ("preflight", [], 70, ("jaxnn train: error: internal error: ValueError: path: not a refusal, a bug",)),
+    ("none", ["--test-size", "0.9"], 2, ("jaxnn train: error: --test-size=0.9 on 4 rows",)),
+    ("none", ["--hidden", "0"], 2, ("jaxnn train: error: argument --hidden",)),
+])
+def test_internal_errors_exit_70_and_bad_input_2_in_a_real_process(
+        tmp_path: Path, where: str, flags: list[str], status: int, pieces: tuple[str, ...]) -> None:
+    data = write(tmp_path, "ok.csv", GOOD)
+    proc = subprocess.run([sys.executable, "-c", _BROKEN_RUNNER, where, "train", "--data", str(data),
+                           "--steps", "1", "--hidden", "2", *flags],
+                          capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path),
+                          timeout=120, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for piece in pieces:
+        assert piece in proc.stderr, proc.stderr
+    internal = "(a bug in jaxnn or a library it uses, not in your input; please report it" in proc.stderr
+    assert internal == (status == 70), proc.stderr
+
+
+# ------------------------------------------ --data boston (fetched from OpenML) without a network
+
+
+@contextlib.contextmanager
+def _silent_proxy() -> Iterator[str]:
+    """An HTTP proxy on 127.0.0.1 that accepts connections and never answers: a network that
+    swallows the request (the fetch must give up, not hang)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("network", ["refused", "silent"])
+def test_builtin_boston_offline_says_to_pass_the_csv(tmp_path: Path, network: str) -> None:
+    """`--data boston` is fetched from OpenML. Without a network -- every connection goes through a
+    proxy that refuses it, or one that never answers -- it is one line and exit 2 naming the CSV
+    way, within the fetch timeout: no traceback, no hang."""
+    env = subprocess_env(tmp_path)  # warnings are errors in it, as in the suite
+    for name in ("no_proxy", "NO_PROXY"):
+        env.pop(name, None)
+    env.update(SCIKIT_LEARN_DATA=str(tmp_path / "scikit_learn_data"),  # nothing cached: a real fetch
+               JAXNN_FETCH_TIMEOUT="1")
+    with contextlib.ExitStack() as stack:
+        # port 9 (discard) on the loopback: nothing listens there, the connection is refused
+        proxy = "http://127.0.0.1:9" if network == "refused" else stack.enter_context(_silent_proxy())
+        env.update(http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy)
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", "train", "--data", "boston", "--steps",
+                               "1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+                              check=False)
+        seconds = time.monotonic() - t0
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("jaxnn train: error: --data: could not fetch Boston housing from OpenML")
+    assert "--data path/to/boston.csv --target medv" in proc.stderr
+    if network == "silent":
+        assert "no answer within 1 s (JAXNN_FETCH_TIMEOUT" in proc.stderr, proc.stderr
+    assert seconds < 60, seconds  # two tries of 1 s each, a 1 s pause, and the start-up

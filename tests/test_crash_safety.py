@@ -93,7 +93,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path, proc
 
 
 def test_sigint_saves_then_resume_is_bit_identical(tmp_path: Path, procs, capsys) -> None:
-    flags = ["train", "--epochs", "2000", "--checkpoint-every", "200", "--seed", "3"]
+    flags = ["train", "--hidden", "13", "--epochs", "2000", "--checkpoint-every", "200", "--seed", "3"]
     p = start(*flags, "--save", "ck.npz", "--log-jsonl", "int.jsonl", cwd=tmp_path)
     procs.append(p)
     wait_for(lambda: (tmp_path / "ck.npz").exists(), "the first checkpoint", p,
@@ -143,7 +143,10 @@ def test_sigint_saves_then_resume_is_bit_identical(tmp_path: Path, procs, capsys
 
 def test_divergence_saves_last_finite_params_and_exits_3(tmp_path: Path, capsys) -> None:
     f = tmp_path / "div.npz"
-    status = main(["train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "20", "--save", str(f),
+    # the seed's sigmoid units keep the forward of the last finite parameters finite (relu's would
+    # overflow float32 from those huge weights)
+    status = main(["train", "--hidden", "13", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", "1e6",
+                   "--epochs", "20", "--save", str(f),
                    "--log-jsonl", str(tmp_path / "div.jsonl")])
     assert status == 3
     err = capsys.readouterr().err
@@ -157,7 +160,7 @@ def test_divergence_saves_last_finite_params_and_exits_3(tmp_path: Path, capsys)
     for leaf in (ck.params[0]["W"], ck.params[0]["b"], ck.params[1]["W"]):
         assert np.all(np.isfinite(np.asarray(leaf)))
     X = ck.scaler.transform(load_dataset("diabetes").X).astype(np.float32)
-    assert np.all(np.isfinite(np.asarray(models.predict(ck.params, X, "sigmoid"))))
+    assert np.all(np.isfinite(np.asarray(models.predict(ck.params, X, ck.config.activation))))
     summary = json.loads((tmp_path / "div.jsonl").read_text().splitlines()[-1])
     assert summary["status"] == "diverged" and summary["step"] == step
     # Resuming a diverged run is refused: it would only diverge again.
@@ -211,3 +214,25 @@ def test_resume_mid_epoch_reaches_the_requested_total_bit_identically(tmp_path: 
     for x, y in zip(leaves(resumed.state.params), leaves(straight.state.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     np.testing.assert_array_equal(resumed.history.train_loss, straight.history.train_loss)
+
+
+def test_a_checkpoint_saved_with_the_former_default_network_resumes_as_it_was(tmp_path: Path, capsys) -> None:
+    """Before the default network became 100 relu units, a run without --hidden stored no hidden
+    sizes among its flags (the default then was 13). Resuming it trains the checkpoint's network,
+    bit for bit as the straight run, not today's default."""
+    a, old, b, c = (str(tmp_path / f) for f in ("a.npz", "old.npz", "b.npz", "c.npz"))
+    seed_net = ["--hidden", "13", "--activation", "sigmoid", "--lr", "0.01"]  # the former defaults
+    assert main(["train", "--steps", "20", "--save", a, *seed_net]) == 0
+    capsys.readouterr()
+    ck = checkpoint.load(a)
+    assert ck.extra["cli_args"]["hidden"] == [[13]]
+    checkpoint.save(old, ck.state, ck.config, scaler=ck.scaler, dataset=ck.dataset, history=ck.history,
+                    extra={"cli_args": {**ck.extra["cli_args"], "hidden": None}},  # as it was stored
+                    target_scaler=ck.target_scaler)
+    assert main(["train", "--resume", old, "--steps", "40", "--save", b, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "mlp[13 sigmoid]"
+    assert main(["train", "--steps", "40", "--save", c, *seed_net]) == 0
+    resumed, straight = checkpoint.load(b), checkpoint.load(c)
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(resumed.state.params), leaves(straight.state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

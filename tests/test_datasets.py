@@ -146,9 +146,10 @@ def test_load_boston_offline_raises_without_retrying(monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(datasets, "fetch_openml", offline)
-    with pytest.raises(OSError, match=r"(?s)OpenML.*pass the CSV path"):
+    with pytest.raises(OSError, match=r"(?s)OpenML.*pass the seed's CSV instead: --data path/to/boston.csv "
+                                      r"--target medv on the command line, load_boston\('path/to/"):
         load_boston()
-    with pytest.raises(OSError, match="pass the CSV path"):
+    with pytest.raises(OSError, match="pass the seed's CSV instead"):
         load_dataset("boston")
     assert len(calls) == 2
     assert all(c.get("data_id") == 531 and c.get("n_retries", 3) <= 1 for c in calls)

@@ -102,6 +102,7 @@ def test_sweep_cold_and_warm(tmp_path: Path, boston_csv: Path) -> None:
     def workflow(cache: Path, work: Path) -> Any:
         sweep = json.loads(jaxnn_cli(cache, work, "sweep", "--data", str(boston_csv), "--target", "medv",
                                      "--seeds", "2", "--lr", "0.01", "--lr", "0.05", "--steps", "60",
+                                     "--hidden", "13",
                                      "--json"))
         del sweep["seconds"]  # the only field that may differ between runs
         return sweep
@@ -237,7 +238,8 @@ def test_ctrl_c_and_divergence_checkpoints_load_and_resume(tmp_path: Path) -> No
                   "--steps", str(step + 50), "--resume", "ck.npz", "--save", "more.npz")
         assert int(checkpoint.load(work / "more.npz").state.step) == step + 50
         # divergence: exit 3, the last finite parameters saved, loadable, resuming refused by name
-        jaxnn_cli(cache, work, "train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "20", "--quiet",
+        jaxnn_cli(cache, work, "train", "--hidden", "13", "--activation", "sigmoid", "--optimizer", "sgd",
+                  "--lr", "1e6", "--epochs", "20", "--quiet",
                   "--save", "div.npz", status=3)
         diverged = checkpoint.load(work / "div.npz")
         assert int(diverged.state.diverged_step) >= 0

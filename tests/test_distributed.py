@@ -133,7 +133,8 @@ def test_cli_bad_distributed_flags_are_one_line_and_exit_2(capsys, monkeypatch):
 
 # One `jaxnn train` run: the 8-device script runs it on one device (the reference) and with
 # --devices 8; the multi-process test runs it in two processes.
-TRAIN_ARGS = ["train", "--data", "diabetes", "--epochs", "8", "--batch-size", "32", "--lr", "0.05",
+TRAIN_ARGS = ["train", "--data", "diabetes", "--hidden", "13", "--activation", "sigmoid",
+              "--epochs", "8", "--batch-size", "32", "--lr", "0.05",
               "--dtype", "float64", "--validation-fraction", "0.1", "--json"]
 
 EIGHT_DEVICES = textwrap.dedent('''

@@ -76,7 +76,8 @@ def test_plain_output_and_reordered_columns_without_target(boston_model, tmp_pat
 
 def test_classification_labels_and_probabilities(tmp_path: Path, capsys) -> None:
     f = tmp_path / "digits.npz"
-    assert main(["train", "--data", "digits", "--epochs", "2", "--hidden", "16", "--save", str(f)]) == 0
+    assert main(["train", "--data", "digits", "--epochs", "2", "--hidden", "16", "--lr", "0.01",
+                 "--save", str(f)]) == 0
     capsys.readouterr()
     assert main(["predict", "--model", str(f), "--data", "digits", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -194,7 +195,7 @@ def test_a_model_trained_on_standardised_targets_predicts_on_the_targets_scale(t
     and `jaxnn predict` maps the outputs back: the same numbers as the training run's report."""
     f = tmp_path / "m.npz"
     train = jaxnn("train", "--data", str(boston_csv), "--target", "medv", "--model", "linear", "--steps",
-                  "300", "--dtype", "float64", "--save", str(f), "--json", "--quiet")
+                  "300", "--lr", "0.01", "--dtype", "float64", "--save", str(f), "--json", "--quiet")
     assert train.returncode == 0, train.stderr
     report = json.loads(train.stdout)
     ck = checkpoint.load(f)

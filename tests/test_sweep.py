@@ -214,6 +214,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_sweep_json_and_figure(boston_csv, tmp_path):
     p = _cli("sweep", "--data", str(boston_csv), "--seeds", "3", "--lr", "0.01", "--lr", "0.05",
+             "--hidden", "13", "--activation", "sigmoid",  # the seed's network, with its sgd and batch
              "--optimizer", "sgd", "--batch-size", "23", "--steps", "300", "--json",
              "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr

@@ -4,9 +4,11 @@ Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> in
 define ``preflight(args)``: checks of the files, CSV headers and flags it was given that need
 neither JAX nor scikit-learn (:mod:`jaxnn.cli.userinput`), run before ``run`` imports them, so a
 bad path, a misspelt ``--target`` or contradicting flags fail in a fraction of a second.
-Errors caused by the user's input become one line on stderr and exit status 2
+Errors caused by the user's input -- an :class:`~jaxnn.errors.InputError` (what jaxnn refuses on
+purpose) or an ``OSError`` on a file the user named -- become one line on stderr and exit status 2
 (see :mod:`jaxnn.errors`), ``jaxnn SUBCOMMAND: error: --flag: what is wrong``, naming the flag the
-user typed; ``--debug`` shows the traceback instead.
+user typed. Any other exception is a bug: one line naming it as an internal error, exit 70.
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from types import ModuleType
 from typing import Any
 
 from jaxnn import xla_cpu
-from jaxnn.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERNAL, EXIT_INTERRUPTED, DivergedError
+from jaxnn.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    DivergedError,
+    InputError,
+)
 
 # The CLI owns its process: before JAX starts its backend, let XLA:CPU compile small training
 # loops as one function (see jaxnn.xla_cpu; opt out with JAXNN_NO_XLA_FLAGS=1).
@@ -149,27 +158,32 @@ def _run(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # the reader closed stdout (`jaxnn predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
-    except (ValueError, TypeError, OSError) as e:
+    except Exception as e:
         if debug:
             raise
-        if _is_internal(e):
+        if _is_internal(e):  # never "bad input": a bug in jaxnn or a library it uses
             return _fail(prog, f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it "
-                         "uses; --debug shows the traceback)", EXIT_INTERNAL)
+                         "uses, not in your input; please report it with the traceback --debug shows)",
+                         EXIT_INTERNAL)
         return _fail(prog, str(e) or type(e).__name__, EXIT_BAD_INPUT)
-    except Exception as e:  # anything else is a bug, never "bad input"
-        if debug:
-            raise
-        return _fail(prog, f"internal error: {type(e).__name__}: {e} (a bug in jaxnn or a library it "
-                     "uses; --debug shows the traceback)", EXIT_INTERNAL)
 
 
 _LIBRARY_PARTS = ("jax", "jaxlib", "optax")
 
 
 def _is_internal(e: BaseException) -> bool:
-    """Whether a ValueError/TypeError/OSError is a failure inside JAX or optax, not a refusal of the
-    user's input: raised by JAX's runtime, or from a frame of the jax, jaxlib or optax packages
-    (jaxnn validates what the user gave it before any of them sees it)."""
+    """Whether ``e`` is a failure of jaxnn or a library it uses, not a refusal of the user's input.
+
+    Bad input is what jaxnn refuses on purpose (:class:`~jaxnn.errors.InputError`) and an
+    ``OSError`` on a file the user named; an ``OSError`` raised by JAX's runtime, or from a frame of
+    the jax, jaxlib or optax packages, is internal all the same (jaxnn opens the user's files
+    itself). Everything else -- a ``ValueError`` from NumPy or scikit-learn, a ``TypeError`` or
+    ``KeyError`` from a bug -- is internal.
+    """
+    if isinstance(e, InputError):
+        return False
+    if not isinstance(e, OSError):
+        return True
     if "jax" in sys.modules:  # (never imported just to ask)
         from jax.errors import JaxRuntimeError
 

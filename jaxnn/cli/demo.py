@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from jaxnn.cli.train import _seed
-from jaxnn.errors import EXIT_OK
+from jaxnn.errors import EXIT_OK, InputError
 
 DEFAULT_DATA = "friedman1"
 TEST_SIZE = 0.3
@@ -132,7 +132,7 @@ def load_demo_split(data: str, target: str | None = None, *, split_seed: int = S
     with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
         ds = load_dataset(data, target)
     if ds.task != "regression":
-        raise ValueError(f"--data: the demo is a regression study and {ds.name!r} is a "
+        raise InputError(f"--data: the demo is a regression study and {ds.name!r} is a "
                          f"{ds.task} dataset; use `jaxnn train --data {data}` instead")
     return split_dataset(ds, test_size=TEST_SIZE, random_state=split_seed,
                          scale_before_split=is_seed_data(ds))
@@ -242,7 +242,7 @@ def study(
     from jaxnn.experiment import run as run_experiment
 
     if gradcheck_scope not in ("used", "all", "off"):
-        raise ValueError(f"gradcheck_scope: expected 'used', 'all' or 'off', got {gradcheck_scope!r}")
+        raise InputError(f"gradcheck_scope: expected 'used', 'all' or 'off', got {gradcheck_scope!r}")
     say = log or (lambda _line: None)
     t_start = time.perf_counter()
     split = load_demo_split(data, target, split_seed=split_seed)
@@ -466,10 +466,10 @@ def preflight(args: argparse.Namespace) -> None:
     from jaxnn.cli.userinput import check_data
 
     if check_data(args) != "regression":
-        raise ValueError(f"--data: the demo is a regression study and {args.data!r} is a "
+        raise InputError(f"--data: the demo is a regression study and {args.data!r} is a "
                          f"classification dataset; use `jaxnn train --data {args.data}` instead")
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out: {args.out!r} exists and is not a directory")
+        raise InputError(f"--out: {args.out!r} exists and is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:

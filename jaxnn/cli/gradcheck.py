@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from jaxnn.cli.train import _seed
-from jaxnn.errors import EXIT_GRADCHECK_FAILED, EXIT_OK
+from jaxnn.errors import EXIT_GRADCHECK_FAILED, EXIT_OK, InputError
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def _import(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except Exception as e:  # the user's module: any failure on import is bad input
-        raise ValueError(f"--module: cannot import {module!r}: {type(e).__name__}: {e}") from e
+        raise InputError(f"--module: cannot import {module!r}: {type(e).__name__}: {e}") from e
 
 
 def module_entries(spec: str) -> list[Any]:
@@ -66,7 +66,7 @@ def module_entries(spec: str) -> list[Any]:
 
     module, _, names = spec.partition(":")
     if not module:
-        raise ValueError(f"--module: expected MODULE or MODULE:NAME,..., got {spec!r}")
+        raise InputError(f"--module: expected MODULE or MODULE:NAME,..., got {spec!r}")
     before = {e.name: e for e in registry()}  # jaxnn's own providers first
     mod = _import(module)
     entries = {e.name: e for e in registry()}
@@ -75,7 +75,7 @@ def module_entries(spec: str) -> list[Any]:
                  if e.module == module or (e.module or "").startswith(module + ".")
                  or before.get(e.name) is not e]
         if not found:
-            raise ValueError(f"--module: {module!r} registers no hand-written backward "
+            raise InputError(f"--module: {module!r} registers no hand-written backward "
                              "(jaxnn.gradients.register(f, example=...))")
         return found
     found = []
@@ -88,11 +88,11 @@ def module_entries(spec: str) -> list[Any]:
         elif callable(getattr(attr, "forward", None)):
             match = [e for e in entries.values() if e.forward is attr.forward]  # type: ignore[union-attr]
             if not match:
-                raise ValueError(f"--module: {module}.{name} has no example arguments: register "
+                raise InputError(f"--module: {module}.{name} has no example arguments: register "
                                  "it with jaxnn.gradients.register(f, example=...)")
             found.append(match[0])
         else:
-            raise ValueError(f"--module: {module!r} has no registered entry or with_backward "
+            raise InputError(f"--module: {module!r} has no registered entry or with_backward "
                              f"function named {name!r}")
     return found
 

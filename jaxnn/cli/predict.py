@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from jaxnn.cli.train import _delimiter
-from jaxnn.errors import EXIT_OK
+from jaxnn.errors import EXIT_OK, InputError
 from jaxnn.names import DATASETS
 
 
@@ -76,7 +76,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         lines = [line for line, _ in rows]
         columns = [[cells[j] for _, cells in rows] for j in range(len(header))]
     else:
-        raise ValueError(f"--data: expected a .csv path or one of {', '.join(datasets.BUILTIN_DATASETS)}, "
+        raise InputError(f"--data: expected a .csv path or one of {', '.join(datasets.BUILTIN_DATASETS)}, "
                          f"got {spec!r}")
 
     def numeric(j: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         known = {e.split("=", 1)[1] for e in encoded if e.split("=", 1)[0] == base}
         unseen = sorted(set(col) - known)
         if unseen:
-            raise ValueError(f"--data: column {base!r} has values {unseen[:5]} the model was not trained "
+            raise InputError(f"--data: column {base!r} has values {unseen[:5]} the model was not trained "
                              f"on (it knows {sorted(known)})")
         out.append(np.asarray([v == value for v in col], dtype=np.float64))
     return np.stack(out, axis=1)
@@ -149,7 +149,7 @@ def check_columns(header: list[str], info: dict[str, Any], spec: str) -> None:
         which = repr(extra[0]) if len(extra) == 1 else "one of them"
         message += (f"; the model's target column is {target!r} (a column of that name is ignored): "
                     f"if {which} is the target, rename it {target!r} or remove it")
-    raise ValueError(message)
+    raise InputError(message)
 
 
 def csv_options(args: argparse.Namespace, stored: dict[str, Any]) -> Any:
@@ -195,7 +195,7 @@ def preflight(args: argparse.Namespace) -> None:
     check_regular_file(args.model, "--model")
     if not is_csv(args.data):
         if args.data not in DATASETS:
-            raise ValueError(f"--data: expected a .csv path or one of {', '.join(DATASETS)}, "
+            raise InputError(f"--data: expected a .csv path or one of {', '.join(DATASETS)}, "
                              f"got {args.data!r}")
         return
     check_regular_file(args.data, "--data")

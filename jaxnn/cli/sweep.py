@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnn.cli.train import (
+    DEFAULT_LR,
     _positive_float,
     _positive_int,
     add_data_arguments,
@@ -31,7 +32,7 @@ from jaxnn.cli.train import (
     config_from_args,
     load_split,
 )
-from jaxnn.errors import EXIT_OK
+from jaxnn.errors import EXIT_OK, InputError
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=_positive_int, default=8, metavar="N",
                    help="number of seeds, starting at --seed (default 8)")
     g.add_argument("--lr", type=_positive_float, action="append", default=None, metavar="LR",
-                   help="learning rate; repeat for several (default 0.01)")
+                   help=f"learning rate; repeat for several (default {DEFAULT_LR:g})")
     g.add_argument("--devices", type=_positive_int, default=None, metavar="N",
                    help="split the models over N devices (no communication: each trains its "
                         "share); on a CPU-only machine jaxnn makes N CPU devices, so N = the "
@@ -77,9 +78,9 @@ def preflight(args: argparse.Namespace) -> None:
 
     check_model_flags(args, check_data(args))
     if args.patience is not None:
-        raise ValueError("--patience: jaxnn sweep has no early stopping")
+        raise InputError("--patience: jaxnn sweep has no early stopping")
     if args.out is not None and not args.out.is_dir():
-        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
+        raise InputError(f"--out: {str(args.out)!r} is not a directory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,13 +92,13 @@ def run(args: argparse.Namespace) -> int:
     if args.devices is not None:  # before anything starts JAX's backends
         distributed.request_cpu_devices(args.devices)
     if args.out is not None and not args.out.is_dir():
-        raise ValueError(f"--out: {str(args.out)!r} is not a directory")
-    lrs = args.lr or [0.01]
+        raise InputError(f"--out: {str(args.out)!r} is not a directory")
+    lrs = args.lr or [DEFAULT_LR]
     split = load_split(args)
     ds = split.dataset
     config = config_from_args(argparse.Namespace(**{**vars(args), "lr": lrs[0]}), ds.task)
     if config.patience is not None:
-        raise ValueError("--patience: jaxnn sweep has no early stopping")
+        raise InputError("--patience: jaxnn sweep has no early stopping")
     n_classes = ds.n_classes if ds.task == "classification" else None
     result = fit_grid(config, split.X_train, targets(split.y_train, ds.task, n_classes),
                       seeds=range(args.seed, args.seed + args.seeds), lrs=lrs,

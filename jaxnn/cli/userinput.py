@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jaxnn import names
+from jaxnn.errors import InputError
 
 #: The library's argument names -> the CLI's flags, for loading ``--data`` (jaxnn.datasets).
 DATA_FLAGS: dict[str, str] = {
@@ -58,12 +59,13 @@ def renamed(message: str, flags: Mapping[str, str], default: str | None = None) 
 def flag_names(flags: Mapping[str, str], default: str | None = None) -> Iterator[None]:
     """Rename the argument a bad-input error of the block names (see :func:`renamed`).
 
-    The exception keeps its type and traceback; an internal error (inside JAX or optax) is left
-    as it is.
+    The exception keeps its type and traceback; only bad input is renamed
+    (:class:`~jaxnn.errors.InputError`, an ``OSError`` on the user's file): an internal error is
+    left as it is.
     """
     try:
         yield
-    except (ValueError, TypeError, OSError) as e:
+    except (InputError, OSError) as e:
         from jaxnn.cli import _is_internal
 
         if _is_internal(e):
@@ -108,18 +110,18 @@ def check_data(args: argparse.Namespace, *, builtins: tuple[str, ...] = names.DA
             resolve_columns(read_header(data, options), target, options, data)
         return task or "regression"
     if has_options and options != CsvOptions():
-        raise ValueError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {data!r} is a "
+        raise InputError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {data!r} is a "
                          "built-in dataset, not a CSV file")
     if data not in builtins:
         if os.path.isdir(data):
             raise IsADirectoryError(f"--data: {data!r} is a directory, expected a CSV file")
-        raise ValueError(f"--data: unknown dataset {data!r}; expected one of {', '.join(builtins)} "
+        raise InputError(f"--data: unknown dataset {data!r}; expected one of {', '.join(builtins)} "
                          "or a path ending in .csv")
     fixed, own_task = BUILTIN_TARGETS[data]
     if target is not None and target != fixed:
-        raise ValueError(f"--target: {data!r} has the fixed target {fixed!r}, got {target!r}")
+        raise InputError(f"--target: {data!r} has the fixed target {fixed!r}, got {target!r}")
     if task is not None and task != own_task:
-        raise ValueError(f"--task: {data!r} is a {own_task} dataset, got {task!r}")
+        raise InputError(f"--task: {data!r} is a {own_task} dataset, got {task!r}")
     return own_task
 
 
