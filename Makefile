@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.progress
 	$(BIN)/python -m benchmarks.small_fits
+	$(BIN)/python -m benchmarks.many
 
 # JupyterLab on notebooks/ (the kernels run .venv's python). jupytext's server extension serves the
 # percent-format .py files as notebooks; notebooks/.jupyter/labconfig (added to JUPYTER_CONFIG_PATH)

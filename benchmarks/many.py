@@ -11,7 +11,8 @@ For each shape (hidden layers, batch size, number of models M) it trains M copie
 Timings are the best of ``--reps`` runs after a warm-up (compilation excluded from all three);
 the report gives each one's model-epochs per second and the ratios the issue sets targets on:
 ``fit_many`` against the plain vmap (>= 0.8x at every shape) and against separate fits.
-The last stdout line is the JSON.
+The last stdout line is the JSON; a full run (not ``--quick``) also records it as ``fit_many``
+in ``benchmarks/results.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 BOSTON = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "boston.csv"
+RESULTS = Path(__file__).resolve().parent / "results.json"
 # (name, hidden, batch size, models, data): the issue's three shapes
 SHAPES = (("tiny", (13,), 23, 256, "boston"), ("medium", (64,), 128, 16, "digits"),
           ("wide", (256, 256), 128, 16, "digits"))
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"the plain vmap, {r['fit_many_vs_separate']:.1f}x separate fits "
               f"(plain vmap {r['plain_vmap_vs_separate']:.1f}x)")
     out = {"fit_many": rows}
+    if not args.quick:  # recorded beside make bench's other workloads
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps({**results, **out}, indent=2) + "\n")
     print(json.dumps(out))
     return out
 

@@ -232,12 +232,14 @@ def user_table(u: dict[str, Any]) -> list[str]:
 
 def _kept(out: Path) -> dict[str, Any]:
     """The keys of an existing ``out`` that this run does not write (``small_fits`` and its "before"
-    figures are written by :mod:`benchmarks.small_fits` and by hand): kept, not dropped."""
+    figures are written by :mod:`benchmarks.small_fits` and by hand, ``fit_many`` by
+    :mod:`benchmarks.many`): kept, not dropped."""
     try:
         old = json.loads(out.read_text())
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in old.items() if k.startswith("small_fits")} if isinstance(old, dict) else {}
+    mine = ("small_fits", "fit_many")  # written by benchmarks.small_fits and benchmarks.many
+    return {k: v for k, v in old.items() if k.startswith(mine)} if isinstance(old, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> int:
