@@ -107,8 +107,7 @@ def test_sgd_step_is_w_minus_lr_times_grad(x64):
     c = TrainConfig(hidden=(5,), activation="tanh", optimizer="sgd", lr=0.3, batch_size=12, steps=1,
                     dtype="float64", shuffle=False)
     p0 = initial_params(c, X, Y)
-    g = jax.grad(models.loss)(p0, jnp.asarray(X), jnp.asarray(Y), jnp.ones((12,), jnp.float64),
-                              activation="tanh")
+    g = jax.grad(lambda p: jnp.mean(jnp.square(models.predict(p, jnp.asarray(X), "tanh") - Y)))(p0)
     result = training.fit(c, X, Y)
     for got, p, gi in zip(result.params, p0, g, strict=True):
         for name in ("W", "b"):
@@ -312,10 +311,12 @@ def test_early_stopping_restores_the_best_parameters(x64):
     best = int(np.argmin(val))
     assert result.epochs == best + 1 + 10  # stopped exactly `patience` epochs after the best
     # the returned parameters are the best epoch's: re-evaluate their validation loss
-    ones = jnp.ones((45,), jnp.float64)
-    again = models.loss(result.params, jnp.asarray(X[15:]), jnp.asarray(Y[15:]), ones, activation="tanh")
+    def mse(params):
+        return jnp.mean(jnp.square(models.predict(params, jnp.asarray(X[15:]), "tanh") - Y[15:]))
+
+    again = mse(result.params)
     assert float(again) == pytest.approx(val.min(), rel=1e-12)
-    last = models.loss(result.state.params, jnp.asarray(X[15:]), jnp.asarray(Y[15:]), ones, activation="tanh")
+    last = mse(result.state.params)
     assert float(last) == pytest.approx(val[-1], rel=1e-12)
     assert float(last) > float(again)
 
