@@ -29,11 +29,6 @@ def log_softmax(logits: Array, axis: int = -1) -> Array:
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
 
 
-def softmax(logits: Array) -> Array:
-    """softmax over the last axis, stable."""
-    return jnp.exp(log_softmax(logits))
-
-
 # --- Squared error -------------------------------------------------------------------------
 
 

@@ -33,9 +33,6 @@ from jaxnn.layers import dense, dense_layer
 Params = list[dict[str, Array]]
 Initializer = Callable[[Array, int, int, Any], tuple[Array, Array]]
 """``init(key, d_in, d_out, dtype) -> (W (d_in, d_out), b (d_out,))``: one dense layer's start."""
-INITS = names.INITS
-GRADIENTS = names.GRADIENTS
-ACTIVATIONS = names.ACTIVATIONS
 
 
 def layer_sizes(n_features: int, hidden: Sequence[int], n_outputs: int) -> tuple[int, ...]:
@@ -86,10 +83,9 @@ def init_params(key: Array, sizes: Sequence[int], *, init: Initializer | str = n
     Returns:
         ``[{"W": (sizes[i], sizes[i+1]), "b": (sizes[i+1],)}, ...]``.
     """
-    if isinstance(init, str):
-        init = names.initializer(init)
+    draw: Initializer = names.initializer(init) if isinstance(init, str) else init
     keys = jax.random.split(key, len(sizes) - 1)
-    return [dict(zip(("W", "b"), init(k, d_in, d_out, dtype), strict=True))
+    return [dict(zip(("W", "b"), draw(k, d_in, d_out, dtype), strict=True))
             for k, (d_in, d_out) in zip(keys, itertools.pairwise(sizes), strict=True)]
 
 

@@ -2,10 +2,11 @@
 
 A :class:`TrainConfig` names everything about a run of the built-in linear model / MLP with
 strings and numbers (JSON-friendly: the CLI, checkpoints and the scikit-learn estimators use it).
-This module translates it, in one place, into what the engine takes -- a ``loss_fn``
-(:func:`jaxnn.models.make_loss_fn`), an optax optimizer (:func:`make_optimizer`) and initial
-parameters -- and calls :func:`jaxnn.engine.fit`: one compiled ``lax.scan`` over minibatches
-(see :mod:`jaxnn.engine` for the data order, padding, divergence and early-stopping contracts).
+:func:`resolve` turns it, in one place, into the values the engine and the models take -- a
+``loss_fn`` (:func:`jaxnn.models.make_loss_fn`), an optax optimizer (:func:`make_optimizer`), an
+initializer -- and :func:`fit` calls :func:`jaxnn.engine.fit`: one compiled ``lax.scan`` over
+minibatches (see :mod:`jaxnn.engine` for the data order, padding, divergence and early-stopping
+contracts).
 
 The seed's conventions stay available but are not the defaults: ``reduction="sum"`` (the
 gradient of the seed's linear regression) and ``"half_sum"`` (its network), ``init="normal"``.
@@ -129,15 +130,13 @@ from jaxnn.engine import (  # noqa: E402  (the engine's types are this module's)
     TrainingInterrupted,
     TrainState,
     batch_weights,
-    finite_and_not_diverged,
-    guarded_update,
     steps_per_epoch,
 )
 from jaxnn.engine import FitResult as _EngineResult  # noqa: E402
 
-__all__ = ["ChunkInfo", "FitResult", "History", "TrainConfig", "TrainState", "TrainingInterrupted",
-           "batch_weights", "finite_and_not_diverged", "fit", "guarded_update", "init_state",
-           "make_optimizer", "steps_per_epoch"]
+__all__ = ["ChunkInfo", "FitResult", "History", "Resolved", "TrainConfig", "TrainState",
+           "TrainingInterrupted", "batch_weights", "fit", "init_state", "make_optimizer", "resolve",
+           "resolve_network", "steps_per_epoch"]
 
 
 @dataclasses.dataclass

@@ -78,7 +78,7 @@ def problem(sizes, loss_name, *, n=9, seed=0, dtype=jnp.float64):
 # --- initialisation ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("init", models.INITS)
+@pytest.mark.parametrize("init", names.INITS)
 @pytest.mark.parametrize("sizes", [(13, 1), (13, 13, 1), (4, 6, 5, 3)])
 def test_init_shapes_and_dtype(init, sizes):
     params = models.init_params(jax.random.key(1), sizes, init=init)
@@ -164,7 +164,7 @@ def test_linear_regression_is_x_at_w_plus_b():
 def loss_fns(activation, loss_name, **kw):
     """(hand-written, autodiff) per-example losses of the MLP, as jaxnn.training builds them."""
     fns = []
-    for gradients in models.GRADIENTS:
+    for gradients in names.GRADIENTS:
         act, loss, layer = training.resolve_network(activation, loss_name, gradients)
         fns.append(models.make_loss_fn(act, loss, layer=layer, **kw))
     return tuple(fns)
@@ -320,7 +320,7 @@ def training_loss(reduction, gradients, hidden, activation="sigmoid"):
     return lambda p, X, Y: reduce(r.loss_fn(p, X, Y))
 
 
-@pytest.mark.parametrize("gradients", models.GRADIENTS)
+@pytest.mark.parametrize("gradients", names.GRADIENTS)
 def test_linear_regression_sum_gradient_is_the_seeds(x64, gradients):
     X, y, W, B = _seed_data()
     seed_g, seed_loss = seed_linear_regression_gradients(X, y, W, B)
@@ -337,7 +337,7 @@ def test_linear_regression_sum_gradient_is_the_seeds(x64, gradients):
     np.testing.assert_allclose(np.asarray(g_mean[0]["b"]), seed_g["B"] / n, rtol=1e-12)
 
 
-@pytest.mark.parametrize("gradients", models.GRADIENTS)
+@pytest.mark.parametrize("gradients", names.GRADIENTS)
 def test_network_half_sum_gradient_is_the_seeds(x64, gradients):
     X, y, W1, B1, W2, B2 = _seed_data(hidden=13, seed=1)
     seed_g, seed_loss = seed_network_gradients(X, y, W1, B1, W2, B2)
@@ -429,7 +429,7 @@ def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
 # --- The engine's built-in models: with_backward pieces == their plain forwards -------------
 
 
-@pytest.mark.parametrize("activation", models.ACTIVATIONS)
+@pytest.mark.parametrize("activation", names.ACTIVATIONS)
 @pytest.mark.parametrize("loss_name,l2,sizes", [("mse", 0.0, (5, 1)), ("mse", 0.3, (5, 7, 4, 2)),
                                                 ("cross_entropy", 0.0, (5, 6, 3))])
 def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, sizes):
