@@ -83,11 +83,13 @@ def finite_float(name: str, value: Any, *, positive: bool = False) -> None:
 
 
 def activation(name: str) -> Any:
-    """The activation function ``name`` (:data:`ACTIVATIONS`, or a scikit-learn spelling)."""
+    """The activation function ``name`` (:data:`ACTIVATIONS`, or a scikit-learn spelling): one of
+    :mod:`jaxnn.foundations`' functions, each with its analytic ``.deriv``."""
     from jaxnn import foundations
 
     check("activation", name, SKLEARN_ACTIVATIONS)
-    return foundations.ACTIVATIONS[SKLEARN_ACTIVATIONS[name]]
+    return {"sigmoid": foundations.sigmoid, "tanh": foundations.tanh, "relu": foundations.relu,
+            "leaky_relu": foundations.leaky_relu}[SKLEARN_ACTIVATIONS[name]]
 
 
 def loss(name: str) -> Any:

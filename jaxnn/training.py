@@ -312,7 +312,6 @@ def x64_context(dtype: str) -> contextlib.AbstractContextManager[Any]:
     return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
-
 def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bool) -> tuple[Array, Array]:
     """(indices (nb, B), weights (nb, B)) of one epoch's minibatches (:func:`jaxnn.engine.batch_indices`)."""
     return engine.batch_indices(key, epoch, n, batch_size, shuffle), batch_weights(n, batch_size)

@@ -45,7 +45,7 @@ def test_train_config_accepts_the_names_and_refuses_others(field: str, valid: tu
 def test_estimator_activation_names_map_onto_jaxnn_activations() -> None:
     assert set(names.SKLEARN_ACTIVATIONS.values()) == set(names.ACTIVATIONS)
     for name, target in names.SKLEARN_ACTIVATIONS.items():
-        assert names.activation(name) is foundations.ACTIVATIONS[target]
+        assert names.activation(name) is getattr(foundations, target)
     X = np.linspace(-1, 1, 12).reshape(6, 2)
     for name in names.SKLEARN_ACTIVATIONS:  # the estimator takes every one of them
         MLPRegressor(hidden_layer_sizes=(3,), activation=name, max_iter=1, random_state=0).fit(X, X[:, 0])
