@@ -155,6 +155,8 @@ class Resolved:
 
     Attributes:
         init: the layer :data:`~jaxnn.models.Initializer` of ``init``.
+        activation: the hidden activation of ``activation`` (its plain function, as
+            :func:`jaxnn.models.predict` takes it).
         loss_fn: ``(params, X, Y) -> (B,)``: the training loss per example
             (:func:`jaxnn.models.make_loss_fn`) -- the network of ``hidden`` and ``activation``,
             its ``loss`` scaled for the ``reduction``, plus the L2 term, with hand-written
@@ -165,6 +167,7 @@ class Resolved:
     """
 
     init: Callable[..., Any]
+    activation: Callable[..., Array]
     loss_fn: Callable[..., Array]
     val_fn: Callable[..., Array]
     optimizer: optax.GradientTransformation
@@ -186,7 +189,7 @@ def resolve(c: TrainConfig, n_train: int) -> Resolved:
     spe = steps_per_epoch(n_train, c.batch_size)
     optimizer = _optimizer_of(c.optimizer, c.lr, c.momentum, c.schedule, c.decay_rate, c.dtype, spe,
                               total_steps(c, n_train))
-    return Resolved(init=names.initializer(c.init), loss_fn=loss_fn,
+    return Resolved(init=names.initializer(c.init), activation=plain_act, loss_fn=loss_fn,
                     val_fn=_mean_loss(models.make_loss_fn(plain_act, plain_loss, layer=plain_layer)),
                     optimizer=optimizer, reduction="mean" if c.reduction == "mean" else "sum")
 
