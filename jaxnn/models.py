@@ -149,8 +149,9 @@ def make_loss_fn(activation: Any, loss: Any, *, layer: Any = dense_layer, l2: fl
             hand-written backward, the plain function for autodiff).
         loss: a per-example loss ``(pred, Y) -> (n,)`` of :mod:`jaxnn.losses`.
         layer: :func:`jaxnn.layers.dense_layer` (hand-written backward) or ``dense`` (autodiff).
-        l2, scale: each example's loss is ``scale * loss_i + l2 * l2_penalty(params)``, so the
-            mean over a minibatch is ``scale * mean loss + l2 * penalty``.
+        l2: the L2 coefficient: each example's loss is ``scale * loss_i + l2 * l2_penalty(params)``,
+            so the mean over a minibatch is ``scale * mean loss + l2 * penalty``.
+        scale: the data loss's factor (0.5 for the seed's half sum).
         summed: for a minibatch summed, not averaged (the seed's reductions): the penalty is
             spread over its B rows (``l2 * penalty / B`` each), so a full minibatch's sum
             carries it once.
