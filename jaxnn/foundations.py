@@ -152,16 +152,6 @@ for _f, _d in [
 ]:
     _with_deriv(_f, _d)
 
-ACTIVATIONS: dict[str, ArrayFunction] = {
-    "sigmoid": sigmoid,
-    "tanh": tanh,
-    "relu": relu,
-    "leaky_relu": leaky_relu,
-    "identity": identity,
-}
-"""Elementwise activations by name; each has ``.deriv``."""
-
-
 def derivative_of(func: Callable[..., Any]) -> ArrayFunction:
     """Return the analytic derivative attached to ``func`` (``func.deriv``).
 

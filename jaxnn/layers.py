@@ -60,7 +60,7 @@ def dense_vjp(x: Array, W: Array, b: Array, cotangent: Array) -> tuple[Array, Ar
     """
     _check_dense(x, W, b)
     if W.ndim == 2:
-        return cotangent @ W.T, weight_grad(x, cotangent), jnp.sum(cotangent, axis=0)
+        return cotangent @ W.T, x.T @ cotangent, jnp.sum(cotangent, axis=0)
     db = _row_sum(cotangent)
     if x.ndim == 2:  # shared inputs: one product each, over all models' columns
         n, (d_in, d_out, m) = x.shape[0], W.shape
@@ -71,11 +71,10 @@ def dense_vjp(x: Array, W: Array, b: Array, cotangent: Array) -> tuple[Array, Ar
 
 
 def _row_sum(a: Array) -> Array:
-    """(n, ...) -> (...): the sum over the rows, as a product with a row of ones.
+    """(n, ...) -> (...): the sum over the rows, as a product with a row of ones (stacked models only).
 
-    A ``jnp.sum`` over the rows is fused with everything that computes ``a``, and XLA:CPU then
-    computes that chain again for every output element, unvectorised (3x the 256-model sweep's
-    step); a product reads ``a`` once it is computed.
+    The product reads ``a`` once it is computed; a sum fused with what computes ``a`` made the
+    256-model sweep's step 1.3x slower (docs/development.md, "Row sums as products").
     """
     n = a.shape[0]
     return (jnp.ones((1, n), a.dtype) @ a.reshape(n, -1)).reshape(a.shape[1:])
@@ -84,37 +83,11 @@ def _row_sum(a: Array) -> Array:
 def _stacked_product(x: Array, W: Array) -> Array:
     """(n, d_in, M), (d_in, d_out, M) -> (n, d_out, M): each model's ``x @ W``, as a multiply and a sum.
 
-    Not ``einsum``: XLA writes a batched product with its batch axis first, so the model axis of
+    Not ``einsum``: a batched product is written with its batch axis first, so the model axis of
     every activation and cotangent would be moved to the front and back at every step (2x the
-    256-model sweep's step on CPU, docs/development.md).
+    256-model sweep's step, docs/development.md).
     """
     return jnp.sum(x[:, :, None] * W[None], axis=1)
-
-
-NARROW = 16  # output columns below which XLA:CPU's x^T @ c is slow (one AVX-512 vector of float32)
-
-
-def weight_grad(x: Array, cotangent: Array) -> Array:
-    """dW = x^T @ c, (n, d_in), (n, d_out) -> (d_in, d_out).
-
-    The same product in every case; only how XLA:CPU is asked for it changes. Off CPU it is
-    ``x.T @ c``. On CPU the transposed operand is written out first
-    (``optimization_barrier`` keeps XLA from folding the transpose back into the product):
-
-    * ``x^T`` then ``x^T @ c``, because XLA:CPU hands a product contracting both operands' first
-      axis to Eigen, whose first call in a process spends about 45 ms generating oneDNN's GEMM
-      kernels -- a quarter of a small first fit -- while this orientation goes to YNNPACK
-      (``docs/development.md``, "The first product");
-    * for a narrow layer (``d_out < NARROW <= d_in``), ``(c^T @ x)^T``: XLA:CPU writes a product
-      with fewer than 16 output columns about 4x slower than its transpose (784-512-512-10
-      network, batch 128: 100 µs against 27 µs for the output layer's dW).
-    """
-    if jax.default_backend() != "cpu":
-        return x.T @ cotangent
-    barrier = jax.lax.optimization_barrier
-    if cotangent.shape[1] < NARROW <= x.shape[1]:
-        return barrier(barrier(cotangent.T) @ x).T
-    return barrier(x.T) @ cotangent
 
 
 dense_layer = with_backward(dense, dense_vjp)

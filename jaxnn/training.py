@@ -2,10 +2,11 @@
 
 A :class:`TrainConfig` names everything about a run of the built-in linear model / MLP with
 strings and numbers (JSON-friendly: the CLI, checkpoints and the scikit-learn estimators use it).
-This module translates it, in one place, into what the engine takes -- a ``loss_fn``
-(:func:`jaxnn.models.make_loss_fn`), an optax optimizer (:func:`make_optimizer`) and initial
-parameters -- and calls :func:`jaxnn.engine.fit`: one compiled ``lax.scan`` over minibatches
-(see :mod:`jaxnn.engine` for the data order, padding, divergence and early-stopping contracts).
+:func:`resolve` turns it, in one place, into the values the engine and the models take -- a
+``loss_fn`` (:func:`jaxnn.models.make_loss_fn`), an optax optimizer (:func:`make_optimizer`), an
+initializer -- and :func:`fit` calls :func:`jaxnn.engine.fit`: one compiled ``lax.scan`` over
+minibatches (see :mod:`jaxnn.engine` for the data order, padding, divergence and early-stopping
+contracts).
 
 The seed's conventions stay available but are not the defaults: ``reduction="sum"`` (the
 gradient of the seed's linear regression) and ``"half_sum"`` (its network), ``init="normal"``.
@@ -26,7 +27,8 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import engine, models, names
+from jaxnn import engine, layers, models, names
+from jaxnn.backward import forward_of
 from jaxnn.errors import DivergedError, InputError, InputTypeError
 
 
@@ -90,27 +92,12 @@ class TrainConfig:
         validate_config(self)
 
 
-def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InputError(f"{name}: expected a positive integer, got {value!r}")
-
-
-def _finite_float(name: str, value: Any, *, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise InputTypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value) or (positive and value <= 0) or (not positive and value < 0):
-        kind = "> 0" if positive else ">= 0"
-        raise InputError(f"{name}: expected a finite number {kind}, got {value!r}")
-
-
 def validate_config(c: TrainConfig) -> None:
     """Raise ``ValueError``/``TypeError`` naming the first bad field of ``c``."""
     if not isinstance(c.hidden, tuple):
         raise InputTypeError(f"hidden: expected a tuple of positive integers, got {c.hidden!r}")
     for h in c.hidden:
-        _positive_int("hidden", h)
+        names.positive_int("hidden", h)
     names.check("activation", c.activation, names.ACTIVATIONS)
     names.check("loss", c.loss, names.LOSSES)
     names.check("reduction", c.reduction, names.REDUCTIONS)
@@ -119,22 +106,22 @@ def validate_config(c: TrainConfig) -> None:
     names.check("gradients", c.gradients, names.GRADIENTS)
     names.check("dtype", c.dtype, names.DTYPES)
     names.check("init", c.init, names.INITS)
-    _finite_float("lr", c.lr, positive=True)
-    _finite_float("momentum", c.momentum)
-    _finite_float("decay_rate", c.decay_rate, positive=True)
-    _finite_float("l2", c.l2)
-    _finite_float("tol", c.tol)
-    _positive_int("batch_size", c.batch_size)
-    _positive_int("patience", c.patience, allow_none=True)
-    _positive_int("chunk_epochs", c.chunk_epochs, allow_none=True)
+    names.finite_float("lr", c.lr, positive=True)
+    names.finite_float("momentum", c.momentum)
+    names.finite_float("decay_rate", c.decay_rate, positive=True)
+    names.finite_float("l2", c.l2)
+    names.finite_float("tol", c.tol)
+    names.positive_int("batch_size", c.batch_size)
+    names.positive_int("patience", c.patience, allow_none=True)
+    names.positive_int("chunk_epochs", c.chunk_epochs, allow_none=True)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int | np.integer):
         raise InputTypeError(f"seed: expected an integer, got {c.seed!r}")
     if (c.epochs is None) == (c.steps is None):
         raise InputError(
             f"epochs/steps: give exactly one of them, got epochs={c.epochs!r}, steps={c.steps!r}"
         )
-    _positive_int("epochs", c.epochs, allow_none=True)
-    _positive_int("steps", c.steps, allow_none=True)
+    names.positive_int("epochs", c.epochs, allow_none=True)
+    names.positive_int("steps", c.steps, allow_none=True)
 
 
 from jaxnn.engine import (  # noqa: E402  (the engine's types are this module's)
@@ -143,16 +130,13 @@ from jaxnn.engine import (  # noqa: E402  (the engine's types are this module's)
     TrainingInterrupted,
     TrainState,
     batch_weights,
-    finite_and_not_diverged,
-    guarded_update,
     steps_per_epoch,
 )
 from jaxnn.engine import FitResult as _EngineResult  # noqa: E402
-from jaxnn.engine import _select as _select  # noqa: E402
 
-__all__ = ["ChunkInfo", "FitResult", "History", "TrainConfig", "TrainState", "TrainingInterrupted",
-           "batch_weights", "finite_and_not_diverged", "fit", "guarded_update", "init_state",
-           "make_optimizer", "steps_per_epoch"]
+__all__ = ["ChunkInfo", "FitResult", "History", "Resolved", "TrainConfig", "TrainState",
+           "TrainingInterrupted", "batch_weights", "fit", "init_state", "make_optimizer", "resolve",
+           "resolve_network", "steps_per_epoch"]
 
 
 @dataclasses.dataclass
@@ -162,7 +146,80 @@ class FitResult(_EngineResult):
     config: TrainConfig | None = None
 
 
-# --- Pieces of the step ---------------------------------------------------------------------
+# --- A configuration's names, turned into values (the one place) ----------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What a :class:`TrainConfig` stands for, as values (:func:`resolve`); everything below takes these.
+
+    Attributes:
+        init: the layer :data:`~jaxnn.models.Initializer` of ``init``.
+        activation: the hidden activation of ``activation`` (its plain function, as
+            :func:`jaxnn.models.predict` takes it).
+        loss_fn: ``(params, X, Y) -> (B,)``: the training loss per example
+            (:func:`jaxnn.models.make_loss_fn`) -- the network of ``hidden`` and ``activation``,
+            its ``loss`` scaled for the ``reduction``, plus the L2 term, with hand-written
+            backward passes or autodiff (``gradients``).
+        val_fn: ``(params, X, Y) -> ()``: the mean data loss (no L2 term), for validation.
+        optimizer: the optax transformation of ``optimizer``, ``lr``, ``momentum``, ``schedule``.
+        reduction: the engine's ``"mean"`` or ``"sum"`` over a minibatch.
+    """
+
+    init: Callable[..., Any]
+    activation: Callable[..., Array]
+    loss_fn: Callable[..., Array]
+    val_fn: Callable[..., Array]
+    optimizer: optax.GradientTransformation
+    reduction: str
+
+
+def resolve(c: TrainConfig, n_train: int) -> Resolved:
+    """The values ``c`` names, for a training set of ``n_train`` rows (the schedules count epochs).
+
+    Each value is cached by what it depends on, so runs that differ only in their seed, their
+    early stopping or their data get the same functions and optimizer, and share the engine's
+    compiled programs.
+    """
+    act, loss, layer = resolve_network(c.activation, c.loss, c.gradients)
+    plain_act, plain_loss, plain_layer = resolve_network(c.activation, c.loss, "autodiff")
+    loss_fn = models.make_loss_fn(act, loss, layer=layer, l2=float(c.l2),
+                                  scale=0.5 if c.reduction == "half_sum" else 1.0,
+                                  summed=c.reduction != "mean")
+    spe = steps_per_epoch(n_train, c.batch_size)
+    optimizer = _optimizer_of(c.optimizer, c.lr, c.momentum, c.schedule, c.decay_rate, c.dtype, spe,
+                              total_steps(c, n_train))
+    return Resolved(init=names.initializer(c.init), activation=plain_act, loss_fn=loss_fn,
+                    val_fn=_mean_loss(models.make_loss_fn(plain_act, plain_loss, layer=plain_layer)),
+                    optimizer=optimizer, reduction="mean" if c.reduction == "mean" else "sum")
+
+
+def resolve_network(activation: str, loss: str, gradients: str) -> tuple[Any, Any, Any]:
+    """(hidden activation, per-example loss, dense layer) of these names, as
+    :func:`jaxnn.models.make_loss_fn` takes them: the hand-written pieces (``gradients="manual"``)
+    or their plain forwards, differentiated by ``jax.grad`` (``"autodiff"``)."""
+    names.check("gradients", gradients, names.GRADIENTS)
+    act, loss_layer = names.activation(activation), names.loss(loss)
+    if gradients == "manual":
+        return models.hand_written(act), loss_layer, layers.dense_layer
+    return act, forward_of(loss_layer), layers.dense
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_loss(per_example: Callable[..., Array]) -> Callable[..., Array]:
+    def val_fn(params: Any, X: Array, Y: Array) -> Array:
+        return jnp.mean(per_example(params, X, Y))
+
+    return val_fn
+
+
+_finite_float = names.finite_float  # (for jaxnn.sweep until its rewrite)
+
+
+def _loss_fns(c: TrainConfig) -> tuple[Any, Any]:
+    """(training loss, validation loss) of ``c``: :func:`resolve`'s (for :mod:`jaxnn.sweep`)."""
+    r = resolve(c, c.batch_size)
+    return r.loss_fn, r.val_fn
 
 
 def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, *,
@@ -184,6 +241,19 @@ def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, *,
         # runs; a count in the training dtype keeps the rate exact
         lr = lambda count: decay(jnp.asarray(count, jnp.dtype(c.dtype)))
     return names.optimizer(c.optimizer, lr, c.momentum)
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer_of(optimizer: str, lr: float, momentum: float, schedule: str, decay_rate: float, dtype: str,
+                  spe: int, n_steps: int) -> optax.GradientTransformation:
+    """:func:`make_optimizer`, one object per optimizer setting and shape of the run (the engine's
+    compiled programs are keyed by the optimizer)."""
+    c = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule, decay_rate=decay_rate,
+                    dtype=dtype, steps=1)
+    return make_optimizer(c, spe, n_steps)
+
+
+# --- The run ----------------------------------------------------------------------------------
 
 
 def total_steps(c: TrainConfig, n: int) -> int:
@@ -245,7 +315,6 @@ def x64_context(dtype: str) -> contextlib.AbstractContextManager[Any]:
     return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
-
 def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bool) -> tuple[Array, Array]:
     """(indices (nb, B), weights (nb, B)) of one epoch's minibatches (:func:`jaxnn.engine.batch_indices`)."""
     return engine.batch_indices(key, epoch, n, batch_size, shuffle), batch_weights(n, batch_size)
@@ -265,7 +334,7 @@ def _seed_key(seed: int) -> Array:
 
 
 @functools.lru_cache(maxsize=32)
-def _init_program(sizes: tuple[int, ...], init: str, dtype: str) -> Any:
+def _init_program(sizes: tuple[int, ...], init: Callable[..., Any], dtype: str) -> Any:
     """``key -> (layers, data-order key)`` as one jitted program (not one per random array)."""
 
     @jax.jit
@@ -276,57 +345,14 @@ def _init_program(sizes: tuple[int, ...], init: str, dtype: str) -> Any:
     return draw
 
 
-def _initial(c: TrainConfig, n_features: int, n_outputs: int) -> tuple[Any, Array]:
+def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) -> TrainState:
+    """A fresh :class:`TrainState` from ``c.seed`` (init key and shuffle key are independent:
+    :func:`_key_parts`)."""
+    r = resolve(c, n_train)
     sizes = tuple(models.layer_sizes(n_features, c.hidden, n_outputs))
     with x64_context(c.dtype):
-        key = _seed_key(int(c.seed))
-        return _init_program(sizes, c.init, c.dtype)(key)
-
-
-def init_params(c: TrainConfig, n_features: int, n_outputs: int) -> Any:
-    """The initial layer list of ``c`` (``c.init`` drawn from ``c.seed``; :func:`_key_parts`' first key)."""
-    return _initial(c, n_features, n_outputs)[0]
-
-
-def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) -> TrainState:
-    """A fresh :class:`TrainState` from ``c.seed`` (init key and shuffle key are independent)."""
-    spe = steps_per_epoch(n_train, c.batch_size)
-    params, k_shuffle = _initial(c, n_features, n_outputs)
-    return engine.init_state(params, _optimizer(c, spe, total_steps(c, n_train)), k_shuffle,
-                             track_best=c.patience is not None)
-
-
-def _optimizer(c: TrainConfig, spe: int, n_steps: int) -> optax.GradientTransformation:
-    """:func:`make_optimizer`, one object per optimizer setting and shape of the run: the engine's
-    compiled programs are keyed by the optimizer, so runs that differ only in their seed, their
-    early stopping or their data share them."""
-    return _optimizer_of(c.optimizer, c.lr, c.momentum, c.schedule, c.decay_rate, c.dtype, spe, n_steps)
-
-
-@functools.lru_cache(maxsize=64)
-def _optimizer_of(optimizer: str, lr: float, momentum: float, schedule: str, decay_rate: float, dtype: str,
-                  spe: int, n_steps: int) -> optax.GradientTransformation:
-    c = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule, decay_rate=decay_rate,
-                    dtype=dtype, steps=1)
-    return make_optimizer(c, spe, n_steps)
-
-
-def _loss_fns(c: TrainConfig) -> tuple[Any, Any]:
-    """(training loss, validation loss) of ``c``: the validation loss is the plain mean data loss."""
-    scale = 0.5 if c.reduction == "half_sum" else 1.0
-    train = models.make_loss_fn(c.activation, c.loss, l2=float(c.l2), scale=scale, gradients=c.gradients,
-                                summed=c.reduction != "mean")
-    return train, _val_fn(c.activation, c.loss)
-
-
-@functools.lru_cache(maxsize=64)
-def _val_fn(activation: str, loss_name: str) -> Any:
-    per_example = models.make_loss_fn(activation, loss_name, gradients="autodiff")
-
-    def val_fn(params: Any, X: Array, Y: Array) -> Array:
-        return jnp.mean(per_example(params, X, Y))
-
-    return val_fn
+        params, k_shuffle = _init_program(sizes, r.init, c.dtype)(_seed_key(int(c.seed)))
+    return engine.init_state(params, r.optimizer, k_shuffle, track_best=c.patience is not None)
 
 
 def fit(
@@ -338,7 +364,6 @@ def fit(
     Y_val: Any = None,
     state: TrainState | None = None,
     callback: Callable[[ChunkInfo], None] | None = None,
-    batch_sharding: Any = None,
     devices: Any = None,
     raise_on_divergence: bool = True,
 ) -> FitResult:
@@ -355,7 +380,6 @@ def fit(
         state: resume from this state (e.g. a checkpoint); training continues to
             the total ``config.epochs``/``config.steps``, in mid-epoch too.
         callback: called with a :class:`ChunkInfo` after every compiled chunk.
-        batch_sharding: accepted for compatibility; data parallelism is ``devices``.
         devices: data parallelism (:mod:`jaxnn.distributed`): an int N, a list of devices or a
             ``Mesh`` with a ``"data"`` axis.
         raise_on_divergence: raise :class:`DivergedError` (with ``.result``) when
@@ -370,8 +394,6 @@ def fit(
     """
     if not isinstance(config, TrainConfig):
         raise InputTypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    if devices is None and batch_sharding is not None:
-        devices = batch_sharding.mesh
     with x64_context(config.dtype):
         dtype = jnp.dtype(config.dtype)
         Xj = as_2d_host("X", X, dtype)
@@ -394,7 +416,6 @@ def fit(
         n, d = Xj.shape
         k = Yj.shape[1]
         n_steps = total_steps(config, n)
-        spe = steps_per_epoch(n, config.batch_size)
         if n_steps > engine.MAX_STEPS:
             raise InputError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
         n_epochs = total_epochs(config, n)
@@ -403,7 +424,7 @@ def fit(
             state = init_state(config, d, k, n)
         else:
             _check_state(state, config, d, k)
-        loss_fn, val_fn = _loss_fns(config)
+        r = resolve(config, n)
 
         def with_config(res: _EngineResult) -> FitResult:
             return FitResult(**{f.name: getattr(res, f.name) for f in dataclasses.fields(_EngineResult)},
@@ -411,12 +432,12 @@ def fit(
 
         try:
             res = engine._fit(
-                loss_fn, state.params, (Xj, Yj), optimizer=_optimizer(config, spe, n_steps),
+                r.loss_fn, state.params, (Xj, Yj), optimizer=r.optimizer,
                 batch_size=config.batch_size, steps=n_steps, shuffle=config.shuffle,
-                val_data=val, val_fn=val_fn if has_val else None, patience=config.patience,
+                val_data=val, val_fn=r.val_fn if has_val else None, patience=config.patience,
                 tol=float(config.tol), restore_best=config.patience is not None, state=state,
                 callback=callback, devices=devices, chunk_epochs=chunk_epochs,
-                reduction="mean" if config.reduction == "mean" else "sum", raise_on_divergence=False)
+                reduction=r.reduction, raise_on_divergence=False)
         except TrainingInterrupted as e:
             raise TrainingInterrupted(with_config(e.result)) from e.__cause__
         result = with_config(res)

@@ -16,12 +16,12 @@ Two settings, both measured with ``jax.profiler`` traces (``make bench``; docs/d
 * **YNNPACK off where it does not pay.** XLA:CPU hands matmuls and reductions to YNNPACK by
   default. That is right for the 784-512-512-10 network, but a YNNPACK kernel inside a loop
   keeps XLA from compiling the loop as one function, and YNNPACK ran the packed sweep's step
-  about 6x slower. :func:`jit` opts out, per program, for tiny steps (:func:`is_tiny`) and
+  about 6x slower. :func:`jit` opts out, per program, for tiny steps (:func:`is_tiny_step`) and
   for the packed sweep.
 
-Measured on 2 CPU cores (jaxlib 0.10.2): the seed network's step went from about 6.4 to 2.4 µs;
-steps of 1-13 k FLOPs went 2-5x faster; steps above about 50 k FLOPs did not gain and some lost,
-hence :data:`TINY_STEP_FLOPS`.
+Measured on 2 CPU cores (jaxlib 0.10.2; docs/development.md): the seed network's step became
+about 2.7x faster, steps of 1-13 k FLOPs 2-5x; steps above about 50 k FLOPs did not gain and some
+lost, hence :data:`TINY_STEP_FLOPS`.
 """
 
 from __future__ import annotations
@@ -61,11 +61,6 @@ def step_flops(batch_size: int, sizes: Sequence[int]) -> int:
     return 2 * batch_size * sum(a * b for a, b in itertools.pairwise(sizes))
 
 
-def is_tiny(batch_size: int, sizes: Sequence[int]) -> bool:
-    """Whether a step is small enough that per-kernel overhead, not arithmetic, dominates."""
-    return step_flops(batch_size, sizes) <= TINY_STEP_FLOPS
-
-
 def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
     """``jax.jit(fn)``, without YNNPACK when asked and running on CPU, compiled for ``args`` now.
 
@@ -97,5 +92,6 @@ def compiled_text(jitted: Any) -> str:
 
 
 def is_tiny_step(batch_size: int, n_params: int) -> bool:
-    """:func:`is_tiny` for any model: a dense model's forward FLOPs are about 2 B (number of params)."""
+    """Whether a step is small enough that per-kernel overhead, not arithmetic, dominates: a dense
+    model's forward FLOPs are about 2 B (number of params)."""
     return 2 * batch_size * n_params <= TINY_STEP_FLOPS

@@ -156,19 +156,21 @@ print("mean squared error on the batch:", float(jnp.mean((yb - P) ** 2)))
 #
 # So the seed's update is gradient descent on the *sum* of squares — with the batch size folded
 # into its learning rate. Below: the seed's formula, jaxnn's hand-written backward
-# (`losses.mse_vjp` then `layers.dense_vjp`) and `jax.grad`, for each reduction.
+# (`losses.squared_error_vjp` then `layers.dense_vjp`) and `jax.grad`, for the sum and the mean.
+# The loss is per example (one squared error a row); the sum and the mean are two weightings of
+# the rows, so the loss's backward takes them as its cotangent: 1 a row for the sum, $1/n$ for
+# the mean.
 
 # %%
-ones = jnp.ones(Xb.shape[0], Xb.dtype)  # per-example weights (all real rows)
-
 dLdP_seed = -2 * (yb - P)
 seed_dW, seed_dB = Xb.T @ dLdP_seed, jnp.sum(dLdP_seed, axis=0)
 
-for reduction in ("sum", "mean"):
-    dP, _, _ = losses.mse_vjp(P, yb, ones, jnp.ones((), Xb.dtype), reduction)
+n_batch = Xb.shape[0]
+for reduction, reduce in (("sum", jnp.sum), ("mean", jnp.mean)):
+    row_weights = jnp.ones(n_batch, Xb.dtype) if reduction == "sum" else jnp.full(n_batch, 1 / n_batch)
+    dP, _ = losses.squared_error_vjp(P, yb, row_weights)
     _, hand_dW, hand_db = layers.dense_vjp(Xb, W, b, dP)
-    auto = jax.grad(models.loss)(params, Xb, yb, ones, activation="sigmoid", loss_name="mse",
-                                 reduction=reduction)
+    auto = jax.grad(lambda p, r=reduce: r(losses.squared_error(models.predict(p, Xb), yb)))(params)
     print(f"reduction={reduction!r:7}: hand-written vs jax.grad, max |dW diff| = "
           f"{float(jnp.max(jnp.abs(hand_dW - auto[0]['W']))):.1e};  seed's dW / this dW = "
           f"{float(seed_dW[0, 0] / hand_dW[0, 0]):g}")
@@ -339,23 +341,59 @@ def network_backward(X, y, weights):
 verdict = exercises.grade_network(network_backward)
 
 # %% [markdown]
-# jaxnn's `models.backward` is that hand-written walk for any depth; on one batch it equals
-# `jax.grad`:
+# The same walk for any depth, written out: the forward keeps each layer's input and
+# pre-activation, the backward goes through the layers in reverse with `layers.dense_vjp` and
+# the activation's derivative. jaxnn's trained network does not need this function: it is
+# built from `with_backward` pieces (`layers.dense_layer`, the sigmoid with its derivative, the
+# loss with its backward), so `jax.grad` of its training loss runs those hand-written pieces in
+# exactly this order. On one batch, the walk, the trained network's gradient and `jax.grad` of
+# the plain forwards agree:
 
 # %%
+def forward_walk(params, X, act=F.sigmoid):
+    """The network's output and, per layer, (its input, its pre-activation)."""
+    residuals, h = [], X
+    for i, p in enumerate(params):
+        z = layers.dense(h, p["W"], p["b"])
+        residuals.append((h, z))
+        h = act(z) if i < len(params) - 1 else z
+    return h, residuals
+
+
+def backward_walk(params, residuals, dLdP, act_deriv=F.sigmoid_deriv):
+    """dL/dparams from dL/d(output): dense_vjp for each layer, the activation's derivative between."""
+    grads, dz = [None] * len(params), dLdP
+    for i in reversed(range(len(params))):
+        h, _ = residuals[i]
+        dh, dW, db = layers.dense_vjp(h, params[i]["W"], params[i]["b"], dz)
+        grads[i] = {"W": dW, "b": db}
+        if i > 0:
+            dz = dh * act_deriv(residuals[i - 1][1])
+    return grads
+
+
 net = models.init_params(jax.random.key(1), models.layer_sizes(ds.n_features, (13,), 1),
                          init="normal", dtype=jnp.float64)
-loss_kw = dict(activation="sigmoid", loss_name="mse", reduction="half_sum")
-v_hand, g_hand = models.value_and_grad(net, Xb, yb, ones, gradients="manual", **loss_kw)
-v_auto, g_auto = models.value_and_grad(net, Xb, yb, ones, gradients="autodiff", **loss_kw)
-for layer, (gh, ga) in enumerate(zip(g_hand, g_auto, strict=True), start=1):
-    print(f"layer {layer}: max |dW hand - dW jax.grad| = {float(jnp.max(jnp.abs(gh['W'] - ga['W']))):.1e}, "
-          f"max |db diff| = {float(jnp.max(jnp.abs(gh['b'] - ga['b']))):.1e}")
+out, res = forward_walk(net, Xb)
+g_walk = backward_walk(net, res, -(yb - out))  # the seed's dLdP, of L = 1/2 sum (y - P)^2
+
+
+def half_sum_loss(gradients):
+    """The loss jaxnn.fit sums over a minibatch for reduction="half_sum" (jaxnn.training.resolve)."""
+    c = TrainConfig(hidden=(13,), activation="sigmoid", reduction="half_sum", gradients=gradients, steps=1)
+    loss_fn = training.resolve(c, n_train).loss_fn
+    return lambda p: jnp.sum(loss_fn(p, Xb, yb))
+
+
+g_hand = jax.grad(half_sum_loss("manual"))(net)  # runs dense_vjp and sigmoid_deriv
+g_auto = jax.grad(half_sum_loss("autodiff"))(net)  # jax.grad of the plain forwards
+for layer, (gw, gh, ga) in enumerate(zip(g_walk, g_hand, g_auto, strict=True), start=1):
+    print(f"layer {layer}: max |dW walk - dW jax.grad| = {float(jnp.max(jnp.abs(gw['W'] - ga['W']))):.1e}, "
+          f"max |dW trained network - dW jax.grad| = {float(jnp.max(jnp.abs(gh['W'] - ga['W']))):.1e}")
 
 # The seed's own formulas (cell [44]) for the same batch:
-out, res = models.forward(net, Xb, "sigmoid")
 dLdP = -(yb - out)
-O1 = jax.nn.sigmoid(res[0][1])
+O1 = F.sigmoid(res[0][1])
 dLdW2 = O1.T @ dLdP
 dLdN1 = (dLdP @ net[1]["W"].T) * O1 * (1 - O1)
 dLdW1 = Xb.T @ dLdN1

@@ -355,7 +355,7 @@ if sys.argv[1] != "default":
     compilation_cache.enable(sys.argv[1])  # a directory the user chose for jaxnn
 X = np.linspace(-1, 1, 60, dtype=np.float32).reshape(20, 3)
 r = fit(TrainConfig(hidden=(4,), batch_size=6, epochs=2), X, X[:, :1])
-params = training.init_params(TrainConfig(hidden=(3,), seed=11, steps=1), 2, 1)
+params = training.init_state(TrainConfig(hidden=(3,), seed=11, steps=1), 2, 1, 1).params
 print(json.dumps({"min_s": jax.config.jax_persistent_cache_min_compile_time_secs,
                   "min_bytes": jax.config.jax_persistent_cache_min_entry_size_bytes,
                   "dir": jax.config.jax_compilation_cache_dir,

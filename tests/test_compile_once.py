@@ -292,7 +292,7 @@ _INIT = textwrap.dedent("""
         lambda e, d, **k: traced.append(k.get("fun_name")) if e.endswith("jaxpr_trace_duration") else None)
     from jaxnn import training
     from jaxnn.training import TrainConfig
-    params = training.init_params(TrainConfig(hidden=(4, 3), init="glorot", seed=7, steps=1), 5, 2)
+    params = training.init_state(TrainConfig(hidden=(4, 3), init="glorot", seed=7, steps=1), 5, 2, 1).params
     print(json.dumps({"traced": traced, "params": jax.tree_util.tree_map(lambda a: a.tolist(), params)}))
 """)
 

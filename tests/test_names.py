@@ -45,7 +45,7 @@ def test_train_config_accepts_the_names_and_refuses_others(field: str, valid: tu
 def test_estimator_activation_names_map_onto_jaxnn_activations() -> None:
     assert set(names.SKLEARN_ACTIVATIONS.values()) == set(names.ACTIVATIONS)
     for name, target in names.SKLEARN_ACTIVATIONS.items():
-        assert names.activation(name) is foundations.ACTIVATIONS[target]
+        assert names.activation(name) is getattr(foundations, target)
     X = np.linspace(-1, 1, 12).reshape(6, 2)
     for name in names.SKLEARN_ACTIVATIONS:  # the estimator takes every one of them
         MLPRegressor(hidden_layer_sizes=(3,), activation=name, max_iter=1, random_state=0).fit(X, X[:, 0])
@@ -81,3 +81,25 @@ def test_optimizer_names_are_the_updates_they_promise() -> None:
         np.testing.assert_allclose(np.asarray(optax.apply_updates(p, step)), p0 - lr * np.sign(g1), rtol=1e-6)
     with pytest.raises(ValueError, match=r"^optimizer: expected one of"):
         names.optimizer("rmsprop", 0.1)
+
+
+def test_each_kind_of_name_is_turned_into_its_value_in_one_function() -> None:
+    from jaxnn import losses, models
+
+    assert names.loss("mse") is losses.squared_error_layer
+    assert names.loss("cross_entropy") is losses.cross_entropy_layer
+    assert [names.initializer(n) for n in names.INITS] == [models.normal, models.glorot, models.he]
+    for kind, bad in ((names.loss, "hinge"), (names.initializer, "xavier")):
+        with pytest.raises(ValueError, match="expected one of"):
+            kind(bad)
+
+
+def test_resolve_gives_values_shared_by_runs_that_differ_only_in_seed_or_stopping() -> None:
+    from jaxnn import training
+
+    a = training.resolve(TrainConfig(hidden=(3,), activation="tanh", optimizer="adam", epochs=2), 40)
+    b = training.resolve(TrainConfig(hidden=(3,), activation="tanh", optimizer="adam", epochs=2, seed=5,
+                                     patience=3), 40)
+    assert (a.loss_fn, a.val_fn, a.optimizer, a.init) == (b.loss_fn, b.val_fn, b.optimizer, b.init)
+    assert a.activation is foundations.tanh and a.reduction == "mean"
+    assert training.resolve(TrainConfig(reduction="half_sum", epochs=2), 40).reduction == "sum"

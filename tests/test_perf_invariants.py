@@ -185,9 +185,9 @@ def test_importing_jaxnn_changes_nothing_in_the_process():
 
 def test_tiny_is_the_seed_network_not_the_large_mlp():
     assert xla_cpu.step_flops(23, (13, 13, 1)) == 2 * 23 * (13 * 13 + 13 * 1) == 8372
-    assert xla_cpu.is_tiny(23, (13, 13, 1))
-    assert not xla_cpu.is_tiny(128, (13, 64, 1))
-    assert not xla_cpu.is_tiny(128, (784, 512, 512, 10))
+    assert xla_cpu.is_tiny_step(23, 13 * 13 + 13 + 13 + 1)
+    assert not xla_cpu.is_tiny_step(128, 13 * 64 + 64 + 64 + 1)
+    assert not xla_cpu.is_tiny_step(128, 784 * 512 + 512 * 512 + 512 * 10)
 
 
 _LOOP_SCRIPT = textwrap.dedent("""

@@ -107,8 +107,7 @@ def test_sgd_step_is_w_minus_lr_times_grad(x64):
     c = TrainConfig(hidden=(5,), activation="tanh", optimizer="sgd", lr=0.3, batch_size=12, steps=1,
                     dtype="float64", shuffle=False)
     p0 = initial_params(c, X, Y)
-    g = jax.grad(models.loss)(p0, jnp.asarray(X), jnp.asarray(Y), jnp.ones((12,), jnp.float64),
-                              activation="tanh")
+    g = jax.grad(lambda p: jnp.mean(jnp.square(models.predict(p, jnp.asarray(X), "tanh") - Y)))(p0)
     result = training.fit(c, X, Y)
     for got, p, gi in zip(result.params, p0, g, strict=True):
         for name in ("W", "b"):
@@ -312,10 +311,12 @@ def test_early_stopping_restores_the_best_parameters(x64):
     best = int(np.argmin(val))
     assert result.epochs == best + 1 + 10  # stopped exactly `patience` epochs after the best
     # the returned parameters are the best epoch's: re-evaluate their validation loss
-    ones = jnp.ones((45,), jnp.float64)
-    again = models.loss(result.params, jnp.asarray(X[15:]), jnp.asarray(Y[15:]), ones, activation="tanh")
+    def mse(params):
+        return jnp.mean(jnp.square(models.predict(params, jnp.asarray(X[15:]), "tanh") - Y[15:]))
+
+    again = mse(result.params)
     assert float(again) == pytest.approx(val.min(), rel=1e-12)
-    last = models.loss(result.state.params, jnp.asarray(X[15:]), jnp.asarray(Y[15:]), ones, activation="tanh")
+    last = mse(result.state.params)
     assert float(last) == pytest.approx(val[-1], rel=1e-12)
     assert float(last) > float(again)
 
@@ -461,7 +462,7 @@ def test_guarded_update_applies_a_finite_step_exactly_as_optax():
     import optax
 
     params, updates = _guard_case()
-    new, applied = training.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True))
+    new, applied = engine.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True))
     assert bool(applied)
     want = optax.apply_updates(params, updates)
     for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(want), strict=True):
@@ -483,7 +484,7 @@ def test_guarded_update_rejects_and_keeps_the_parameters(case):
     else:  # finite + finite beyond float32's range: the new parameter would be inf
         params[0]["W"] = params[0]["W"].at[1, 1].set(3e38)
         updates[0]["W"] = updates[0]["W"].at[1, 1].set(3e38)
-    new, applied = training.guarded_update(params, updates, value, active)
+    new, applied = engine.guarded_update(params, updates, value, active)
     assert not bool(applied)
     for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -493,10 +494,10 @@ def test_guarded_update_rejects_and_keeps_the_parameters(case):
 def test_guarded_update_without_the_parameter_check_tests_the_loss_only():
     params, updates = _guard_case()
     updates[0]["b"] = updates[0]["b"].at[1].set(jnp.inf)
-    new, applied = training.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True),
+    new, applied = engine.guarded_update(params, updates, jnp.float32(0.5), jnp.bool_(True),
                                            check_params=False)
     assert bool(applied) and np.isinf(np.asarray(new[0]["b"][1]))  # left to the chunk's end
-    _, applied = training.guarded_update(params, updates, jnp.float32(jnp.nan), jnp.bool_(True),
+    _, applied = engine.guarded_update(params, updates, jnp.float32(jnp.nan), jnp.bool_(True),
                                          check_params=False)
     assert not bool(applied)
 
@@ -524,7 +525,7 @@ def test_a_step_with_a_finite_loss_but_overflowing_parameters_is_found_by_the_se
     loss_only, every_step = run(False), run(True)
     assert int(loss_only.diverged_step) == 1 and not np.all(np.isfinite(loss_only.params[0]["W"]))
     assert int(every_step.diverged_step) == 0
-    assert not bool(training.finite_and_not_diverged(loss_only))
+    assert not bool(engine.finite_and_not_diverged(loss_only))
 
     r = training.fit(c, X, Y, raise_on_divergence=False)
     assert r.diverged_step == 0 and r.steps == 0 and r.history.train_loss.shape == (0,)
@@ -543,7 +544,7 @@ def test_parameters_checked_at_the_chunk_end_train_exactly_as_checked_every_step
         opt = training.make_optimizer(c, 6, 30)
         out = [run_chunk(c, opt, state0, Xj, Yj, n_steps=30, chunk_epochs=5, check_params=check)
                for check in (False, True)]
-        assert bool(training.finite_and_not_diverged(out[0][0]))
+        assert bool(engine.finite_and_not_diverged(out[0][0]))
     for a, b in zip(jax.tree_util.tree_leaves(out[0]), jax.tree_util.tree_leaves(out[1]), strict=True):
         if jnp.issubdtype(a.dtype, jnp.floating):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
