@@ -6,9 +6,6 @@ padding that fills an epoch's short last minibatch weighs 0), as optax's losses 
 examples do. The seed's updates, which use the gradient of the *sum* of squared errors (its
 linear regression, ``dLdP = -2 * (y - P)``) or of half that sum (its network, ``dLdP = -(y - P)``),
 are the same losses summed and scaled: :class:`jaxnn.training.TrainConfig`'s ``reduction``.
-
-M models stacked on a trailing axis (:func:`jaxnn.fit_many`) give (n, k, M) -> (n, M): the
-outputs are always axis 1.
 """
 
 from __future__ import annotations
@@ -90,21 +87,10 @@ def _classification_example(key: Array, dtype: Any) -> tuple[Array, Array]:
     return logits, jax.nn.one_hot(jax.random.randint(kl, (6,), 0, 4), 4, dtype=dtype)
 
 
-def _stacked(example: tuple[Array, Array]) -> tuple[Array, Array]:
-    """Three models' outputs (n, k, 3) -- the first, scaled -- against the targets broadcast to them."""
-    out, target = example
-    stacked = jnp.stack([out, 0.5 * out, -out], axis=-1)
-    return stacked, jnp.broadcast_to(target[..., None], stacked.shape)
-
-
 register(Entry(name="squared_error", forward=squared_error, backward=squared_error_vjp,
                example=_regression_example))
-register(Entry(name="squared_error[3 stacked models]", forward=squared_error, backward=squared_error_vjp,
-               example=lambda key, dtype: _stacked(_regression_example(key, dtype))))
 register(Entry(name="cross_entropy", forward=cross_entropy, backward=cross_entropy_vjp,
                example=_classification_example))
-register(Entry(name="cross_entropy[3 stacked models]", forward=cross_entropy, backward=cross_entropy_vjp,
-               example=lambda key, dtype: _stacked(_classification_example(key, dtype))))
 
 
 # The seed's reductions (TrainConfig.reduction): its linear regression's gradient is that of the

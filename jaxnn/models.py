@@ -108,9 +108,7 @@ def network(params: Params, X: Array, activation: Any = foundations.sigmoid, *,
 
     ``activation`` is any callable (``jax.nn.tanh``, a :func:`hand_written` activation, the user's
     own); ``layer`` is :func:`jaxnn.layers.dense_layer` (hand-written backward) or ``dense``
-    (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``. The same
-    function runs M models stacked on a trailing axis (W (d_in, d_out, M), b (d_out, M), X (n, d)
-    shared or (n, d, M)) and returns (n, k, M): :func:`jaxnn.layers.dense`.
+    (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``.
     """
     h = X
     for i, p in enumerate(params):
@@ -132,11 +130,8 @@ def predict(params: Params, X: Array, activation: Any = foundations.sigmoid) -> 
 
 
 def l2_penalty(params: Params) -> Array:
-    """0.5 * sum of squared weights (biases are not penalised, as in scikit-learn).
-
-    A scalar, or (M,) -- each model's -- for M models stacked on a trailing axis.
-    """
-    return 0.5 * sum(jnp.sum(jnp.square(layer["W"]), axis=(0, 1)) for layer in params)  # type: ignore[return-value]
+    """0.5 * sum of squared weights (biases are not penalised, as in scikit-learn): a scalar."""
+    return 0.5 * sum(jnp.sum(jnp.square(layer["W"])) for layer in params)  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=64)
@@ -167,15 +162,12 @@ def make_loss_fn(activation: Any, loss: Any, *, layer: Any = dense_layer, l2: fl
         activation, loss, layer = resolve_network(activation, loss, gradients or "manual")
 
     def loss_fn(params: Params, X: Array, Y: Array) -> Array:
-        pred = network(params, X, activation, layer=layer)
-        if pred.ndim == 3 and Y.ndim == 2:  # stacked models (jaxnn.fit_many), shared targets
-            Y = jnp.broadcast_to(Y[..., None], pred.shape)
-        out = loss(pred, Y)
+        out = loss(network(params, X, activation, layer=layer), Y)
         if scale != 1.0:
             out = scale * out
         if not l2:
             return out
-        penalty = l2 * l2_penalty(params)  # () or, stacked, (M,)
+        penalty = l2 * l2_penalty(params)
         return out + (penalty / X.shape[0] if summed else penalty)[None]
 
     return loss_fn

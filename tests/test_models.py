@@ -454,15 +454,15 @@ def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, siz
 @pytest.mark.parametrize("shared", [True, False], ids=["shared inputs", "own inputs"])
 @pytest.mark.parametrize("loss_name,l2,sizes",
                          [("mse", 0.3, (5, 7, 4, 2)), ("cross_entropy", 0.0, (5, 6, 3))])
-def test_stacked_models_are_each_model_and_their_gradients_the_autodiff_ones(shared, loss_name, l2, sizes):
-    """M models stacked on a trailing axis (what fit_many trains) through the one network: each model's
+def test_vmapped_models_are_each_model_and_their_gradients_the_autodiff_ones(shared, loss_name, l2, sizes):
+    """M models under jax.vmap (what fit_many trains) through the hand-written network: each model's
     per-example losses are its own network's, and the hand-written gradient of any weighting of them is
     jax.grad of the plain forwards, model by model (float64)."""
     M = 3
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(11), M)
         each = [models.init_params(k, sizes, init="glorot", dtype=jnp.float64) for k in keys]
-        stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=-1), *each)
+        many = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *each)  # the model axis leading
         kx, ky = jax.random.split(jax.random.key(5))
         Xs = [2 * jax.random.normal(k, (9, sizes[0]), jnp.float64) for k in jax.random.split(kx, M)]
         Xs = [Xs[0]] * M if shared else Xs
@@ -470,14 +470,19 @@ def test_stacked_models_are_each_model_and_their_gradients_the_autodiff_ones(sha
             Y = jax.nn.one_hot(jax.random.randint(ky, (9,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
         else:
             Y = jax.random.normal(ky, (9, sizes[-1]), jnp.float64)
-        X = Xs[0] if shared else jnp.stack(Xs, axis=-1)
         manual, auto = loss_fns("tanh", loss_name, l2=l2)
-        out = manual(stacked, X, Y)
-        assert out.shape == (9, M)
-        weights = jax.random.uniform(jax.random.key(3), (9, M), jnp.float64)
-        g = jax.grad(lambda p: jnp.sum(weights * manual(p, X, Y)))(stacked)
+        x_axis = None if shared else 0
+        X = Xs[0] if shared else jnp.stack(Xs)
+        out = jax.vmap(manual, in_axes=(0, x_axis, None))(many, X, Y)
+        assert out.shape == (M, 9)
+        weights = jax.random.uniform(jax.random.key(3), (M, 9), jnp.float64)
+
+        def total(p):
+            return jnp.sum(weights * jax.vmap(manual, in_axes=(0, x_axis, None))(p, X, Y))
+
+        g = jax.grad(total)(many)
         for m in range(M):
-            np.testing.assert_allclose(out[:, m], auto(each[m], Xs[m], Y), rtol=1e-13)
-            gm = jax.grad(lambda p, m=m: jnp.sum(weights[:, m] * auto(p, Xs[m], Y)))(each[m])
+            np.testing.assert_allclose(out[m], auto(each[m], Xs[m], Y), rtol=1e-13)
+            gm = jax.grad(lambda p, m=m: jnp.sum(weights[m] * auto(p, Xs[m], Y)))(each[m])
             for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(gm), strict=True):
-                np.testing.assert_allclose(a[..., m], b, rtol=1e-12, atol=1e-14)
+                np.testing.assert_allclose(a[m], b, rtol=1e-12, atol=1e-14)
