@@ -1,0 +1,837 @@
+"""``MLPRegressor`` and ``MLPClassifier``: scikit-learn's MLPs, trained by :func:`jaxnn.fit`.
+
+The objective, initialisation, update rules, stopping rule, fitted attributes and error messages
+are scikit-learn's (``sklearn/neural_network/_multilayer_perceptron.py``); what differs is listed
+in ``docs/how-to/sklearn.md``. The pieces live beside this module: the network's heads and
+losses (:mod:`._network`), scikit-learn's SGD and Adam as optax transformations (:mod:`._optim`),
+L-BFGS (:mod:`._lbfgs`), save/load (:mod:`._io`).
+
+How a stochastic fit runs. Most fits are one call of :func:`jaxnn.fit`: a compiled scan over
+epochs of minibatches that stops on the device by scikit-learn's rule (``n_iter_no_change + 1``
+epochs in a row not better than the best by ``tol``). When the rule needs the host between
+epochs -- ``learning_rate="invscaling"``/``"adaptive"`` (the rate changes per epoch),
+``sample_weight`` with several minibatches (scikit-learn's monitored loss weights minibatches by
+their row counts), a user's validation set -- the same program runs one epoch per call, the host
+applying the rule. Both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+
+from jaxnn import engine, names, training
+from jaxnn.estimators import _io, _lbfgs, _network, _optim
+
+_SPARSE = ["csr", "csc", "coo"]
+MAX_STEPS = engine.MAX_STEPS  # optimizer steps of one fit: the engine's step counter is int32
+_CHUNK_WORK = 1 << 27  # multiply-adds of the forward pass per compiled call (see _chunk_epochs)
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
+               "and need to be preprocessed.")
+
+
+def _chunk_epochs(epochs: int, n: int, batch: int, n_params: int) -> int:
+    """Epochs per compiled call of a fit: about ``_CHUNK_WORK`` forward multiply-adds, a power of two.
+
+    Each call of the engine's compiled chunk costs about 2 ms of dispatch and bookkeeping on a
+    2-core CPU, so a small model takes as many epochs per call as fit in ``_CHUNK_WORK``. A power
+    of two, and at most the power of two at or above ``epochs``: nearby ``max_iter`` values and CV
+    folds share one program (epochs past the end are skipped, not computed).
+    """
+    per_epoch = engine.steps_per_epoch(n, batch) * min(batch, n) * n_params
+    want = max(1, _CHUNK_WORK // max(per_epoch, 1))
+    return min(1 << (want - 1).bit_length(), 1 << (max(epochs, 1) - 1).bit_length())
+
+
+class _Optimizer:
+    """What scikit-learn's tests read of its optimizer: the current ``learning_rate``."""
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+
+
+def _check_range(name: str, a: np.ndarray, dtype: np.dtype) -> None:
+    """ValueError naming ``name`` when finite values of ``a`` overflow ``dtype``."""
+    if a.size and np.max(np.abs(a)) > np.finfo(dtype).max:
+        raise ValueError(f"{name}: values exceed the range of {dtype.name}")
+
+
+def _score_fn(out_activation: str, kind: str) -> Any:
+    """``-score(params, X, Y, w, l2)``, the engine's monitored value with a validation set (lower is better).
+
+    The score is scikit-learn's ``score`` on the network's outputs: weighted accuracy (subset
+    accuracy for multilabel; a single class is always right) or R^2 averaged over the outputs (a
+    constant target scores 1 if predicted exactly, else 0, as ``r2_score``'s ``force_finite``);
+    NaN when a prediction is not finite, as scikit-learn's. ``activation`` and ``l2`` are bound.
+    """
+    return _SCORE_FNS.setdefault((out_activation, kind), _make_score_fn(out_activation, kind))
+
+
+_SCORE_FNS: dict[tuple[str, str], Any] = {}
+
+
+def _make_score_fn(out_activation: str, kind: str) -> Any:
+    def negative_score(z: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
+        out = _network.output(out_activation, z)
+        total = jnp.sum(w)
+        if kind == "single":
+            hits = jnp.ones_like(w)
+        elif kind == "multiclass":
+            hits = (jnp.argmax(out, axis=1) == jnp.argmax(Y, axis=1)).astype(w.dtype)
+        elif kind in ("binary", "multilabel"):
+            hits = jnp.all((out > 0.5) == (Y > 0.5), axis=1).astype(w.dtype)
+        if kind != "regression":
+            return -jnp.sum(w * hits) / total
+        mean = jnp.sum(w[:, None] * Y, axis=0) / total
+        num = jnp.sum(w[:, None] * jnp.square(Y - out), axis=0)
+        den = jnp.sum(w[:, None] * jnp.square(Y - mean[None, :]), axis=0)
+        r2 = jnp.where(den > 0, 1 - num / jnp.where(den > 0, den, 1), jnp.where(num == 0, 1.0, 0.0))
+        finite = jnp.all(jnp.isfinite(jnp.where(w[:, None] > 0, out, 0.0)))
+        return jnp.where(finite, -jnp.mean(r2), jnp.nan)
+
+    return negative_score
+
+
+_VAL_FNS: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _val_fn(activation: str, out_activation: str, kind: str, gradients: str) -> Any:
+    """The engine's ``val_fn(params, X, Y, w, l2)``: the negative score (cached: one program)."""
+    key = (activation, out_activation, kind, gradients)
+    if key not in _VAL_FNS:
+        from jaxnn import models
+
+        act = _network.hidden_activation(activation, "autodiff")
+        score = _score_fn(out_activation, kind)
+
+        def val_fn(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> jax.Array:
+            return score(models.network(params, X, act), Y, w)
+
+        _VAL_FNS[key] = val_fn
+    return _VAL_FNS[key]
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared machinery; see :class:`MLPRegressor` / :class:`MLPClassifier`."""
+
+    _classifier = False
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def _hidden(self) -> tuple[int, ...]:
+        h = self.hidden_layer_sizes
+        sizes = list(h) if hasattr(h, "__iter__") else [h]
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+                raise ValueError(f"hidden_layer_sizes: expected positive integers, got {h!r}")
+            if int(s) > MAX_STEPS:
+                raise ValueError(f"hidden_layer_sizes: {s} units are above the limit of {MAX_STEPS}")
+        return tuple(int(s) for s in sizes)
+
+    def _check_params(self) -> None:
+        def one_of(name: str, options: tuple[str, ...]) -> None:
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name}: expected one of {list(options)}, got {getattr(self, name)!r}")
+
+        one_of("activation", _network.ACTIVATIONS)
+        one_of("solver", ("lbfgs", "sgd", "adam"))
+        one_of("learning_rate", ("constant", "invscaling", "adaptive"))
+        if not self._classifier:
+            one_of("loss", ("squared_error", "poisson"))
+        self._hidden()
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto") and (
+                isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral)
+                or self.batch_size < 1):
+            raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
+        # max_iter epochs of at least one step each; n_iter_no_change + 1 epochs of patience
+        for name, limit in (("max_iter", MAX_STEPS), ("n_iter_no_change", MAX_STEPS - 1), ("max_fun", None)):
+            v = getattr(self, name)
+            if name == "n_iter_no_change" and v == np.inf:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer{' or np.inf' if limit else ''}, "
+                                 f"got {v!r}")
+            if limit is not None and int(v) > limit:
+                raise ValueError(f"{name}: {v} is above the limit of {limit} (jaxnn counts steps in int32)")
+        if not isinstance(self.verbose, bool | np.bool_) and (
+                not isinstance(self.verbose, numbers.Integral) or self.verbose < 0):
+            raise ValueError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
+        for name, low, high, closed in (("alpha", 0, math.inf, "[)"), ("learning_rate_init", 0, math.inf, "()"),
+                                        ("tol", 0, math.inf, "[)"), ("momentum", 0, 1, "[]"),
+                                        ("power_t", 0, math.inf, "[)"), ("beta_1", 0, 1, "[)"),
+                                        ("beta_2", 0, 1, "[)"), ("epsilon", 0, math.inf, "()"),
+                                        ("validation_fraction", 0, 1, "()")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+            ok = (v > low if closed[0] == "(" else v >= low) and (v < high if closed[1] == ")" else v <= high)
+            if not ok or math.isnan(v):
+                raise ValueError(f"{name}: expected a finite number in {closed[0]}{low}, {high}{closed[1]}, "
+                                 f"got {v!r}" + (" (0, 1)" if name == "validation_fraction" else ""))
+        names.check("gradients", self.gradients, names.GRADIENTS)
+        if self.dtype is not None:
+            names.check("dtype", self.dtype, names.DTYPES)
+
+    def _batch(self, n_samples: int) -> int:
+        return min(200, n_samples) if self.batch_size == "auto" else min(int(self.batch_size), n_samples)
+
+    def _hyperparams(self, opt_state: Any, lr: float, dtype: Any) -> Any:
+        if self.solver == "sgd":
+            values = {"learning_rate": lr, "momentum": float(self.momentum)}
+        else:
+            values = {"learning_rate": lr, "beta_1": float(self.beta_1), "beta_2": float(self.beta_2),
+                      "epsilon": float(self.epsilon)}
+        return _optim.with_hyperparams(opt_state, values, dtype)
+
+    def _make_optimizer(self) -> optax.GradientTransformation:
+        return _optim.optimizer(self.solver, bool(self.nesterovs_momentum) if self.solver == "sgd" else True)
+
+    def save(self, path: Any) -> None:
+        """Save the fitted estimator to ``path`` (``.npz``); see :func:`jaxnn.estimators.save_estimator`."""
+        _io.save_estimator(self, path)
+
+    @staticmethod
+    def load(path: Any) -> _BaseMLP:
+        """Load an estimator saved with :meth:`save`; see :func:`jaxnn.estimators.load_estimator`."""
+        return _io.load_estimator(path)
+
+    # --- training -----------------------------------------------------------------------
+
+    def _validate(self, X: Any, y: Any, *, incremental: bool, reset: bool) -> tuple[Any, np.ndarray, Any]:
+        """(X, Y (n, k) float targets, labels for the stratified split and class weights)."""
+        raise NotImplementedError
+
+    def _out_activation(self) -> str:
+        raise NotImplementedError
+
+    def _score_kind(self) -> str:
+        return "regression"
+
+    def _initialize(self, n_outputs: int, sizes: tuple[int, ...], dtype: np.dtype,
+                    rng: np.random.RandomState) -> None:
+        """scikit-learn's ``_initialize``: attributes, then per layer ``W`` then ``b`` drawn uniform in
+        ``+-sqrt(f / (fan_in + fan_out))`` (``f`` = 2 for "logistic", else 6), draw for draw."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = self._out_activation()
+        factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = math.sqrt(factor / (fan_in + fan_out))
+            self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+            self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+        for name in ("_opt_state", "_optimizer", "loss_curve_", "validation_loss_curve_"):
+            self.__dict__.pop(name, None)
+        if self.solver != "lbfgs":
+            self.loss_curve_: list[float] = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_: list[float] | None = []
+                self.best_validation_score_: float | None = -math.inf
+                self.best_loss_: float | None = None
+            else:
+                self.best_loss_, self.validation_scores_, self.best_validation_score_ = math.inf, None, None
+
+    def _fit(self, X: Any, y: Any, *, incremental: bool, sample_weight: Any = None, X_val: Any = None,
+             y_val: Any = None, sample_weight_val: Any = None) -> _BaseMLP:
+        self._check_params()
+        hidden = self._hidden()
+        first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, labels = self._validate(X, y, incremental=incremental, reset=first)
+        if scipy.sparse.issparse(X):
+            X = X.toarray()
+        dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
+        w = (np.ones(X.shape[0]) if sample_weight is None else
+             _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True))
+        w = w * self._class_weights(labels)
+        weighted = sample_weight is not None or getattr(self, "class_weight", None) is not None
+        rng = check_random_state(self.random_state)
+        sizes = (X.shape[1], *hidden, Y.shape[1])
+        if first:
+            self._initialize(Y.shape[1], sizes, dtype, rng)
+        else:
+            fitted = tuple(W.shape[1] for W in self.coefs_[:-1])
+            if fitted != hidden:
+                raise ValueError(f"hidden_layer_sizes: {hidden} differs from the fitted layers {fitted}; "
+                                 "set warm_start=False to train new layers")
+            if self.solver != "lbfgs" and not hasattr(self, "loss_curve_"):  # after an lbfgs fit
+                self.loss_curve_, self._no_improvement_count = [], 0
+                self.best_loss_, self.validation_scores_, self.best_validation_score_ = math.inf, None, None
+        for name, a in (("X", X), ("y", Y)):
+            _check_range(name, a, dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X.astype(dtype), Y, w, dtype)
+        else:
+            val = None
+            if X_val is not None:
+                Xv, Yv, _ = self._validate(X_val, y_val, incremental=True, reset=False, name="X_val")
+                if scipy.sparse.issparse(Xv):
+                    Xv = Xv.toarray()
+                wv = (np.ones(Xv.shape[0]) if sample_weight_val is None else
+                      _check_sample_weight(sample_weight_val, Xv, dtype=np.float64, ensure_non_negative=True))
+                val = (Xv, Yv, wv)
+            self._fit_stochastic(X, Y, w, labels, rng, dtype, incremental=incremental, weighted=weighted,
+                                 user_val=val)
+        if not all(np.isfinite(a).all() for a in (*self.coefs_, *self.intercepts_)):
+            raise ValueError(_NON_FINITE)
+        return self
+
+    def _class_weights(self, labels: Any) -> Any:
+        return 1.0
+
+    def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray, dtype: np.dtype) -> None:
+        total = _network.total_loss(self.activation, self.out_activation_, self.gradients)
+        with training.x64_context(dtype.name):
+            coefs, intercepts, n_iter, loss = _lbfgs.fit_lbfgs(
+                total, [np.asarray(W, dtype) for W in self.coefs_], [np.asarray(b, dtype) for b in self.intercepts_],
+                X, Y.astype(dtype), w.astype(dtype), alpha=float(self.alpha), max_iter=int(self.max_iter),
+                max_fun=int(self.max_fun), tol=float(self.tol), dtype=dtype)
+        self.coefs_, self.intercepts_, self.n_iter_, self.loss_ = coefs, intercepts, n_iter, loss
+
+    def _stop_message(self, early: bool) -> str:
+        what = "Validation score" if early else "Training loss"
+        return (f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
+                "consecutive epochs.")
+
+    def _fit_stochastic(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray, labels: Any,
+                        rng: np.random.RandomState, dtype: np.dtype, *, incremental: bool, weighted: bool,
+                        user_val: Any) -> None:
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early = bool(self.early_stopping)
+        val = user_val
+        if early and val is None:  # scikit-learn's split, from its random state after the initial draws
+            stratify = labels if self._classifier and self.n_outputs_ == 1 else None
+            X, Xv, Y, Yv, w, wv = train_test_split(X, Y, w, random_state=rng, test_size=self.validation_fraction,
+                                                   stratify=stratify)
+            if Xv.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' or the "
+                                 "size of your dataset.")
+            val = (Xv, Yv, wv)
+        if val is not None:
+            for part, weights in (("training", w), ("validation", val[2])):
+                if not np.any(weights > 0):
+                    raise ValueError(f"sample_weight: the weights of the {part} split are all zero; "
+                                     "use another random_state or validation_fraction")
+        if not early and user_val is None:
+            self.validation_scores_, self.best_validation_score_ = None, None
+        elif self.validation_scores_ is None:
+            self.validation_scores_, self.best_validation_score_ = [], -math.inf
+        if early:
+            self.best_loss_ = None
+        elif self.best_loss_ is None:
+            self.best_loss_ = math.inf
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        n = X.shape[0]
+        B = self._batch(n)
+        spe = engine.steps_per_epoch(n, B)
+        epochs = 1 if incremental else int(self.max_iter)
+        if epochs * spe > MAX_STEPS:
+            raise ValueError(f"max_iter: {epochs} epochs of {spe} minibatches are {epochs * spe} steps, "
+                             f"above the limit of {MAX_STEPS}")
+        optimizer = self._make_optimizer()
+        if not incremental or not hasattr(self, "_optimizer"):  # scikit-learn's new optimizer per fit
+            self._optimizer = _Optimizer(float(self.learning_rate_init))
+            opt_state = None
+        else:
+            opt_state = getattr(self, "_opt_state", None)
+        params = [{"W": np.asarray(W, dtype), "b": np.asarray(b, dtype)}
+                  for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
+        if opt_state is not None and jax.tree_util.tree_structure(opt_state) != jax.tree_util.tree_structure(
+                engine.opt_state_shapes(optimizer, params)):
+            raise ValueError(f"solver: the fitted optimizer state is not one of solver={self.solver!r}; the "
+                             "solver changed since the last fit and partial_fit continues the optimizer state. "
+                             "Set the previous solver back, or call fit to start afresh")
+        kind = self._score_kind()
+        run = _Run(self, X, Y, w, val, params, opt_state, seed, dtype, epochs=epochs, early=early,
+                   kind=kind, incremental=incremental)
+        # the host applies the rule between epochs when the device's rule would not be scikit-learn's
+        host = (self.solver == "sgd" and self.learning_rate != "constant") or (weighted and spe > 1) \
+            or user_val is not None or (early and self.n_iter_no_change == np.inf)
+        with training.x64_context(dtype.name):
+            run.host_loop() if host else run.device()
+        run.finish()
+
+
+class _Run:
+    """One stochastic fit's bookkeeping: scikit-learn's attributes updated epoch by epoch."""
+
+    def __init__(self, est: _BaseMLP, X: np.ndarray, Y: np.ndarray, w: np.ndarray, val: Any, params: Any,
+                 opt_state: Any, seed: int, dtype: np.dtype, *, epochs: int, early: bool, kind: str,
+                 incremental: bool) -> None:
+        self.est, self.X, self.Y, self.w, self.params, self.dtype = est, X, Y, w, params, dtype
+        self.epochs, self.early, self.incremental, self.seed = epochs, early, incremental, seed
+        self.n = X.shape[0]
+        self.B = est._batch(self.n)
+        self.has_val = val is not None
+        self.val = None
+        if val is not None:  # padded to a row bucket, weight-0 rows the score ignores
+            N = engine.row_bucket(val[0].shape[0])
+            self.val = tuple(engine.pad_rows(np.asarray(a, dtype), N, fill=0) for a in val)
+            self.val_fn = _val_fn(est.activation, est.out_activation_, kind, est.gradients)
+        self.optimizer = est._make_optimizer()
+        self.opt_state = opt_state
+        self.loss_fn = _network.loss_fn(est.activation, est.out_activation_, est.gradients)
+        self.curve: list[float] = []
+        self.scores: list[float] = []
+        self.val_losses: list[float] = []
+        self.stopped = False
+        self.best_params: Any = None
+        self.diverged = False
+
+    # --- the engine ----------------------------------------------------------------------
+
+    def _state(self, lr: float, *, track_best: bool) -> engine.TrainState:
+        """The run's first state: the parameters, the optimizer state (fresh or continued), the data order."""
+        est = self.est
+        if self.opt_state is None:
+            shapes = engine.opt_state_shapes(self.optimizer, self.params)
+            self.opt_state = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes)
+        opt_state = jax.tree_util.tree_map(lambda a, t: np.asarray(a, t.dtype), self.opt_state,
+                                           engine.opt_state_shapes(self.optimizer, self.params))
+        if self.incremental and hasattr(est, "_key_data"):  # another order than the last call's
+            data = np.asarray(est._key_data, np.uint32).copy()
+            data[0] = np.uint32((int(data[0]) + int(est.t_)) % 2**32)
+        else:
+            data = np.asarray([0, self.seed], np.uint32)
+        key = jax.random.wrap_key_data(data)  # type: ignore[arg-type]  # key(seed), compiling nothing
+        est._key_data = np.asarray([0, self.seed], np.uint32) if not self.incremental else data
+        return engine.init_state(self.params, self.optimizer, key, track_best=track_best,
+                                 opt_state=est._hyperparams(opt_state, lr, self.dtype))
+
+    def _engine_fit(self, state: engine.TrainState, epochs: int, *, patience: int | None,
+                    callback: Any = None, chunk: int | None = None) -> engine.FitResult:
+        est = self.est
+        n_params = sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(self.params))
+        return engine.fit(
+            self.loss_fn, state.params, (self.X.astype(self.dtype), self.Y.astype(self.dtype)),
+            optimizer=self.optimizer, batch_size=200 if est.batch_size == "auto" else int(est.batch_size),
+            epochs=epochs, shuffle=bool(est.shuffle), sample_weight=self.w, val_data=self.val,
+            val_fn=self.val_fn if self.has_val else None, patience=patience,
+            tol=float(est.tol), restore_best=self.early and patience is not None, state=state,
+            callback=callback, chunk_epochs=chunk or _chunk_epochs(epochs, self.n, self.B, n_params),
+            loss_args=(float(est.alpha),), pass_weights=True, raise_on_divergence=False)
+
+    def _epoch_losses(self, step_losses: np.ndarray) -> list[float]:
+        """scikit-learn's per-epoch loss: minibatch losses weighted by their real row counts / n."""
+        spe = engine.steps_per_epoch(self.n, self.B)
+        sizes = np.full(spe, self.B, dtype=np.float64)
+        sizes[-1] = self.n - (spe - 1) * self.B
+        full = len(step_losses) // spe
+        per_epoch = np.asarray(step_losses[: full * spe], np.float64).reshape(full, spe) @ sizes / self.n
+        return [float(v) for v in per_epoch]
+
+    def _print_epoch(self, loss: float, score: float | None) -> None:
+        print(f"Iteration {len(self.curve)}, loss = {loss:.8f}", flush=True)
+        if score is not None:
+            print(f"Validation score: {score:f}", flush=True)
+
+    def _record(self, result: engine.FitResult, known: int) -> None:
+        """Append the epochs of ``result`` past the ``known`` ones."""
+        losses = self._epoch_losses(result.history.train_loss)[known:]
+        scores = [-float(v) for v in np.asarray(result.history.val_loss)][known:] if self.has_val else []
+        for i, loss in enumerate(losses):
+            self.curve.append(loss)
+            if self.has_val:
+                self.scores.append(scores[i])
+            if self.est.verbose:
+                self._print_epoch(loss, scores[i] if self.has_val else None)
+
+    def device(self) -> None:
+        """One engine call: scikit-learn's rule applied on the device (constant rate, even weights)."""
+        est = self.est
+        patience = None if (self.incremental or est.n_iter_no_change == np.inf) else int(est.n_iter_no_change) + 1
+        state = self._state(float(est.learning_rate_init), track_best=self.early and patience is not None)
+        if patience is not None:  # warm_start carries the best value and the count, as scikit-learn
+            best = (-est.best_validation_score_ if self.early else est.best_loss_)
+            if best is not None and math.isfinite(best):
+                state = state._replace(best_loss=jnp.asarray(best, state.best_loss.dtype),
+                                       bad_epochs=jnp.asarray(est._no_improvement_count, jnp.int32))
+        printed = [0]
+
+        def report(info: engine.ChunkInfo) -> None:  # scikit-learn's lines, as each epoch ends
+            scores = -np.asarray(info.val_loss, np.float64)
+            for i, loss in enumerate(self._epoch_losses(info.train_loss)):
+                printed[0] += 1
+                print(f"Iteration {printed[0]}, loss = {loss:.8f}", flush=True)
+                if self.has_val:
+                    print(f"Validation score: {scores[i]:f}", flush=True)
+
+        verbose = bool(est.verbose)
+        result = self._engine_fit(state, self.epochs, patience=patience, callback=report if verbose else None,
+                                  chunk=1 if verbose else None)
+        verbose_was, est.verbose = est.verbose, False  # printed by report
+        try:
+            self._record(result, 0)
+        finally:
+            est.verbose = verbose_was
+        self.stopped = result.stopped_early
+        self.diverged = result.diverged_step is not None
+        self._keep(result)
+        if self.early and self.scores:
+            self.best_params = jax.device_get(result.params)
+
+    def _keep(self, result: engine.FitResult) -> None:
+        self.params = jax.device_get(result.state.params)
+        self.opt_state = jax.device_get(result.state.opt_state)
+
+    _host = False
+
+    def host_loop(self) -> None:
+        """One engine call per epoch, scikit-learn's rule and learning-rate schedule on the host."""
+        est = self.est
+        self._host = True
+        lr = est._optimizer.learning_rate
+        state = self._state(lr, track_best=False)
+        best = -est.best_validation_score_ if self.early else est.best_loss_
+        best = math.inf if best is None else best
+        count = est._no_improvement_count if not self.incremental else 0
+        for epoch in range(self.epochs):
+            state = state._replace(opt_state=est._hyperparams(jax.device_get(state.opt_state), lr, self.dtype))
+            result = self._engine_fit(state, epoch + 1, patience=None, chunk=1)
+            if result.diverged_step is not None:
+                self.diverged = True
+                break
+            self._record(result, 0)
+            state = result.state
+            self._keep(result)
+            est.t_ += self.n
+            monitored = -self.scores[-1] if self.early else self.curve[-1]
+            count = count + 1 if not monitored <= best - est.tol else 0
+            if monitored < best:
+                best = monitored
+                if self.early:
+                    self.best_params = self.params
+            if self.has_val:
+                self.val_losses.append(self._val_loss())
+            if est.solver == "sgd" and est.learning_rate == "invscaling":
+                lr = float(est.learning_rate_init) / (est.t_ + 1) ** float(est.power_t)
+            if not self.incremental and count > est.n_iter_no_change:
+                if est.solver == "sgd" and est.learning_rate == "adaptive" and lr > 1e-6:
+                    lr /= 5.0
+                    count = 0
+                    if est.verbose:
+                        print(est._stop_message(self.early) + f" Setting learning rate to {lr:f}", flush=True)
+                else:
+                    if est.verbose:
+                        too_small = est.learning_rate == "adaptive" and est.solver == "sgd"
+                        print(est._stop_message(self.early)
+                              + (" Learning rate too small. Stopping." if too_small else " Stopping."), flush=True)
+                    self.stopped = True
+                    self._quiet_stop = True
+                    break
+        est._optimizer.learning_rate = lr
+        self.opt_state = jax.device_get(state.opt_state)
+        est.t_ -= self.n * len(self.curve)  # finish() counts them
+
+    def _val_loss(self) -> float:
+        """The validation set's objective at the current parameters (the loss of ``loss_curve_``)."""
+        Xv, Yv, wv = self.val  # type: ignore[misc]
+        fn = self.loss_fn
+        rows = np.asarray(fn(self.params, jnp.asarray(Xv), jnp.asarray(Yv), jnp.asarray(float(self.est.alpha),
+                                                                                       self.dtype),
+                             jnp.asarray(wv)))
+        return float(np.sum(np.asarray(wv, np.float64) * rows) / np.sum(np.asarray(wv, np.float64)))
+
+    _quiet_stop = False
+
+    def finish(self) -> None:
+        """scikit-learn's attributes from the epochs run, its counters and its warnings."""
+        est = self.est
+        if self.diverged:  # scikit-learn trains on with NaN to max_iter; so do its records
+            missing = self.epochs - len(self.curve)
+            self.curve += [math.nan] * missing
+            if self.has_val:
+                self.scores += [math.nan] * missing
+        est.n_iter_ = len(self.curve)
+        est.t_ += self.n * len(self.curve)
+        est.loss_curve_ = [*est.loss_curve_, *self.curve]
+        est.loss_ = est.loss_curve_[-1] if est.loss_curve_ else math.nan
+        # scikit-learn's _update_no_improvement_count, on the host, from the recorded values
+        count = est._no_improvement_count
+        if self.early:
+            best = est.best_validation_score_
+            for score in self.scores:
+                count = count + 1 if score < best + est.tol else 0
+                best = max(best, score) if not math.isnan(score) else best
+            est.best_validation_score_ = best
+        else:
+            best = est.best_loss_
+            for loss in self.curve:
+                count = count + 1 if loss > best - est.tol else 0
+                best = min(best, loss) if not math.isnan(loss) else best
+            est.best_loss_ = best
+        if self.has_val:
+            est.validation_scores_ = [*(est.validation_scores_ or []), *self.scores]
+            if not self.early:
+                est.best_validation_score_ = max([est.best_validation_score_ or -math.inf, *self.scores])
+        if self.val_losses or self.has_val:
+            est.validation_loss_curve_ = [*getattr(est, "validation_loss_curve_", []), *self.val_losses]
+        est._no_improvement_count = count
+        if est.verbose and self.stopped and not self._quiet_stop:
+            print(est._stop_message(self.early) + " Stopping.", flush=True)
+        params = self.params
+        if self.early and self.best_params is not None:
+            params = self.best_params
+        est.coefs_ = [np.asarray(p["W"]) for p in params]
+        est.intercepts_ = [np.asarray(p["b"]) for p in params]
+        if self.diverged and not self.early:
+            raise ValueError(_NON_FINITE)
+        est._opt_state = self.opt_state
+        if not self.incremental and not self.stopped and est.n_iter_ == est.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=5)
+
+
+_PARAMS_DOC = """
+    Parameters as scikit-learn's (see ``docs/how-to/sklearn.md`` for what differs), plus:
+
+    * ``gradients``: "manual" (hand-written backprop, the default) or "autodiff" (``jax.grad``);
+    * ``dtype``: None (the default: the weights' dtype follows ``X``, float32 or float64, as
+      scikit-learn's), or "float32"/"float64" to train in that dtype whatever ``X`` is.
+"""
+
+
+def _init_params(self: Any, hidden_layer_sizes: Any, activation: str, kw: dict[str, Any]) -> None:
+    self.hidden_layer_sizes = hidden_layer_sizes
+    self.activation = activation
+    for k, v in kw.items():
+        setattr(self, k, v)
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: squared error or Poisson loss, scikit-learn's API and numbers.
+    """ + _PARAMS_DOC + """
+    Fitted attributes as scikit-learn's: ``coefs_``, ``intercepts_``, ``loss_``, ``n_iter_``,
+    ``t_``, ``n_features_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_`` ("identity",
+    "exp" for Poisson); stochastic solvers: ``loss_curve_``, ``best_loss_``,
+    ``validation_scores_``, ``best_validation_score_``; and ``validation_loss_curve_`` with a
+    validation set passed to ``fit``.
+    """
+
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+                 max_iter: int = 200, shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10,
+                 max_fun: int = 15000, gradients: str = "manual", dtype: str | None = None) -> None:
+        self.loss = loss
+        _init_params(self, hidden_layer_sizes, activation, dict(
+            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, gradients=gradients, dtype=dtype))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validate(self, X: Any, y: Any, *, incremental: bool, reset: bool, name: str = "X"
+                  ) -> tuple[Any, np.ndarray, Any]:
+        X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("y: loss='poisson' needs non-negative targets")
+        Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        if not reset and hasattr(self, "n_outputs_") and Y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y: expected {self.n_outputs_} outputs as in the first fit, got {Y.shape[1]}")
+        return X, Y, None
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+            sample_weight_val: Any = None) -> MLPRegressor:
+        """Train on X (n, n_features) and y (n,) or (n, n_outputs); returns self.
+
+        ``X_val``, ``y_val`` (optional ``sample_weight_val``): a validation set of the user's
+        (scikit-learn draws ``validation_fraction`` of the data): its R^2 after every epoch is in
+        ``validation_scores_`` and its loss in ``validation_loss_curve_``; with
+        ``early_stopping=True`` training stops on it and keeps the best weights.
+        """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val, y_val: give both or neither")
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)  # type: ignore[return-value]
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over (X, y), optionally sample-weighted, continuing the weights and the optimizer."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)  # type: ignore[return-value]
+
+    def _check_solver(self) -> bool:
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is "
+                                 "not stochastic.")
+        return True
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions: (n,) for one output, else (n, n_outputs), in the weights' (and X's) dtype."""
+        out = _raw_output(self, X)
+        return out.ravel() if out.shape[1] == 1 else out
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: binary, multiclass and multilabel, scikit-learn's API and numbers.
+    """ + _PARAMS_DOC + """    * ``class_weight``: None, "balanced" or {label: weight}, scikit-learn's meaning (each
+      sample's weight multiplied by its class's weight); 1-D ``y`` only.
+
+    Binary problems have one logistic output unit and multilabel ones one per label (as
+    scikit-learn); multiclass a softmax. Fitted attributes as :class:`MLPRegressor` plus
+    ``classes_``; ``validation_scores_`` hold accuracies.
+    """
+
+    _classifier = True
+
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+                 alpha: float = 0.0001, batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10, max_fun: int = 15000,
+                 class_weight: Any = None, gradients: str = "manual", dtype: str | None = None) -> None:
+        _init_params(self, hidden_layer_sizes, activation, dict(
+            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, class_weight=class_weight, gradients=gradients,
+            dtype=dtype))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    _check_solver = MLPRegressor._check_solver
+
+    def _out_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _score_kind(self) -> str:
+        if self._label_binarizer.y_type_ == "multiclass":
+            return "multiclass"
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            return "multilabel"
+        return "single" if len(self.classes_) == 1 else "binary"
+
+    def _validate(self, X: Any, y: Any, *, incremental: bool, reset: bool, name: str = "X"
+                  ) -> tuple[Any, np.ndarray, Any]:
+        """scikit-learn's ``_validate_input``: y through the label binarizer, (n, k) 0/1 targets."""
+        X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if name == "X_val":
+            pass
+        elif not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the "
+                                     f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {classes}.")
+        Y = self._label_binarizer.transform(y).astype(bool)
+        return X, Y.astype(np.float64), (Y if Y.shape[1] == 1 else y)
+
+    def _class_weights(self, labels: Any) -> Any:
+        if self.class_weight is None:
+            return 1.0
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError("class_weight: not supported with multilabel y")
+        y = labels if labels.ndim == 1 else self.classes_[np.asarray(labels[:, 0], int)] \
+            if len(self.classes_) > 1 else np.repeat(self.classes_, len(labels))
+        return compute_sample_weight(self.class_weight, y)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+            sample_weight_val: Any = None) -> MLPClassifier:
+        """Train on X (n, n_features) and y: (n,) labels or an (n, n_labels) indicator matrix.
+
+        ``X_val``, ``y_val`` (optional ``sample_weight_val``): a validation set of the user's: its
+        accuracy after every epoch is in ``validation_scores_`` and its loss in
+        ``validation_loss_curve_``; with ``early_stopping=True`` training stops on it.
+        """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val, y_val: give both or neither")
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)  # type: ignore[return-value]
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> MLPClassifier:
+        """One epoch over (X, y), continuing the weights and optimizer (``classes`` on the first call)."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)  # type: ignore[return-value]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities (n, n_classes) in the order of ``classes_`` (binary: [1 - p, p])."""
+        out = _raw_output(self, X)
+        if out.shape[1] == 1:
+            p = out.ravel()
+            return np.vstack([1 - p, p]).T
+        return out
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """``log(predict_proba(X))``."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (n,), or an (n, n_labels) indicator matrix for multilabel y."""
+        out = _raw_output(self, X)
+        return self._label_binarizer.inverse_transform(out.ravel() if out.shape[1] == 1 else out)
+
+
+def _raw_output(est: _BaseMLP, X: Any) -> np.ndarray:
+    """The network's output activation (n, n_outputs_), computed in float64 on the host (compiling
+    nothing) and returned in the dtype scikit-learn's would have: that of ``X`` and the weights."""
+    check_is_fitted(est)
+    X = validate_data(est, X, accept_sparse=_SPARSE, reset=False, dtype=(np.float64, np.float32))
+    if scipy.sparse.issparse(X):
+        X = X.toarray()
+    z = _network.host_forward(est.coefs_, est.intercepts_, X, est.activation)
+    with np.errstate(over="ignore"):
+        out = _network.HOST_OUTPUTS[est.out_activation_](z)
+    return out.astype(np.result_type(X.dtype, est.coefs_[0].dtype), copy=False)
