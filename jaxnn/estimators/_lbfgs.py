@@ -11,6 +11,7 @@ search and would not give scikit-learn's numbers.)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -19,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from sklearn.utils.optimize import _check_optimize_result
+
+from jaxnn import compilation_cache
 
 
 def _shapes(coefs: list[np.ndarray], intercepts: list[np.ndarray]) -> list[tuple[int, ...]]:
@@ -40,6 +43,22 @@ def unpack(flat: Any, shapes: list[tuple[int, ...]]) -> list[Any]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _value_and_grad(total_loss: Any, shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """Jitted ``(flat, X, Y, w, l2) -> (objective, its gradient)`` over packed parameters (cached:
+    refits of the same network compile nothing)."""
+    n_layers = len(shapes) // 2
+
+    def value_and_grad(flat: jax.Array, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> Any:
+        def objective(flat: jax.Array) -> jax.Array:
+            arrays = unpack(flat, list(shapes))
+            params = [{"W": arrays[i], "b": arrays[n_layers + i]} for i in range(n_layers)]
+            return total_loss(params, X, Y, w, l2)
+        return jax.value_and_grad(objective)(flat)
+
+    return jax.jit(value_and_grad)
+
+
 def fit_lbfgs(total_loss: Any, coefs: list[np.ndarray], intercepts: list[np.ndarray], X: np.ndarray,
               Y: np.ndarray, w: np.ndarray, *, alpha: float, max_iter: int, max_fun: int, tol: float,
               dtype: Any) -> tuple[list[np.ndarray], list[np.ndarray], int, float]:
@@ -55,20 +74,15 @@ def fit_lbfgs(total_loss: Any, coefs: list[np.ndarray], intercepts: list[np.ndar
     """
     shapes = _shapes(coefs, intercepts)
     n_layers = len(coefs)
-
-    def value_and_grad(flat: jax.Array, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> Any:
-        def objective(flat: jax.Array) -> jax.Array:
-            arrays = unpack(flat, shapes)
-            params = [{"W": arrays[i], "b": arrays[n_layers + i]} for i in range(n_layers)]
-            return total_loss(params, X, Y, w, l2)
-        return jax.value_and_grad(objective)(flat)
-
-    step = jax.jit(value_and_grad)
+    step = _value_and_grad(total_loss, tuple(shapes))
     args = tuple(jnp.asarray(a, dtype) for a in (X, Y, w)) + (jnp.asarray(alpha, dtype),)
 
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = step(jnp.asarray(flat, dtype), *args)
+        with compilation_cache.scope():  # the first call compiles through jaxnn's store, as jaxnn.fit
+            value, grad = step(jnp.asarray(flat, dtype), *args)
         return float(value), np.asarray(grad, np.float64)
+
+    compilation_cache.enable_default()
 
     # scikit-learn passes iprint only to SciPy < 1.15, which had it; verbose prints nothing here
     res = scipy.optimize.minimize(fun, pack(coefs, intercepts).astype(np.float64), method="L-BFGS-B",

@@ -148,6 +148,7 @@ def loss_fn(activation: str, out_activation: str, gradients: str) -> Any:
     return fn
 
 
+@functools.lru_cache(maxsize=64)
 def total_loss(activation: str, out_activation: str, gradients: str) -> Any:
     """``total(params, X, Y, w, l2) -> ()``: scikit-learn's full-batch objective (lbfgs minimises it)."""
     fn = loss_fn(activation, out_activation, gradients)
