@@ -35,7 +35,8 @@ EXPECTED_FAILURES = {
 def _run_sklearn_tests(tmp_path: Path) -> tuple[set[str], set[str], str]:
     text = SKLEARN_TESTS.read_text()
     assert text.count(IMPORT) == 1, f"{SKLEARN_TESTS} no longer has the line {IMPORT!r}"
-    (tmp_path / "test_mlp.py").write_text(text.replace(IMPORT, "from jaxnn import MLPClassifier, MLPRegressor"))
+    jaxnn_import = "from jaxnn import MLPClassifier, MLPRegressor"
+    (tmp_path / "test_mlp.py").write_text(text.replace(IMPORT, jaxnn_import))
     report = tmp_path / "report.xml"
     # sklearn.conftest provides the fixtures the file uses (global_random_seed); -c /dev/null keeps this
     # repository's pytest settings (warnings as errors, markers) out of scikit-learn's file

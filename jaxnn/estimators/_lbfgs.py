@@ -75,7 +75,7 @@ def fit_lbfgs(total_loss: Any, coefs: list[np.ndarray], intercepts: list[np.ndar
     shapes = _shapes(coefs, intercepts)
     n_layers = len(coefs)
     step = _value_and_grad(total_loss, tuple(shapes))
-    args = tuple(jnp.asarray(a, dtype) for a in (X, Y, w)) + (jnp.asarray(alpha, dtype),)
+    args = (*(jnp.asarray(a, dtype) for a in (X, Y, w)), jnp.asarray(alpha, dtype))
 
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
         with compilation_cache.scope():  # the first call compiles through jaxnn's store, as jaxnn.fit

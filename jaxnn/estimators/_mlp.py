@@ -17,6 +17,7 @@ applying the rule. Both give the same numbers.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import warnings
@@ -178,14 +179,16 @@ class _BaseMLP(BaseEstimator):
         if not isinstance(self.verbose, bool | np.bool_) and (
                 not isinstance(self.verbose, numbers.Integral) or self.verbose < 0):
             raise ValueError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
-        for name, low, high, closed in (("alpha", 0, math.inf, "[)"), ("learning_rate_init", 0, math.inf, "()"),
-                                        ("tol", 0, math.inf, "[)"), ("momentum", 0, 1, "[]"),
+        inf = math.inf
+        for name, low, high, closed in (("alpha", 0, inf, "[)"), ("learning_rate_init", 0, inf, "()"),
+                                        ("tol", 0, inf, "[)"), ("momentum", 0, 1, "[]"),
                                         ("power_t", 0, math.inf, "[)"), ("beta_1", 0, 1, "[)"),
                                         ("beta_2", 0, 1, "[)"), ("epsilon", 0, math.inf, "()"),
                                         ("validation_fraction", 0, 1, "()")):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+            v = float(v)
             ok = (v > low if closed[0] == "(" else v >= low) and (v < high if closed[1] == ")" else v <= high)
             if not ok or math.isnan(v):
                 raise ValueError(f"{name}: expected a finite number in {closed[0]}{low}, {high}{closed[1]}, "
@@ -219,7 +222,8 @@ class _BaseMLP(BaseEstimator):
 
     # --- training -----------------------------------------------------------------------
 
-    def _validate(self, X: Any, y: Any, *, incremental: bool, reset: bool) -> tuple[Any, np.ndarray, Any]:
+    def _validate(self, X: Any, y: Any, *, incremental: bool, reset: bool, name: str = "X"
+                  ) -> tuple[Any, np.ndarray, Any]:
         """(X, Y (n, k) float targets, labels for the stratified split and class weights)."""
         raise NotImplementedError
 
@@ -240,7 +244,7 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_activation()
         factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
         self.coefs_, self.intercepts_ = [], []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = math.sqrt(factor / (fan_in + fan_out))
             self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
             self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
@@ -307,7 +311,8 @@ class _BaseMLP(BaseEstimator):
         total = _network.total_loss(self.activation, self.out_activation_, self.gradients)
         with training.x64_context(dtype.name):
             coefs, intercepts, n_iter, loss = _lbfgs.fit_lbfgs(
-                total, [np.asarray(W, dtype) for W in self.coefs_], [np.asarray(b, dtype) for b in self.intercepts_],
+                total, [np.asarray(W, dtype) for W in self.coefs_],
+                [np.asarray(b, dtype) for b in self.intercepts_],
                 X, Y.astype(dtype), w.astype(dtype), alpha=float(self.alpha), max_iter=int(self.max_iter),
                 max_fun=int(self.max_fun), tol=float(self.tol), dtype=dtype)
         self.coefs_, self.intercepts_, self.n_iter_, self.loss_ = coefs, intercepts, n_iter, loss
@@ -326,8 +331,8 @@ class _BaseMLP(BaseEstimator):
         val = user_val
         if early and val is None:  # scikit-learn's split, from its random state after the initial draws
             stratify = labels if self._classifier and self.n_outputs_ == 1 else None
-            X, Xv, Y, Yv, w, wv = train_test_split(X, Y, w, random_state=rng, test_size=self.validation_fraction,
-                                                   stratify=stratify)
+            X, Xv, Y, Yv, w, wv = train_test_split(X, Y, w, random_state=rng,
+                                                   test_size=self.validation_fraction, stratify=stratify)
             if Xv.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' or the "
                                  "size of your dataset.")
@@ -361,11 +366,12 @@ class _BaseMLP(BaseEstimator):
             opt_state = getattr(self, "_opt_state", None)
         params = [{"W": np.asarray(W, dtype), "b": np.asarray(b, dtype)}
                   for W, b in zip(self.coefs_, self.intercepts_, strict=True)]
-        if opt_state is not None and jax.tree_util.tree_structure(opt_state) != jax.tree_util.tree_structure(
+        fitted_tree: Any = jax.tree_util.tree_structure(opt_state)
+        if opt_state is not None and fitted_tree != jax.tree_util.tree_structure(
                 engine.opt_state_shapes(optimizer, params)):
             raise ValueError(f"solver: the fitted optimizer state is not one of solver={self.solver!r}; the "
-                             "solver changed since the last fit and partial_fit continues the optimizer state. "
-                             "Set the previous solver back, or call fit to start afresh")
+                             "solver changed since the last fit and partial_fit continues the optimizer "
+                             "state. Set the previous solver back, or call fit to start afresh")
         kind = self._score_kind()
         run = _Run(self, X, Y, w, val, params, opt_state, seed, dtype, epochs=epochs, early=early,
                    kind=kind, incremental=incremental)
@@ -464,11 +470,12 @@ class _Run:
     def device(self) -> None:
         """One engine call: scikit-learn's rule applied on the device (constant rate, even weights)."""
         est = self.est
-        patience = None if (self.incremental or est.n_iter_no_change == np.inf) else int(est.n_iter_no_change) + 1
+        patience = (None if (self.incremental or est.n_iter_no_change == np.inf)
+                    else int(est.n_iter_no_change) + 1)
         state = self._state(float(est.learning_rate_init), track_best=self.early and patience is not None)
         if patience is not None:  # warm_start carries the best value and the count, as scikit-learn
-            best = (-est.best_validation_score_ if self.early else est.best_loss_)
-            if best is not None and math.isfinite(best):
+            best = self._best_monitored()
+            if math.isfinite(best):
                 state = state._replace(best_loss=jnp.asarray(best, state.best_loss.dtype),
                                        bad_epochs=jnp.asarray(est._no_improvement_count, jnp.int32))
         printed = [0]
@@ -507,11 +514,11 @@ class _Run:
         self._host = True
         lr = est._optimizer.learning_rate
         state = self._state(lr, track_best=False)
-        best = -est.best_validation_score_ if self.early else est.best_loss_
-        best = math.inf if best is None else best
+        best = self._best_monitored()
         count = est._no_improvement_count if not self.incremental else 0
         for epoch in range(self.epochs):
-            state = state._replace(opt_state=est._hyperparams(jax.device_get(state.opt_state), lr, self.dtype))
+            opt_state = est._hyperparams(jax.device_get(state.opt_state), lr, self.dtype)
+            state = state._replace(opt_state=opt_state)
             result = self._engine_fit(state, epoch + 1, patience=None, chunk=1)
             if result.diverged_step is not None:
                 self.diverged = True
@@ -539,14 +546,22 @@ class _Run:
                 else:
                     if est.verbose:
                         too_small = est.learning_rate == "adaptive" and est.solver == "sgd"
-                        print(est._stop_message(self.early)
-                              + (" Learning rate too small. Stopping." if too_small else " Stopping."), flush=True)
+                        end = " Learning rate too small. Stopping." if too_small else " Stopping."
+                        print(est._stop_message(self.early) + end, flush=True)
                     self.stopped = True
                     self._quiet_stop = True
                     break
         est._optimizer.learning_rate = lr
         self.opt_state = jax.device_get(state.opt_state)
         est.t_ -= self.n * len(self.curve)  # finish() counts them
+
+    def _best_monitored(self) -> float:
+        """The best monitored value so far (lower is better; inf when none), carried over by warm_start."""
+        est = self.est
+        best = est.best_validation_score_ if self.early else est.best_loss_
+        if best is None:
+            return math.inf
+        return -float(best) if self.early else float(best)
 
     def _val_loss(self) -> float:
         """The validation set's objective at the current parameters (the loss of ``loss_curve_``)."""
@@ -574,13 +589,13 @@ class _Run:
         # scikit-learn's _update_no_improvement_count, on the host, from the recorded values
         count = est._no_improvement_count
         if self.early:
-            best = est.best_validation_score_
+            best = -self._best_monitored()
             for score in self.scores:
                 count = count + 1 if score < best + est.tol else 0
                 best = max(best, score) if not math.isnan(score) else best
             est.best_validation_score_ = best
         else:
-            best = est.best_loss_
+            best = self._best_monitored()
             for loss in self.curve:
                 count = count + 1 if loss > best - est.tol else 0
                 best = min(best, loss) if not math.isnan(loss) else best
@@ -633,13 +648,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     validation set passed to ``fit``.
     """
 
-    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
-                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
-                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
-                 max_iter: int = 200, shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
-                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
-                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10,
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: Any = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10,
                  max_fun: int = 15000, gradients: str = "manual", dtype: str | None = None) -> None:
         self.loss = loss
         _init_params(self, hidden_layer_sizes, activation, dict(
@@ -704,7 +720,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: binary, multiclass and multilabel, scikit-learn's API and numbers.
-    """ + _PARAMS_DOC + """    * ``class_weight``: None, "balanced" or {label: weight}, scikit-learn's meaning (each
+    """ + _PARAMS_DOC + """
+    * ``class_weight``: None, "balanced" or {label: weight}, scikit-learn's meaning (each
       sample's weight multiplied by its class's weight); 1-D ``y`` only.
 
     Binary problems have one logistic output unit and multilabel ones one per label (as
@@ -720,16 +737,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  shuffle: bool = True, random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
                  warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
                  early_stopping: bool = False, validation_fraction: float = 0.1, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10, max_fun: int = 15000,
-                 class_weight: Any = None, gradients: str = "manual", dtype: str | None = None) -> None:
+                 beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: Any = 10,
+                 max_fun: int = 15000, class_weight: Any = None, gradients: str = "manual",
+                 dtype: str | None = None) -> None:
         _init_params(self, hidden_layer_sizes, activation, dict(
             solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
             random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, class_weight=class_weight, gradients=gradients,
-            dtype=dtype))
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, class_weight=class_weight,
+            gradients=gradients, dtype=dtype))
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -764,11 +782,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
-                    raise ValueError("warm_start can only be used where `y` has the same classes as in the "
-                                     f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in "
+                                     "the previous call to fit. Previously got "
+                                     f"{self.classes_}, `y` has {classes}")
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
-                                 f"'y' has {classes}.")
+                raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
         Y = self._label_binarizer.transform(y).astype(bool)
         return X, Y.astype(np.float64), (Y if Y.shape[1] == 1 else y)
 

@@ -35,9 +35,12 @@ def sklearn_sgd(learning_rate: Any, momentum: Any, nesterov: bool = True) -> opt
         return SGDState(jax.tree_util.tree_map(jnp.zeros_like, params))
 
     def update(grads: Any, state: SGDState, params: Any = None) -> tuple[Any, SGDState]:
-        velocity = jax.tree_util.tree_map(lambda v, g: momentum * v - learning_rate * g, state.velocity, grads)
+        def rule(v: Any, g: Any) -> Any:
+            return momentum * v - learning_rate * g
+
+        velocity = jax.tree_util.tree_map(rule, state.velocity, grads)
         if nesterov:
-            step = jax.tree_util.tree_map(lambda v, g: momentum * v - learning_rate * g, velocity, grads)
+            step = jax.tree_util.tree_map(rule, velocity, grads)
         else:
             step = velocity
         return step, SGDState(velocity)
