@@ -35,7 +35,12 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from jaxnn import engine, names, training
@@ -191,8 +196,9 @@ class _BaseMLP(BaseEstimator):
             v = float(v)
             ok = (v > low if closed[0] == "(" else v >= low) and (v < high if closed[1] == ")" else v <= high)
             if not ok or math.isnan(v):
-                raise ValueError(f"{name}: expected a finite number in {closed[0]}{low}, {high}{closed[1]}, "
-                                 f"got {v!r}" + (" (0, 1)" if name == "validation_fraction" else ""))
+                want = (f"a finite number {'>' if closed[0] == '(' else '>='} {low}" if high == inf
+                        else f"a number in {closed[0]}{low}, {high}{closed[1]}")
+                raise ValueError(f"{name}: expected {want}, got {getattr(self, name)!r}")
         names.check("gradients", self.gradients, names.GRADIENTS)
         if self.dtype is not None:
             names.check("dtype", self.dtype, names.DTYPES)
@@ -773,6 +779,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        check_classification_targets(y)  # names the target type ("continuous", ...), not its values
         if name == "X_val":
             pass
         elif not hasattr(self, "classes_") or (not self.warm_start and not incremental):
