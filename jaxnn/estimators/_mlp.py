@@ -359,6 +359,9 @@ class _BaseMLP(BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         n = X.shape[0]
         B = self._batch(n)
+        if self.batch_size != "auto" and self.batch_size > n:  # scikit-learn's warning
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                          "clipped", stacklevel=4)
         spe = engine.steps_per_epoch(n, B)
         epochs = 1 if incremental else int(self.max_iter)
         if epochs * spe > MAX_STEPS:
@@ -414,6 +417,7 @@ class _Run:
         self.stopped = False
         self.best_params: Any = None
         self.diverged = False
+        self.host_count: int | None = None
 
     # --- the engine ----------------------------------------------------------------------
 
@@ -544,7 +548,7 @@ class _Run:
             if est.solver == "sgd" and est.learning_rate == "invscaling":
                 lr = float(est.learning_rate_init) / (est.t_ + 1) ** float(est.power_t)
             if not self.incremental and count > est.n_iter_no_change:
-                if est.solver == "sgd" and est.learning_rate == "adaptive" and lr > 1e-6:
+                if est.solver == "sgd" and est.learning_rate == "adaptive" and lr > 1e-6:  # trigger_stopping
                     lr /= 5.0
                     count = 0
                     if est.verbose:
@@ -558,6 +562,7 @@ class _Run:
                     self._quiet_stop = True
                     break
         est._optimizer.learning_rate = lr
+        self.host_count = count
         self.opt_state = jax.device_get(state.opt_state)
         est.t_ -= self.n * len(self.curve)  # finish() counts them
 
@@ -612,7 +617,14 @@ class _Run:
                 est.best_validation_score_ = max([est.best_validation_score_ or -math.inf, *self.scores])
         if self.val_losses or self.has_val:
             est.validation_loss_curve_ = [*getattr(est, "validation_loss_curve_", []), *self.val_losses]
-        est._no_improvement_count = count
+        # the host loop's count saw "adaptive" reset it; the device path's equals the recount
+        est._no_improvement_count = count if self.host_count is None else self.host_count
+        if est.solver == "adam":  # scikit-learn's learning_rate: the step's bias-corrected rate
+            t = int(np.asarray(self.opt_state.inner_state.count))
+            b1, b2 = float(est.beta_1), float(est.beta_2)
+            if t > 0:
+                rate = float(est.learning_rate_init) * math.sqrt(1 - b2**t) / (1 - b1**t)
+                est._optimizer.learning_rate = rate
         if est.verbose and self.stopped and not self._quiet_stop:
             print(est._stop_message(self.early) + " Stopping.", flush=True)
         params = self.params
