@@ -116,6 +116,7 @@ def test_sample_weight_gives_sklearns_updates_and_losses(kind):
     np.testing.assert_allclose(ours.loss_curve_[-1], theirs.loss_curve_[-1], rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:Got `batch_size`")  # 200 > rows: one minibatch, as scikit-learn warns
 @pytest.mark.parametrize("kind", ["reg", "clf"])
 def test_integer_weights_equal_repeated_rows(kind):
     X, y = _three_classes(40)
