@@ -38,7 +38,7 @@ def save_estimator(est: Any, path: Any) -> None:
         arrays["loss_curve"] = np.asarray(est.loss_curve_, dtype=np.float64)
     if getattr(est, "validation_loss_curve_", None) is not None:
         arrays["validation_loss_curve"] = np.asarray(est.validation_loss_curve_, dtype=np.float64)
-    if est.validation_scores_ is not None:
+    if getattr(est, "validation_scores_", None) is not None:
         arrays["validation_scores"] = np.asarray(est.validation_scores_, dtype=np.float64)
     meta: dict[str, Any] = {
         "class": type(est).__name__,
@@ -99,9 +99,11 @@ def load_estimator(path: Any) -> Any:
             raise ValueError(f"{path}: layer {i} has inconsistent shapes {W.shape}, {b.shape}")
     if not all(np.isfinite(a).all() for a in (*est.coefs_, *est.intercepts_)):
         raise ValueError(f"{path}: the weights hold NaN or inf")
-    est.validation_scores_ = (arrays["validation_scores"].tolist() if "validation_scores" in arrays else None)
-    est.best_loss_ = est.best_validation_score_ = None  # unless saved (None is not)
-    est._no_improvement_count = 0
+    if est.solver != "lbfgs":  # the stochastic solvers' records, as scikit-learn keeps them
+        est.validation_scores_ = (arrays["validation_scores"].tolist() if "validation_scores" in arrays
+                                  else None)
+        est.best_loss_ = est.best_validation_score_ = None  # unless saved (None is not)
+        est._no_improvement_count = 0
     for k, v in meta.get("fitted", {}).items():
         if k in _FITTED_SCALARS:
             setattr(est, k, v)

@@ -17,6 +17,7 @@ applying the rule. Both give the same numbers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -132,6 +133,11 @@ def _val_fn(activation: str, out_activation: str, kind: str, gradients: str) -> 
 
         _VAL_FNS[key] = val_fn
     return _VAL_FNS[key]
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fn: Any) -> Any:
+    return jax.jit(fn)
 
 
 class _BaseMLP(BaseEstimator):
@@ -383,7 +389,7 @@ class _BaseMLP(BaseEstimator):
                              "state. Set the previous solver back, or call fit to start afresh")
         kind = self._score_kind()
         run = _Run(self, X, Y, w, val, params, opt_state, seed, dtype, epochs=epochs, early=early,
-                   kind=kind, incremental=incremental)
+                   kind=kind, incremental=incremental, user_val=user_val is not None)
         # the host applies the rule between epochs when the device's rule would not be scikit-learn's
         host = (self.solver == "sgd" and self.learning_rate != "constant") or (weighted and spe > 1) \
             or user_val is not None or (early and self.n_iter_no_change == np.inf)
@@ -397,7 +403,8 @@ class _Run:
 
     def __init__(self, est: _BaseMLP, X: np.ndarray, Y: np.ndarray, w: np.ndarray, val: Any, params: Any,
                  opt_state: Any, seed: int, dtype: np.dtype, *, epochs: int, early: bool, kind: str,
-                 incremental: bool) -> None:
+                 incremental: bool, user_val: bool) -> None:
+        self.user_val = user_val  # a validation set passed to fit: its loss is recorded too
         self.est, self.X, self.Y, self.w, self.params, self.dtype = est, X, Y, w, params, dtype
         self.epochs, self.early, self.incremental, self.seed = epochs, early, incremental, seed
         self.n = X.shape[0]
@@ -543,7 +550,7 @@ class _Run:
                 best = monitored
                 if self.early:
                     self.best_params = self.params
-            if self.has_val:
+            if self.user_val:
                 self.val_losses.append(self._val_loss())
             if est.solver == "sgd" and est.learning_rate == "invscaling":
                 lr = float(est.learning_rate_init) / (est.t_ + 1) ** float(est.power_t)
@@ -577,7 +584,7 @@ class _Run:
     def _val_loss(self) -> float:
         """The validation set's objective at the current parameters (the loss of ``loss_curve_``)."""
         Xv, Yv, wv = self.val  # type: ignore[misc]
-        fn = self.loss_fn
+        fn = _jitted(self.loss_fn)
         rows = np.asarray(fn(self.params, jnp.asarray(Xv), jnp.asarray(Yv), jnp.asarray(float(self.est.alpha),
                                                                                        self.dtype),
                              jnp.asarray(wv)))
@@ -615,7 +622,7 @@ class _Run:
             est.validation_scores_ = [*(est.validation_scores_ or []), *self.scores]
             if not self.early:
                 est.best_validation_score_ = max([est.best_validation_score_ or -math.inf, *self.scores])
-        if self.val_losses or self.has_val:
+        if self.user_val:
             est.validation_loss_curve_ = [*getattr(est, "validation_loss_curve_", []), *self.val_losses]
         # the host loop's count saw "adaptive" reset it; the device path's equals the recount
         est._no_improvement_count = count if self.host_count is None else self.host_count
