@@ -621,7 +621,7 @@ def test_classifier_label_errors() -> None:
         MLPClassifier(max_iter=1).fit(X, X[:, 0])
     with pytest.raises(ValueError, match="Unknown label type: continuous-multioutput"):
         MLPClassifier(max_iter=1).fit(X, X)
-    with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`"):
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self\.classes_`"):
         MLPClassifier(max_iter=1).partial_fit(X, np.arange(10) % 3, classes=[0, 1])
 
 

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
@@ -25,7 +27,7 @@ def _regression():
 def _initial_rng(sizes, random_state=0):
     """The estimator's RandomState after scikit-learn's initial draws (W then b per layer)."""
     rng = np.random.RandomState(random_state)
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         rng.uniform(size=(fan_in, fan_out))
         rng.uniform(size=fan_out)
     return rng
@@ -71,8 +73,8 @@ def test_validation_loss_curve_is_the_objective_on_the_validation_set_after_each
         ref = MLPRegressor(max_iter=k, **kw).fit(X_tr, y_tr)  # the parameters after epoch k
         pred = ref.predict(X_val)
         penalty = 0.5 * 0.5 * sum(np.sum(W**2) for W in ref.coefs_) / len(X_val)
-        np.testing.assert_allclose(est.validation_loss_curve_[k - 1], 0.5 * np.mean((pred - y_val) ** 2) + penalty,
-                                   rtol=1e-10)
+        objective = 0.5 * np.mean((pred - y_val) ** 2) + penalty
+        np.testing.assert_allclose(est.validation_loss_curve_[k - 1], objective, rtol=1e-10)
         np.testing.assert_allclose(est.validation_scores_[k - 1], ref.score(X_val, y_val), rtol=1e-10)
 
 
@@ -89,7 +91,8 @@ def test_classifier_validation_loss_is_the_log_loss():
 @pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 4.0, 2: 0.5}])
 def test_class_weight_is_sample_weight_by_class_as_scikit_learn_defines_it(class_weight):
     X, y = make_classification(150, 5, n_informative=3, n_classes=3, weights=[0.6, 0.3, 0.1], random_state=0)
-    kw = dict(hidden_layer_sizes=(6,), solver="sgd", shuffle=False, random_state=0, max_iter=20, batch_size=50)
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", shuffle=False, random_state=0, max_iter=20,
+              batch_size=50)
     weighted = MLPClassifier(class_weight=class_weight, **kw).fit(X, y)
     w = compute_sample_weight(class_weight, y)
     reference = MLPClassifier(**kw).fit(X, y, sample_weight=w)
