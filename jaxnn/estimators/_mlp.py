@@ -647,13 +647,6 @@ class _Run:
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=5)
 
 
-_PARAMS_DOC = """
-    Parameters as scikit-learn's (see ``docs/how-to/sklearn.md`` for what differs), plus:
-
-    * ``gradients``: "manual" (hand-written backprop, the default) or "autodiff" (``jax.grad``);
-    * ``dtype``: None (the default: the weights' dtype follows ``X``, float32 or float64, as
-      scikit-learn's), or "float32"/"float64" to train in that dtype whatever ``X`` is.
-"""
 
 
 def _init_params(self: Any, hidden_layer_sizes: Any, activation: str, kw: dict[str, Any]) -> None:
@@ -665,7 +658,13 @@ def _init_params(self: Any, hidden_layer_sizes: Any, activation: str, kw: dict[s
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: squared error or Poisson loss, scikit-learn's API and numbers.
-    """ + _PARAMS_DOC + """
+
+    Parameters as scikit-learn's (see ``docs/how-to/sklearn.md`` for what differs), plus:
+
+    * ``gradients``: "manual" (hand-written backprop, the default) or "autodiff" (``jax.grad``);
+    * ``dtype``: None (the default: the weights' dtype follows ``X``, float32 or float64, as
+      scikit-learn's), or "float32"/"float64" to train in that dtype whatever ``X`` is.
+
     Fitted attributes as scikit-learn's: ``coefs_``, ``intercepts_``, ``loss_``, ``n_iter_``,
     ``t_``, ``n_features_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_`` ("identity",
     "exp" for Poisson); stochastic solvers: ``loss_curve_``, ``best_loss_``,
@@ -745,7 +744,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: binary, multiclass and multilabel, scikit-learn's API and numbers.
-    """ + _PARAMS_DOC + """
+
+    Parameters as scikit-learn's (see ``docs/how-to/sklearn.md`` for what differs), plus:
+
+    * ``gradients``: "manual" (hand-written backprop, the default) or "autodiff" (``jax.grad``);
+    * ``dtype``: None (the default: the weights' dtype follows ``X``, float32 or float64, as
+      scikit-learn's), or "float32"/"float64" to train in that dtype whatever ``X`` is.
     * ``class_weight``: None, "balanced" or {label: weight}, scikit-learn's meaning (each
       sample's weight multiplied by its class's weight); 1-D ``y`` only.
 
