@@ -523,12 +523,9 @@ class _Run:
         self.params = jax.device_get(result.state.params)
         self.opt_state = jax.device_get(result.state.opt_state)
 
-    _host = False
-
     def host_loop(self) -> None:
         """One engine call per epoch, scikit-learn's rule and learning-rate schedule on the host."""
         est = self.est
-        self._host = True
         lr = est._optimizer.learning_rate
         state = self._state(lr, track_best=False)
         best = self._best_monitored()
@@ -585,9 +582,8 @@ class _Run:
         """The validation set's objective at the current parameters (the loss of ``loss_curve_``)."""
         Xv, Yv, wv = self.val  # type: ignore[misc]
         fn = _jitted(self.loss_fn)
-        rows = np.asarray(fn(self.params, jnp.asarray(Xv), jnp.asarray(Yv), jnp.asarray(float(self.est.alpha),
-                                                                                       self.dtype),
-                             jnp.asarray(wv)))
+        l2 = jnp.asarray(float(self.est.alpha), self.dtype)
+        rows = np.asarray(fn(self.params, jnp.asarray(Xv), jnp.asarray(Yv), l2, jnp.asarray(wv)))
         return float(np.sum(np.asarray(wv, np.float64) * rows) / np.sum(np.asarray(wv, np.float64)))
 
     _quiet_stop = False
