@@ -180,3 +180,38 @@ def test_float32_input_trains_float32_weights_close_to_sklearns() -> None:
     assert all(a.dtype == np.float32 for a in ours.coefs_ + ours.intercepts_)
     assert ours.predict_proba(X32).dtype == np.float32
     assert _relative(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_) < 1e-4
+
+
+@pytest.mark.parametrize("solver", ["sgd", "sgd-nesterov", "sgd-plain", "adam"])
+def test_optax_transformations_are_sklearns_optimizers(solver: str) -> None:
+    """jaxnn's scikit-learn SGD and Adam (optax transformations) against scikit-learn's own optimizer
+    objects, fed the same gradients, with the learning rate changed between steps as "invscaling" does."""
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+
+    from jaxnn.estimators import _optim
+
+    rng = np.random.default_rng(0)
+    params = [rng.normal(size=(3, 2)), rng.normal(size=2)]
+    theirs_params = [p.copy() for p in params]
+    name = solver.split("-")[0]
+    if name == "sgd":
+        momentum = 0.0 if solver == "sgd-plain" else 0.9
+        theirs = SGDOptimizer(theirs_params, 0.1, "constant", momentum, solver == "sgd-nesterov", 0.5)
+        values = {"learning_rate": 0.1, "momentum": momentum}
+    else:
+        theirs = AdamOptimizer(theirs_params, 0.01, 0.8, 0.99, 1e-6)
+        values = {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6}
+    with jax.enable_x64(True):
+        opt = _optim.optimizer(name, solver == "sgd-nesterov" if name == "sgd" else True)
+        ours = [jnp.asarray(p) for p in params]
+        state = opt.init(ours)
+        for step in range(6):
+            if step == 3 and name == "sgd":  # the rate changes between epochs ("invscaling", "adaptive")
+                theirs.learning_rate = values["learning_rate"] = 0.03
+            grads = [rng.normal(size=p.shape) for p in params]
+            theirs.update_params(theirs_params, grads)
+            state = _optim.with_hyperparams(state, values, np.float64)
+            updates, state = opt.update([jnp.asarray(g) for g in grads], state, ours)
+            ours = [p + u for p, u in zip(ours, updates, strict=True)]
+            for a, b in zip(ours, theirs_params, strict=True):
+                np.testing.assert_allclose(np.asarray(a), b, rtol=1e-14, atol=1e-15)
