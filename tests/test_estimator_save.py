@@ -91,3 +91,33 @@ def test_huge_iteration_counts_are_refused_with_the_limit(name, value):
     X, y = np.zeros((10, 2)), np.arange(10.0)
     with pytest.raises(ValueError, match=rf"{name}: {value} is above the limit of \d+"):
         MLPRegressor(**{name: value}).fit(X, y)
+
+
+@pytest.mark.parametrize("case", ["binary", "multilabel", "lbfgs", "poisson"])
+def test_scikit_learn_shaped_estimators_round_trip(case, tmp_path):
+    """One logistic unit for two classes, an indicator y, an lbfgs fit (no optimizer state), a Poisson
+    head: each loads back predicting identically, and a stochastic one continues exactly."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    if case == "poisson":
+        est, y = MLPRegressor(loss="poisson", hidden_layer_sizes=(5,), max_iter=5, random_state=0), \
+            rng.poisson(np.exp(X[:, 0] * 0.3))
+    else:
+        y = (X[:, :3] > 0).astype(int) if case == "multilabel" else np.where(X[:, 0] > 0, "yes", "no")
+        est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                            solver="lbfgs" if case == "lbfgs" else "adam")
+    est.fit(X, y)
+    est.save(tmp_path / "m.npz")
+    back = load_estimator(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    if case != "poisson":
+        np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+        np.testing.assert_array_equal(back.classes_, est.classes_)
+    assert back.out_activation_ == est.out_activation_
+    if case != "lbfgs":
+        est.partial_fit(X, y)
+        back.partial_fit(X, y)
+        for a, b in zip(est.coefs_, back.coefs_, strict=True):
+            np.testing.assert_array_equal(a, b)
+    else:
+        assert not hasattr(back, "partial_fit")
