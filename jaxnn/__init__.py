@@ -33,14 +33,17 @@ if TYPE_CHECKING:
     from jaxnn.estimators import MLPClassifier, MLPRegressor
     from jaxnn.gradients import registry
     from jaxnn.many import ManyResult, PerModel, fit_many
+    from jaxnn.search import GridSearchCV, RandomizedSearchCV
     from jaxnn.training import TrainConfig
 
 __all__ = [
     "FitResult",
+    "GridSearchCV",
     "MLPClassifier",
     "MLPRegressor",
     "ManyResult",
     "PerModel",
+    "RandomizedSearchCV",
     "TrainConfig",
     "TrainState",
     "__version__",
@@ -64,6 +67,8 @@ _LAZY = {
     "MLPRegressor": "jaxnn.estimators",
     "MLPClassifier": "jaxnn.estimators",
     "fit_many": "jaxnn.many",
+    "GridSearchCV": "jaxnn.search",
+    "RandomizedSearchCV": "jaxnn.search",
     "ManyResult": "jaxnn.many",
     "PerModel": "jaxnn.many",
 }

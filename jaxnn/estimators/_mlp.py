@@ -182,6 +182,15 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X: Any, y: Any, *, incremental: bool, sample_weight: Any = None, X_val: Any = None,
              y_val: Any = None, sample_weight_val: Any = None) -> _BaseMLP:
+        if not incremental and sample_weight is None and X_val is None:
+            from jaxnn import search
+
+            kept = search.prefitted(self, X, y)  # this fit, trained with its group by a jaxnn search
+            if kept is not None:
+                self.__dict__.update(kept)
+                if not all(np.isfinite(a).all() for a in (*self.coefs_, *self.intercepts_)):
+                    raise InputError(_NON_FINITE)
+                return self
         self._check_params()
         hidden = self._hidden()
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
