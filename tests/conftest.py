@@ -69,8 +69,8 @@ def boston_csv() -> Path:
 # The modules whose tests are long (real subprocesses, simulated devices, Jupyter kernels) run first:
 # with ``--dist worksteal`` the long tests then start early and the many short ones fill in at the
 # end, instead of one long test running alone while the other worker idles. Order changes nothing else.
-_LONG_MODULES = ("test_sklearn_mlp_suite.py", "test_default_path.py", "test_perf_invariants.py", "test_sweep.py",
-                 "test_notebooks.py", "test_distributed.py", "test_cache_reliability.py",
+_LONG_MODULES = ("test_sklearn_mlp_suite.py", "test_default_path.py", "test_perf_invariants.py",
+                 "test_sweep.py", "test_notebooks.py", "test_distributed.py", "test_cache_reliability.py",
                  "test_demo.py", "test_crash_safety.py", "test_compile_once.py")
 
 
