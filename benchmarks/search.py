@@ -18,12 +18,14 @@ import argparse
 import json
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+from benchmarks import as_a_user_runs, record
+
+as_a_user_runs()  # measured as a user's process runs: no XLA flags, caches at their defaults
+
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -96,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({g['jaxnn_vs_sklearn_over_jaxnn']:.1f}x); "
           f"{g['jaxnn_gflops']:.1f} GFLOP/s at most against a {matmul:.1f} GFLOP/s matmul")
     if not args.quick:
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        RESULTS.write_text(json.dumps({**results, **out}, indent=2) + "\n")
+        record(out)
     print(json.dumps(out))
     return out
 
