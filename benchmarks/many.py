@@ -8,6 +8,9 @@ For each shape (hidden layers, batch size, number of models M) it trains M copie
 * ``plain_vmap``: ``jax.jit(jax.vmap(train))`` of a bare ``lax.scan`` of the same step, with the
   same data orders (what a JAX user writes by hand, with no guard, padding or bookkeeping).
 
+The process is a user's: no XLA flags (the package's small-loop flag is undone), caches at their
+defaults.
+
 Timings are the best of ``--reps`` runs after a warm-up (compilation excluded from all three);
 the report gives each one's model-epochs per second and the ratios the issue sets targets on:
 ``fit_many`` against the plain vmap (>= 0.8x at every shape) and against separate fits.
