@@ -15,8 +15,8 @@ class, ``hidden_layer_sizes``, ``activation``, ``solver``, ``nesterovs_momentum`
 of the program, per model: ``alpha`` (the loss's L2 strength), ``learning_rate_init``,
 ``momentum``, ``beta_1``, ``beta_2``, ``epsilon`` (the optimizer's state), ``random_state`` (the
 initial weights and the data order), ``max_iter``, ``tol`` and ``n_iter_no_change`` (scikit-learn's
-stopping rule, applied per model), and the fold's rows (padded, each model's real row count an
-input). A group trains in one call.
+stopping rule, applied per model). A group is one fold's fits: its models share the rows, so each
+minibatch is gathered once and a layer of all of them is one product; a group trains in one call.
 
 **What runs one by one.** Settings whose rule needs the host between epochs, as in the
 estimator's own ``fit``: ``solver="lbfgs"``, ``learning_rate`` "invscaling"/"adaptive",
@@ -124,12 +124,14 @@ def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
     """
     groups: dict[Any, list[Any]] = {}
     for cand in candidates:
-        for train, _ in splits:
+        for fold, (train, _) in enumerate(splits):
             est, X_tr, y_tr = _prepare(base, cand, X, y, train)
             if not _groupable(est, fit_params):
                 continue
             job = _Job(est, X_tr, y_tr)
-            groups.setdefault(job.static, []).append(job)
+            # one group per fold: its models share the rows, so a minibatch is gathered once and a
+            # layer of all of them is one product (one group of every fold, PerModel rows, is slower)
+            groups.setdefault((job.static, fold), []).append(job)
     kept: dict[str, Any] = {}
     for jobs in groups.values():
         kept.update(_train_group(jobs))
@@ -171,6 +173,13 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
     names = tuple(_HYPER[first.solver])
     hyper = {name: np.array([float(getattr(j.est, _HYPER[first.solver][name])) for j in jobs])
              for name in names}
+    shared = all(np.array_equal(j.X, jobs[0].X) and np.array_equal(j.Y, jobs[0].Y) for j in jobs)
+    if shared:  # (a Pipeline whose earlier steps vary gives each candidate other rows)
+        data: Any = (jobs[0].X.astype(dtype), jobs[0].Y.astype(dtype))
+        weights: Any = np.ones(jobs[0].X.shape[0])
+    else:
+        data = many.PerModel([(j.X.astype(dtype), j.Y.astype(dtype)) for j in jobs])
+        weights = many.PerModel([np.ones(j.X.shape[0]) for j in jobs])
     keys = jax.random.wrap_key_data(jax.numpy.asarray(np.array([[0, j.seed] for j in jobs], np.uint32)))
     patience = [None if j.est.n_iter_no_change == np.inf else int(j.est.n_iter_no_change) + 1 for j in jobs]
     if any(p is None for p in patience) and not all(p is None for p in patience):
@@ -179,11 +188,11 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
     with training.x64_context(dtype.name):
         res = many._fit_many(
             _network.loss_fn(first.activation, first.out_activation_, first.gradients),
-            params, many.PerModel([(j.X.astype(dtype), j.Y.astype(dtype)) for j in jobs]),
+            params, data,
             optimizer=optimizer, hyperparams=hyper, key=keys,
             batch_size=200 if first.batch_size == "auto" else int(first.batch_size),
             epochs=[int(j.est.max_iter) for j in jobs], steps=None, shuffle=bool(first.shuffle),
-            sample_weight=many.PerModel([np.ones(j.X.shape[0]) for j in jobs]), val_data=None, val_fn=None,
+            sample_weight=weights, val_data=None, val_fn=None,
             patience=None if patience[0] is None else patience, tol=[float(j.est.tol) for j in jobs],
             restore_best=False, state=None, loss_args=(np.array([float(j.est.alpha) for j in jobs]),),
             callback=None, devices=None, pass_weights=True)
