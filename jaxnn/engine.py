@@ -57,7 +57,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,52 +67,22 @@ from jax import Array
 
 from jaxnn import accelerations, compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
-from jaxnn.arguments import MAX_STEPS, check_model, opt_state_shapes, pad_rows
+from jaxnn.arguments import MAX_STEPS, check_model, pad_rows
 from jaxnn.arguments import as_data as _as_data
 from jaxnn.arguments import as_key as _as_key
 from jaxnn.arguments import as_loss_args as _as_loss_args
 from jaxnn.arguments import float_dtype as _float_dtype
 from jaxnn.arguments import is_x64 as _is_x64
+from jaxnn.arguments import opt_state_shapes as opt_state_shapes
 from jaxnn.arguments import positive_int as _positive_int
-from jaxnn.arguments import same_layout as _same_layout
-from jaxnn.arguments import state_difference as _state_difference
 from jaxnn.arguments import to_device as _to_device
 from jaxnn.errors import DivergedError, InputError, InputTypeError
+from jaxnn.plan import Knobs, _Plan, _slot_indices, chunk_orders, make_knobs, make_plan, steps_per_epoch
 from jaxnn.row_buckets import row_bucket as row_bucket  # (the estimators pad validation data to one)
-from jaxnn.row_buckets import train_rows
+from jaxnn.row_buckets import train_rows as train_rows
 from jaxnn.shuffle import permutation as _permutation
-from jaxnn.shuffle import permutation_prefix as _permutation_prefix
-from jaxnn.shuffle import rounds as shuffle_rounds
-
-
-class TrainState(NamedTuple):
-    """Everything the scan carries; pass it back to :func:`fit` to resume exactly.
-
-    Attributes:
-        params: the model's parameters (any pytree).
-        opt_state: the optimizer's state.
-        key: typed PRNG key of the data order (epoch ``e`` uses ``fold_in(key, e)``).
-        step: optimizer steps applied so far (int32 scalar).
-        best_params: parameters at the best monitored value; None unless early stopping is on.
-        best_loss: best monitored value so far (inf at the start).
-        bad_epochs: epochs since the last improvement by at least ``tol``.
-        stopped: early stopping or divergence has ended training.
-        diverged_step: the step whose loss or update was not finite, or -1.
-        epoch_loss: sum of the current epoch's minibatch losses times their real rows.
-        epoch_rows: the current epoch's real rows so far (its mean training loss is the ratio).
-    """
-
-    params: Any
-    opt_state: Any
-    key: Array
-    step: Array
-    best_params: Any
-    best_loss: Array
-    bad_epochs: Array
-    stopped: Array
-    diverged_step: Array
-    epoch_loss: Array
-    epoch_rows: Array
+from jaxnn.state import TrainState, _check_state, init_state
+from jaxnn.state import _init_state as _init_state
 
 
 @dataclasses.dataclass
@@ -175,54 +145,6 @@ class ChunkInfo:
     state: TrainState
 
 
-class _Plan(NamedTuple):
-    """Everything static about a run: what the compiled chunk depends on besides shapes and dtypes.
-
-    Hyper-parameters are not here: the real row count, steps per epoch, total steps, patience and
-    tol are runtime inputs (:class:`Knobs`), and so are the optimizer's hyper-parameters when it
-    is built with ``optax.inject_hyperparams`` and the loss's ``loss_args``. A new value of any
-    of them runs the same compiled program.
-    """
-
-    rows: int  # N: rows of the data arrays (the real rows, then padding up to the row bucket)
-    batch: int  # B: rows per minibatch
-    slots: int  # ceil(N / B): minibatch slots per epoch; the real ones are the first ceil(n / B)
-    rounds: int  # sort rounds of the permutation of n rows (as jax.random.permutation draws them)
-    chunk_epochs: int
-    shuffle: bool
-    has_val: bool
-    has_weights: bool
-    track_best: bool
-    reduction: str
-    pass_weights: bool = False
-    host_orders: bool = False  # the chunk takes its (E, slots, B) orders as an argument
-
-
-class Knobs(NamedTuple):
-    """The run's scalars that are runtime inputs of the compiled chunk (a new value compiles nothing).
-
-    Attributes:
-        n: real rows of the data (int32); rows ``n..N-1`` of the arrays are padding.
-        steps_per_epoch: ``ceil(n / B)`` (int32).
-        total_steps: steps of the whole run (int32).
-        patience: epochs without improvement that stop training (int32; ``MAX_STEPS``: off).
-        tol: minimum improvement that resets the patience counter (the params' float dtype).
-    """
-
-    n: Any
-    steps_per_epoch: Any
-    total_steps: Any
-    patience: Any
-    tol: Any
-
-
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """``ceil(n / min(batch_size, n))``."""
-    return math.ceil(n / min(batch_size, n))
-
-
 def _tree_all_finite(tree: Any) -> Array:
     """Whether every float leaf of ``tree`` is finite (a () bool)."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
@@ -278,22 +200,6 @@ def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bo
     nb = math.ceil(n / B)
     perm = _permutation(jax.random.fold_in(key, epoch), n) if shuffle else jnp.arange(n)
     return jnp.concatenate([perm, jnp.zeros((nb * B - n,), perm.dtype)]).reshape(nb, B)
-
-
-def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
-    """(slots, B) row indices of an epoch over padded data: :func:`batch_indices` for the ``n`` real
-    rows in its first positions, then the padding rows ``n..N-1`` (weight 0)."""
-    N, B = plan.rows, plan.batch
-    if plan.shuffle and (N > _shuffle.MAX_PADDED or not _shuffle.partitionable()):  # never padded: all real
-        perm = _permutation(jax.random.fold_in(key, epoch), N)
-    elif plan.shuffle:
-        perm = _permutation_prefix(jax.random.fold_in(key, epoch), n, N, plan.rounds)
-    else:
-        perm = jnp.arange(N)
-    return jnp.concatenate([perm, jnp.zeros((plan.slots * B - N,), perm.dtype)]).reshape(plan.slots, B)
-
-
-_MAX_ORDER_INDICES = 1 << 22  # a chunk's orders, drawn before its scan: at most 4M indices (16 MB)
 
 
 def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransformation,
@@ -419,51 +325,6 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
     return run_chunk
 
 
-def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = True, has_val: bool = False,
-              has_weights: bool = False, track_best: bool = False, reduction: str = "mean",
-              bucket_rows: bool = True, pass_weights: bool = False, host_orders: bool = False) -> _Plan:
-    """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to).
-
-    ``host_orders``: the shuffled orders are drawn on the host and passed to each chunk. A chunk's
-    orders are one (E, slots, B) array, so ``chunk_epochs`` is capped at ``_MAX_ORDER_INDICES``
-    indices (at least one epoch).
-    """
-    # padded rows need threefry bits drawn per position (JAX's default; jaxnn.shuffle.partitionable)
-    N = train_rows(n, batch_size) if bucket_rows and (_shuffle.partitionable() or not shuffle) else n
-    B = min(batch_size, N)
-    slots = math.ceil(N / B)
-    chunk_epochs = max(1, min(chunk_epochs, _MAX_ORDER_INDICES // (slots * B)))
-    return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
-                 shuffle=shuffle, has_val=has_val, has_weights=has_weights, track_best=track_best,
-                 reduction=reduction, pass_weights=pass_weights, host_orders=host_orders and shuffle)
-
-
-def chunk_orders(key_data: np.ndarray, e0: int, n: int, n_epochs: int, plan: _Plan) -> np.ndarray:
-    """(E, slots, B) int32: the row orders of the chunk whose first epoch is ``e0``, drawn on the host.
-
-    Epoch ``e``'s row is :func:`jaxnn.shuffle.epoch_orders` of ``fold_in(key, e)`` over the plan's
-    rows (``n`` real ones first), then zeros for the padding slots of the last minibatch; epochs
-    at or past ``n_epochs`` (the chunk's skipped tail) are all zeros. key_data: the (2,) uint32
-    data of the run's threefry key.
-    """
-    E, B = plan.chunk_epochs, plan.batch
-    epochs = np.arange(e0, min(e0 + E, n_epochs))
-    out = np.zeros((E, plan.slots * B), np.int32)
-    out[:len(epochs), :plan.rows] = _shuffle.epoch_orders(key_data, epochs, n, plan.rows)
-    return out.reshape(E, plan.slots, B)
-
-
-def make_knobs(n: int, batch_size: int, total_steps: int, *, patience: int | None = None, tol: float = 0.0,
-               dtype: Any = jnp.float32) -> Knobs:
-    """The runtime :class:`Knobs` of a run, as NumPy scalars (transferred, never compiled)."""
-    i32 = np.int32
-    return Knobs(n=i32(n), steps_per_epoch=i32(steps_per_epoch(n, batch_size)), total_steps=i32(total_steps),
-                 patience=i32(MAX_STEPS if patience is None else patience), tol=np.asarray(tol, dtype))
-
-
-# --- The fresh state, and the checks of a resumed one ----------------------------------------
-
-
 @functools.lru_cache(maxsize=64)
 def _mean_loss(loss_fn: Callable[..., Array]) -> Callable[..., Array]:
     """The default ``val_fn``: the mean of ``loss_fn`` over the validation rows (one per loss_fn)."""
@@ -472,77 +333,6 @@ def _mean_loss(loss_fn: Callable[..., Array]) -> Callable[..., Array]:
         return jnp.mean(loss_fn(p, *batch))
 
     return val_fn
-
-
-@functools.lru_cache(maxsize=64)
-def _init_state_jit(optimizer: optax.GradientTransformation, track_best: bool) -> Callable[..., TrainState]:
-    """:func:`init_state` as one compiled program (not one small program per array it creates)."""
-    def init(params: Any, key: Array) -> TrainState:
-        return _init_state(params, optimizer, key, track_best=track_best)
-
-    return jax.jit(init)
-
-
-def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
-    if not isinstance(state, TrainState):
-        raise InputTypeError(f"state: expected a jaxnn TrainState (result.state), got {type(state).__name__}")
-    _same_layout("params", state.params, params)
-    try:
-        want = opt_state_shapes(optimizer, params)
-    except Exception as e:  # an optimizer that cannot init these params: say so, by name
-        raise InputError(f"optimizer: cannot initialise a state for these params ({e})") from None
-    if str(jax.tree_util.tree_structure(state.opt_state)) != str(jax.tree_util.tree_structure(want)):
-        raise InputError("state: its optimizer state comes from another optimizer than this run's: "
-                         f"{_state_difference(state.opt_state, want)}; resume with the optimizer it was "
-                         "trained with")
-    _same_layout("opt_state", state.opt_state, want)
-    if (state.best_params is not None) != track_best:
-        raise InputError("state: it was saved with early stopping " + ("off" if track_best else "on")
-                         + f"; resume with patience {'set' if not track_best else 'None'} as then")
-
-
-def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
-               track_best: bool = False, opt_state: Any = None) -> TrainState:
-    """A fresh :class:`TrainState`: step 0, ``optimizer.init(params)``, the data-order ``key``.
-
-    One compiled program per optimizer and parameter shapes (reused), not one per array it
-    creates; ``params`` may be host (NumPy) arrays. With ``opt_state`` given (the optimizer's
-    initial state, e.g. built on the host), nothing is compiled: the state is assembled from host
-    values as they are.
-    """
-    if opt_state is not None:
-        dtype = _float_dtype(params)
-        return TrainState(params=params, opt_state=opt_state, key=key, step=np.int32(0),  # type: ignore[arg-type]
-                          best_params=params if track_best else None,
-                          best_loss=np.asarray(np.inf, dtype),  # type: ignore[arg-type]
-                          bad_epochs=np.int32(0), stopped=np.bool_(False),  # type: ignore[arg-type]
-                          diverged_step=np.int32(-1),  # type: ignore[arg-type]
-                          epoch_loss=np.asarray(0, dtype), epoch_rows=np.asarray(0, dtype))  # type: ignore[arg-type]
-    try:
-        init = _init_state_jit(optimizer, track_best)
-    except TypeError:  # an unhashable optimizer: initialise without caching the program
-        init = jax.jit(lambda p, k: _init_state(p, optimizer, k, track_best=track_best))
-    return init(params, key)
-
-
-def _init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
-                track_best: bool) -> TrainState:
-    dtype = _float_dtype(params)
-    i32 = jnp.int32
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    return TrainState(
-        params=params,
-        opt_state=optimizer.init(params),
-        key=key,
-        step=jnp.zeros((), i32),
-        best_params=params if track_best else None,
-        best_loss=jnp.full((), jnp.inf, dtype),
-        bad_epochs=jnp.zeros((), i32),
-        stopped=jnp.zeros((), bool),
-        diverged_step=jnp.full((), -1, i32),
-        epoch_loss=jnp.zeros((), dtype),
-        epoch_rows=jnp.zeros((), dtype),
-    )
 
 
 # --- Program cache: one jitted chunk per (loss, optimizer, plan, shapes) ------------------------
