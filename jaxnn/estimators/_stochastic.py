@@ -34,8 +34,8 @@ _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may
 def _chunk_epochs(epochs: int, n: int, batch: int, n_params: int) -> int:
     """Epochs per compiled call of a fit: about ``_CHUNK_WORK`` forward multiply-adds, a power of two.
 
-    Each call of the engine's compiled chunk costs about 2 ms of dispatch and bookkeeping on a
-    2-core CPU, so a small model takes as many epochs per call as fit in ``_CHUNK_WORK``. A power
+    Each call of the engine's compiled chunk has a fixed cost of dispatch and host bookkeeping, so
+    a small model takes as many epochs per call as fit in ``_CHUNK_WORK`` (docs/development.md). A power
     of two, and at most the power of two at or above ``epochs``: nearby ``max_iter`` values and CV
     folds share one program (epochs past the end are skipped, not computed).
     """
