@@ -18,17 +18,10 @@ import optax
 from jax import Array
 
 from jaxnn.errors import InputError, InputTypeError
+from jaxnn.names import finite_float as finite_float  # (the checks of numbers live with the names:
+from jaxnn.names import positive_int as positive_int  # JAX-free, for the CLI's checks before JAX)
 
 MAX_STEPS = 2**31 - 1  # the step counter is int32
-
-
-def positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int = MAX_STEPS) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InputError(f"{name}: expected a positive integer, got {value!r}")
-    if value > limit:
-        raise InputError(f"{name}: {value} is above the limit of {limit}")
 
 
 def float_dtype(params: Any) -> Any:

@@ -61,24 +61,27 @@ def check(name: str, value: Any, valid: tuple[str, ...] | dict[str, str]) -> Non
         raise InputError(f"{name}: expected one of {listed}, got {value!r}")
 
 
-def positive_int(name: str, value: Any, *, allow_none: bool = False,
+def positive_int(name: str, value: Any, *, allow_none: bool = False, limit: int = 2**31 - 1,
                  what: str = "expected a positive integer") -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (not a bool), or None
-    where ``allow_none``."""
+    """Raise ``InputError`` naming ``name`` unless ``value`` is an integer in 1..``limit`` (not a
+    bool), or None where ``allow_none``."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise InputError(f"{name}: {what}, got {value!r}")
+    if int(value) > limit:
+        raise InputError(f"{name}: {value} is above the limit of {limit}")
 
 
 def finite_float(name: str, value: Any, *, positive: bool = False) -> None:
-    """Raise ``TypeError`` (not a number) or ``ValueError`` (not finite, or below 0 -- at or below
-    0 where ``positive``) naming ``name``."""
+    """Raise ``InputTypeError`` (not a number) or ``InputError`` (not finite, or below 0 -- at or
+    below 0 where ``positive``) naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(value) or (positive and value <= 0) or (not positive and value < 0):
         kind = "> 0" if positive else ">= 0"
         raise InputError(f"{name}: expected a finite number {kind}, got {value!r}")
+
 
 
 # --- Names to values ---------------------------------------------------------------------------
