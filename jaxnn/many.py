@@ -86,22 +86,33 @@ class ManyResult:
     diverged_step: np.ndarray
     stopped_early: np.ndarray
     seconds: dict[str, float]
+    _on_host: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def n_models(self) -> int:
         return len(self.steps)
 
     def model(self, i: int) -> FitResult:
-        """Model ``i``'s result as :func:`jaxnn.fit` reports it (its history without the padding)."""
+        """Model ``i``'s result as :func:`jaxnn.fit` reports it (its history without the padding).
+
+        Its parameters and state are host (NumPy) arrays -- the data-order key stays a JAX key --:
+        all models are copied to the host once, on the first call, not one small device
+        operation per leaf and model.
+        """
         if not 0 <= i < self.n_models:
             raise InputError(f"i: expected 0 <= i < {self.n_models}, got {i}")
-        pick = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)
+        if self._on_host is None:
+            self._on_host = jax.device_get((self.params, self.state._replace(key=None)))  # type: ignore[arg-type]
+        params, state = self._on_host
+
+        def pick(tree: Any) -> Any:
+            return jax.tree_util.tree_map(lambda a: a[i], tree)
 
         def real(a: np.ndarray) -> np.ndarray:
             return a[i][~np.isnan(a[i])]
 
         d = int(self.diverged_step[i])
-        return FitResult(params=pick(self.params), state=pick(self.state),
+        return FitResult(params=pick(params), state=pick(state)._replace(key=self.state.key[i]),
                          history=History(train_loss=real(self.history.train_loss),
                                          val_loss=real(self.history.val_loss),
                                          epoch_loss=real(self.history.epoch_loss)),
