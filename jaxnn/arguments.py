@@ -24,6 +24,25 @@ from jaxnn.names import positive_int as positive_int  # JAX-free, for the CLI's 
 MAX_STEPS = 2**31 - 1  # the step counter is int32
 
 
+def check_run(loss_fn: Any, optimizer: Any, val_fn: Any, batch_size: Any, epochs: Any, steps: Any,
+              shuffle: Any) -> None:
+    """The checks :func:`jaxnn.fit` and :func:`jaxnn.fit_many` share: the callables, the batch size,
+    exactly one of ``epochs``/``steps`` (their values are checked by each) and ``shuffle``."""
+    if not callable(loss_fn):
+        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), got "
+                             f"{type(loss_fn).__name__}")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise InputTypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+                             f"got {optimizer!r}")
+    if val_fn is not None and not callable(val_fn):
+        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
+    positive_int("batch_size", batch_size)
+    if (epochs is None) == (steps is None):
+        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+    if not isinstance(shuffle, bool | np.bool_):
+        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
+
+
 def float_dtype(params: Any) -> Any:
     """The floating dtype of ``params`` (the first floating leaf's), which the data is cast to.
 

@@ -67,7 +67,7 @@ from jax import Array
 
 from jaxnn import accelerations, compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
-from jaxnn.arguments import MAX_STEPS, check_model, pad_rows
+from jaxnn.arguments import MAX_STEPS, check_model, check_run, pad_rows
 from jaxnn.arguments import as_data as _as_data
 from jaxnn.arguments import as_key as _as_key
 from jaxnn.arguments import as_loss_args as _as_loss_args
@@ -500,17 +500,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     bucket_rows: pad the data to a row bucket (:func:`train_rows`) so data of nearby sizes share a
     program; never changes a result. raise_on_divergence: False returns with ``diverged_step`` set.
     """
-    if not callable(loss_fn):
-        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), got "
-                             f"{type(loss_fn).__name__}")
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise InputTypeError("optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
-                        f"got {optimizer!r}")
-    if val_fn is not None and not callable(val_fn):
-        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
-    _positive_int("batch_size", batch_size)
-    if (epochs is None) == (steps is None):
-        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
+    check_run(loss_fn, optimizer, val_fn, batch_size, epochs, steps, shuffle)
     _positive_int("epochs", epochs, allow_none=True)
     _positive_int("steps", steps, allow_none=True)
     _positive_int("patience", patience, allow_none=True)
@@ -520,8 +510,6 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
         raise InputError(f"tol: expected a finite number >= 0, got {tol!r}")
     if reduction not in ("mean", "sum"):
         raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
-    if not isinstance(shuffle, bool | np.bool_):
-        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
     dtype = _float_dtype(params)
     with compiling(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,

@@ -289,18 +289,7 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
               batch_size: int, epochs: Any, steps: Any, shuffle: bool, sample_weight: Any, val_data: Any,
               val_fn: Any, patience: Any, tol: Any, restore_best: bool | None, state: Any, loss_args: Any,
               callback: Any, devices: Any, reduction: str = "mean", pass_weights: bool = False) -> ManyResult:
-    if not callable(loss_fn):
-        raise InputTypeError("loss_fn: expected a callable loss_fn(params, *batch), "
-                             f"got {type(loss_fn).__name__}")
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise InputTypeError(f"optimizer: expected an optax.GradientTransformation, got {optimizer!r}")
-    if val_fn is not None and not callable(val_fn):
-        raise InputTypeError(f"val_fn: expected a callable, got {type(val_fn).__name__}")
-    arguments.positive_int("batch_size", batch_size)
-    if (epochs is None) == (steps is None):
-        raise InputError(f"epochs/steps: give exactly one of them, got epochs={epochs!r}, steps={steps!r}")
-    if not isinstance(shuffle, bool | np.bool_):
-        raise InputTypeError(f"shuffle: expected True or False, got {shuffle!r}")
+    arguments.check_run(loss_fn, optimizer, val_fn, batch_size, epochs, steps, shuffle)
     M = _n_models(params)
     dtype = arguments.float_dtype(params)
     x64 = jax.enable_x64(True) if arguments.is_x64(dtype) else contextlib.nullcontext()

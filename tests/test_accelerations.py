@@ -8,14 +8,19 @@ program must really be the plain one (no host orders, no padding rows).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_default_path import user_env
 
 import jaxnn
-from jaxnn import accelerations, compilation_cache, engine
+from jaxnn import accelerations, engine
 
 TOL = 1e-12
 
@@ -81,23 +86,42 @@ def test_switches_are_scoped_and_names_are_checked():
         accelerations.enabled("gpu_magic")
 
 
-def test_with_the_cache_switched_off_nothing_is_written():
-    """Inside ``off("compilation_cache")`` a new program compiles without writing to jaxnn's store;
-    the same program compiled with the cache on is written (the suite runs with the cache on)."""
-    loss, params, data = _model()
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
-    jaxnn.fit(loss, params, data, optimizer=optax.sgd(0.5), batch_size=7, epochs=1)  # the store is installed
-    path = compilation_cache.enable_default()
-    assert path is not None, compilation_cache.why_off()
+_CACHE_OFF_SCRIPT = """
+import json, sys
+from pathlib import Path
+import jax, jax.numpy as jnp, numpy as np, optax
 
-    def entries():
-        return {p.name for p in path.iterdir() if p.suffix == ".jaxnn"}
+import jaxnn
+from jaxnn import accelerations, compilation_cache, engine
 
-    before = entries()
-    opt = optax.sgd(0.01234567)  # a constant no other program has: a new cache key
-    with accelerations.off("compilation_cache"):
-        jaxnn.fit(loss, params, data, optimizer=opt, batch_size=7, epochs=1)
-    assert entries() == before
-    engine._COMPILED.clear()
-    jaxnn.fit(loss, params, data, optimizer=opt, batch_size=7, epochs=1)
-    assert entries() - before
+def loss(p, x, y):
+    return ((x @ p["w"] - y) ** 2).sum(-1)
+
+params = {"w": jnp.zeros((3, 1))}
+data = (np.ones((10, 3), np.float32), np.ones((10, 1), np.float32))
+cache = Path(sys.argv[1])
+
+def entries():
+    return sorted(p.name for p in cache.iterdir() if p.suffix == ".jaxnn") if cache.exists() else []
+
+with accelerations.off("compilation_cache"):
+    jaxnn.fit(loss, params, data, optimizer=optax.sgd(0.1), batch_size=4, epochs=1)
+off = entries()
+engine._COMPILED.clear()
+jaxnn.fit(loss, params, data, optimizer=optax.sgd(0.1), batch_size=4, epochs=1)
+print(json.dumps({"off": off, "on": entries(), "why": compilation_cache.why_off()}))
+"""
+
+
+def test_with_the_cache_switched_off_nothing_is_written(tmp_path):
+    """Inside ``off("compilation_cache")`` a fit compiles without writing to jaxnn's store; the same
+    fit with the cache on writes its programs. In a process of its own with its own cache directory
+    (the suite's store is shared by the workers, which write to it meanwhile)."""
+    cache = tmp_path / "cache"
+    p = subprocess.run([sys.executable, "-c", _CACHE_OFF_SCRIPT, str(cache)], capture_output=True, text=True,
+                       env=user_env(cache), timeout=300, check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["why"] is None
+    assert out["off"] == []
+    assert any(name.startswith("jit_run_chunk") for name in out["on"]), out["on"]
