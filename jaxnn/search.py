@@ -16,7 +16,8 @@ of the program, per model: ``alpha`` (the loss's L2 strength), ``learning_rate_i
 ``momentum``, ``beta_1``, ``beta_2``, ``epsilon`` (the optimizer's state), ``random_state`` (the
 initial weights and the data order), ``max_iter``, ``tol`` and ``n_iter_no_change`` (scikit-learn's
 stopping rule, applied per model). A group is one fold's fits: its models share the rows, so each
-minibatch is gathered once and a layer of all of them is one product; a group trains in one call.
+minibatch is gathered once and a layer of all of them is one product; a group trains in one call,
+and the groups train concurrently, one thread each.
 
 **What runs one by one.** Settings whose rule needs the host between epochs, as in the
 estimator's own ``fit``: ``solver="lbfgs"``, ``learning_rate`` "invscaling"/"adaptive",
@@ -33,10 +34,13 @@ scores, runs in this process).
 from __future__ import annotations
 
 import contextlib
+import copy
 import contextvars
 import hashlib
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -50,8 +54,6 @@ from sklearn.utils import check_random_state
 # the kept fits of the search running in this context: {key: fitted attributes}
 _PREFITTED: contextvars.ContextVar[dict[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "jaxnn_prefitted", default=None)
-
-_SECONDS: contextvars.ContextVar[float] = contextvars.ContextVar("jaxnn_group_seconds", default=0.0)
 
 # the parameters that are a group's runtime inputs (everything else of the estimator is static)
 RUNTIME = ("alpha", "learning_rate_init", "momentum", "beta_1", "beta_2", "epsilon", "random_state",
@@ -120,35 +122,61 @@ def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
                  ) -> tuple[dict[str, Any], int]:
     """Train every groupable (candidate, fold) fit, one :func:`jaxnn.fit_many` call per group.
 
+    A group is one fold's fits that share a program: its models share the rows, so a minibatch
+    is gathered once and a layer of all of them is one product (one group of every fold, with
+    per-model rows, is slower). The groups train concurrently, each in its own thread, started as
+    soon as its fold's fits are prepared: a group's program is a sequence of small kernels that
+    keeps about one core busy, and JAX releases the GIL while it runs.
+
     Returns ``({fit_key: fitted attributes}, number of groups)`` for :func:`prefitted`.
     """
-    groups: dict[Any, list[Any]] = {}
-    for cand in candidates:
+    validated: dict[Any, _Job] = {}  # a fold's rows validated once per estimator class and loss
+    futures = []
+    pool = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="jaxnn-search")
+    try:
         for fold, (train, _) in enumerate(splits):
-            est, X_tr, y_tr = _prepare(base, cand, X, y, train)
-            if not _groupable(est, fit_params):
-                continue
-            job = _Job(est, X_tr, y_tr)
-            # one group per fold: its models share the rows, so a minibatch is gathered once and a
-            # layer of all of them is one product (one group of every fold, PerModel rows, is slower)
-            groups.setdefault((job.static, fold), []).append(job)
-    kept: dict[str, Any] = {}
-    for jobs in groups.values():
-        kept.update(_train_group(jobs))
-    return kept, len(groups)
+            groups: dict[Any, list[_Job]] = {}
+            for cand in candidates:
+                est, X_tr, y_tr = _prepare(base, cand, X, y, train)
+                if not _groupable(est, fit_params):
+                    continue
+                same_rows = None if isinstance(base, Pipeline) else (fold, type(est), getattr(est, "loss", None))
+                job = _Job(est, X_tr, y_tr, like=validated.get(same_rows))
+                if same_rows is not None:
+                    validated.setdefault(same_rows, job)
+                groups.setdefault(job.static, []).append(job)
+            # each thread runs in a copy of this context (the accelerations' switches)
+            futures += [pool.submit(contextvars.copy_context().run, _train_group, jobs)
+                        for jobs in groups.values()]
+        kept: dict[str, Any] = {}
+        for future in futures:
+            kept.update(future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return kept, len(futures)
+
+
+# what an estimator's validation of (X, y) sets on it
+_VALIDATED = ("n_features_in_", "feature_names_in_", "_label_binarizer", "classes_")
 
 
 class _Job:
     """One (candidate, fold) fit, validated and initialised as the estimator's own ``fit`` does."""
 
-    def __init__(self, est: Any, X: Any, y: Any) -> None:
+    def __init__(self, est: Any, X: Any, y: Any, like: _Job | None = None) -> None:
         import scipy.sparse
 
         self.key = fit_key(est, X, y)
         est._check_params()
-        Xv, Y, _ = est._validate(X, y, incremental=False, reset=True)
-        if scipy.sparse.issparse(Xv):
-            Xv = Xv.toarray()
+        if like is None:
+            Xv, Y, _ = est._validate(X, y, incremental=False, reset=True)
+            if scipy.sparse.issparse(Xv):
+                Xv = Xv.toarray()
+        else:  # the same rows as `like`'s fit: its validation's results, not a second validation
+            Xv, Y = like.X, like.Y
+            for name in _VALIDATED:
+                if hasattr(like.est, name):
+                    setattr(est, name, copy.deepcopy(getattr(like.est, name)))
         self.dtype = np.dtype(est.dtype) if est.dtype is not None else Xv.dtype
         self.rng = check_random_state(est.random_state)
         sizes = (Xv.shape[1], *est._hidden(), Y.shape[1])
@@ -184,7 +212,6 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
     patience = [None if j.est.n_iter_no_change == np.inf else int(j.est.n_iter_no_change) + 1 for j in jobs]
     if any(p is None for p in patience) and not all(p is None for p in patience):
         patience = [engine.MAX_STEPS if p is None else p for p in patience]
-    t0 = time.perf_counter()
     with training.x64_context(dtype.name):
         res = many._fit_many(
             _network.loss_fn(first.activation, first.out_activation_, first.gradients),
@@ -196,7 +223,6 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
             patience=None if patience[0] is None else patience, tol=[float(j.est.tol) for j in jobs],
             restore_best=False, state=None, loss_args=(np.array([float(j.est.alpha) for j in jobs]),),
             callback=None, devices=None, pass_weights=True)
-    _SECONDS.set(_SECONDS.get() + time.perf_counter() - t0)
     kept = {}
     for i, job in enumerate(jobs):
         est, one = job.est, res.model(i)
@@ -236,13 +262,12 @@ class _Grouped:
             X, y, fit_params = outer._jaxnn_data
             splitter = check_cv(cv if cv is not None else outer.cv, y,
                                 classifier=is_classifier(outer.estimator))
-            token = _SECONDS.set(0.0)
+            t0 = time.perf_counter()
             kept, n_groups = train_groups(outer.estimator, candidates, X, y, list(splitter.split(X, y)),
                                           fit_params)
             outer.grouped_fits_ += len(kept)
             outer.groups_ += n_groups
-            outer.group_seconds_ += _SECONDS.get()
-            _SECONDS.reset(token)
+            outer.group_seconds_ += time.perf_counter() - t0
             with _keeping(kept):
                 return evaluate_candidates(candidates, cv=cv, more_results=more_results,
                                            callback_ctx=callback_ctx)
@@ -252,8 +277,8 @@ class _Grouped:
     def fit(self, X: Any, y: Any = None, **params: Any) -> Any:
         """scikit-learn's ``fit``, with the groupable fits trained first. Sets, besides scikit-learn's
         attributes, ``grouped_fits_`` (fits trained in groups), ``groups_`` (``fit_many`` calls) and
-        ``group_seconds_`` (their time: ``cv_results_``'s ``fit_time`` of a grouped fit is only
-        the time to take its kept result)."""
+        ``group_seconds_`` (the wall-clock time of preparing and training the groups: ``cv_results_``'s
+        ``fit_time`` of a grouped fit is only the time to take its kept result)."""
         self.grouped_fits_, self.groups_, self.group_seconds_ = 0, 0, 0.0
         self._jaxnn_data = (X, y, params)
         n_jobs: Any = getattr(self, "n_jobs", None)
