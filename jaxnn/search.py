@@ -34,8 +34,8 @@ scores, runs in this process).
 from __future__ import annotations
 
 import contextlib
-import copy
 import contextvars
+import copy
 import hashlib
 import os
 import time
@@ -140,7 +140,8 @@ def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
                 est, X_tr, y_tr = _prepare(base, cand, X, y, train)
                 if not _groupable(est, fit_params):
                     continue
-                same_rows = None if isinstance(base, Pipeline) else (fold, type(est), getattr(est, "loss", None))
+                same_rows = (None if isinstance(base, Pipeline)
+                             else (fold, type(est), getattr(est, "loss", None)))
                 job = _Job(est, X_tr, y_tr, like=validated.get(same_rows))
                 if same_rows is not None:
                     validated.setdefault(same_rows, job)
