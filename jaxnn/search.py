@@ -164,6 +164,10 @@ _VALIDATED = ("n_features_in_", "feature_names_in_", "_label_binarizer", "classe
 class _Job:
     """One (candidate, fold) fit, validated and initialised as the estimator's own ``fit`` does."""
 
+    est: Any
+    X: np.ndarray
+    Y: np.ndarray
+
     def __init__(self, est: Any, X: Any, y: Any, like: _Job | None = None) -> None:
         import scipy.sparse
 
