@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -51,8 +50,9 @@ from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 
-# the kept fits of the search running in this context: {key: fitted attributes}
-_PREFITTED: contextvars.ContextVar[dict[str, dict[str, Any]] | None] = contextvars.ContextVar(
+# the kept fits of the search running in this context: {parameters: [(X, y, fitted attributes)]}
+_Kept = dict[str, list[tuple[np.ndarray, np.ndarray | None, dict[str, Any]]]]
+_PREFITTED: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar(
     "jaxnn_prefitted", default=None)
 
 # the parameters that are a group's runtime inputs (everything else of the estimator is static)
@@ -60,25 +60,36 @@ RUNTIME = ("alpha", "learning_rate_init", "momentum", "beta_1", "beta_2", "epsil
            "max_iter", "tol", "n_iter_no_change")
 
 
-def fit_key(est: Any, X: np.ndarray, y: Any) -> str:
-    """What identifies one fit: the estimator's class and parameters and the bytes of (X, y)."""
-    h = hashlib.sha256(type(est).__qualname__.encode())
-    h.update(repr(sorted((k, repr(v)) for k, v in est.get_params(deep=False).items())).encode())
-    for a in (X, y):
-        arr = np.ascontiguousarray(np.asarray(a))
-        h.update(f"{arr.dtype}{arr.shape}".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+def _params_key(est: Any) -> str:
+    """The estimator's class and parameters, as one string."""
+    params = sorted((k, repr(v)) for k, v in est.get_params(deep=False).items())
+    return f"{type(est).__qualname__}{params!r}"
 
 
-def prefitted(est: Any, X: np.ndarray, y: Any) -> dict[str, Any] | None:
-    """The kept fitted attributes of ``est`` on ``(X, y)`` in the running search, or None."""
+def _as_array(a: Any) -> np.ndarray:
+    import scipy.sparse
+
+    return a.toarray() if scipy.sparse.issparse(a) else np.asarray(a)
+
+
+def _same(a: Any, b: np.ndarray) -> bool:
+    a = _as_array(a)
+    return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+
+
+def prefitted(est: Any, X: Any, y: Any) -> dict[str, Any] | None:
+    """The kept fitted attributes of ``est`` on ``(X, y)`` in the running search, or None: a kept
+    fit of the same class and parameters on equal data (compared value for value)."""
     kept = _PREFITTED.get()
-    return None if kept is None else kept.get(fit_key(est, X, y))
+    for X_kept, y_kept, attrs in ([] if kept is None else kept.get(_params_key(est), [])):
+        same_y = (y is None and y_kept is None) or (y is not None and y_kept is not None and _same(y, y_kept))
+        if same_y and _same(X, X_kept):
+            return attrs
+    return None
 
 
 @contextlib.contextmanager
-def _keeping(kept: dict[str, dict[str, Any]]) -> Iterator[None]:
+def _keeping(kept: _Kept) -> Iterator[None]:
     token = _PREFITTED.set(kept)
     try:
         yield
@@ -119,7 +130,7 @@ def _prepare(base: Any, candidate: dict[str, Any], X: Any, y: Any, train: np.nda
 
 def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
                  splits: list[tuple[np.ndarray, np.ndarray]], fit_params: dict[str, Any]
-                 ) -> tuple[dict[str, Any], int]:
+                 ) -> tuple[_Kept, int]:
     """Train every groupable (candidate, fold) fit, one :func:`jaxnn.fit_many` call per group.
 
     A group is one fold's fits that share a program: its models share the rows, so a minibatch
@@ -128,7 +139,7 @@ def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
     soon as its fold's fits are prepared: a group's program is a sequence of small kernels that
     keeps about one core busy, and JAX releases the GIL while it runs.
 
-    Returns ``({fit_key: fitted attributes}, number of groups)`` for :func:`prefitted`.
+    Returns ``(the kept fits, number of groups)`` for :func:`prefitted`.
     """
     validated: dict[Any, _Job] = {}  # a fold's rows validated once per estimator class and loss
     futures = []
@@ -149,9 +160,10 @@ def train_groups(base: Any, candidates: list[dict[str, Any]], X: Any, y: Any,
             # each thread runs in a copy of this context (the accelerations' switches)
             futures += [pool.submit(contextvars.copy_context().run, _train_group, jobs)
                         for jobs in groups.values()]
-        kept: dict[str, Any] = {}
+        kept: _Kept = {}
         for future in futures:
-            kept.update(future.result())
+            for key, fit in future.result():
+                kept.setdefault(key, []).append(fit)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return kept, len(futures)
@@ -171,7 +183,8 @@ class _Job:
     def __init__(self, est: Any, X: Any, y: Any, like: _Job | None = None) -> None:
         import scipy.sparse
 
-        self.key = fit_key(est, X, y)
+        self.key = _params_key(est)
+        self.X_given, self.y_given = _as_array(X), None if y is None else _as_array(y)
         est._check_params()
         if like is None:
             Xv, Y, _ = est._validate(X, y, incremental=False, reset=True)
@@ -191,7 +204,7 @@ class _Job:
         self.static = _static(est, Xv.shape[1], Y.shape[1], self.dtype)
 
 
-def _train_group(jobs: list[_Job]) -> dict[str, Any]:
+def _train_group(jobs: list[_Job]) -> list[tuple[str, Any]]:
     """One ``fit_many`` call for ``jobs`` (one compiled program), then each job's estimator finished
     as its own ``fit`` would finish it (scikit-learn's records, counters and warnings)."""
     from jaxnn import engine, many, training
@@ -228,7 +241,7 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
             patience=None if patience[0] is None else patience, tol=[float(j.est.tol) for j in jobs],
             restore_best=False, state=None, loss_args=(np.array([float(j.est.alpha) for j in jobs]),),
             callback=None, devices=None, pass_weights=True)
-    kept = {}
+    kept: list[tuple[str, Any]] = []
     for i, job in enumerate(jobs):
         est, one = job.est, res.model(i)
         est._optimizer = _stochastic._Optimizer(float(est.learning_rate_init))
@@ -241,7 +254,8 @@ def _train_group(jobs: list[_Job]) -> dict[str, Any]:
         run.diverged = one.diverged_step is not None
         run._keep(one)
         run.finish()
-        kept[job.key] = {k: v for k, v in vars(est).items() if k.endswith("_") or k.startswith("_")}
+        attrs = {k: v for k, v in vars(est).items() if k.endswith("_") or k.startswith("_")}
+        kept.append((job.key, (job.X_given, job.y_given, attrs)))
     return kept
 
 
@@ -270,7 +284,7 @@ class _Grouped:
             t0 = time.perf_counter()
             kept, n_groups = train_groups(outer.estimator, candidates, X, y, list(splitter.split(X, y)),
                                           fit_params)
-            outer.grouped_fits_ += len(kept)
+            outer.grouped_fits_ += sum(len(fits) for fits in kept.values())
             outer.groups_ += n_groups
             outer.group_seconds_ += time.perf_counter() - t0
             with _keeping(kept):
