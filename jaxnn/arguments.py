@@ -48,17 +48,17 @@ def float_dtype(params: Any) -> Any:
 
     Raises TypeError naming the first leaf that is not floating: every leaf is trained.
     """
+    dtypes = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if not jnp.issubdtype(dt, jnp.floating):
             raise InputTypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
-                            f"{dt}; every leaf of params is trained (pass integer settings through "
-                            "loss_args or a closure)")
-    for leaf in jax.tree_util.tree_leaves(params):
-        dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
-        if jnp.issubdtype(dt, jnp.floating):
-            return jnp.dtype(dt)
-    raise InputError("params: expected a pytree with at least one floating-point array")
+                                 f"{dt}; every leaf of params is trained (pass integer settings through "
+                                 "loss_args or a closure)")
+        dtypes.append(jnp.dtype(dt))
+    if not dtypes:
+        raise InputError("params: expected a pytree with at least one floating-point array")
+    return dtypes[0]
 
 
 def as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
@@ -71,14 +71,7 @@ def as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:
         if arr.ndim == 0:
             raise InputError(f"{name}[{i}]: expected an array with a leading axis of rows, got a scalar")
         if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                bad = np.argwhere(~np.isfinite(arr))[0]
-                raise InputError(f"{name}[{i}]: contains NaN or inf (first at index {tuple(bad)})")
-            if arr.dtype != dtype:  # (a cast copies; already in dtype, the array is used as it is)
-                with np.errstate(over="ignore"):
-                    arr = arr.astype(dtype)
-                if not np.all(np.isfinite(arr)):
-                    raise InputError(f"{name}[{i}]: values exceed the range of {np.dtype(dtype).name}")
+            arr = finite_cast(f"{name}[{i}]", arr, dtype)
         out.append(arr)
     n = out[0].shape[0]
     if n < 1:
@@ -116,6 +109,23 @@ def real_array(name: str, a: Any) -> np.ndarray:
     return arr
 
 
+def finite_cast(name: str, arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """``arr`` checked finite and cast to ``dtype`` -- a copy only where the dtype changes -- refusing
+    values the cast overflows; errors name ``name``."""
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        where = f"row {bad[0]}, column {bad[1]}" if arr.ndim == 2 else f"index {tuple(bad)}"
+        raise InputError(f"{name}: contains NaN or inf" + (f" (first at {where})" if arr.ndim else ""))
+    if arr.dtype == dtype:
+        return arr
+    with np.errstate(over="ignore"):
+        cast = arr.astype(dtype)
+    if not np.all(np.isfinite(cast)):
+        raise InputError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
+                         f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
+    return cast
+
+
 def as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
     """``loss_args`` as a tuple of finite host arrays: floating values in the params' dtype."""
     if not isinstance(loss_args, tuple | list):
@@ -125,9 +135,7 @@ def as_loss_args(loss_args: Any, dtype: Any) -> tuple[Any, ...]:
     for i, leaf in enumerate(loss_args):
         arr = real_array(f"loss_args[{i}]", leaf)
         if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                raise InputError(f"loss_args[{i}]: contains NaN or inf")
-            arr = arr.astype(dtype)
+            arr = finite_cast(f"loss_args[{i}]", arr, dtype)
         out.append(arr)
     return tuple(out)
 

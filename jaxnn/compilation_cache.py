@@ -1,37 +1,12 @@
 """A persistent compilation cache for jaxnn's programs: private, verified, bounded -- only ever a cache.
 
-Compiling a training scan takes about a second; a later process that finds the compiled program
-on disk loads it in a few hundredths of that. jaxnn keeps JAX's compiled executables in its own
-directory, with the guarantees a cache must give (it can make a run faster, never different,
-never failed, never hung):
-
-* **Verified.** Every entry is stored with a SHA-256 digest of its key and its bytes, checked
-  before JAX sees them: a changed byte, a truncated or empty file, garbage, or another program's
-  entry copied under this one's name is discarded and compiled afresh (and rewritten).
-* **Keyed by JAX.** The key is JAX's own persistent-cache key: a fingerprint of the lowered
-  program (so of the loss function, the optimizer and every JAX setting that changes the traced
-  program), the compile options, the backend, the devices and the jax/jaxlib versions.
-* **Safe files.** Entries are opened as regular files only (never a FIFO, device or symlink),
-  with a size limit; writes go to a temporary file renamed into place, and a failed write (a
-  full disk, a read-only directory) leaves nothing behind. The directory is created private
-  (0700) and refused when another user owns it or others can write to it.
-* **Bounded.** Past :data:`MAX_BYTES` the least recently used entries are removed.
-
-**What it turns on, and only where.** The first :func:`jaxnn.fit` (and so every estimator's ``fit``,
-``partial_fit``, :func:`jaxnn.fit_many` and every ``jaxnn`` command) installs this store as the
-process's JAX compilation cache -- unless ``JAXNN_NO_COMPILATION_CACHE=1`` opts out, or the
-user chose a cache of their own (``jax_compilation_cache_dir`` set, or any JAX cache already in
-use), which jaxnn then leaves exactly as it is. The store reads and writes only while jaxnn
-itself compiles (inside :func:`scope`, where jaxnn also lowers JAX's write thresholds so that its
-sub-second programs are kept); the user's other programs compile as if it were not there, and
-no ``jax.config`` value of the process is changed.
-
-Where: ``$JAXNN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/jaxnn/jax``, else
-``~/.cache/jaxnn/jax``. Opt out with ``JAXNN_NO_COMPILATION_CACHE=1``, :func:`disable`, or the
-CLI's ``--no-compilation-cache``. To choose the directory yourself::
-
-    import jaxnn.compilation_cache
-    jaxnn.compilation_cache.enable("/some/dir")      # or disable()
+jaxnn keeps JAX's compiled executables in its own directory, keyed by JAX's own persistent-cache
+key, each entry verified by a SHA-256 digest before JAX sees it, read only as a regular file, written
+atomically, and evicted least recently used past :data:`MAX_BYTES`. The first :func:`jaxnn.fit`
+(and every ``jaxnn`` command) installs it for the process unless ``JAXNN_NO_COMPILATION_CACHE=1``,
+:func:`disable` or the user's own JAX cache says otherwise; it reads and writes only inside
+:func:`scope`. What it guarantees, where it lives and how to opt out:
+``docs/explanation/compile-once.md``, "Between processes".
 
 This module is the one place where jaxnn reaches into JAX's internals (``jax._src``): JAX has no
 public hook for a cache store. Should a JAX release change them, :func:`enable` returns None and
@@ -76,11 +51,6 @@ def default_dir() -> Path:
 def disabled_by_env() -> bool:
     """True when ``JAXNN_NO_COMPILATION_CACHE`` is set to anything but "", "0", "false" or "no"."""
     return envvars.is_set(ENV_DISABLE)
-
-
-def is_off() -> bool:
-    """True when this process opted out: ``JAXNN_NO_COMPILATION_CACHE``, or :func:`disable` was called."""
-    return _state["off"] or disabled_by_env()
 
 
 def why_off() -> str | None:

@@ -7,11 +7,8 @@
      "history": {"train_loss": [...], "val_loss": [...]},
      "seconds": {"compile": ..., "train": ...}}
 
-``test``/``train`` hold mse, rmse, mae, r2 for regression and accuracy,
-log_loss for classification. ``history.val_loss`` is the per-epoch loss on the
-validation rows (carved from the training rows, never the test rows; empty when the run
-has none). ``rows`` gives ``{"train", "validation", "test"}`` row counts, which add up to
-the data set's rows. The test rows are evaluated once, after training.
+``test``/``train`` hold mse, rmse, mae, r2 for regression and accuracy, log_loss for
+classification; ``history.val_loss`` is empty when the run has no validation rows.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import softmax
 
 from jaxnn import metrics, models
 from jaxnn.datasets import Scaler, Split
@@ -36,11 +34,6 @@ def targets(y: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
             raise InputError("n_classes: needed for classification")
         return np.eye(n_classes, dtype=np.float64)[np.asarray(y, dtype=np.int64)]
     return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-
-
-def default_loss(task: str) -> str:
-    """mse for regression, cross_entropy for classification."""
-    return "cross_entropy" if task == "classification" else "mse"
 
 
 def model_name(config: TrainConfig) -> str:
@@ -81,9 +74,7 @@ def evaluate(params: Any, config: TrainConfig, X: np.ndarray, y: np.ndarray, tas
     """
     out = predict(params, config, X, target_scaler)
     if task == "classification":
-        z = out.astype(np.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        probs = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(out.dtype)
+        probs = softmax(out.astype(np.float64), axis=1).astype(out.dtype)
         report = metrics.classification_report(np.asarray(y), probs)
     else:
         report = metrics.regression_report(np.asarray(y, dtype=out.dtype).reshape(out.shape), out)

@@ -83,8 +83,12 @@ def finite_float(name: str, value: Any, *, positive: bool = False) -> None:
         raise InputError(f"{name}: expected a finite number {kind}, got {value!r}")
 
 
-
 # --- Names to values ---------------------------------------------------------------------------
+
+
+def task_loss(task: str) -> str:
+    """The loss of a task: ``"mse"`` for regression, ``"cross_entropy"`` for classification."""
+    return "cross_entropy" if task == "classification" else "mse"
 
 
 def activation(name: str) -> Any:

@@ -7,9 +7,6 @@ strings and numbers (JSON-friendly: the CLI, checkpoints and the scikit-learn es
 initializer -- and :func:`fit` calls :func:`jaxnn.engine.fit`: one compiled ``lax.scan`` over
 minibatches (see :mod:`jaxnn.engine` for the data order, padding, divergence and early-stopping
 contracts).
-
-The seed's conventions stay available but are not the defaults: ``reduction="sum"`` (the
-gradient of the seed's linear regression) and ``"half_sum"`` (its network), ``init="normal"``.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import optax
 from jax import Array
 
 from jaxnn import engine, layers, models, names
+from jaxnn.arguments import finite_cast, real_array
 from jaxnn.backward import forward_of
 from jaxnn.errors import DivergedError, InputError, InputTypeError
 
@@ -129,13 +127,12 @@ from jaxnn.engine import (  # noqa: E402  (the engine's types are this module's)
     History,
     TrainingInterrupted,
     TrainState,
-    batch_weights,
     steps_per_epoch,
 )
 from jaxnn.engine import FitResult as _EngineResult  # noqa: E402
 
 __all__ = ["ChunkInfo", "FitResult", "History", "Resolved", "TrainConfig", "TrainState",
-           "TrainingInterrupted", "batch_weights", "fit", "init_state", "make_optimizer", "resolve",
+           "TrainingInterrupted", "fit", "init_state", "make_optimizer", "resolve",
            "resolve_network", "steps_per_epoch"]
 
 
@@ -278,31 +275,14 @@ def as_2d_host(name: str, A: Any, dtype: Any) -> np.ndarray:
     """:func:`as_2d_float` on the host: what :func:`fit` hands the engine, which pads the rows and
     moves the data to the device in one transfer (a device array here would travel there and back).
     Copies ``A`` only where the dtype changes."""
-    try:
-        a = np.asarray(A)
-    except ValueError as e:  # ragged nested lists: name the argument, not just numpy's complaint
-        raise InputError(f"{name}: expected a rectangular numeric array ({e})") from None
-    # complex is a number to NumPy, but casting it to float would drop the imaginary part
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.integer)
-                                 or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
-        raise InputTypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
+    a = real_array(name, A)
     if a.ndim == 1 and name.startswith("Y"):
         a = a[:, None]
     if a.ndim != 2:
         raise InputError(f"{name}: expected a 2-D array (n_samples, n_columns), got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise InputError(f"{name}: expected at least one row and one column, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise InputError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
-    if a.dtype == dtype:
-        return a
-    with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf: refuse
-        cast = a.astype(dtype)
-    if not np.all(np.isfinite(cast)):
-        raise InputError(f"{name}: values exceed the range of {np.dtype(dtype).name} "
-                         f"(max {np.finfo(dtype).max:.3g}); rescale the data or use float64")
-    return cast
+    return finite_cast(name, a, dtype)
 
 
 def default_chunk_epochs(n_epochs: int) -> int:
@@ -313,11 +293,6 @@ def default_chunk_epochs(n_epochs: int) -> int:
 def x64_context(dtype: str) -> contextlib.AbstractContextManager[Any]:
     """``jax.enable_x64()`` for float64 runs; nothing for float32."""
     return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-
-
-def batch_indices(key: Array, epoch: Array, n: int, batch_size: int, shuffle: bool) -> tuple[Array, Array]:
-    """(indices (nb, B), weights (nb, B)) of one epoch's minibatches (:func:`jaxnn.engine.batch_indices`)."""
-    return engine.batch_indices(key, epoch, n, batch_size, shuffle), batch_weights(n, batch_size)
 
 
 def _key_parts(c: TrainConfig) -> tuple[Array, Array]:

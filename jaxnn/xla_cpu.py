@@ -1,27 +1,14 @@
 """How jaxnn asks XLA:CPU to compile its training loops; nothing here changes a result.
 
-Two settings, both measured with ``jax.profiler`` traces (``make bench``; docs/development.md):
+Two settings (why, and what each gains: ``docs/development.md``, "Small training loops as one
+function"):
 
-* **Small loops as one function.** XLA:CPU runs a compiled program as a sequence of "thunks"
-  (one per fused kernel or matmul), at a fixed cost each. The seed network's step is about 25
-  of them and does little work in each, so the cost per thunk was most of the step. XLA can
-  compile a small ``while`` loop -- the whole scan over minibatches -- into one function
-  instead; it does so below ``xla_cpu_small_while_loop_byte_threshold`` bytes accessed per
-  iteration. That threshold is only read from ``XLA_FLAGS`` (a backend "extra option", not a
-  per-compile option), once, when JAX starts its CPU backend. :func:`request_small_loops`
-  adds it to ``XLA_FLAGS`` when the CLI or the benchmarks start (importing jaxnn changes nothing),
-  unless ``XLA_FLAGS`` already sets
-  ``--xla_backend_extra_options`` or ``JAXNN_NO_XLA_FLAGS=1``. Imported after JAX has
-  started, it comes too late for this process (training is then just slower, never different).
-* **YNNPACK off where it does not pay.** XLA:CPU hands matmuls and reductions to YNNPACK by
-  default. That is right for the 784-512-512-10 network, but a YNNPACK kernel inside a loop
-  keeps XLA from compiling the loop as one function, and YNNPACK ran the packed sweep's step
-  about 6x slower. :func:`jit` opts out, per program, for tiny steps (:func:`is_tiny_step`) and
-  for the packed sweep.
-
-Measured on 2 CPU cores (jaxlib 0.10.2; docs/development.md): the seed network's step became
-about 2.7x faster, steps of 1-13 k FLOPs 2-5x; steps above about 50 k FLOPs did not gain and some
-lost, hence :data:`TINY_STEP_FLOPS`.
+* :func:`request_small_loops` adds XLA:CPU's small-while-loop threshold to ``XLA_FLAGS``, so the
+  scan over minibatches of a small network compiles into one function. XLA reads it once, when JAX
+  starts its CPU backend, so only a program that owns its process calls it (the CLI, the
+  benchmarks); importing jaxnn changes nothing.
+* :func:`jit` compiles a program without YNNPACK on CPU, where asked: for tiny steps
+  (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_squared_error, r2_score
 
-from jaxnn import exercises, layers, losses, models, training
+from jaxnn import engine, exercises, layers, losses, models, training
 from jaxnn import foundations as F
 from jaxnn.datasets import load_dataset, split_dataset
 from jaxnn.experiment import run as run_experiment
@@ -205,7 +205,8 @@ print("seed, steps 1-20:   ", sizes[:20])
 print("seed, steps 981-1000:", sizes[-20:])
 print("seed: steps per batch size:", {size: sizes.count(size) for size in sorted(set(sizes), reverse=True)})
 
-idx, w = training.batch_indices(jax.random.key(0), jnp.asarray(0), n_train, 23, True)
+idx = engine.batch_indices(jax.random.key(0), jnp.asarray(0), n_train, 23, True)
+w = engine.batch_weights(n_train, 23)
 print(f"jaxnn: every epoch is an index array of shape {tuple(idx.shape)}; real rows per batch:",
       np.asarray(jnp.sum(w, axis=1)).tolist())
 

@@ -24,7 +24,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
-from jaxnn import experiment
+from jaxnn import experiment, names
 from jaxnn.datasets import Dataset, load_csv, split_dataset
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig, fit
@@ -128,7 +128,7 @@ def test_experiment_run_raises_only_documented_errors(n: int, d: int, classes: i
     ds = Dataset(name="fuzz", X=rng.normal(size=(n, d)), y=y, feature_names=tuple(f"f{j}" for j in range(d)),
                  target_name="t", task=task,
                  classes=np.arange(classes) if task == "classification" else None)
-    config = TrainConfig(hidden=(2,), loss=experiment.default_loss(task), optimizer="sgd", lr=lr, epochs=2,
+    config = TrainConfig(hidden=(2,), loss=names.task_loss(task), optimizer="sgd", lr=lr, epochs=2,
                          batch_size=4)
     try:
         split = split_dataset(ds, test_size=test_size, random_state=seed)

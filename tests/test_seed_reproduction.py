@@ -17,7 +17,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import accuracy_score, root_mean_squared_error
 
-from jaxnn import datasets, experiment, training
+from jaxnn import datasets, engine, experiment, training
 from jaxnn.training import TrainConfig
 
 # --- the seed's code, in NumPy --------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_seed_batches_shrink_forever_jaxnn_batches_keep_their_shape():
     for n, B in [(10, 4), (354, 23)]:
         nb = -(-n // B)
         for epoch in range(3):
-            idx, w = training.batch_indices(key, jnp.int32(epoch), n, B, True)
+            idx, w = engine.batch_indices(key, jnp.int32(epoch), n, B, True), engine.batch_weights(n, B)
             idx, w = np.asarray(idx), np.asarray(w)
             assert idx.shape == w.shape == (nb, B)
             assert w.sum() == n  # the weights of one epoch add up to n

@@ -223,8 +223,8 @@ def test_the_seed_also_drives_the_shuffle():
     p = initial_params(c0, X, Y)
     s0 = training.init_state(c0, 3, 1, 20)._replace(params=p)
     s1 = training.init_state(c1, 3, 1, 20)._replace(params=p)
-    i0, _ = training.batch_indices(s0.key, jnp.int32(0), 20, 5, True)
-    i1, _ = training.batch_indices(s1.key, jnp.int32(0), 20, 5, True)
+    i0 = engine.batch_indices(s0.key, jnp.int32(0), 20, 5, True)
+    i1 = engine.batch_indices(s1.key, jnp.int32(0), 20, 5, True)
     assert not np.array_equal(np.asarray(i0), np.asarray(i1))
     r0, r1 = training.fit(c0, X, Y, state=s0), training.fit(c1, X, Y, state=s1)
     assert not np.array_equal(r0.history.train_loss, r1.history.train_loss)
@@ -444,7 +444,7 @@ def test_shuffles_computed_per_chunk_equal_shuffles_computed_per_epoch(monkeypat
     for a, b in zip(leaves(hoisted.params), leaves(per_epoch.params), strict=True):
         np.testing.assert_array_equal(a, b)
     # and both are jax.random.permutation's order: the first epoch's first minibatch
-    idx, _ = training.batch_indices(hoisted.state.key, jnp.int32(0), 40, 6, True)
+    idx = engine.batch_indices(hoisted.state.key, jnp.int32(0), 40, 6, True)
     perm = jax.random.permutation(jax.random.fold_in(hoisted.state.key, 0), 40)
     np.testing.assert_array_equal(idx.reshape(-1)[:40], perm)
 

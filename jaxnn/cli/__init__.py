@@ -1,14 +1,10 @@
 """The ``jaxnn`` command line: one module per subcommand, errors as exit statuses.
 
 Every subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int``, and may
-define ``preflight(args)``: checks of the files, CSV headers and flags it was given that need
-neither JAX nor scikit-learn (:mod:`jaxnn.cli.userinput`), run before ``run`` imports them, so a
-bad path, a misspelt ``--target`` or contradicting flags fail in a fraction of a second.
-Errors caused by the user's input -- an :class:`~jaxnn.errors.InputError` (what jaxnn refuses on
-purpose) or an ``OSError`` on a file the user named -- become one line on stderr and exit status 2
-(see :mod:`jaxnn.errors`), ``jaxnn SUBCOMMAND: error: --flag: what is wrong``, naming the flag the
-user typed. Any other exception is a bug: one line naming it as an internal error, exit 70.
-``--debug`` shows the traceback instead.
+define ``preflight(args)``: the checks of its files and flags that need neither JAX nor
+scikit-learn (:mod:`jaxnn.cli.userinput`), run before ``run`` imports them, so bad input fails in a
+fraction of a second. Bad input is one line on stderr and exit status 2, naming the flag; any other
+exception is an internal error, exit 70 (``docs/explanation/reliability.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
 
 from jaxnn import xla_cpu
@@ -55,17 +50,6 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
 
-def _modules() -> list[ModuleType]:
-    mods = []
-    for name in SUBCOMMANDS:
-        try:
-            mods.append(importlib.import_module(f"jaxnn.cli.{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"jaxnn.cli.{name}":
-                raise
-    return mods
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="jaxnn",
@@ -81,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     # --- end compilation cache ---
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in _modules():
+    for name in SUBCOMMANDS:
+        mod = importlib.import_module(f"jaxnn.cli.{name}")
         p = mod.add_parser(sub)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")

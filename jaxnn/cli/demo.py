@@ -1,37 +1,9 @@
 """``jaxnn demo``: the seed's whole study (sections 1.3-1.5) in one run, on bundled data.
 
-1. **Gradient check** -- the hand-written backward passes the demo trains with are compared
-   with ``jax.vjp`` and with finite differences in float64 (``--gradcheck all`` checks every
-   entry of :func:`jaxnn.gradients.registry`, as ``jaxnn gradcheck`` does).
-2. **Linear regression as a neural network** trained twice -- with the hand-written gradients
-   (``gradients="manual"``) and with ``jax.grad`` (``"autodiff"``) -- beside scikit-learn's
-   closed-form ``LinearRegression``; the coefficients agree.
-3. **The two-layer network** of the seed (13 sigmoid hidden units), again both ways.
-4. **A table** of test MSE / RMSE / R^2 and compile / train seconds per model.
-
-Default data: ``friedman1`` (:func:`jaxnn.datasets.load_friedman1`), 1,000 rows generated
-offline by scikit-learn's ``make_friedman1``. It is chosen because the seed's lesson --
-*non-linearity helps* -- shows on it: a linear model explains ~74% of the test variance, the
-13-unit sigmoid network ~88-91%. On scikit-learn's bundled ``diabetes`` data the same network
-does *not* beat linear regression (test R^2 ~0.41-0.48 against 0.52), so the lesson would be
-invisible there.
-
-``--data path/to/boston.csv`` reproduces the seed on its own data with its protocol (features
-standardised *before* the split, ``test_size=0.3``) and prints the seed notebook's published
-numbers beside jaxnn's. The default ``random_state=80718`` is the split of *Deep Learning from
-Scratch* (scikit-learn: test RMSE 5.0476); the seed notebook printed its numbers for
-``random_state=42`` (``--split-seed 42``), where scikit-learn's test MSE is exactly its printed
-21.517444231177.
-
-Hyper-parameters are the seed's (``sgd``, ``batch_size=23``, ``lr=0.001``, standard-normal
-init, the seed's loss reductions) with two deliberate changes, both reported in the output:
-the linear model trains 5,000 steps with a cosine-decayed learning rate (the seed: 1,000
-constant steps), so that plain SGD settles on the least-squares solution and the
-coefficients can be compared with scikit-learn's to ~1e-3 rather than ~0.1; and training
-runs in float64 by default, so hand-written and ``jax.grad`` training agree to rounding
-(~1e-12), not to float32 noise. Targets are *not* standardised: the seed's targets (house
-prices ~22 +- 9) and friedman1's (~14 +- 5) train well as they are, and every metric is in
-the target's own units.
+A gradient check of the hand-written backward passes, linear regression trained with them and with
+``jax.grad`` beside scikit-learn's ``LinearRegression``, the seed's 13-sigmoid network both ways,
+and a table of their test metrics and timings. Why ``friedman1`` is the default data, the recipe
+and its two deliberate changes, and the Boston reproduction: ``docs/how-to/cli.md``.
 """
 
 from __future__ import annotations
@@ -131,11 +103,16 @@ def load_demo_split(data: str, target: str | None = None, *, split_seed: int = S
 
     with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
         ds = load_dataset(data, target)
-    if ds.task != "regression":
-        raise InputError(f"--data: the demo is a regression study and {ds.name!r} is a "
-                         f"{ds.task} dataset; use `jaxnn train --data {data}` instead")
+    regression_only(data, ds.task)
     return split_dataset(ds, test_size=TEST_SIZE, random_state=split_seed,
                          scale_before_split=is_seed_data(ds))
+
+
+def regression_only(data: str, task: str) -> None:
+    """Refuse a classification dataset: the demo is a regression study."""
+    if task != "regression":
+        raise InputError(f"--data: the demo is a regression study and {data!r} is a "
+                         f"{task} dataset; use `jaxnn train --data {data}` instead")
 
 
 def is_seed_data(ds: Any) -> bool:
@@ -148,7 +125,7 @@ def gradcheck(scope: str) -> dict[str, Any]:
 
     Args:
         scope: ``"used"`` (:data:`DEMO_GRADCHECK`, the entries this demo trains with) or
-            ``"all"`` (every registered entry; slower, ~20 s of eager compilation).
+            ``"all"`` (every registered entry; slower).
     Returns:
         ``{"scope", "dtype", "passed", "total", "all_passed", "seconds", "entries": [...]}``.
     """
@@ -461,15 +438,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def preflight(args: argparse.Namespace) -> None:
     """Checked before JAX is imported: ``--data`` (a regression dataset; a CSV's header and
     ``--target``) and ``--out``."""
-    import os
+    from jaxnn.cli.userinput import check_data, check_out_dir
 
-    from jaxnn.cli.userinput import check_data
-
-    if check_data(args) != "regression":
-        raise InputError(f"--data: the demo is a regression study and {args.data!r} is a "
-                         f"classification dataset; use `jaxnn train --data {args.data}` instead")
-    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise InputError(f"--out: {args.out!r} exists and is not a directory")
+    regression_only(args.data, check_data(args))
+    check_out_dir(args.out)
 
 
 def run(args: argparse.Namespace) -> int:

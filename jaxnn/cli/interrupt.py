@@ -44,11 +44,6 @@ def installed() -> bool:
     return signal.getsignal(signal.SIGINT) is _on_sigint
 
 
-def requested() -> bool:
-    """Whether a SIGINT arrived since :func:`install`."""
-    return bool(_pending)
-
-
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if a SIGINT arrived (call it where stopping is safe)."""
     if _pending:

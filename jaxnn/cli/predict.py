@@ -1,10 +1,5 @@
-"""``jaxnn predict``: apply a saved model (``jaxnn train --save``) to new rows of a CSV.
-
-The checkpoint holds the scaler and the feature names of its training data. The CSV
-needs a header; its feature columns are matched to the model's by name (any order),
-and the target column, if present, is ignored. Output: one prediction per line
-(regression: the value; classification: the class label), or with ``--json`` one JSON
-object::
+"""``jaxnn predict``: apply a saved model (``jaxnn train --save``) to new rows of a CSV
+(``docs/how-to/save-resume-predict.md``). ``--json`` prints one object::
 
     {"model": "m.npz", "task": "regression", "target": "medv", "n": 506,
      "predictions": [24.1, ...]}
@@ -63,21 +58,19 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         ValueError: wrong number of feature columns, names that do not match, bad cells.
     """
     from jaxnn import datasets
+    from jaxnn.cli.userinput import is_csv
 
     target = info.get("target")
     names = info.get("feature_names")
-    if spec in datasets.BUILTIN_DATASETS:
+    if is_csv(spec):
+        header, rows = datasets.read_table(spec, options)  # the same strict reader training used
+        lines: list[int] = [line for line, _ in rows]
+        columns: list[Any] = [[cells[j] for _, cells in rows] for j in range(len(header))]
+    else:  # a built-in name (preflight refused any other)
         ds = datasets.load_dataset(spec)
         header = [*ds.feature_names]
-        columns: list[Any] = [np.asarray(ds.X)[:, j] for j in range(ds.n_features)]
-        lines: list[int] = []
-    elif spec.lower().endswith(".csv"):
-        header, rows = datasets.read_table(spec, options)  # the same strict reader training used
-        lines = [line for line, _ in rows]
-        columns = [[cells[j] for _, cells in rows] for j in range(len(header))]
-    else:
-        raise InputError(f"--data: expected a .csv path or one of {', '.join(datasets.BUILTIN_DATASETS)}, "
-                         f"got {spec!r}")
+        columns = [np.asarray(ds.X)[:, j] for j in range(ds.n_features)]
+        lines = []
 
     def numeric(j: int) -> np.ndarray:
         col = columns[j]

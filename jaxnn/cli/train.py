@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from jaxnn import names
@@ -23,12 +19,8 @@ from jaxnn.errors import EXIT_OK, InputError
 DEFERS_SIGINT = True
 
 #: The default network of ``jaxnn train`` and ``jaxnn sweep``: scikit-learn's ``MLPRegressor()`` /
-#: ``MLPClassifier()`` (one hidden layer of 100 relu units, adam at 1e-3, 200 epochs) with jaxnn's
-#: minibatches of 32 (scikit-learn: 200). Measured on the CLI's split (seed 0, test set): digits
-#: accuracy 0.985 (MLPClassifier(): 0.983; the former 13 sigmoid units at lr 1e-2: 0.961), diabetes
-#: R² 0.47 (MLPRegressor(): -1.13), Boston 0.87 (0.63), friedman1 0.93 (0.76); batches of 200 gave
-#: 0.980-0.987 on digits over seeds 0-2, 32 gave 0.985-0.991. The seed's network is
-#: ``--hidden 13 --activation sigmoid`` (see the docs, "The command line").
+#: ``MLPClassifier()`` with jaxnn's minibatches of 32 (why, and the scores measured against
+#: scikit-learn: ``docs/how-to/cli.md``, "Defaults").
 DEFAULT_HIDDEN: tuple[int, ...] = (100,)
 DEFAULT_ACTIVATION = "relu"
 DEFAULT_LR = 1e-3
@@ -43,7 +35,7 @@ def _hidden(text: str) -> list[int]:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected positive integers up to {INT32_MAX} like 100 or 64,32, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
+    if not sizes:
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes
 
@@ -234,11 +226,9 @@ def check_model_flags(args: argparse.Namespace, task: str) -> str:
     """Refuse model flags that contradict each other or the task (no JAX needed); returns the loss."""
     if args.model == "linear" and args.hidden:
         raise InputError("--hidden: a linear model has no hidden layers")
-    loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
-    if task == "classification" and loss != "cross_entropy":
-        raise InputError(f"--loss: classification needs cross_entropy, got {loss}")
-    if task == "regression" and loss != "mse":
-        raise InputError(f"--loss: regression needs mse, got {loss}")
+    loss = args.loss or names.task_loss(task)
+    if loss != names.task_loss(task):
+        raise InputError(f"--loss: {task} needs {names.task_loss(task)}, got {loss}")
     return loss
 
 
@@ -253,16 +243,12 @@ def check_total_steps(config: Any, n_train: int) -> None:
 
 
 def load_split(args: argparse.Namespace) -> Any:
-    from jaxnn.cli.userinput import DATA_FLAGS, SPLIT_FLAGS, csv_options, flag_names, is_csv
-    from jaxnn.datasets import CsvOptions, load_dataset, split_dataset
+    from jaxnn.cli.userinput import DATA_FLAGS, SPLIT_FLAGS, csv_options, flag_names
+    from jaxnn.datasets import load_dataset, split_dataset
     from jaxnn.experiment import DEFAULT_VALIDATION_FRACTION
 
-    options = csv_options(args)
-    if options != CsvOptions() and not is_csv(args.data):
-        raise InputError(f"--no-header/--delimiter/--drop/--one-hot/--drop-missing: {args.data!r} is a "
-                         "built-in dataset, not a CSV file")
     with flag_names(DATA_FLAGS, "--data"):  # the library's "path:", "target:" are --data, --target here
-        ds = load_dataset(args.data, args.target, task=args.task, options=options)
+        ds = load_dataset(args.data, args.target, task=args.task, options=csv_options(args))
     fraction = args.validation_fraction
     if fraction is None and args.patience is not None:
         fraction = DEFAULT_VALIDATION_FRACTION
@@ -287,16 +273,9 @@ def format_summary(report: Any) -> str:
     return "\n".join(lines)
 
 
-def check_data_file(args: argparse.Namespace) -> None:
-    """``--data``: a CSV path must name a regular file (a built-in name needs nothing)."""
-    from jaxnn.files import check_regular_file
-
-    if args.data.lower().endswith(".csv"):  # no built-in name ends so
-        check_regular_file(args.data, "--data")
-
-
 def check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable output paths before training, not after it."""
+    from jaxnn.cli.userinput import check_out_dir
     from jaxnn.files import refuse_special_target
 
     if args.checkpoint_every is not None and args.save is None:
@@ -306,20 +285,20 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise InputError(f"{flag}: cannot write {path!r} (a directory, or its directory is missing)")
     if args.save is not None:  # a FIFO or device would be replaced by the checkpoint: refuse it
         refuse_special_target(args.save, "--save")
-    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise InputError(f"--out: {args.out!r} exists and is not a directory")
+    check_out_dir(args.out)
 
 
 def preflight(args: argparse.Namespace) -> None:
     """The checks of ``jaxnn train`` that need no JAX, run by the CLI before :func:`run`: output
     paths, ``--data`` (a CSV's header and the columns the flags name) and the model flags."""
-    from jaxnn.cli.userinput import check_data
+    from jaxnn.cli.userinput import check_data, is_csv
     from jaxnn.files import check_regular_file
 
     check_outputs(args)
     if args.resume is not None:  # the data and model flags come from the checkpoint: checked in run
         check_regular_file(args.resume, "--resume")
-        check_data_file(args)
+        if is_csv(args.data):
+            check_regular_file(args.data, "--data")
         return
     check_model_flags(args, check_data(args))
 
@@ -379,10 +358,7 @@ def with_progress(fit_kwargs: dict[str, Any], bar: Any) -> dict[str, Any]:
 
 
 # --- checkpoints, resume, figures, JSON-lines log (jaxnn.checkpoint, jaxnn.plotting, jaxnn.runlog) ---
-# See the docs, "Save, resume, predict". Resume contract: the model, training and data settings come from the
-# checkpoint; a flag given with a value other than its default must agree with it; --epochs/--steps
-# set the new total (default: the checkpoint's). Checkpoints land on whole epochs: --checkpoint-every N
-# saves every ceil(N / steps_per_epoch) epochs (the first epoch boundary at or after N steps).
+# The resume contract and where checkpoints land: docs/how-to/save-resume-predict.md.
 
 
 def add_output_arguments(out: Any) -> None:
@@ -406,22 +382,6 @@ def _flag_defaults() -> dict[str, Any]:
     return vars(p.parse_args([]))
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C while a checkpoint is written; raise it right after."""
-    if threading.current_thread() is not threading.main_thread() or interrupt.installed():
-        yield  # (the CLI's handler already only records the signal)
-        return
-    pending: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-    if pending:
-        raise KeyboardInterrupt
-
-
 class TrainOutputs:
     """What ``jaxnn train`` writes besides its report, and resuming from a checkpoint."""
 
@@ -434,9 +394,9 @@ class TrainOutputs:
         if args.resume is not None:
             with flag_names({"model file": "--resume"}, "--resume"):
                 self.resumed = checkpoint.load(args.resume)
-        self._cli = {k: v for k, v in vars(args).items() if k in _flag_defaults()}
         if self.resumed is not None:
             self._apply_resume_flags()
+        self._cli = {k: getattr(args, k) for k in _flag_defaults()}  # what the checkpoint records
         self.split: Any = None
         self.target_scaler: Any = None
         self.config: Any = None
@@ -461,7 +421,6 @@ class TrainOutputs:
             args.hidden = [list(ck.config.hidden)]    # 100): the checkpoint's network, not today's
         if args.epochs is None and args.steps is None:
             args.epochs, args.steps = ck.config.epochs, ck.config.steps
-        self._cli = {k: getattr(args, k) for k in self._cli}
 
     def resolve(self, config: Any, split: Any) -> Any:
         """The config to train: chunks aligned with checkpoints; on resume, checked."""
@@ -493,7 +452,7 @@ class TrainOutputs:
 
         if self.resumed is not None:
             return self.resumed.target_scaler
-        mode = getattr(self.args, "target_scaling", "auto")
+        mode = self.args.target_scaling
         if split.dataset.task != "regression" or mode == "none" or (
                 mode == "auto" and self.args.scale_before_split):
             return None
@@ -564,10 +523,10 @@ class TrainOutputs:
 
         if self.args.save is None or jax.process_index() != 0:  # one writer in multi-process runs
             return
-        with _sigint_deferred():
-            checkpoint.save(self.args.save, state, self.config, scaler=self.split.scaler,
-                            dataset=checkpoint.dataset_info(self.split.dataset), history=history,
-                            extra={"cli_args": self._cli}, target_scaler=self.target_scaler)
+        # (a Ctrl-C meanwhile only sets jaxnn.cli.interrupt's flag: the file is written whole)
+        checkpoint.save(self.args.save, state, self.config, scaler=self.split.scaler,
+                        dataset=checkpoint.dataset_info(self.split.dataset), history=history,
+                        extra={"cli_args": self._cli}, target_scaler=self.target_scaler)
 
     def finish(self, report: Any) -> None:
         """After a completed run: full history into the report, final checkpoint, figures, log."""

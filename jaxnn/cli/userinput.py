@@ -125,6 +125,12 @@ def check_data(args: argparse.Namespace, *, builtins: tuple[str, ...] = names.DA
     return own_task
 
 
+def check_out_dir(out: str | None) -> None:
+    """``--out DIR`` (figures): a directory, or a path where one can be made."""
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out: {out!r} exists and is not a directory")
+
+
 # --- jaxnn predict: the model's columns, read from its checkpoint without JAX ---
 
 #: The most bytes of metadata read from a checkpoint here (jaxnn.checkpoint.MAX_META_BYTES + header).
