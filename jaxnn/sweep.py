@@ -43,7 +43,7 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
-from jaxnn import engine, models, training
+from jaxnn import engine, models, names, training
 from jaxnn.errors import InputError, InputTypeError
 from jaxnn.training import TrainConfig
 
@@ -114,7 +114,7 @@ def _hyper(name: str, values: Any, default: float, *, positive: bool) -> tuple[f
     if not vals:
         raise InputError(f"{name}: expected at least one value")
     for v in vals:
-        training._finite_float(name, v, positive=positive)
+        names.finite_float(name, v, positive=positive)
     return tuple(float(v) for v in vals)
 
 

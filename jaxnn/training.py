@@ -210,9 +210,6 @@ def _mean_loss(per_example: Callable[..., Array]) -> Callable[..., Array]:
     return val_fn
 
 
-_finite_float = names.finite_float  # (for jaxnn.sweep until its rewrite)
-
-
 def _loss_fns(c: TrainConfig) -> tuple[Any, Any]:
     """(training loss, validation loss) of ``c``: :func:`resolve`'s (for :mod:`jaxnn.sweep`)."""
     r = resolve(c, c.batch_size)
