@@ -19,13 +19,24 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.check_report import (
+    ArgumentCheck,
+    Tolerances,
+    VJPCheck,
+    abs_diff,
+    all_close,
+    f64,
+    leaves_with_paths,
+    shape_hints,
+    value_hints,
+)
 from jaxnn.errors import InputError, InputTypeError
 from jaxnn.names import finite_float
 
@@ -35,25 +46,6 @@ N_COTANGENTS = 3
 """Random cotangents drawn per check (a backward right for one cotangent only must fail)."""
 N_DIRECTIONS = 2
 """Random finite-difference directions per argument."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerances:
-    """The tolerances a check ran with.
-
-    Attributes:
-        dtype: the dtype they were chosen for.
-        rtol: relative tolerance of each element against ``jax.vjp``.
-        atol: absolute tolerance (None: per argument, ``rtol * max|ref| + floor``).
-        fd_rtol: relative tolerance of a directional derivative against finite differences.
-        eps: finite-difference step, relative to ``max(1, max|x|)``.
-    """
-
-    dtype: str
-    rtol: float
-    atol: float | None
-    fd_rtol: float
-    eps: float
 
 
 # dtype -> (rtol vs jax.vjp, fd rtol, and the fd step and rtol where the forward cannot run in
@@ -77,180 +69,9 @@ def tolerances_for(dtype: Any, *, rtol: float | None = None, atol: float | None 
     return Tolerances(name, r, atol, max(d_fd, r), 1e-6 if eps is None else eps)
 
 
-# --- Results and the report ---------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ArgumentCheck:
-    """How the hand-written gradient of one argument compares with the references.
-
-    Attributes:
-        index, name: position and parameter name of the argument.
-        shape, dtype: the argument's (``shape`` of its first leaf for a pytree).
-        differentiable: False for integer arguments (not checked).
-        max_abs_err, max_rel_err: max |hand - jax.vjp| over cotangents and elements, and that
-            divided by max |jax.vjp| (NaN when not compared).
-        fd_rel_err, fd_abs_err: worst relative and absolute error of a directional
-            derivative ``<hand, v>`` against finite differences.
-        worst: ``(where, hand, reference, cotangent #)`` of the element furthest out of
-            tolerance, or None.
-        atol: the absolute tolerance used.
-        problems: structural failures (wrong shape, dtype, tree, non-finite values).
-        hints: what the error looks like (a factor, a sign, a transpose, a missing sum).
-        notes: things that are not failures (inconclusive finite differences at a kink).
-        passed: this argument passed every check (False when it was not checked).
-        checked: its gradient was checked; False when the backward's result could not be matched
-            to the arguments (it raised, or returned no tuple of one gradient per argument).
-    """
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    differentiable: bool
-    max_abs_err: float = math.nan
-    max_rel_err: float = math.nan
-    fd_rel_err: float = math.nan
-    fd_abs_err: float = math.nan
-    worst: tuple[str, float, float, int] | None = None
-    atol: float = math.nan
-    problems: list[str] = dataclasses.field(default_factory=list)
-    hints: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    passed: bool = True
-    checked: bool = True
-
-
-@dataclasses.dataclass
-class VJPCheck:
-    """The result of :func:`check_vjp`. ``str(result)`` is :meth:`report`.
-
-    Attributes:
-        name: the forward's name.
-        passed: every check passed.
-        dtype: the dtype the tolerances were chosen for.
-        reference_dtype: the dtype ``jax.vjp`` and the finite differences ran in.
-        tolerances: the :class:`Tolerances` used.
-        arguments: one :class:`ArgumentCheck` per argument.
-        problems: failures not tied to one argument (gradient count, linearity, jit, zeros).
-        hints: hints not tied to one argument (a cotangent ignored, right only for ones).
-        notes: remarks that are not failures.
-        checks: name -> passed, for each check that ran.
-    """
-
-    name: str
-    passed: bool
-    dtype: str
-    reference_dtype: str
-    tolerances: Tolerances
-    arguments: list[ArgumentCheck]
-    problems: list[str] = dataclasses.field(default_factory=list)
-    hints: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    checks: dict[str, bool] = dataclasses.field(default_factory=dict)
-    n_cotangents: int = N_COTANGENTS
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        return self.report()
-
-    @property
-    def max_abs_err(self) -> float:
-        return _nanmax([a.max_abs_err for a in self.arguments])
-
-    @property
-    def max_rel_err(self) -> float:
-        return _nanmax([a.max_rel_err for a in self.arguments])
-
-    @property
-    def fd_rel_err(self) -> float:
-        return _nanmax([a.fd_rel_err for a in self.arguments])
-
-    def report(self) -> str:
-        """The human report: per argument, errors against each reference, worst element, hints."""
-        t = self.tolerances
-        status = "passed" if self.passed else "FAILED"
-        lines = [
-            f"check_vjp({self.name}): {status}  [{self.dtype}; jax.vjp and finite differences in "
-            f"{self.reference_dtype}; {self.n_cotangents} cotangents"
-            f"]",
-            f"  tolerances: |hand - jax.vjp| <= atol + rtol*|jax.vjp| with rtol {t.rtol:.0e}, atol "
-            + (f"{t.atol:.1e}" if t.atol is not None else "rtol*max|jax.vjp| + rounding floor")
-            + f"; finite differences rel <= {t.fd_rtol:.0e}, step {t.eps:.0e}",
-        ]
-        for a in self.arguments:
-            head = f"  argument {a.index} ({a.name}): {a.dtype}{list(a.shape)}"
-            if not a.differentiable:
-                lines.append(f"{head}  integer, not differentiated")
-                continue
-            if not a.checked:
-                lines.append(f"{head}  not checked (no gradient of it to compare; see the problem below)")
-                continue
-            lines.append(f"{head}  {'ok' if a.passed else 'FAILED'}")
-            if not math.isnan(a.max_abs_err):
-                lines.append(f"    vs jax.vjp:              max abs err {a.max_abs_err:.3e}   "
-                             f"max rel err {a.max_rel_err:.3e}   (atol {a.atol:.1e})")
-            if not math.isnan(a.fd_rel_err):
-                lines.append(f"    vs finite differences:   abs err {a.fd_abs_err:.3e}   "
-                             f"rel err {a.fd_rel_err:.3e}   (directional derivatives)")
-            if a.worst is not None and not a.passed:
-                where, h, r, k = a.worst
-                lines.append(f"    worst element {where} (cotangent #{k}): hand-written "
-                             f"{h:.10g}   jax.vjp {r:.10g}")
-            lines += [f"    problem: {p}" for p in a.problems]
-            lines += [f"    hint: {h}" for h in a.hints]
-            lines += [f"    note: {n}" for n in a.notes]
-        lines += [f"  problem: {p}" for p in self.problems]
-        lines += [f"  hint: {h}" for h in self.hints]
-        lines += [f"  note: {n}" for n in self.notes]
-        if self.checks:
-            lines.append("  checks: " + ", ".join(
-                f"{k} {'ok' if v else 'FAILED'}" for k, v in self.checks.items()))
-        return "\n".join(lines)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "passed": self.passed, "dtype": self.dtype,
-            "reference_dtype": self.reference_dtype,
-            "tolerances": dataclasses.asdict(self.tolerances),
-            "max_abs_err": _json_float(self.max_abs_err),
-            "max_rel_err": _json_float(self.max_rel_err),
-            "fd_rel_err": _json_float(self.fd_rel_err),
-            "problems": self.problems, "hints": self.hints,
-            "arguments": [
-                {"index": a.index, "name": a.name, "passed": a.passed, "checked": a.checked,
-                 "max_abs_err": _json_float(a.max_abs_err),
-                 "max_rel_err": _json_float(a.max_rel_err),
-                 "fd_rel_err": _json_float(a.fd_rel_err),
-                 "problems": a.problems, "hints": a.hints}
-                for a in self.arguments
-            ],
-        }
-
-
-def _json_float(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _nanmax(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if not math.isnan(x)]
-    return max(xs) if xs else math.nan
-
-
-
 # --- Helpers -------------------------------------------------------------------------------
 
 _tree = jax.tree_util
-
-
-def _leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
-    return [(_tree.keystr(p), x) for p, x in _tree.tree_flatten_with_path(tree)[0]]
-
-
-def _f64(x: Any) -> np.ndarray:
-    return np.asarray(x).astype(np.float64)
 
 
 def _kind(arg: Any, where: str) -> str:
@@ -321,20 +142,6 @@ def _resolve(forward: Any, backward: Any, args: Any) -> tuple[Callable, Callable
             f"f: {getattr(f, '__name__', f)!r} has no .forward/.backward: make it with "
             "jaxnn.with_backward(forward, backward), or call check_vjp(forward, backward, args)")
     return f.forward, f.backward, backward, f
-
-
-def _elementwise(h: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """|h - r|, with matching NaNs/infs counted as equal and a non-finite mismatch as inf."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(h - r)
-    same = (np.isnan(h) & np.isnan(r)) | (np.isinf(h) & (h == r))
-    d = np.where(same, 0.0, d)
-    return np.where(np.isnan(d), np.inf, d)
-
-
-def _close(h: np.ndarray, r: np.ndarray, atol: float, rtol: float) -> bool:
-    """Every element within ``atol + rtol * |r|`` (see :func:`_elementwise`)."""
-    return bool(np.all(_elementwise(h, r) <= atol + rtol * np.abs(r)))
 
 
 # --- The checker ---------------------------------------------------------------------------
@@ -422,7 +229,7 @@ def check_vjp(
     cots = _cotangents(cotangent, out, k_cot)
     ones = _tree.tree_map(jnp.ones_like, out)
 
-    result = VJPCheck(name, True, tol.dtype, "float64", tol, [], n_cotangents=len(cots))
+    result = VJPCheck(name, True, tol.dtype, "float64", tol, [], len(cots))
     for i, a in enumerate(args):
         leaf0 = _tree.tree_leaves(a)[0]
         result.arguments.append(ArgumentCheck(
@@ -475,7 +282,7 @@ def check_vjp(
                             "reference: the finite differences decide")
 
     # a rounding floor: derivative values below eps * |cotangent| are rounding noise
-    cot_scale = max(float(np.max(np.abs(_f64(c)))) if jnp.size(c) else 0.0
+    cot_scale = max(float(np.max(np.abs(f64(c)))) if jnp.size(c) else 0.0
                     for c in _tree.tree_leaves(cots))
     floor = 16 * float(jnp.finfo(check_dtype).eps) * cot_scale
     compared = [(h, r) for h, r in zip(hand, refs, strict=False) if not isinstance(h, str)]
@@ -528,7 +335,7 @@ def _check_structure(arg: ArgumentCheck, a: Any, g: Any) -> None:
         arg.problems.append(f"gradient has tree structure {_tree.tree_structure(g)}, argument has "
                             f"{_tree.tree_structure(a)}")
     else:
-        for (path, x), (_, y) in zip(_leaves_with_paths(a), _leaves_with_paths(g), strict=True):
+        for (path, x), (_, y) in zip(leaves_with_paths(a), leaves_with_paths(g), strict=True):
             at = f" at {path}" if path else ""
             try:
                 y_shape, y_dtype = tuple(jnp.shape(y)), jnp.result_type(y)
@@ -538,7 +345,7 @@ def _check_structure(arg: ArgumentCheck, a: Any, g: Any) -> None:
             if y_shape != tuple(jnp.shape(x)):
                 arg.problems.append(
                     f"gradient{at} has shape {y_shape}, argument has shape {tuple(jnp.shape(x))}")
-                arg.hints += _shape_hints(np.shape(x), y_shape)
+                arg.hints += shape_hints(np.shape(x), y_shape)
             elif y_dtype != jnp.result_type(x):
                 arg.problems.append(
                     f"gradient{at} has dtype {y_dtype}, argument has dtype {jnp.result_type(x)}")
@@ -560,7 +367,7 @@ def _references(forward: Callable[..., Any], args: tuple[Any, ...], diff: list[i
         res = []
         for c in cots:
             g = vjp_fn(_tree.tree_map(lambda c, o: c.astype(o.dtype), cast(c), out))
-            res.append(tuple(_tree.tree_map(_f64, g[i]) if i in diff else None
+            res.append(tuple(_tree.tree_map(f64, g[i]) if i in diff else None
                              for i in range(len(a))))
         return res
 
@@ -570,13 +377,13 @@ def _references(forward: Callable[..., Any], args: tuple[Any, ...], diff: list[i
 
         def fd_fn(*a: Any) -> Any:
             with jax.enable_x64(True):
-                return _tree.tree_map(_f64, forward(*to64(_tree.tree_map(jnp.asarray, a))))
+                return _tree.tree_map(f64, forward(*to64(_tree.tree_map(jnp.asarray, a))))
 
         return refs, fd_fn, "float64"
     except Exception as e:  # a forward that cannot run in float64: references in its own dtype
         result.notes.append(f"forward could not run in float64 ({_first_line(e)}); "
                             "jax.vjp and finite differences ran in the arguments' dtype")
-        return (pull(args, lambda c: c), lambda *a: _tree.tree_map(_f64, forward(*a)),
+        return (pull(args, lambda c: c), lambda *a: _tree.tree_map(f64, forward(*a)),
                 result.dtype)
 
 
@@ -591,11 +398,11 @@ def _compare_argument(arg: ArgumentCheck, hands: list[Any], refs: list[Any], tol
     worst_ratio, max_abs = -1.0, 0.0
     bad_any = False
     for k, (hand, ref) in enumerate(zip(hands, refs, strict=True)):
-        for (path, h), (_, r) in zip(_leaves_with_paths(hand), _leaves_with_paths(ref), strict=True):
-            h = _f64(h)
+        for (path, h), (_, r) in zip(leaves_with_paths(hand), leaves_with_paths(ref), strict=True):
+            h = f64(h)
             if h.size == 0:
                 continue
-            d = _elementwise(h, r)
+            d = abs_diff(h, r)
             allowed = atol + tol.rtol * np.abs(np.nan_to_num(r))
             ratio = d / np.maximum(allowed, np.finfo(np.float64).tiny)
             j = int(np.argmax(ratio))
@@ -610,115 +417,7 @@ def _compare_argument(arg: ArgumentCheck, hands: list[Any], refs: list[Any], tol
     arg.max_rel_err = max_abs / ref_scale if ref_scale > 0 else (0.0 if max_abs == 0 else math.inf)
     if bad_any:
         arg.passed = False
-        arg.hints += _value_hints(hands, refs, tol, atol, args, out, names)
-
-
-# --- Hints: what shape a wrong gradient's error has ----------------------------------------
-
-
-def _shape_hints(arg_shape: tuple[int, ...], grad_shape: tuple[int, ...]) -> list[str]:
-    arg_shape, grad_shape = tuple(arg_shape), tuple(grad_shape)
-    if len(arg_shape) == 2 and grad_shape == arg_shape[::-1]:
-        return ["the gradient has the transposed shape: a product in the wrong order or a "
-                "missing .T (e.g. c @ x where x.T @ c belongs)"]
-    extra = len(grad_shape) - len(arg_shape)
-    if extra > 0 and grad_shape[extra:] == arg_shape:
-        axes = "0" if extra == 1 else str(tuple(range(extra)))
-        return [f"the gradient keeps {extra} leading axis/axes {grad_shape[:extra]} the argument "
-                f"does not have: a missing sum over the batch axis (sum(axis={axes}))"]
-    if len(grad_shape) == len(arg_shape) and all(
-            g in (a, 1) or a == 1 for a, g in zip(arg_shape, grad_shape, strict=True)):
-        bcast = tuple(k for k, (a, g) in enumerate(zip(arg_shape, grad_shape, strict=True))
-                      if a == 1 and g != 1)
-        if bcast:
-            return [f"the argument was broadcast along axis {bcast}: sum the gradient over it "
-                    "(keepdims=True)"]
-    return []
-
-
-
-def _value_hints(hands: list[Any], refs: list[Any], tol: Tolerances, atol: float,
-                 args: tuple[Any, ...], out: Any, names: list[str]) -> list[str]:
-    hints: list[str] = []
-    hs = [np.concatenate([_f64(x).ravel() for x in _tree.tree_leaves(h)]) for h in hands]
-    rs = [np.concatenate([x.ravel() for x in _tree.tree_leaves(r)]) for r in refs]
-    if not all(np.all(np.isfinite(h)) for h in hs):
-        return ["the hand-written gradient has NaN or inf where jax.vjp is finite"]
-    if all(not np.any(h) for h in hs):
-        return ["the hand-written gradient is all zeros"]
-    # a constant factor k, the same for every cotangent: hand == k * ref within the tolerances
-    factors: list[float] = []
-    for h, r in zip(hs, rs, strict=True):
-        rr = float(r @ r)
-        k = float(h @ r) / rr if rr > 0 else math.nan
-        fits = rr > 0 and _close(h, k * r, abs(k) * atol, 4 * tol.rtol)
-        factors.append(k if fits else math.nan)
-    if factors and not any(math.isnan(k) for k in factors):
-        k = float(np.mean(factors))
-        if max(factors) - min(factors) <= 8 * tol.rtol * abs(k) and abs(k - 1) > 8 * tol.rtol:
-            return [_describe_factor(k, _named_sizes(args, out, names))]
-    # a transpose of a square matrix (a non-square one fails on shape)
-    leaves = [(_f64(h), r) for hand, ref in zip(hands, refs, strict=True)
-              for h, r in zip(_tree.tree_leaves(hand), _tree.tree_leaves(ref), strict=True)]
-    square = [h.ndim == 2 and h.shape[0] == h.shape[1] > 1 for h, _ in leaves]
-    if any(square) and all(_close(h, r.T if sq else r, atol, tol.rtol)
-                           for (h, r), sq in zip(leaves, square, strict=True)):
-        return ["transposed: hand-written = jax.vjp.T (a product in the wrong order, e.g. "
-                "c @ x where x.T @ c belongs; on a square matrix the shapes cannot tell)"]
-    # errors confined to a few elements: a mask or a special case
-    h, r = hs[0], rs[0]
-    bad = _elementwise(h, r) > atol + tol.rtol * np.abs(r)
-    n_bad, n = int(bad.sum()), bad.size
-    if 0 < n_bad < n:
-        where = f"{n_bad} of {n} elements"
-        if np.all(r[bad] == 0):
-            hints.append(f"differs at {where}, all where jax.vjp is exactly 0: a mask on the "
-                         "wrong quantity or condition? (relu's output >= 0 is always true; "
-                         "mask on the input x > 0)")
-        elif np.all(h[bad] == 0):
-            hints.append(f"differs at {where}, all where the hand-written gradient is 0: a mask "
-                         "that drops elements it should keep?")
-        elif n_bad <= max(1, n // 10):
-            hints.append(f"differs at only {where}: a special case, an index or one "
-                         "element off")
-    return hints
-
-
-def _named_sizes(args: tuple[Any, ...], out: Any, names: list[str]) -> list[tuple[int, str]]:
-    sizes: list[tuple[int, str]] = []
-    for i, a in enumerate(args):
-        for path, x in _leaves_with_paths(a):
-            shp = np.shape(x)
-            for ax, n in enumerate(shp):
-                sizes.append((int(n), f"the size of axis {ax} of {names[i]}{path}"))
-            if len(shp) > 1:
-                sizes.append((int(np.prod(shp)), f"the number of elements of {names[i]}{path}"))
-    for path, o in _leaves_with_paths(out):
-        for ax, n in enumerate(np.shape(o)):
-            sizes.append((int(n), f"the size of axis {ax} of the output{path}"))
-    return [(n, what) for n, what in sizes if n > 1]
-
-
-
-def _describe_factor(k: float, sizes: list[tuple[int, str]]) -> str:
-    m = abs(k)
-    if k < 0 and abs(m - 1) <= 1e-6:
-        return "flipped sign: hand-written = -1 x jax.vjp"
-    what = ""
-    for n, desc in sizes:
-        if abs(m - n) <= 1e-6 * n:
-            what = f" (a factor {n}, {desc}: a 1/{n} missing, or a sum where a mean belongs?)"
-            break
-        if abs(m - 1 / n) <= 1e-6 / n:
-            what = f" (a factor 1/{n}, {desc}: a mean where a sum belongs, or 1/{n} twice?)"
-            break
-    if not what:
-        for p, q in [(2, 1), (1, 2), (3, 1), (1, 3), (4, 1), (1, 4)]:
-            if abs(m - p / q) <= 1e-6:
-                what = f" (a constant factor {p}{'' if q == 1 else f'/{q}'})"
-                break
-    lead = "flipped sign and a constant factor: " if k < 0 else "a constant factor: "
-    return f"{lead}hand-written = {k:.6g} x jax.vjp{what}"
+        arg.hints += value_hints(hands, refs, tol, atol, args, out, names)
 
 
 # --- Finite differences, behaviour, the with_backward wiring --------------------------------
@@ -729,7 +428,7 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
                         tol: Tolerances, independent: bool, fd_dtype: str) -> None:
     """<cot, (f(x + h v) - f(x - h v)) / 2h> vs <hand, v> along random v for argument i."""
     leaves, treedef = _tree.tree_flatten(args[i])
-    x64 = [_f64(x) for x in leaves]
+    x64 = [f64(x) for x in leaves]
     scale = max([1.0] + [float(np.max(np.abs(x))) for x in x64 if x.size])
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     fd_eps = float(jnp.finfo(fd_dtype).eps)
@@ -739,8 +438,8 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
         k = d % len(cots)
         if isinstance(hand[k], str):  # this cotangent made backward fail: reported elsewhere
             continue
-        cot = [_f64(c) for c in _tree.tree_leaves(cots[k])]
-        g = [_f64(x) for x in _tree.tree_leaves(hand[k][i])]
+        cot = [f64(c) for c in _tree.tree_leaves(cots[k])]
+        g = [f64(x) for x in _tree.tree_leaves(hand[k][i])]
         v = [rng.standard_normal(x.shape) for x in x64]
         an = sum(float(np.sum(a * b)) for a, b in zip(g, v, strict=True))
         denom_an = sum(float(np.sum(np.abs(a * b))) for a, b in zip(g, v, strict=True))
@@ -785,7 +484,6 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
                          "see the one-sided convention")
 
 
-
 def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
                       call_backward: Callable[..., Any], args: tuple[Any, ...], ok_args: list[int],
                       hand: list[Any], cots: list[Any], ones: Any, ones_ref: tuple[Any, ...],
@@ -794,8 +492,8 @@ def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
     def close(x: Any, y: Any, scale_tree: Any) -> bool:
         leaves = zip(_tree.tree_leaves(x), _tree.tree_leaves(y), _tree.tree_leaves(scale_tree),
                      strict=True)
-        return all(_close(_f64(a), _f64(b), 4 * tol.rtol * float(np.max(np.abs(_f64(s)))) + floor,
-                          tol.rtol)
+        return all(all_close(f64(a), f64(b), 4 * tol.rtol * float(np.max(np.abs(f64(s)))) + floor,
+                             tol.rtol)
                    for a, b, s in leaves if np.size(a))
 
     failed = [h for h in hand if isinstance(h, str)]
@@ -811,8 +509,8 @@ def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
         result.problems.append(f"with a combined cotangent: {g12}")
         linear = False
     else:
-        linear = all(close(g12[i], _tree.tree_map(lambda x, y: a * _f64(x) + b * _f64(y), g1[i], g2[i]),
-                           _tree.tree_map(lambda x, y: np.abs(a * _f64(x)) + np.abs(b * _f64(y)),
+        linear = all(close(g12[i], _tree.tree_map(lambda x, y: a * f64(x) + b * f64(y), g1[i], g2[i]),
+                           _tree.tree_map(lambda x, y: np.abs(a * f64(x)) + np.abs(b * f64(y)),
                                           g1[i], g2[i]))
                      for i in ok_args)
         if not linear:
@@ -824,12 +522,12 @@ def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
         result.problems.append(f"with a zero cotangent: {g0}")
         zeros = False
     else:
-        zeros = all(np.all(np.abs(_f64(x)) <= floor) for i in ok_args for x in _tree.tree_leaves(g0[i]))
+        zeros = all(np.all(np.abs(f64(x)) <= floor) for i in ok_args for x in _tree.tree_leaves(g0[i]))
         if not zeros:
             result.problems.append("a zero cotangent does not give zero gradients: backward adds "
                                    "something that does not depend on the cotangent")
     result.checks["zero cotangent gives zeros"] = bool(zeros)
-    nonzero = any(np.any(_f64(x)) for i in ok_args for x in _tree.tree_leaves(g1[i]))
+    nonzero = any(np.any(f64(x)) for i in ok_args for x in _tree.tree_leaves(g1[i]))
     if nonzero and all(close(g1[i], g2[i], g1[i]) for i in ok_args):
         result.hints.append("backward gives the same gradient for different cotangents: it "
                             "ignores its cotangent (multiply by it)")
@@ -862,7 +560,7 @@ def _check_wrapped(result: VJPCheck, f: Callable[..., Any], forward: Callable[..
         return
     out = forward(*args)
     val_ok = all(
-        np.shape(x) == np.shape(y) and np.allclose(_f64(x), _f64(y), rtol=tol.rtol, atol=0.0)
+        np.shape(x) == np.shape(y) and np.allclose(f64(x), f64(y), rtol=tol.rtol, atol=0.0)
         for x, y in zip(_tree.tree_leaves(out_f), _tree.tree_leaves(out), strict=True))
     result.checks["f == forward"] = bool(val_ok)
     if not val_ok:
@@ -870,7 +568,7 @@ def _check_wrapped(result: VJPCheck, f: Callable[..., Any], forward: Callable[..
     try:
         gf = vjp_f(cot)
         wired = all(
-            np.allclose(_f64(x), _f64(y), rtol=tol.rtol, atol=floor)
+            np.allclose(f64(x), f64(y), rtol=tol.rtol, atol=floor)
             for i in ok_args
             for x, y in zip(_tree.tree_leaves(gf[i]), _tree.tree_leaves(hand[i]), strict=True))
     except Exception as e:
