@@ -1,72 +1,44 @@
 """``check_vjp``: prove a hand-written backward pass against autodiff and finite differences.
 
 ``check_vjp(forward, backward, args)`` (or ``check_vjp(f, args)`` for a function made by
-:func:`jaxnn.with_backward`) pulls several random cotangents back through the hand-written
-``backward`` and through two independent references, checks the structure of what
-``backward`` returns, and says what is wrong in words a person can act on::
+:func:`jaxnn.with_backward`) pulls random cotangents back through the hand-written ``backward``
+and through two references, ``jax.vjp`` of ``forward`` in float64 and central finite
+differences; checks the structure of what ``backward`` returns; and says what is wrong in words
+a person can act on::
 
     result = check_vjp(softplus, softplus_backward, (x,))
     result.passed          # bool
     print(result)          # the report: errors per argument, worst element, tolerances, hints
 
-The two references:
-
-* ``jax.vjp`` of ``forward``, run in float64 even for float32 inputs (inside a
-  ``jax.enable_x64(True)`` context, restored on exit); the hand-written backward runs in the
-  caller's own dtype. Elementwise test: ``|hand - ref| <= atol + rtol * |ref|``.
-* central finite differences ``<cot, (f(x + h v) - f(x - h v)) / 2h>`` against ``<hand, v>``
-  along random directions ``v``, one argument at a time, in float64 where the forward runs in
-  float64 (``h = eps * max(1, max|x|)``).
-
-Structural checks: one gradient per argument; each gradient has its argument's tree, shapes
-**and dtypes**; integer arguments (labels) are skipped; ``backward`` is linear in the
-cotangent; a zero cotangent gives zeros; ``jax.jit(backward)`` agrees with the eager call.
-A wrong shape is a failed result that names both shapes, never a crash.
-
-Tolerances by dtype (the least precise floating dtype among the differentiable arguments and
-the output), overridable with ``rtol``/``atol``/``eps``:
-
-=========  ============  ==========  ========================
-dtype      rtol (vjp)    fd rtol     fd step eps
-=========  ============  ==========  ========================
-float64    1e-10         1e-6        1e-6
-float32    1e-4          1e-3        1e-6 (run in float64)
-bfloat16   5e-2          5e-2        1e-6 (run in float64)
-float16    1e-2          1e-2        1e-6 (run in float64)
-=========  ============  ==========  ========================
-
-The default ``atol`` of an argument is ``rtol * max|ref|`` (the argument's own gradient scale)
-plus a rounding floor ``16 * finfo(dtype).eps * max|cotangent|``: derivative values below
-``eps * |cotangent|`` are the rounding noise of a computation with O(1) intermediates
-(``sigmoid'(50) = 2e-22`` computes as ``s * (1 - s) = 0`` in float64, by ``jax.nn.sigmoid``'s
-own autodiff too). A function whose whole gradient is that small is checked with ``atol=0``.
-
-Kinks (the one-sided convention). At a point where ``forward`` is not differentiable, the
-hand-written backward must pick the same one-sided derivative as ``jax.vjp`` of the forward
-(``relu'(0) = 0`` for ``where(x > 0, x, 0)``, ``leaky_relu'(0) = 1`` for
-``where(x >= 0, x, a x)``): the comparison with ``jax.vjp`` is exact there. *Next to* a kink
-(closer than the step ``h``), central differences straddle it and are wrong; when they
-disagree with the hand-written gradient while ``jax.vjp`` agrees with it, they are retried at
-steps 100x and 10^4x smaller, and if those still disagree the result passes with a note that
-the finite differences were inconclusive. The finite differences decide alone only where
-``jax.vjp`` is no independent reference: a ``forward`` that contains a ``custom_vjp`` (for
-instance the hand-written function itself).
+The references, the structural checks, the tolerances of each dtype and the rule at kinks are
+explained in docs/explanation/gradient-proof.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.check_report import (
+    ArgumentCheck,
+    Tolerances,
+    VJPCheck,
+    abs_diff,
+    all_close,
+    f64,
+    leaves_with_paths,
+    shape_hints,
+    value_hints,
+)
 from jaxnn.errors import InputError, InputTypeError
+from jaxnn.names import finite_float
 
 __all__ = ["ArgumentCheck", "Tolerances", "VJPCheck", "check_deriv", "check_vjp", "tolerances_for"]
 
@@ -76,221 +48,30 @@ N_DIRECTIONS = 2
 """Random finite-difference directions per argument."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Tolerances:
-    """The tolerances a check ran with.
-
-    Attributes:
-        dtype: the dtype they were chosen for.
-        rtol: relative tolerance of each element against ``jax.vjp``.
-        atol: absolute tolerance (None: per argument, ``rtol * max|ref| + floor``).
-        fd_rtol: relative tolerance of a directional derivative against finite differences.
-        eps: finite-difference step, relative to ``max(1, max|x|)``.
-    """
-
-    dtype: str
-    rtol: float
-    atol: float | None
-    fd_rtol: float
-    eps: float
-
-
-_DEFAULTS: dict[str, tuple[float, float]] = {  # dtype -> (rtol vs jax.vjp, fd rtol)
-    "float64": (1e-10, 1e-6),
-    "float32": (1e-4, 1e-3),
-    "bfloat16": (5e-2, 5e-2),
-    "float16": (1e-2, 1e-2),
+# dtype -> (rtol vs jax.vjp, fd rtol, and the fd step and rtol where the forward cannot run in
+# float64 and the finite differences run in this dtype)
+_DEFAULTS: dict[str, tuple[float, float, float, float]] = {
+    "float64": (1e-10, 1e-6, 1e-6, 1e-6),
+    "float32": (1e-4, 1e-3, 1e-2, 5e-2),
+    "bfloat16": (5e-2, 5e-2, 1e-1, 0.3),
+    "float16": (1e-2, 1e-2, 1e-1, 0.2),
 }
-# step and fd rtol when the forward cannot run in float64 and the differences run in its dtype
-_FD_EPS: dict[str, float] = {"float64": 1e-6, "float32": 1e-2, "bfloat16": 1e-1, "float16": 1e-1}
-_FD_FALLBACK_RTOL: dict[str, float] = {"float64": 1e-6, "float32": 5e-2, "bfloat16": 0.3,
-                                       "float16": 0.2}
 
 
 def tolerances_for(dtype: Any, *, rtol: float | None = None, atol: float | None = None,
                    eps: float | None = None) -> Tolerances:
-    """The default tolerances of ``dtype`` (see the module docstring), with overrides."""
+    """The default tolerances of ``dtype`` (docs/explanation/gradient-proof.md), with overrides."""
     name = jnp.dtype(dtype).name
     if name not in _DEFAULTS:
         raise InputError(f"dtype: expected one of {sorted(_DEFAULTS)}, got {name!r}")
-    d_rtol, d_fd = _DEFAULTS[name]
+    d_rtol, d_fd, _, _ = _DEFAULTS[name]
     r = d_rtol if rtol is None else rtol
     return Tolerances(name, r, atol, max(d_fd, r), 1e-6 if eps is None else eps)
-
-
-# --- Results and the report ---------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ArgumentCheck:
-    """How the hand-written gradient of one argument compares with the references.
-
-    Attributes:
-        index, name: position and parameter name of the argument.
-        shape, dtype: the argument's (``shape`` of its first leaf for a pytree).
-        differentiable: False for integer arguments (not checked).
-        max_abs_err, max_rel_err: max |hand - jax.vjp| over cotangents and elements, and that
-            divided by max |jax.vjp| (NaN when not compared).
-        fd_rel_err, fd_abs_err: worst relative and absolute error of a directional
-            derivative ``<hand, v>`` against finite differences.
-        worst: ``(where, hand, reference, cotangent #)`` of the element furthest out of
-            tolerance, or None.
-        atol: the absolute tolerance used.
-        problems: structural failures (wrong shape, dtype, tree, non-finite values).
-        hints: what the error looks like (a factor, a sign, a transpose, a missing sum).
-        notes: things that are not failures (inconclusive finite differences at a kink).
-        passed: this argument passed every check (False when it was not checked).
-        checked: its gradient was checked; False when the backward's result could not be matched
-            to the arguments (it raised, or returned no tuple of one gradient per argument).
-    """
-
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    differentiable: bool
-    max_abs_err: float = math.nan
-    max_rel_err: float = math.nan
-    fd_rel_err: float = math.nan
-    fd_abs_err: float = math.nan
-    worst: tuple[str, float, float, int] | None = None
-    atol: float = math.nan
-    problems: list[str] = dataclasses.field(default_factory=list)
-    hints: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    passed: bool = True
-    checked: bool = True
-
-
-@dataclasses.dataclass
-class VJPCheck:
-    """The result of :func:`check_vjp`. ``str(result)`` is :meth:`report`.
-
-    Attributes:
-        name: the forward's name.
-        passed: every check passed.
-        dtype: the dtype the tolerances were chosen for.
-        reference_dtype: the dtype ``jax.vjp`` and the finite differences ran in.
-        tolerances: the :class:`Tolerances` used.
-        arguments: one :class:`ArgumentCheck` per argument.
-        problems: failures not tied to one argument (gradient count, linearity, jit, zeros).
-        hints: hints not tied to one argument (a cotangent ignored, right only for ones).
-        notes: remarks that are not failures.
-        checks: name -> passed, for each check that ran.
-    """
-
-    name: str
-    passed: bool
-    dtype: str
-    reference_dtype: str
-    tolerances: Tolerances
-    arguments: list[ArgumentCheck]
-    problems: list[str] = dataclasses.field(default_factory=list)
-    hints: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    checks: dict[str, bool] = dataclasses.field(default_factory=dict)
-    n_cotangents: int = N_COTANGENTS
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        return self.report()
-
-    @property
-    def max_abs_err(self) -> float:
-        return _nanmax([a.max_abs_err for a in self.arguments])
-
-    @property
-    def max_rel_err(self) -> float:
-        return _nanmax([a.max_rel_err for a in self.arguments])
-
-    @property
-    def fd_rel_err(self) -> float:
-        return _nanmax([a.fd_rel_err for a in self.arguments])
-
-    def report(self) -> str:
-        """The human report: per argument, errors against each reference, worst element, hints."""
-        t = self.tolerances
-        status = "passed" if self.passed else "FAILED"
-        lines = [
-            f"check_vjp({self.name}): {status}  [{self.dtype}; jax.vjp and finite differences in "
-            f"{self.reference_dtype}; {self.n_cotangents} cotangents"
-            f"]",
-            f"  tolerances: |hand - jax.vjp| <= atol + rtol*|jax.vjp| with rtol {t.rtol:.0e}, atol "
-            + (f"{t.atol:.1e}" if t.atol is not None else "rtol*max|jax.vjp| + rounding floor")
-            + f"; finite differences rel <= {t.fd_rtol:.0e}, step {t.eps:.0e}",
-        ]
-        for a in self.arguments:
-            head = f"  argument {a.index} ({a.name}): {a.dtype}{list(a.shape)}"
-            if not a.differentiable:
-                lines.append(f"{head}  integer, not differentiated")
-                continue
-            if not a.checked:
-                lines.append(f"{head}  not checked (no gradient of it to compare; see the problem below)")
-                continue
-            lines.append(f"{head}  {'ok' if a.passed else 'FAILED'}")
-            if not math.isnan(a.max_abs_err):
-                lines.append(f"    vs jax.vjp:              max abs err {a.max_abs_err:.3e}   "
-                             f"max rel err {a.max_rel_err:.3e}   (atol {a.atol:.1e})")
-            if not math.isnan(a.fd_rel_err):
-                lines.append(f"    vs finite differences:   abs err {a.fd_abs_err:.3e}   "
-                             f"rel err {a.fd_rel_err:.3e}   (directional derivatives)")
-            if a.worst is not None and not a.passed:
-                where, h, r, k = a.worst
-                lines.append(f"    worst element {where} (cotangent #{k}): hand-written "
-                             f"{h:.10g}   jax.vjp {r:.10g}")
-            lines += [f"    problem: {p}" for p in a.problems]
-            lines += [f"    hint: {h}" for h in a.hints]
-            lines += [f"    note: {n}" for n in a.notes]
-        lines += [f"  problem: {p}" for p in self.problems]
-        lines += [f"  hint: {h}" for h in self.hints]
-        lines += [f"  note: {n}" for n in self.notes]
-        if self.checks:
-            lines.append("  checks: " + ", ".join(
-                f"{k} {'ok' if v else 'FAILED'}" for k, v in self.checks.items()))
-        return "\n".join(lines)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "passed": self.passed, "dtype": self.dtype,
-            "reference_dtype": self.reference_dtype,
-            "tolerances": dataclasses.asdict(self.tolerances),
-            "max_abs_err": _json_float(self.max_abs_err),
-            "max_rel_err": _json_float(self.max_rel_err),
-            "fd_rel_err": _json_float(self.fd_rel_err),
-            "problems": self.problems, "hints": self.hints,
-            "arguments": [
-                {"index": a.index, "name": a.name, "passed": a.passed, "checked": a.checked,
-                 "max_abs_err": _json_float(a.max_abs_err),
-                 "max_rel_err": _json_float(a.max_rel_err),
-                 "fd_rel_err": _json_float(a.fd_rel_err),
-                 "problems": a.problems, "hints": a.hints}
-                for a in self.arguments
-            ],
-        }
-
-
-def _json_float(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _nanmax(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if not math.isnan(x)]
-    return max(xs) if xs else math.nan
 
 
 # --- Helpers -------------------------------------------------------------------------------
 
 _tree = jax.tree_util
-
-
-def _leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
-    return [(_tree.keystr(p), x) for p, x in _tree.tree_flatten_with_path(tree)[0]]
-
-
-def _f64(x: Any) -> np.ndarray:
-    return np.asarray(np.asarray(x).astype(np.float64))
 
 
 def _kind(arg: Any, where: str) -> str:
@@ -315,7 +96,7 @@ def _as_array_tree(arg: Any, where: str) -> Any:
         if isinstance(leaf, jax.Array | np.ndarray | np.generic | bool | int | float):
             return jnp.asarray(leaf)
         raise InputTypeError(f"{where}: expected arrays (or pytrees of arrays), got "
-                        f"{type(leaf).__name__}")
+                             f"{type(leaf).__name__}")
     return _tree.tree_map(conv, arg)
 
 
@@ -324,24 +105,19 @@ def _param_names(forward: Callable[..., Any], n: int) -> list[str]:
         params = list(inspect.signature(forward).parameters.values())
     except (TypeError, ValueError):
         params = []
-    names = []
-    for i in range(n):
-        p = params[i] if i < len(params) else None
-        ok = p is not None and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        names.append(p.name if ok and p is not None else f"arg{i}")
-    return names
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [positional[i] if i < len(positional) else f"arg{i}" for i in range(n)]
 
 
 def _has_custom_vjp(jaxpr: Any) -> bool:
+    """Whether ``jaxpr``, or a jaxpr inside one of its equations, calls a ``custom_vjp``."""
     for eqn in jaxpr.eqns:
         if "custom_vjp" in eqn.primitive.name:
             return True
         for v in eqn.params.values():
             for sub in v if isinstance(v, tuple | list) else (v,):
-                inner = getattr(sub, "jaxpr", None)
-                if inner is not None and hasattr(inner, "eqns") and _has_custom_vjp(inner):
-                    return True
-                if hasattr(sub, "eqns") and _has_custom_vjp(sub):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr, or a Jaxpr
+                if hasattr(inner, "eqns") and _has_custom_vjp(inner):
                     return True
     return False
 
@@ -351,49 +127,27 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
-def _check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise InputTypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise InputError(f"{name}: expected a finite number {'>= 0' if allow_zero else '> 0'}, "
-                         f"got {value!r}")
-
-
 def _resolve(forward: Any, backward: Any, args: Any) -> tuple[Callable, Callable, Any, Any]:
     """(forward, backward, args, f or None) from either calling convention."""
+    if not callable(forward):
+        raise InputTypeError(f"forward: expected a callable, got {type(forward).__name__}")
     if callable(backward) or args is not None:
-        if not callable(forward):
-            raise InputTypeError(f"forward: expected a callable, got {type(forward).__name__}")
         if not callable(backward):
             raise InputTypeError(f"backward: expected a callable backward(*args, cotangent), got "
-                            f"{type(backward).__name__}")
+                                 f"{type(backward).__name__}")
         return forward, backward, args, None
-    f, args = forward, backward
-    if not callable(f):
-        raise InputTypeError(f"forward: expected a callable, got {type(f).__name__}")
+    f = forward
     if not (callable(getattr(f, "forward", None)) and callable(getattr(f, "backward", None))):
         raise InputTypeError(
             f"f: {getattr(f, '__name__', f)!r} has no .forward/.backward: make it with "
             "jaxnn.with_backward(forward, backward), or call check_vjp(forward, backward, args)")
-    return f.forward, f.backward, args, f
+    return f.forward, f.backward, backward, f
 
 
 # --- The checker ---------------------------------------------------------------------------
 
 
-def _at_highest_precision(check: Callable[..., VJPCheck]) -> Callable[..., VJPCheck]:
-    """Run ``check`` with ``jax.default_matmul_precision("highest")`` (see :func:`check_vjp`)."""
-    @functools.wraps(check)
-    def wrapped(*args: Any, **kwargs: Any) -> VJPCheck:
-        with jax.default_matmul_precision("highest"):
-            return check(*args, **kwargs)
-
-    return wrapped
-
-
-@_at_highest_precision
+@jax.default_matmul_precision("highest")
 def check_vjp(
     forward: Callable[..., Any],
     backward: Any = None,
@@ -406,7 +160,10 @@ def check_vjp(
     eps: float | None = None,
     name: str | None = None,
 ) -> VJPCheck:
-    """Check a hand-written ``backward`` of ``forward`` at ``args``; see the module docstring.
+    """Check a hand-written ``backward`` of ``forward`` at ``args``.
+
+    What is checked, against which references and with which tolerances:
+    docs/explanation/gradient-proof.md.
 
     Args:
         forward: ``forward(*args) -> out`` (an array or pytree of floating arrays). Or a
@@ -446,20 +203,19 @@ def check_vjp(
     diff = [i for i, k in enumerate(kinds) if k == "float"]
     if not diff:
         raise InputError("args: no floating-point argument to differentiate")
-    _check_positive("rtol", rtol)
-    _check_positive("atol", atol, allow_zero=True)
-    _check_positive("eps", eps)
+    for arg_name, value, positive in (("rtol", rtol, True), ("atol", atol, False), ("eps", eps, True)):
+        if value is not None:
+            finite_float(arg_name, value, positive=positive)
     if key is None:
         key = jax.random.key(0)
     elif not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise InputTypeError("key: expected a typed key from jax.random.key(seed), got "
-                        f"{type(key).__name__}")
+                             f"{type(key).__name__}")
     name = str(name or getattr(forward if f is None else f, "__name__", "forward"))
     names = _param_names(forward, len(args))
 
     out = forward(*args)
     out_leaves = _tree.tree_leaves(out)
-    out_def = _tree.tree_structure(out)
     if not out_leaves or not all(jnp.issubdtype(jnp.result_type(o), jnp.floating)
                                  for o in out_leaves):
         raise InputError(f"forward: must return floating-point arrays, got "
@@ -469,38 +225,20 @@ def check_vjp(
     dts += [jnp.result_type(o) for o in out_leaves]
     check_dtype = max(dts, key=lambda d: float(jnp.finfo(d).eps))
     tol = tolerances_for(check_dtype, rtol=rtol, atol=atol, eps=eps)
-    eps_d = float(jnp.finfo(check_dtype).eps)
-
-    # --- cotangents: the user's (if any), then random normals in the output's dtypes
     k_cot, k_dir, k_lin = jax.random.split(key, 3)
-    cots: list[Any] = []
-    if cotangent is not None:
-        cotangent = _as_array_tree(cotangent, "cotangent")
-        if str(_tree.tree_structure(cotangent)) != str(out_def):
-            raise InputError(f"cotangent: structure {_tree.tree_structure(cotangent)} does not "
-                             f"match the output's {out_def}")
-        for c, o in zip(_tree.tree_leaves(cotangent), out_leaves, strict=True):
-            if jnp.shape(c) != jnp.shape(o):
-                raise InputError(f"cotangent: shape {jnp.shape(c)} does not match the output's "
-                                 f"shape {jnp.shape(o)}")
-        cots.append(_tree.tree_map(lambda c, o: c.astype(jnp.result_type(o)), cotangent, out))
-    for k in jax.random.split(k_cot, N_COTANGENTS):
-        ks = jax.random.split(k, len(out_leaves))
-        cots.append(_tree.tree_unflatten(out_def, [
-            jax.random.normal(kk, jnp.shape(o), jnp.result_type(o))
-            for kk, o in zip(ks, out_leaves, strict=True)]))
+    cots = _cotangents(cotangent, out, k_cot)
     ones = _tree.tree_map(jnp.ones_like, out)
 
-    result = VJPCheck(name, True, tol.dtype, "float64", tol, [], n_cotangents=len(cots))
+    result = VJPCheck(name, True, tol.dtype, "float64", tol, [], len(cots))
     for i, a in enumerate(args):
         leaf0 = _tree.tree_leaves(a)[0]
         result.arguments.append(ArgumentCheck(
             i, names[i], tuple(jnp.shape(leaf0)), str(jnp.result_type(leaf0)), kinds[i] == "float"))
 
     # --- the hand-written backward, in the caller's dtype
-    def call_backward(cot: Any, fn: Callable[..., Any] = backward) -> tuple[Any, ...] | str:
+    def call_backward(cot: Any) -> tuple[Any, ...] | str:
         try:
-            g = fn(*args, cot)
+            g = backward(*args, cot)
         except Exception as e:  # the hand-written code's failure is a result, not a crash
             return f"backward raised {_first_line(e)}"
         if not isinstance(g, tuple | list):
@@ -522,18 +260,19 @@ def check_vjp(
     result.checks["one gradient per argument"] = True
 
     # --- structure: tree, shapes and dtypes of every differentiable argument's gradient
-    struct_ok = _check_structure(args, hand[0], diff, result)
-    result.checks["shapes and dtypes"] = struct_ok
+    for i in diff:
+        _check_structure(result.arguments[i], args[i], hand[0][i])
+    ok_args = [i for i in diff if not result.arguments[i].problems]
+    result.checks["shapes and dtypes"] = len(ok_args) == len(diff)
 
     # --- references in float64 (where the forward runs in float64), else in its own dtype
-    refs, fd_fn, ref_dtype = _references(forward, args, diff, cots, ones, result)
+    refs, fd_fn, ref_dtype = _references(forward, args, diff, [*cots, ones], result)
     result.reference_dtype = ref_dtype
     if ref_dtype != "float64":  # finite differences in a low precision need a longer step
-        tol = dataclasses.replace(
-            tol, eps=_FD_EPS[ref_dtype] if eps is None else tol.eps,
-            fd_rtol=max(tol.fd_rtol, _FD_FALLBACK_RTOL[ref_dtype]))
+        _, _, fd_eps, fd_rtol = _DEFAULTS[ref_dtype]
+        tol = dataclasses.replace(tol, eps=fd_eps if eps is None else tol.eps,
+                                  fd_rtol=max(tol.fd_rtol, fd_rtol))
         result.tolerances = tol
-    independent = True
     try:
         independent = not _has_custom_vjp(jax.make_jaxpr(forward)(*args).jaxpr)
     except Exception:  # a forward make_jaxpr cannot trace: jax.vjp ran it, so treat it as plain
@@ -542,13 +281,14 @@ def check_vjp(
         result.notes.append("forward contains a custom_vjp, so jax.vjp is no independent "
                             "reference: the finite differences decide")
 
-    cot_scale = max(float(np.max(np.abs(_f64(c)))) if jnp.size(c) else 0.0
+    # a rounding floor: derivative values below eps * |cotangent| are rounding noise
+    cot_scale = max(float(np.max(np.abs(f64(c)))) if jnp.size(c) else 0.0
                     for c in _tree.tree_leaves(cots))
-    floor = 16 * eps_d * cot_scale
-    ok_args = [i for i in diff if not result.arguments[i].problems]
+    floor = 16 * float(jnp.finfo(check_dtype).eps) * cot_scale
+    compared = [(h, r) for h, r in zip(hand, refs, strict=False) if not isinstance(h, str)]
     for i in ok_args:
-        _compare_argument(result.arguments[i], [h[i] for h in hand if not isinstance(h, str)],
-                          [r[i] for r in refs], tol, floor, args, out, names)
+        _compare_argument(result.arguments[i], [h[i] for h, _ in compared],
+                          [r[i] for _, r in compared], tol, floor, args, out, names)
 
     # --- finite differences along random directions, one argument at a time
     dir_keys = jax.random.split(k_dir, len(args))
@@ -556,137 +296,113 @@ def check_vjp(
         _finite_differences(result.arguments[i], i, args, hand, cots, fd_fn, dir_keys[i], tol,
                             independent, ref_dtype)
 
-    # --- linear in the cotangent, zero cotangent gives zeros, jit == no jit, ones-only
-    _behaviour_checks(result, call_backward, args, diff, ok_args, hand, cots, ones, refs, tol,
-                      floor, k_lin, backward)
+    _behaviour_checks(result, backward, call_backward, args, ok_args, hand, cots, ones, refs[-1],
+                      tol, floor, k_lin)
     if f is not None:
-        _check_wrapped(result, f, forward, args, cots[0], hand[0], diff, ok_args, tol, floor)
+        _check_wrapped(result, f, forward, args, cots[0], hand[0], ok_args, tol, floor)
 
     result.passed = (all(a.passed for a in result.arguments) and not result.problems)
     return result
 
 
-def _check_structure(args: tuple[Any, ...], grads: tuple[Any, ...], diff: list[int],
-                     result: VJPCheck) -> bool:
-    ok = True
-    for i in diff:
-        arg_check = result.arguments[i]
-        a, g = args[i], grads[i]
-        if g is None:
-            arg_check.problems.append("backward returned None for a floating-point argument")
-            ok = arg_check.passed = False
-            continue
-        if str(_tree.tree_structure(a)) != str(_tree.tree_structure(g)):
-            arg_check.problems.append(
-                f"gradient has tree structure {_tree.tree_structure(g)}, argument has "
-                f"{_tree.tree_structure(a)}")
-            ok = arg_check.passed = False
-            continue
-        for (path, x), (_, y) in zip(_leaves_with_paths(a), _leaves_with_paths(g), strict=True):
+def _cotangents(cotangent: Any, out: Any, key: jax.Array) -> list[Any]:
+    """The user's cotangent (if any), then random normals in the output's dtypes."""
+    out_leaves, out_def = _tree.tree_flatten(out)
+    cots: list[Any] = []
+    if cotangent is not None:
+        cotangent = _as_array_tree(cotangent, "cotangent")
+        if str(_tree.tree_structure(cotangent)) != str(out_def):
+            raise InputError(f"cotangent: structure {_tree.tree_structure(cotangent)} does not "
+                             f"match the output's {out_def}")
+        for c, o in zip(_tree.tree_leaves(cotangent), out_leaves, strict=True):
+            if jnp.shape(c) != jnp.shape(o):
+                raise InputError(f"cotangent: shape {jnp.shape(c)} does not match the output's "
+                                 f"shape {jnp.shape(o)}")
+        cots.append(_tree.tree_map(lambda c, o: c.astype(jnp.result_type(o)), cotangent, out))
+    for k in jax.random.split(key, N_COTANGENTS):
+        ks = jax.random.split(k, len(out_leaves))
+        cots.append(_tree.tree_unflatten(out_def, [
+            jax.random.normal(kk, jnp.shape(o), jnp.result_type(o))
+            for kk, o in zip(ks, out_leaves, strict=True)]))
+    return cots
+
+
+def _check_structure(arg: ArgumentCheck, a: Any, g: Any) -> None:
+    """The tree, shapes and dtypes of the gradient ``g`` of the argument ``a``."""
+    if g is None:
+        arg.problems.append("backward returned None for a floating-point argument")
+    elif str(_tree.tree_structure(a)) != str(_tree.tree_structure(g)):
+        arg.problems.append(f"gradient has tree structure {_tree.tree_structure(g)}, argument has "
+                            f"{_tree.tree_structure(a)}")
+    else:
+        for (path, x), (_, y) in zip(leaves_with_paths(a), leaves_with_paths(g), strict=True):
             at = f" at {path}" if path else ""
             try:
                 y_shape, y_dtype = tuple(jnp.shape(y)), jnp.result_type(y)
             except TypeError:
-                arg_check.problems.append(f"gradient{at} is a {type(y).__name__}, not an array")
-                ok = arg_check.passed = False
+                arg.problems.append(f"gradient{at} is a {type(y).__name__}, not an array")
                 continue
             if y_shape != tuple(jnp.shape(x)):
-                arg_check.problems.append(
+                arg.problems.append(
                     f"gradient{at} has shape {y_shape}, argument has shape {tuple(jnp.shape(x))}")
-                arg_check.hints += _shape_hints(np.shape(x), y_shape)
-                ok = arg_check.passed = False
+                arg.hints += shape_hints(np.shape(x), y_shape)
             elif y_dtype != jnp.result_type(x):
-                arg_check.problems.append(
+                arg.problems.append(
                     f"gradient{at} has dtype {y_dtype}, argument has dtype {jnp.result_type(x)}")
-                ok = arg_check.passed = False
-    return ok
-
-
-def _shape_hints(arg_shape: tuple[int, ...], grad_shape: tuple[int, ...]) -> list[str]:
-    arg_shape, grad_shape = tuple(arg_shape), tuple(grad_shape)
-    if len(arg_shape) == 2 and grad_shape == arg_shape[::-1]:
-        return ["the gradient has the transposed shape: a product in the wrong order or a "
-                "missing .T (e.g. c @ x where x.T @ c belongs)"]
-    extra = len(grad_shape) - len(arg_shape)
-    if extra > 0 and grad_shape[extra:] == arg_shape:
-        axes = "0" if extra == 1 else str(tuple(range(extra)))
-        return [f"the gradient keeps {extra} leading axis/axes {grad_shape[:extra]} the argument "
-                f"does not have: a missing sum over the batch axis (sum(axis={axes}))"]
-    if len(grad_shape) == len(arg_shape) and all(
-            g in (a, 1) or a == 1 for a, g in zip(arg_shape, grad_shape, strict=True)):
-        bcast = tuple(k for k, (a, g) in enumerate(zip(arg_shape, grad_shape, strict=True))
-                      if a == 1 and g != 1)
-        if bcast:
-            return [f"the argument was broadcast along axis {bcast}: sum the gradient over it "
-                    "(keepdims=True)"]
-    return []
+    if arg.problems:
+        arg.passed = False
 
 
 def _references(forward: Callable[..., Any], args: tuple[Any, ...], diff: list[int],
-                cots: list[Any], ones: Any, result: VJPCheck
+                cots: list[Any], result: VJPCheck
                 ) -> tuple[list[tuple[Any, ...]], Callable[..., Any], str]:
-    """jax.vjp pullbacks (as float64 numpy) of every cotangent and of ones, and the forward
-    the finite differences use; both in float64 where the forward runs in float64."""
+    """jax.vjp pullbacks (as float64 numpy) of every cotangent, the forward the finite
+    differences use, and their dtype: float64 where the forward runs in float64."""
     def to64(tree: Any) -> Any:
         return _tree.tree_map(
             lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
-    def pull(fwd: Callable[..., Any], a: tuple[Any, ...],
-             cast: Callable[[Any], Any]) -> list[tuple[Any, ...]]:
-        out, vjp_fn = jax.vjp(fwd, *a)
+    def pull(a: tuple[Any, ...], cast: Callable[[Any], Any]) -> list[tuple[Any, ...]]:
+        out, vjp_fn = jax.vjp(forward, *a)
         res = []
-        for c in [*cots, ones]:
-            c = _tree.tree_map(lambda c, o: c.astype(o.dtype), cast(c), out)
-            g = vjp_fn(c)
-            res.append(tuple(_tree.tree_map(_f64, g[i]) if i in diff else None
+        for c in cots:
+            g = vjp_fn(_tree.tree_map(lambda c, o: c.astype(o.dtype), cast(c), out))
+            res.append(tuple(_tree.tree_map(f64, g[i]) if i in diff else None
                              for i in range(len(a))))
         return res
 
     try:
         with jax.enable_x64(True):
-            refs = pull(forward, to64(args), to64)
+            refs = pull(to64(args), to64)
 
         def fd_fn(*a: Any) -> Any:
             with jax.enable_x64(True):
-                return _tree.tree_map(_f64, forward(*to64(_tree.tree_map(jnp.asarray, a))))
+                return _tree.tree_map(f64, forward(*to64(_tree.tree_map(jnp.asarray, a))))
 
         return refs, fd_fn, "float64"
     except Exception as e:  # a forward that cannot run in float64: references in its own dtype
         result.notes.append(f"forward could not run in float64 ({_first_line(e)}); "
                             "jax.vjp and finite differences ran in the arguments' dtype")
-        dtype = result.dtype
-
-        def fd_native(*a: Any) -> Any:
-            return _tree.tree_map(_f64, forward(*a))
-
-        return pull(forward, args, lambda c: c), fd_native, dtype
-
-
-def _elementwise(h: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """|h - r|, with matching NaNs/infs counted as equal and a non-finite mismatch as inf."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(h - r)
-    same = (np.isnan(h) & np.isnan(r)) | (np.isinf(h) & (h == r))
-    d = np.where(same, 0.0, d)
-    return np.where(np.isnan(d), np.inf, d)
+        return (pull(args, lambda c: c), lambda *a: _tree.tree_map(f64, forward(*a)),
+                result.dtype)
 
 
 def _compare_argument(arg: ArgumentCheck, hands: list[Any], refs: list[Any], tol: Tolerances,
                       floor: float, args: tuple[Any, ...], out: Any, names: list[str]) -> None:
     """Errors of one argument's gradient against jax.vjp over every cotangent."""
     ref_scale = max((float(np.max(np.abs(r))) if r.size else 0.0)
-                    for ref in refs[:-1] for r in _tree.tree_leaves(ref))
+                    for ref in refs for r in _tree.tree_leaves(ref))
     ref_scale = ref_scale if math.isfinite(ref_scale) else 0.0
     atol = tol.atol if tol.atol is not None else tol.rtol * ref_scale + floor
     arg.atol = atol
     worst_ratio, max_abs = -1.0, 0.0
     bad_any = False
-    for k, (hand, ref) in enumerate(zip(hands, refs[:-1], strict=False)):
-        for (path, h), (_, r) in zip(_leaves_with_paths(hand), _leaves_with_paths(ref), strict=True):
-            h = _f64(h)
+    for k, (hand, ref) in enumerate(zip(hands, refs, strict=True)):
+        for (path, h), (_, r) in zip(leaves_with_paths(hand), leaves_with_paths(ref), strict=True):
+            h = f64(h)
             if h.size == 0:
                 continue
-            d = _elementwise(h, r)
+            d = abs_diff(h, r)
             allowed = atol + tol.rtol * np.abs(np.nan_to_num(r))
             ratio = d / np.maximum(allowed, np.finfo(np.float64).tiny)
             j = int(np.argmax(ratio))
@@ -701,100 +417,10 @@ def _compare_argument(arg: ArgumentCheck, hands: list[Any], refs: list[Any], tol
     arg.max_rel_err = max_abs / ref_scale if ref_scale > 0 else (0.0 if max_abs == 0 else math.inf)
     if bad_any:
         arg.passed = False
-        arg.hints += _value_hints(hands, refs[:-1], tol, atol, args, out, names)
+        arg.hints += value_hints(hands, refs, tol, atol, args, out, names)
 
 
-def _named_sizes(args: tuple[Any, ...], out: Any, names: list[str]) -> list[tuple[int, str]]:
-    sizes: list[tuple[int, str]] = []
-    for i, a in enumerate(args):
-        for path, x in _leaves_with_paths(a):
-            shp = np.shape(x)
-            for ax, n in enumerate(shp):
-                sizes.append((int(n), f"the size of axis {ax} of {names[i]}{path}"))
-            if len(shp) > 1:
-                sizes.append((int(np.prod(shp)), f"the number of elements of {names[i]}{path}"))
-    for path, o in _leaves_with_paths(out):
-        for ax, n in enumerate(np.shape(o)):
-            sizes.append((int(n), f"the size of axis {ax} of the output{path}"))
-    return [(n, what) for n, what in sizes if n > 1]
-
-
-def _describe_factor(k: float, sizes: list[tuple[int, str]]) -> str:
-    sign = k < 0
-    m = abs(k)
-    text = f"hand-written = {k:.6g} x jax.vjp"
-    what = ""
-    for n, desc in sizes:
-        if abs(m - n) <= 1e-6 * n:
-            what = f" (a factor {n}, {desc}: a 1/{n} missing, or a sum where a mean belongs?)"
-            break
-        if abs(m - 1 / n) <= 1e-6 / n:
-            what = f" (a factor 1/{n}, {desc}: a mean where a sum belongs, or 1/{n} twice?)"
-            break
-    if not what:
-        for p, q in [(2, 1), (1, 2), (3, 1), (1, 3), (4, 1), (1, 4)]:
-            if abs(m - p / q) <= 1e-6:
-                what = f" (a constant factor {p}{'' if q == 1 else f'/{q}'})"
-                break
-    if sign and abs(m - 1) <= 1e-6:
-        return "flipped sign: hand-written = -1 x jax.vjp"
-    lead = "flipped sign and a constant factor: " if sign else "a constant factor: "
-    return lead + text + (what or "")
-
-
-def _value_hints(hands: list[Any], refs: list[Any], tol: Tolerances, atol: float,
-                 args: tuple[Any, ...], out: Any, names: list[str]) -> list[str]:
-    hints: list[str] = []
-    hs = [np.concatenate([_f64(x).ravel() for x in _tree.tree_leaves(h)]) for h in hands]
-    rs = [np.concatenate([x.ravel() for x in _tree.tree_leaves(r)]) for r in refs]
-    if not all(np.all(np.isfinite(h)) for h in hs):
-        return ["the hand-written gradient has NaN or inf where jax.vjp is finite"]
-    if all(not np.any(h) for h in hs):
-        return ["the hand-written gradient is all zeros"]
-    # a constant factor k, the same for every cotangent: hand == k * ref within the tolerances
-    factors: list[float] = []
-    for h, r in zip(hs, rs, strict=True):
-        rr = float(r @ r)
-        k = float(h @ r) / rr if rr > 0 else math.nan
-        fits = rr > 0 and bool(np.all(
-            _elementwise(h, k * r) <= abs(k) * atol + 4 * tol.rtol * np.abs(k * r)))
-        factors.append(k if fits else math.nan)
-    if factors and all(not math.isnan(k) for k in factors):
-        k = float(np.mean(factors))
-        if max(factors) - min(factors) <= 8 * tol.rtol * abs(k) and abs(k - 1) > 8 * tol.rtol:
-            return [_describe_factor(k, _named_sizes(args, out, names))]
-    # a transpose of a square matrix (a non-square one fails on shape)
-    transposed = True
-    any_square = False
-    for hand, ref in zip(hands, refs, strict=True):
-        for h, r in zip(_tree.tree_leaves(hand), _tree.tree_leaves(ref), strict=True):
-            h = _f64(h)
-            if h.ndim == 2 and h.shape[0] == h.shape[1] and h.shape[0] > 1:
-                any_square = True
-                if not np.all(_elementwise(h, r.T) <= atol + tol.rtol * np.abs(r.T)):
-                    transposed = False
-            elif not np.all(_elementwise(h, r) <= atol + tol.rtol * np.abs(r)):
-                transposed = False
-    if any_square and transposed:
-        return ["transposed: hand-written = jax.vjp.T (a product in the wrong order, e.g. "
-                "c @ x where x.T @ c belongs; on a square matrix the shapes cannot tell)"]
-    # errors confined to a few elements: a mask or a special case
-    h, r = hs[0], rs[0]
-    bad = _elementwise(h, r) > atol + tol.rtol * np.abs(r)
-    n_bad, n = int(bad.sum()), bad.size
-    if 0 < n_bad < n:
-        where = f"{n_bad} of {n} elements"
-        if np.all(r[bad] == 0):
-            hints.append(f"differs at {where}, all where jax.vjp is exactly 0: a mask on the "
-                         "wrong quantity or condition? (relu's output >= 0 is always true; "
-                         "mask on the input x > 0)")
-        elif np.all(h[bad] == 0):
-            hints.append(f"differs at {where}, all where the hand-written gradient is 0: a mask "
-                         "that drops elements it should keep?")
-        elif n_bad <= max(1, n // 10):
-            hints.append(f"differs at only {where}: a special case, an index or one "
-                         "element off")
-    return hints
+# --- Finite differences, behaviour, the with_backward wiring --------------------------------
 
 
 def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand: list[Any],
@@ -802,7 +428,7 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
                         tol: Tolerances, independent: bool, fd_dtype: str) -> None:
     """<cot, (f(x + h v) - f(x - h v)) / 2h> vs <hand, v> along random v for argument i."""
     leaves, treedef = _tree.tree_flatten(args[i])
-    x64 = [_f64(x) for x in leaves]
+    x64 = [f64(x) for x in leaves]
     scale = max([1.0] + [float(np.max(np.abs(x))) for x in x64 if x.size])
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     fd_eps = float(jnp.finfo(fd_dtype).eps)
@@ -812,8 +438,8 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
         k = d % len(cots)
         if isinstance(hand[k], str):  # this cotangent made backward fail: reported elsewhere
             continue
-        cot = [_f64(c) for c in _tree.tree_leaves(cots[k])]
-        g = [_f64(x) for x in _tree.tree_leaves(hand[k][i])]
+        cot = [f64(c) for c in _tree.tree_leaves(cots[k])]
+        g = [f64(x) for x in _tree.tree_leaves(hand[k][i])]
         v = [rng.standard_normal(x.shape) for x in x64]
         an = sum(float(np.sum(a * b)) for a, b in zip(g, v, strict=True))
         denom_an = sum(float(np.sum(np.abs(a * b))) for a, b in zip(g, v, strict=True))
@@ -858,92 +484,72 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
                          "see the one-sided convention")
 
 
-def _behaviour_checks(result: VJPCheck, call_backward: Callable[..., Any], args: tuple[Any, ...],
-                      diff: list[int], ok_args: list[int], hand: list[Any], cots: list[Any],
-                      ones: Any, refs: list[Any], tol: Tolerances, floor: float, key: jax.Array,
-                      backward: Callable[..., Any]) -> None:
+def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
+                      call_backward: Callable[..., Any], args: tuple[Any, ...], ok_args: list[int],
+                      hand: list[Any], cots: list[Any], ones: Any, ones_ref: tuple[Any, ...],
+                      tol: Tolerances, floor: float, key: jax.Array) -> None:
+    """Linear in the cotangent, zeros for a zero cotangent, the cotangent used, jit == no jit."""
     def close(x: Any, y: Any, scale_tree: Any) -> bool:
         leaves = zip(_tree.tree_leaves(x), _tree.tree_leaves(y), _tree.tree_leaves(scale_tree),
                      strict=True)
-        for a, b, s in leaves:
-            a, b, s = _f64(a), _f64(b), _f64(s)
-            if a.size == 0:
-                continue
-            atol = 4 * tol.rtol * float(np.max(np.abs(s))) + floor
-            if not np.all(_elementwise(a, b) <= atol + tol.rtol * np.abs(b)):
-                return False
-        return True
+        return all(all_close(f64(a), f64(b), 4 * tol.rtol * float(np.max(np.abs(f64(s)))) + floor,
+                             tol.rtol)
+                   for a, b, s in leaves if np.size(a))
 
-    usable = [h for h in hand if not isinstance(h, str)]
-    if len(usable) != len(hand):
-        bad = next(h for h in hand if isinstance(h, str))
-        result.problems.append(f"with a random cotangent: {bad}")
-    if not ok_args:
-        return
-    c1, c2 = cots[-2], cots[-1]
+    failed = [h for h in hand if isinstance(h, str)]
+    if failed:
+        result.problems.append(f"with a random cotangent: {failed[0]}")
     g1, g2 = hand[-2], hand[-1]
-    if isinstance(g1, str) or isinstance(g2, str):
+    if not ok_args or isinstance(g1, str) or isinstance(g2, str):
         return
     a, b = (float(x) for x in jax.random.uniform(key, (2,), minval=0.5, maxval=1.5))
     b = -b
-    combo = _tree.tree_map(lambda x, y: a * x + b * y, c1, c2)
-    g12 = call_backward(combo)
-    ones_ok_random_bad = False
+    g12 = call_backward(_tree.tree_map(lambda x, y: a * x + b * y, cots[-2], cots[-1]))
     if isinstance(g12, str):
         result.problems.append(f"with a combined cotangent: {g12}")
-        result.checks["linear in the cotangent"] = False
+        linear = False
     else:
-        lin = True
-        for i in ok_args:
-            expect = _tree.tree_map(lambda x, y: a * _f64(x) + b * _f64(y), g1[i], g2[i])
-            scale = _tree.tree_map(lambda x, y: np.abs(a * _f64(x)) + np.abs(b * _f64(y)),
-                                   g1[i], g2[i])
-            lin &= close(g12[i], expect, scale)
-        result.checks["linear in the cotangent"] = lin
-        if not lin:
+        linear = all(close(g12[i], _tree.tree_map(lambda x, y: a * f64(x) + b * f64(y), g1[i], g2[i]),
+                           _tree.tree_map(lambda x, y: np.abs(a * f64(x)) + np.abs(b * f64(y)),
+                                          g1[i], g2[i]))
+                     for i in ok_args)
+        if not linear:
             result.problems.append(f"not linear in the cotangent: backward({a:.3g} c1 {b:+.3g} c2) "
                                    f"!= {a:.3g} backward(c1) {b:+.3g} backward(c2)")
-    # a zero cotangent gives zeros
-    zero = _tree.tree_map(jnp.zeros_like, cots[-1])
-    g0 = call_backward(zero)
+    result.checks["linear in the cotangent"] = linear
+    g0 = call_backward(_tree.tree_map(jnp.zeros_like, cots[-1]))
     if isinstance(g0, str):
         result.problems.append(f"with a zero cotangent: {g0}")
-        result.checks["zero cotangent gives zeros"] = False
+        zeros = False
     else:
-        zok = all(
-            np.all(np.abs(_f64(x)) <= floor) for i in ok_args for x in _tree.tree_leaves(g0[i]))
-        result.checks["zero cotangent gives zeros"] = bool(zok)
-        if not zok:
+        zeros = all(np.all(np.abs(f64(x)) <= floor) for i in ok_args for x in _tree.tree_leaves(g0[i]))
+        if not zeros:
             result.problems.append("a zero cotangent does not give zero gradients: backward adds "
                                    "something that does not depend on the cotangent")
-    # ignoring the cotangent / right only for a cotangent of ones
-    same = all(close(g1[i], g2[i], g1[i]) for i in ok_args)
-    nonzero = any(bool(np.any(_f64(x))) for i in ok_args for x in _tree.tree_leaves(g1[i]))
-    if same and nonzero:
+    result.checks["zero cotangent gives zeros"] = bool(zeros)
+    nonzero = any(np.any(f64(x)) for i in ok_args for x in _tree.tree_leaves(g1[i]))
+    if nonzero and all(close(g1[i], g2[i], g1[i]) for i in ok_args):
         result.hints.append("backward gives the same gradient for different cotangents: it "
                             "ignores its cotangent (multiply by it)")
     wrong = [i for i in ok_args if not result.arguments[i].passed]  # wrong values, right shapes
     g_ones = call_backward(ones) if wrong else "not needed"
-    if not isinstance(g_ones, str):
-        ones_ok_random_bad = all(close(g_ones[i], refs[-1][i], refs[-1][i]) for i in wrong)
-    if ones_ok_random_bad:
+    if not isinstance(g_ones, str) and all(close(g_ones[i], ones_ref[i], ones_ref[i]) for i in wrong):
         result.hints.append("backward agrees with jax.vjp for a cotangent of ones but not for "
                             "random cotangents: the cotangent is not (or wrongly) multiplied in")
-    # jit and no jit agree
     try:
         gj = jax.jit(backward)(*args, cots[0])
-        jok = all(close(gj[i], hand[0][i], hand[0][i]) for i in ok_args)
-        if not jok:
+        jit_ok = all(close(gj[i], hand[0][i], hand[0][i]) for i in ok_args)
+        if not jit_ok:
             result.problems.append("jax.jit(backward) disagrees with the eager backward "
                                    "(Python-side state, or a branch on traced values?)")
     except Exception as e:
-        jok = False
+        jit_ok = False
         result.problems.append(f"jax.jit(backward) fails: {_first_line(e)}")
-    result.checks["jit == no jit"] = jok
+    result.checks["jit == no jit"] = jit_ok
 
 
 def _check_wrapped(result: VJPCheck, f: Callable[..., Any], forward: Callable[..., Any],
-                   args: tuple[Any, ...], cot: Any, hand: Any, diff: list[int], ok_args: list[int],
+                   args: tuple[Any, ...], cot: Any, hand: Any, ok_args: list[int],
                    tol: Tolerances, floor: float) -> None:
     """A with_backward function: f's value is forward's, and jax.vjp(f) runs the backward."""
     try:
@@ -954,7 +560,7 @@ def _check_wrapped(result: VJPCheck, f: Callable[..., Any], forward: Callable[..
         return
     out = forward(*args)
     val_ok = all(
-        np.shape(x) == np.shape(y) and np.allclose(_f64(x), _f64(y), rtol=tol.rtol, atol=0.0)
+        np.shape(x) == np.shape(y) and np.allclose(f64(x), f64(y), rtol=tol.rtol, atol=0.0)
         for x, y in zip(_tree.tree_leaves(out_f), _tree.tree_leaves(out), strict=True))
     result.checks["f == forward"] = bool(val_ok)
     if not val_ok:
@@ -962,7 +568,7 @@ def _check_wrapped(result: VJPCheck, f: Callable[..., Any], forward: Callable[..
     try:
         gf = vjp_f(cot)
         wired = all(
-            np.allclose(_f64(x), _f64(y), rtol=tol.rtol, atol=floor)
+            np.allclose(f64(x), f64(y), rtol=tol.rtol, atol=floor)
             for i in ok_args
             for x, y in zip(_tree.tree_leaves(gf[i]), _tree.tree_leaves(hand[i]), strict=True))
     except Exception as e:

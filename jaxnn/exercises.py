@@ -1,31 +1,11 @@
 """The course notebooks' "your turn" exercises, graded by :func:`jaxnn.check_vjp`.
 
 A learner writes a derivative or a backward pass; a ``grade_*`` function checks it against
-``jax.vjp`` and finite differences (float64, random cotangents) and prints a verdict in one
-line followed by :func:`~jaxnn.check_vjp`'s report. It returns a :class:`Verdict`.
-
-* :func:`grade_softplus` -- ``softplus_deriv(x)``, d/dx log(1 + e^x); returns ``x``'s shape;
-* :func:`grade_chain` -- ``chain_3_deriv(x)``, d/dx sigmoid(tanh(x)^2) by the chain rule;
-  returns ``x``'s shape;
-* :func:`grade_dLdW` -- ``dLdW(X, W)`` of L = sum(sigmoid(X @ W)), X (n, d), W (d, k);
-  returns ``W``'s shape (d, k);
-* :func:`grade_network` -- ``network_backward(X, y, weights)``: the gradients of the seed's
-  two-layer network's L = 1/2 sum((y - P)^2) (:func:`network_loss`); returns a dict with the
-  keys ``W1``, ``B1``, ``W2``, ``B2``, each of its weight's shape.
-
-What the learner's mistakes become (never a traceback):
-
-* **blank** -- the body is still ``...`` (returns None) or raises ``NotImplementedError``;
-* **error** -- the attempt raises: the exception and the learner's line that raised it, in two
-  lines (a bug is reported, never swallowed);
-* **wrong** -- a wrong value or shape: the worst element beside the true value (or the shapes),
-  check_vjp's hint when it has one, then its report; right values from code that cannot run
-  under ``jax.jit`` (NumPy calls, a Python ``if`` on values) are told to use ``jax.numpy``;
-* **passed** -- agrees with ``jax.vjp`` and finite differences.
-
-Errors of the grader itself (a bad argument to ``check_vjp``, a forward that fails) propagate.
-Grading runs inside ``jax.enable_x64(True)`` (restored on exit), so the inputs are float64 and
-the tolerance is check_vjp's float64 one (relative error 1e-10 against ``jax.vjp``).
+``jax.vjp`` and finite differences, prints a verdict in one line followed by
+:func:`~jaxnn.check_vjp`'s report, and returns a :class:`Verdict`. The exercises and what each
+verdict says: notebooks/README.md. A learner's mistake is a verdict, never a traceback; errors of
+the grader itself (a bad argument to ``check_vjp``, a forward that fails) propagate. Grading runs
+inside ``jax.enable_x64(True)`` (restored on exit), with check_vjp's float64 tolerances.
 """
 
 from __future__ import annotations
@@ -193,15 +173,9 @@ def _value_problem(got: Any, ref: Any, what: str, x: Any = None) -> str | None:
 
 
 def _hints(check: VJPCheck) -> list[str]:
+    """The report's problems and hints, the arguments' first: the first is what to read first."""
     return [h for a in check.arguments for h in (*a.problems, *a.hints)] + [
         *check.problems, *check.hints]
-
-
-def _first_failure(check: VJPCheck) -> str:
-    """The one line of the report a learner should read first."""
-    for line in _hints(check):
-        return line
-    return "it disagrees with jax.vjp; see the report"
 
 
 def _only_jit_failed(check: VJPCheck) -> bool:
@@ -221,16 +195,15 @@ def _verdict(exercise: str, check: VJPCheck, problem: str | None, quiet: bool) -
             f"({jit.rstrip('.')}).\n  Write it with jax.numpy (jnp.exp, not np.exp) and jnp.where "
             "instead of a Python `if` on array values.\n  check_vjp's report:"), check)
     else:
-        why = (problem or _first_failure(check)).rstrip(".")
-        hint = next((h for h in _hints(check) if h != why and "shape" not in h), None)
+        hints = _hints(check)
+        why = (problem or next(iter(hints), "it disagrees with jax.vjp; see the report")).rstrip(".")
+        hint = next((h for h in hints if h != why and "shape" not in h), None)
         v = Verdict(exercise, "wrong", f"Not yet: {why}." + (f"\n  hint: {hint}" if hint else "")
                     + "\n  check_vjp's report:", check)
-    if not quiet:
-        print(v)
-    return v
+    return _tell(v, quiet)
 
 
-def _blank_or_error(v: Verdict, quiet: bool) -> Verdict:
+def _tell(v: Verdict, quiet: bool) -> Verdict:
     if not quiet:
         print(v)
     return v
@@ -261,7 +234,7 @@ def grade_softplus(softplus_deriv: Callable[[jax.Array], Any], *, quiet: bool = 
         x = 3.0 * jax.random.normal(jax.random.key(1), (5,), jnp.float64)
         out, early = _run_attempt(name, "softplus_deriv(x)", softplus_deriv, (x,), "grade_softplus")
         if early is not None:
-            return _blank_or_error(early, quiet)
+            return _tell(early, quiet)
         check = check_vjp(softplus, lambda x, c: (c * jnp.asarray(softplus_deriv(x)),), (x,),
                           name=f"softplus with your {name}")
         return _verdict(name, check, _elementwise_problem(out, softplus, x, name), quiet)
@@ -286,7 +259,7 @@ def grade_chain(chain_3_deriv: Callable[[jax.Array], Any], *, quiet: bool = Fals
         x = 1.5 * jax.random.normal(jax.random.key(2), (6,), jnp.float64)
         out, early = _run_attempt(name, "chain_3_deriv(x)", chain_3_deriv, (x,), "grade_chain")
         if early is not None:
-            return _blank_or_error(early, quiet)
+            return _tell(early, quiet)
         check = check_vjp(sigmoid_of_tanh_squared,
                           lambda x, c: (c * jnp.asarray(chain_3_deriv(x)),), (x,),
                           name=f"sigmoid(tanh(x)^2) with your {name}")
@@ -316,7 +289,7 @@ def grade_dLdW(dLdW: Callable[[jax.Array, jax.Array], Any], *, quiet: bool = Fal
 
         out, early = _run_attempt(name, "dLdW(X, W)", dLdW, (X, W0), "grade_dLdW")
         if early is not None:
-            return _blank_or_error(early, quiet)
+            return _tell(early, quiet)
         check = check_vjp(L, lambda W, c: (c * jnp.asarray(dLdW(X, W)),), (W0,),
                           name=f"L = sum(sigmoid(X @ W)) with your {name}")
         problem = (_shape_problem(out, W0.shape, "W")
@@ -357,7 +330,7 @@ def grade_network(network_backward: Callable[..., Any], *, quiet: bool = False) 
         out, early = _run_attempt(name, "network_backward(X, y, weights)", network_backward,
                                   (X, y, w0), "grade_network")
         if early is not None:
-            return _blank_or_error(early, quiet)
+            return _tell(early, quiet)
         check = check_vjp(loss, backward, (w0,), name=f"the two-layer network with your {name}")
         return _verdict(name, check, _network_problem(out, shapes, jax.grad(loss)(w0)), quiet)
 

@@ -6,23 +6,9 @@ right beside it (``sigmoid`` / ``sigmoid_deriv``); the derivative is also
 attached as the attribute ``.deriv`` so a chain can find it
 (``sigmoid.deriv is sigmoid_deriv``).
 
-Where jaxnn differs from the seed:
-
-* the seed's derivatives inside ``chain_deriv_*`` and the matrix backwards were
-  *numerical* (``deriv``); here they are the analytic derivatives, and the tests
-  check that ``deriv`` agrees with them to ~1e-6;
-* the seed's ``chain_length_2``/``chain_length_3`` become ``chain_forward`` and
-  ``chain_deriv`` for chains of any length;
-* the seed's bare ``assert`` shape checks (removed under ``python -O``) become
-  ``ValueError`` naming both shapes;
-* the seed derives dL/dW = X^T @ (dL/dN) but never codes it:
-  ``matrix_function_backward_sum_2`` does.
-
-Nonsmooth points. ``relu`` and ``leaky_relu`` have a kink at 0. jaxnn follows
-``jax.nn``: ``relu_deriv(0) = 0`` (the left-hand derivative) and
-``leaky_relu_deriv(0) = 1`` (the right-hand derivative, because
-``leaky_relu(x) = x`` for ``x >= 0``). ``jax.grad`` of these very functions gives
-the same values, so hand-written and automatic derivatives agree even at 0.
+Where jaxnn differs from the seed: docs/explanation/seed-differences.md. The derivatives
+at the kinks of ``relu`` and ``leaky_relu`` are those of ``jax.nn``:
+docs/explanation/gradient-proof.md.
 """
 
 from __future__ import annotations
@@ -51,11 +37,6 @@ def _as_float(x: ArrayLike) -> Array:
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return x
-
-
-def _with_deriv(func: Callable[..., Array], derivative: Callable[..., Array]) -> None:
-    """Attach ``derivative`` to ``func`` so chains can find it (``func.deriv``)."""
-    func.deriv = derivative  # type: ignore[attr-defined]
 
 
 # --- 1.2.1 Functions and their derivatives -------------------------------------------------
@@ -150,7 +131,8 @@ for _f, _d in [
     (tanh, tanh_deriv),
     (identity, identity_deriv),
 ]:
-    _with_deriv(_f, _d)
+    _f.deriv = _d  # type: ignore[attr-defined]
+
 
 def derivative_of(func: Callable[..., Any]) -> ArrayFunction:
     """Return the analytic derivative attached to ``func`` (``func.deriv``).
@@ -210,11 +192,7 @@ def chain_deriv(chain: Chain, x: ArrayLike) -> Array:
     elementwise). This is the seed's ``chain_deriv_2``/``chain_deriv_3`` with
     analytic instead of numerical link derivatives.
 
-    ``chain_deriv`` trusts every link's ``.deriv``: a derivative attached by hand that
-    disagrees with its function is used silently. Prove them with
-    ``check_chain(chain, x)``, which checks each link's ``.deriv`` at the very inputs the
-    chain feeds it (``jaxnn.checking.check_deriv``: against ``jax.vjp`` of the link and
-    finite differences) and raises ``ValueError`` with the report of the first wrong one.
+    It trusts every link's ``.deriv``; :func:`check_chain` proves them.
     """
     _check_chain(chain)
     derivs = [derivative_of(f) for f in chain]
@@ -227,7 +205,7 @@ def chain_deriv(chain: Chain, x: ArrayLike) -> Array:
 
 
 def check_chain(chain: Chain, x: ArrayLike, *, key: Array | None = None) -> list[Any]:
-    """Check every link's ``.deriv`` at the input the chain gives it; see :func:`chain_deriv`.
+    """Check every link's ``.deriv`` at the input the chain gives it (``jaxnn.checking.check_deriv``).
 
     Args:
         chain: elementwise functions, each with ``.deriv``.
@@ -358,10 +336,7 @@ def matrix_function_backward_sum_1(X: ArrayLike, W: ArrayLike, sigma: ArrayFunct
 
 
 def matrix_function_backward_sum_2(X: ArrayLike, W: ArrayLike, sigma: ArrayFunction) -> Array:
-    """dL/dW of L = sum(sigma(X @ W)) = X^T @ (1 * sigma'(N)), shape (d, k).
-
-    The seed derives this ("X^T would be on the left side") but never codes it.
-    """
+    """dL/dW of L = sum(sigma(X @ W)) = X^T @ (1 * sigma'(N)), shape (d, k)."""
     X, W = _as_float(X), _as_float(W)
     _check_matmul(X, W, "matrix_function_backward_sum_2")
     N = X @ W

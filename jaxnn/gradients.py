@@ -1,23 +1,9 @@
 """One registry of every hand-written backward pass in jaxnn (and the user's), checked by ``check_vjp``.
 
 Each module that defines a hand-written backward registers it once, right below the code, with
-:func:`register`; :func:`registry` returns them all. Registering a name again replaces the
-entry, so a notebook cell that defines and registers a function can be re-run.
-
-An :class:`Entry` is a hand-written vector-Jacobian product (VJP):
-
-* ``forward(*args) -> out``
-* ``backward(*args, cotangent) -> tuple`` of one gradient per argument, each with
-  the shape and dtype of that argument: ``sum(cotangent * d out / d arg)``.
-* ``example(key, dtype) -> args``: realistic random arguments for the check.
-
-A function made by :func:`jaxnn.with_backward` registers directly:
-``register(softplus, example=lambda key, dtype: (jax.random.normal(key, (4, 5), dtype),))``.
-
-:func:`check_entry` runs :func:`jaxnn.checking.check_vjp` on an entry at its example
-arguments: against ``jax.vjp`` of ``forward`` in float64 and central finite differences, with
-the structural checks and a report. It is what ``jaxnn gradcheck`` runs and what the tests
-assert.
+:func:`register`; :func:`registry` returns them all; :func:`check_entry` runs
+:func:`jaxnn.checking.check_vjp` on one at its example arguments (what ``jaxnn gradcheck`` and
+the tests run). What an entry is and how it is checked: docs/explanation/gradient-proof.md.
 """
 
 from __future__ import annotations
@@ -62,8 +48,8 @@ class Entry:
 
 _REGISTRY: dict[str, Entry] = {}
 
-# Modules whose import registers entries. Imported lazily by `registry()` so that
-# they may themselves import `register` from here without a cycle.
+# Modules whose import registers entries. Imported by `registry()`, not here, so that they may
+# themselves import `register` from here without a cycle.
 _PROVIDERS: tuple[str, ...] = (
     "jaxnn.foundations",
     "jaxnn.layers",
@@ -126,11 +112,7 @@ def unregister(name: str) -> None:
 def registry() -> tuple[Entry, ...]:
     """Every registered hand-written backward, in registration order."""
     for module in _PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:  # a provider not written yet
-            if e.name != module:
-                raise
+        importlib.import_module(module)
     return tuple(_REGISTRY.values())
 
 
@@ -190,6 +172,13 @@ def _err(x: float) -> float:
     return math.inf if math.isnan(x) else x
 
 
+def _errors(r: VJPCheck) -> tuple[float, float, float]:
+    """(max_abs_err, max_rel_err, fd_rel_err) of a check; infinite for a structural failure."""
+    if r.problems or any(a.problems for a in r.arguments):
+        return math.inf, math.inf, math.inf
+    return _err(r.max_abs_err), _err(r.max_rel_err), _err(r.fd_rel_err)
+
+
 def compare(
     entry: Entry,
     args: Sequence[Any],
@@ -203,15 +192,12 @@ def compare(
     A thin view of :func:`jaxnn.checking.check_vjp` (whose result has the report); a
     structural failure (a wrong shape) shows as infinite errors.
     """
-    r = check_vjp(entry.forward, entry.backward, tuple(args), cotangent=cotangent, key=key,
-                  eps=eps, name=entry.name)
-    if any(a.problems for a in r.arguments) or r.problems:
-        return math.inf, math.inf, math.inf
-    return _err(r.max_abs_err), _err(r.max_rel_err), _err(r.fd_rel_err)
+    return _errors(check_vjp(entry.forward, entry.backward, tuple(args), cotangent=cotangent,
+                             key=key, eps=eps, name=entry.name))
 
 
-def check_entry_vjp(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> VJPCheck:
-    """:func:`jaxnn.checking.check_vjp` of one entry at its example arguments in ``dtype``.
+def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> CheckResult:
+    """Check one entry at its example arguments in ``dtype`` (float64 by default).
 
     float64 runs inside ``jax.enable_x64(True)``, restored on exit.
     """
@@ -221,20 +207,8 @@ def check_entry_vjp(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) ->
     with jax.enable_x64(dtype_name == "float64"):
         k_ex, k_cmp = jax.random.split(jax.random.key(seed))
         args = entry.example(k_ex, jnp.dtype(dtype_name))
-        return check_vjp(entry.forward, entry.backward, tuple(args), key=k_cmp, name=entry.name)
-
-
-def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> CheckResult:
-    """Check one entry at its example arguments in ``dtype`` (float64 by default)."""
-    r = check_entry_vjp(entry, dtype=dtype, seed=seed)
-    structural = bool(r.problems or any(a.problems for a in r.arguments))
-    inf = math.inf
-    return CheckResult(
-        entry.name,
-        inf if structural else _err(r.max_abs_err),
-        inf if structural else _err(r.max_rel_err),
-        inf if structural else _err(r.fd_rel_err),
-        r.passed, jnp.dtype(dtype).name, r.report())
+        r = check_vjp(entry.forward, entry.backward, tuple(args), key=k_cmp, name=entry.name)
+    return CheckResult(entry.name, *_errors(r), r.passed, dtype_name, r.report())
 
 
 def check_all(*, dtype: Any = jnp.float64, seed: int = 0,
