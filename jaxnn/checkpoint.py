@@ -1,42 +1,14 @@
-"""Checkpoints: a training state, its config and its data scaler as one ``.npz`` file.
+"""Checkpoints: validated, pickle-free ``.npz`` files, written atomically.
 
-Two layers:
-
-* :func:`save_arrays` / :func:`load_arrays` -- a named set of NumPy arrays plus a JSON
-  metadata dict, written atomically and read back without ever unpickling. Anything
-  (the scikit-learn estimators included) can store itself this way.
-* :func:`save` / :func:`load` -- a :class:`~jaxnn.training.TrainState` (params, optax
-  state, PRNG key data, step, early-stopping and epoch-loss bookkeeping), the
-  :class:`~jaxnn.training.TrainConfig`, the :class:`~jaxnn.datasets.Scaler`, a
-  description of the data set and the loss history. ``load`` rebuilds a state that
+* :func:`save_arrays` / :func:`load_arrays` -- named NumPy arrays plus a JSON metadata dict: the
+  layer everything else (the scikit-learn estimators included) is stored in;
+* :func:`save_tree` / :func:`load_tree` -- any pytree, e.g. ``jaxnn.fit``'s ``result.state``;
+* :func:`save` / :func:`load` -- a :class:`~jaxnn.training.TrainState` with its
+  :class:`~jaxnn.training.TrainConfig`, scaler, data set description and loss history, which
   :func:`jaxnn.training.fit` resumes bit-identically.
 
-File format (``format_version`` 1). The file is an ordinary NumPy ``.npz`` archive
-(uncompressed zip of ``.npy`` members, readable by ``np.load``):
-
-* one member per array, named like ``params/0/W``, ``opt_state/0/mu/0/W``, ``key``
-  (``jax.random.key_data``, uint32), ``step``, ``scaler/mean``, ``history/train_loss``;
-* the member ``__meta__``: UTF-8 JSON as a 1-D uint8 array::
-
-      {"format": "jaxnn-npz", "format_version": 1, "kind": "train_state",
-       "jaxnn_version": "0.1.0",
-       "arrays": {"params/0/W": {"shape": [10, 13], "dtype": "float32"}, ...},
-       "meta": {...what the writer stored: config, dataset, key_impl...}}
-
-Safety. Loading uses ``np.load(allow_pickle=False)`` and checks, before any array data
-is read, that the members are exactly those the metadata lists, that every ``.npy``
-header has the declared shape and a dtype from :data:`ALLOWED_DTYPES` (never object),
-and that the member's byte size is exactly header + data. The metadata is parsed with
-``json`` (size-limited, no NaN), its format and version checked; :func:`load` further
-checks every name, shape and dtype against the state that the stored config implies.
-Anything else -- truncated, random or tampered bytes -- is refused with a
-``ValueError`` naming the file and the problem.
-
-Atomic writes. A temporary file in the target's directory is written, flushed,
-``fsync``-ed and renamed over the target with ``os.replace``; then the directory is
-``fsync``-ed. A process killed at any moment leaves either the previous file or the
-new one, never a mix. An interrupted writer can leave a hidden temporary file
-``.<name>.<random>.tmp`` beside the target; it is never mistaken for a checkpoint.
+The file format and everything loading refuses: the "Checkpoints and what loading refuses" page of
+the docs (``docs/explanation/checkpoints.md``).
 """
 
 from __future__ import annotations
@@ -69,11 +41,12 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "dataset_info",
-    "final_params",
     "load",
     "load_arrays",
+    "load_tree",
     "save",
     "save_arrays",
+    "save_tree",
 ]
 
 FORMAT = "jaxnn-npz"
@@ -95,6 +68,7 @@ _MAX_ZIP_VERSION = 45
 # "/"-separated words; no part starts with "." (so no "." or ".." parts).
 _NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
 _KIND_TRAIN_STATE = "train_state"
+_KIND_TREE = "pytree"
 _HISTORY = ("history/train_loss", "history/val_loss")
 _SCALER = ("scaler/mean", "scaler/scale")
 _TARGET = ("target/mean", "target/scale")  # standardised regression targets (experiment.run)
@@ -237,8 +211,7 @@ def _read_header(npz: Any, member: str) -> tuple[tuple[int, ...], np.dtype, int]
 
 
 def _decode_meta(path: Any, raw: np.ndarray) -> dict[str, Any]:
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise _refuse(path, f"{META_KEY} must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+    """The checked JSON header of a file, from its ``__meta__`` bytes (a 1-D uint8 array)."""
 
     def no_constants(name: str) -> Any:
         raise InputError(f"JSON constant {name} is not allowed")
@@ -272,8 +245,9 @@ def _decode_meta(path: Any, raw: np.ndarray) -> dict[str, Any]:
     return header
 
 
-Check = Callable[[dict[str, tuple[tuple[int, ...], np.dtype]], dict[str, Any], Callable[[str], np.ndarray]],
-                 None]
+#: ``(shape, dtype)`` of an array, as declared in a file or wanted by a loader.
+Spec = tuple[tuple[int, ...], np.dtype]
+Check = Callable[[dict[str, Spec], dict[str, Any], Callable[[str], np.ndarray]], None]
 
 
 def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None, check: Check | None = None,
@@ -360,12 +334,10 @@ def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, ma
     if total > max_bytes:
         raise _refuse(p, f"it declares {total} bytes of arrays, at most {max_bytes} are read "
                          "(refused before decompressing anything)")
-    headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    headers: dict[str, Spec] = {}
     for name, spec in declared.items():
         shape, dtype, hlen = _read_header(npz, name)
-        want_shape, want_dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
-        if dtype.hasobject or dtype.name not in ALLOWED_DTYPES:
-            raise _refuse(p, f"array {name!r} has dtype {dtype}, not one of {list(ALLOWED_DTYPES)}")
+        want_shape, want_dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])  # (an allowed dtype)
         if shape != want_shape or dtype != want_dtype:
             raise _refuse(p, f"array {name!r} is {dtype} {shape}, the metadata says "
                              f"{want_dtype} {want_shape}")
@@ -388,6 +360,110 @@ def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, ma
     for name in declared:
         read(name)
     return {name: arrays[name] for name in declared}, header["meta"]
+
+
+# --- Any pytree: what jaxnn.fit trains (params and optimizer state of any structure) ---------
+
+
+def _named_leaves(tree: Any) -> tuple[dict[str, Any], Any]:
+    """``name -> leaf`` (the key path joined by ``/``: ``"params/0/W"``) and the treedef."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    named: dict[str, Any] = {}
+    for path, leaf in flat:
+        name = jax.tree_util.keystr(path, simple=True, separator="/") or "leaf"
+        if name in named:
+            raise InputError(f"tree: two leaves are both named {name!r}; use distinct dict keys")
+        named[name] = leaf
+    return named, treedef
+
+
+def _host_arrays(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The named leaves as NumPy arrays (a typed PRNG key as its key data), and ``name -> key impl``."""
+    named, _ = _named_leaves(tree)
+    keys = {name: str(jax.random.key_impl(leaf)) for name, leaf in named.items() if distributed.is_key(leaf)}
+    arrays = {name: np.asarray(jax.device_get(jax.random.key_data(leaf) if name in keys else leaf))
+              for name, leaf in named.items()}
+    return arrays, keys
+
+
+def _layout(like: Any) -> tuple[dict[str, Spec], Any]:
+    """``name -> (shape, dtype)`` that a file of ``like`` (arrays or ``jax.eval_shape`` structs) must
+    declare, a typed PRNG key as its key data; and the treedef."""
+    named, treedef = _named_leaves(like)
+    want = {}
+    for name, leaf in named.items():
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        want[name] = (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
+    return want, treedef
+
+
+def check_layout(p: str | os.PathLike[str], declared: Mapping[str, Spec], want: Mapping[str, Spec],
+                 what: str) -> None:
+    """Refuse a file whose arrays differ from ``want`` in name, shape or dtype, naming the first."""
+    if set(declared) != set(want):
+        unexpected, missing = sorted(set(declared) - set(want)), sorted(set(want) - set(declared))
+        raise _refuse(p, f"it holds another structure than {what} (unexpected: {unexpected}, "
+                         f"missing: {missing})")
+    for name, (shape, dtype) in want.items():
+        if declared[name] != (shape, dtype):
+            raise _refuse(p, f"{name} is {declared[name][1]}{list(declared[name][0])}, {what} "
+                             f"needs {dtype}{list(shape)}")
+
+
+def _unflatten(treedef: Any, names: Any, arrays: Mapping[str, np.ndarray], keys: Mapping[str, str]) -> Any:
+    """The tree of ``arrays[name]`` for ``names`` in leaf order, key data in ``keys`` wrapped as keys."""
+    leaves = []
+    for name in names:
+        a = jnp.asarray(arrays[name])
+        if name in keys:
+            a = jax.random.wrap_key_data(a, impl=keys[name])
+        leaves.append(a)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def save_tree(path: str | os.PathLike[str], tree: Any, *, meta: Mapping[str, Any] | None = None) -> None:
+    """Save any pytree of arrays -- e.g. ``jaxnn.fit``'s ``result.state`` -- atomically as ``.npz``.
+
+    One member per leaf, named by its key path; typed PRNG keys are stored as their key data.
+    Load it with :func:`load_tree` and a template of the same structure. ``meta``: any JSON-ready
+    dict you want back.
+
+    Raises:
+        TypeError: a leaf of a dtype the format does not allow (:data:`ALLOWED_DTYPES`).
+        ValueError: two leaves with the same name, or a name the format does not allow.
+    """
+    arrays, keys = _host_arrays(tree)
+    save_arrays(path, arrays, {"keys": keys, "extra": dict(meta or {})}, kind=_KIND_TREE)
+
+
+def load_tree(path: str | os.PathLike[str], like: Any, *,
+              max_bytes: int = MAX_TOTAL_BYTES) -> tuple[Any, dict[str, Any]]:
+    """Load a :func:`save_tree` file into the structure of ``like``, refusing anything that differs.
+
+    Args:
+        path: the ``.npz`` file.
+        like: a template with the expected structure, shapes and dtypes: e.g. a fresh
+            ``jaxnn.engine.init_state(params, optimizer, key)``, or its ``jax.eval_shape``.
+        max_bytes: the most array data the file may declare.
+    Returns:
+        ``(tree, meta)``: the loaded pytree (structure of ``like``) and the ``meta`` dict saved.
+    Raises:
+        ValueError: another structure (names the missing and unexpected members), another shape or
+            dtype of a leaf (names it), or a damaged or hostile file -- all checked before any
+            array data is read.
+    """
+    p = Path(path)
+    want, treedef = _layout(like)
+
+    def check(declared: dict[str, Spec], meta: dict[str, Any],
+              read: Callable[[str], np.ndarray]) -> None:
+        if set(meta) != {"keys", "extra"} or not isinstance(meta["keys"], dict):
+            raise _refuse(p, "meta must hold 'keys' and 'extra'")
+        check_layout(p, declared, want, "the template")
+
+    arrays, meta = load_arrays(p, kind=_KIND_TREE, check=check, max_bytes=max_bytes)
+    return _unflatten(treedef, want, arrays, meta["keys"]), dict(meta["extra"])
 
 
 # --- Training checkpoints -------------------------------------------------------------------
@@ -413,37 +489,6 @@ def dataset_info(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def _path_name(path: tuple[Any, ...]) -> str:
-    """``('.params', [0], ['W'])``-style key path -> ``"params/0/W"``."""
-    parts = []
-    for k in path:
-        if isinstance(k, jax.tree_util.SequenceKey):
-            parts.append(str(k.idx))
-        elif isinstance(k, jax.tree_util.DictKey):
-            parts.append(str(k.key))
-        elif isinstance(k, jax.tree_util.GetAttrKey):
-            parts.append(k.name)
-        else:  # FlattenedIndexKey and friends
-            parts.append(str(getattr(k, "key", k)))
-    return "/".join(parts)
-
-
-def _state_leaves(state: Any) -> tuple[dict[str, Any], Any]:
-    """Named leaves of a TrainState whose key is replaced by its uint32 key data."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(state)
-    return {_path_name(p): leaf for p, leaf in flat}, treedef
-
-
-def _with_key_data(state: TrainState) -> TrainState:
-    return state._replace(key=jax.random.key_data(state.key))
-
-
-def final_params(state: TrainState, config: TrainConfig) -> Any:
-    """The parameters a finished run reports: the best ones when early stopping fired."""
-    early = config.patience is not None and bool(state.stopped) and int(state.diverged_step) < 0
-    return state.best_params if early else state.params
-
-
 def save(
     path: str | os.PathLike[str],
     state: TrainState,
@@ -455,7 +500,7 @@ def save(
     extra: Mapping[str, Any] | None = None,
     target_scaler: Scaler | None = None,
 ) -> None:
-    """Save a training state atomically (see the module docstring for the format).
+    """Save a training state atomically, with what :func:`load` needs to resume or predict.
 
     Args:
         path: the ``.npz`` file to (over)write.
@@ -475,8 +520,7 @@ def save(
         raise InputTypeError(f"state: expected a TrainState, got {type(state).__name__}")
     if not isinstance(config, TrainConfig):
         raise InputTypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    named, _ = _state_leaves(_with_key_data(state))
-    arrays: dict[str, Any] = {name: np.asarray(jax.device_get(leaf)) for name, leaf in named.items()}
+    arrays: dict[str, Any] = _host_arrays(state)[0]
     d = int(arrays["params/0/W"].shape[0])
     k = int(arrays[f"params/{len(state.params) - 1}/W"].shape[1])
     info = dict(dataset) if dataset is not None else {"n_features": d, "n_outputs": k}
@@ -523,8 +567,10 @@ class Checkpoint:
 
     @property
     def params(self) -> Any:
-        """The parameters to predict with (see :func:`final_params`)."""
-        return final_params(self.state, self.config)
+        """The parameters to predict with: the best ones when early stopping fired."""
+        state = self.state
+        early = self.config.patience is not None and bool(state.stopped) and int(state.diverged_step) < 0
+        return state.best_params if early else state.params
 
 
 def _config_from_meta(p: Path, raw: Any) -> TrainConfig:
@@ -570,22 +616,12 @@ def _check_dataset(p: Path, info: Any, d: int, k: int) -> dict[str, Any]:
     return info
 
 
-def _template(config: TrainConfig, d: int, k: int) -> tuple[dict[str, Any], Any]:
-    """Named shapes/dtypes of the state ``config`` implies, and its tree structure."""
-    with training.x64_context(config.dtype):
-        shapes = jax.eval_shape(lambda: _with_key_data(training.init_state(config, d, k, 1)))
-    return _state_leaves(shapes)
-
-
 def load(path: str | os.PathLike[str], *, max_bytes: int = MAX_TOTAL_BYTES) -> Checkpoint:
     """Load a checkpoint written by :func:`save`, refusing anything that does not fit.
 
-    The optimizer state's structure comes from the stored config (``make_optimizer(...)
-    .init(params)`` as a template); every stored array must match the template's names,
-    shapes and dtypes exactly. All of that, the step and epoch counters (non-negative, within
-    the config's total) and the history lengths (one training loss per step, at most one
-    validation loss per epoch) are checked on the declared shapes *before* any array data is
-    decompressed; the parameters and optimizer state must then be finite.
+    Every array must have the name, shape and dtype of the training state its stored config
+    implies; that, the step counters and the history lengths are checked before any array data is
+    decompressed, and the parameters and optimizer state must then be finite.
 
     Args:
         path: the ``.npz`` file.
@@ -598,30 +634,27 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = MAX_TOTAL_BYTES) -> C
     """
     p = Path(path)
     found: dict[str, Any] = {}
-
-    def check(declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
-              read: Callable[[str], np.ndarray]) -> None:
-        found.update(_check_declared(p, declared, meta, read))
-
-    arrays, meta = load_arrays(p, kind=_KIND_TRAIN_STATE, check=check, max_bytes=max_bytes)
-    config, info, named, treedef, d = (found[k] for k in ("config", "info", "named", "treedef", "d"))
-    for name in named:
+    arrays, meta = load_arrays(p, kind=_KIND_TRAIN_STATE, max_bytes=max_bytes,
+                               check=lambda *args: found.update(_check_declared(p, *args)))
+    config, want = found["config"], found["want"]
+    for name in want:
         a = arrays[name]
         if name.startswith(("params/", "best_params/", "opt_state/")) and a.dtype.kind == "f" \
                 and not np.isfinite(a).all():
             raise _refuse(p, f"array {name!r} holds NaN or inf")
-    scaler = _scaler(p, arrays, d)
-    target_scaler = _scaler(p, arrays, found["k"], _TARGET)
-    history = _history(p, arrays)
+    if "history/train_loss" in arrays:
+        history = History(train_loss=np.array(arrays["history/train_loss"]),
+                          val_loss=np.array(arrays["history/val_loss"]))
+    else:
+        history = History(train_loss=np.zeros((0,)), val_loss=np.zeros((0,)))
     with training.x64_context(config.dtype):
-        leaves = [jnp.asarray(arrays[name]) for name in named]
-        state = jax.tree_util.tree_unflatten(treedef, leaves)
-        state = state._replace(key=jax.random.wrap_key_data(state.key, impl=meta["key_impl"]))
-    return Checkpoint(state=state, config=config, scaler=scaler, dataset=info, history=history,
-                      extra=meta["extra"], path=str(p), target_scaler=target_scaler)
+        state = _unflatten(found["treedef"], want, arrays, {"key": meta["key_impl"]})
+    return Checkpoint(state=state, config=config, scaler=_scaler(p, arrays, _SCALER), dataset=found["info"],
+                      history=history, extra=meta["extra"], path=str(p),
+                      target_scaler=_scaler(p, arrays, _TARGET))
 
 
-def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
+def _check_declared(p: Path, declared: dict[str, Spec], meta: dict[str, Any],
                     read: Callable[[str], np.ndarray]) -> dict[str, Any]:
     """Everything :func:`load` can check before array data is read; returns what it derived."""
     if set(meta) != {"config", "dataset", "key_impl", "extra"}:
@@ -635,21 +668,18 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
     if d < 1 or k < 1:
         raise _refuse(p, f"layer sizes {d}, {k} must be positive")
     info = _check_dataset(p, meta["dataset"], d, k)
-    named, treedef = _template(config, d, k)
-    optional = {n for n in (*_SCALER, *_TARGET, *_HISTORY) if n in declared}
-    if set(declared) - optional != set(named):
-        extra, missing = sorted(set(declared) - optional - set(named)), sorted(set(named) - set(declared))
-        raise _refuse(p, f"arrays do not match the training state of its config "
-                         f"(unexpected: {extra}, missing: {missing})")
-    for name, spec in named.items():
-        shape, dtype = declared[name]
-        if shape != tuple(spec.shape) or dtype != spec.dtype:
-            raise _refuse(p, f"array {name!r} is {dtype} {shape}, the config needs "
-                             f"{spec.dtype} {tuple(spec.shape)}")
+    with training.x64_context(config.dtype):
+        want, treedef = _layout(jax.eval_shape(lambda: training.init_state(config, d, k, 1)))
+    optional = (*_SCALER, *_TARGET, *_HISTORY)
+    check_layout(p, {n: s for n, s in declared.items() if n not in optional}, want,
+                  "its config's training state")
     if meta["key_impl"] != (default_impl := str(jax.random.key_impl(jax.random.key(0)))):
         raise _refuse(p, f"key_impl is {meta['key_impl']!r}, expected {default_impl!r}")
     if not isinstance(meta["extra"], dict):
         raise _refuse(p, "meta.extra must be a JSON object")
+    for group in (_SCALER, _TARGET, _HISTORY):
+        if (group[0] in declared) != (group[1] in declared):
+            raise _refuse(p, f"{group[0]} and {group[1]} must both be present")
     for names_, size in ((_SCALER, d), (_TARGET, k)):
         for name in names_:
             if name in declared and declared[name] != ((size,), np.dtype(np.float64)):
@@ -667,7 +697,7 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
     if not -1 <= diverged <= step or bad < 0 or not (math.isfinite(rows) and 0 <= rows):
         raise _refuse(p, f"diverged_step {diverged} (-1 or a step <= {step}), bad_epochs {bad} (>= 0) "
                          f"or epoch_rows {rows} (>= 0) out of range")
-    if all(n in declared for n in _HISTORY):
+    if _HISTORY[0] in declared:
         (tl, tl_dtype), (vl, vl_dtype) = declared["history/train_loss"], declared["history/val_loss"]
         if len(tl) != 1 or len(vl) != 1 or tl_dtype.kind != "f" or vl_dtype.kind != "f":
             raise _refuse(p, "history arrays must be 1-D float arrays")
@@ -675,118 +705,14 @@ def _check_declared(p: Path, declared: dict[str, tuple[tuple[int, ...], np.dtype
         if not step <= tl[0] <= longest or vl[0] > step:
             raise _refuse(p, f"history holds {tl[0]} training and {vl[0]} validation losses; "
                              f"step {step} allows {step} and at most {step}")
-    return {"config": config, "info": info, "named": named, "treedef": treedef, "d": d, "k": k}
+    return {"config": config, "info": info, "want": want, "treedef": treedef}
 
 
-def _scaler(p: Path, arrays: Mapping[str, np.ndarray], d: int,
-            names_: tuple[str, str] = _SCALER) -> Scaler | None:
-    present = [n for n in names_ if n in arrays]
-    what = names_[0].split("/")[0]
-    if not present:
+def _scaler(p: Path, arrays: Mapping[str, np.ndarray], names_: tuple[str, str]) -> Scaler | None:
+    """The scaler stored as ``names_`` (shapes and dtypes already checked), or None."""
+    if names_[0] not in arrays:
         return None
-    if len(present) != 2:
-        raise _refuse(p, f"{names_[0]} and {names_[1]} must both be present")
-    mean, scale = arrays[names_[0]], arrays[names_[1]]
-    if mean.shape != (d,) or scale.shape != (d,) or mean.dtype != np.float64 or scale.dtype != np.float64:
-        raise _refuse(p, f"{what} arrays must be float64 of shape ({d},), got {mean.dtype} {mean.shape} "
-                         f"and {scale.dtype} {scale.shape}")
     try:
-        return Scaler(mean=mean, scale=scale)
+        return Scaler(mean=arrays[names_[0]], scale=arrays[names_[1]])
     except ValueError as e:
-        raise _refuse(p, f"{what} is invalid ({e})") from None
-
-
-def _history(p: Path, arrays: Mapping[str, np.ndarray]) -> History:
-    present = [n for n in _HISTORY if n in arrays]
-    if not present:
-        return History(train_loss=np.zeros((0,)), val_loss=np.zeros((0,)))
-    if len(present) != 2:
-        raise _refuse(p, "history/train_loss and history/val_loss must both be present")
-    tl, vl = arrays["history/train_loss"], arrays["history/val_loss"]
-    if tl.ndim != 1 or vl.ndim != 1 or tl.dtype.kind != "f" or vl.dtype.kind != "f":
-        raise _refuse(p, "history arrays must be 1-D float arrays")
-    return History(train_loss=np.array(tl), val_loss=np.array(vl))
-
-
-# --- Any pytree: what jaxnn.fit trains (params and optimizer state of any structure) ---------
-
-_KIND_TREE = "pytree"
-
-
-def _tree_members(tree: Any) -> tuple[dict[str, Any], Any]:
-    """``name -> leaf`` (``"params/dense/0/W"``-style names from the key paths) and the treedef."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    named: dict[str, Any] = {}
-    for path, leaf in flat:
-        name = _path_name(path) or "leaf"
-        if name in named:
-            raise InputError(f"tree: two leaves are both named {name!r}; use distinct dict keys")
-        named[name] = leaf
-    return named, treedef
-
-
-def save_tree(path: str | os.PathLike[str], tree: Any, *, meta: Mapping[str, Any] | None = None) -> None:
-    """Save any pytree of arrays -- e.g. ``jaxnn.fit``'s ``result.state`` -- atomically as ``.npz``.
-
-    One member per leaf, named by its key path; typed PRNG keys are stored as their key data.
-    Load it with :func:`load_tree` and a template of the same structure. ``meta``: any JSON-ready
-    dict you want back.
-
-    Raises:
-        TypeError: a leaf of a dtype the format does not allow (:data:`ALLOWED_DTYPES`).
-        ValueError: two leaves with the same name, or a name the format does not allow.
-    """
-    named, _ = _tree_members(tree)
-    keys = {name: str(jax.random.key_impl(leaf)) for name, leaf in named.items() if distributed.is_key(leaf)}
-    arrays = {name: np.asarray(jax.device_get(jax.random.key_data(leaf) if name in keys else leaf))
-              for name, leaf in named.items()}
-    save_arrays(path, arrays, {"keys": keys, "extra": dict(meta or {})}, kind=_KIND_TREE)
-
-
-def load_tree(path: str | os.PathLike[str], like: Any, *,
-              max_bytes: int = MAX_TOTAL_BYTES) -> tuple[Any, dict[str, Any]]:
-    """Load a :func:`save_tree` file into the structure of ``like``, refusing anything that differs.
-
-    Args:
-        path: the ``.npz`` file.
-        like: a template with the expected structure, shapes and dtypes: e.g. a fresh
-            ``jaxnn.engine.init_state(params, optimizer, key)``, or its ``jax.eval_shape``.
-        max_bytes: the most array data the file may declare.
-    Returns:
-        ``(tree, meta)``: the loaded pytree (structure of ``like``) and the ``meta`` dict saved.
-    Raises:
-        ValueError: another structure (names the missing and unexpected members), another shape or
-            dtype of a leaf (names it), or a damaged or hostile file -- all checked before any
-            array data is read.
-    """
-    p = Path(path)
-    template, treedef = _tree_members(like)
-    want: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    for name, leaf in template.items():
-        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            data = jax.eval_shape(jax.random.key_data, leaf)
-            want[name] = (tuple(data.shape), np.dtype(data.dtype))
-        else:
-            want[name] = (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
-
-    def check(declared: dict[str, tuple[tuple[int, ...], np.dtype]], meta: dict[str, Any],
-              read: Callable[[str], np.ndarray]) -> None:
-        if set(meta) != {"keys", "extra"} or not isinstance(meta["keys"], dict):
-            raise _refuse(p, "meta must hold 'keys' and 'extra'")
-        if set(declared) != set(want):
-            unexpected, missing = sorted(set(declared) - set(want)), sorted(set(want) - set(declared))
-            raise _refuse(p, f"it holds another structure than the template (unexpected: {unexpected}, "
-                             f"missing: {missing})")
-        for name, (shape, dtype) in want.items():
-            if declared[name] != (shape, dtype):
-                raise _refuse(p, f"{name} is {declared[name][1]}{list(declared[name][0])}, the template "
-                                 f"needs {dtype}{list(shape)}")
-
-    arrays, meta = load_arrays(p, kind=_KIND_TREE, check=check, max_bytes=max_bytes)
-    leaves = []
-    for name in template:
-        a = jnp.asarray(arrays[name])
-        if name in meta["keys"]:
-            a = jax.random.wrap_key_data(a, impl=meta["keys"][name])
-        leaves.append(a)
-    return jax.tree_util.tree_unflatten(treedef, leaves), dict(meta["extra"])
+        raise _refuse(p, f"{names_[0].split('/')[0]} is invalid ({e})") from None

@@ -144,11 +144,10 @@ def load_estimator(path: Any) -> Any:
                        for W, b in zip(est.coefs_, est.intercepts_, strict=True)]
         template = est._make_optimizer().init(params_tree)
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    saved = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
-    if any(a is None or a.shape != np.shape(t) for a, t in zip(saved, leaves, strict=True)) or \
-            any(k.startswith("opt_state/") and int(k.split("/")[1]) >= len(leaves) for k in arrays):
-        raise InputError(f"{path}: the optimizer state does not match the estimator's optimizer")
-    est._opt_state = jax.tree_util.tree_unflatten(treedef, saved)
+    layout = {f"opt_state/{i}": (np.shape(t), np.dtype(t.dtype)) for i, t in enumerate(leaves)}
+    saved = {k: (a.shape, a.dtype) for k, a in arrays.items() if k.startswith("opt_state/")}
+    checkpoint.check_layout(path, saved, layout, "the estimator's optimizer state")
+    est._opt_state = jax.tree_util.tree_unflatten(treedef, [arrays[k] for k in layout])
     return est
 
 
