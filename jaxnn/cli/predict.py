@@ -63,6 +63,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         ValueError: wrong number of feature columns, names that do not match, bad cells.
     """
     from jaxnn import datasets
+    from jaxnn.csvfile import parse_column
 
     target = info.get("target")
     names = info.get("feature_names")
@@ -81,7 +82,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
 
     def numeric(j: int) -> np.ndarray:
         col = columns[j]
-        return col if isinstance(col, np.ndarray) else datasets._numbers(col, header[j], lines, spec)
+        return col if isinstance(col, np.ndarray) else parse_column(col, header[j], lines, spec)
 
     check_columns(header, info, spec)
     keep = [j for j, name in enumerate(header) if name != target]
