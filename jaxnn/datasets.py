@@ -1,9 +1,9 @@
-"""Datasets as read-only float64 NumPy arrays, a strict CSV loader, standardisation and splits.
+"""Datasets as read-only float64 NumPy arrays: the built-in ones, standardisation and splits.
 
 :func:`split_dataset` reproduces the seed notebook's ``StandardScaler`` + ``train_test_split``
 (``scale_before_split=True`` exactly; by default the scaler sees the training rows only). Bad input
-raises :class:`~jaxnn.errors.InputError` naming the argument and, for a CSV, the file line, data row
-and column.
+raises :class:`~jaxnn.errors.InputError` naming the argument. CSV files: :mod:`jaxnn.csvfile`
+(:func:`load_csv` is re-exported here).
 """
 
 from __future__ import annotations
@@ -361,14 +361,12 @@ def load_digits() -> Dataset:
 
 
 def load_friedman1() -> Dataset:
-    """Friedman's benchmark #1 (generated offline by scikit-learn): a *non-linear* regression, the same
-    1,000 rows on every machine (``jaxnn demo`` trains on it).
+    """Friedman's benchmark #1 (generated offline by scikit-learn): a *non-linear* regression.
 
     ``y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise`` with ``x ~ U(0, 1)^10``
-    (x5..x9 are irrelevant) and Gaussian noise of standard deviation 1, from
-    ``sklearn.datasets.make_friedman1(n_samples=1000, n_features=10, noise=1.0,
-    random_state=0)``. A linear model explains about 74% of the variance; a small sigmoid
-    network about 90%, so the seed's lesson -- non-linearity helps -- is visible on it.
+    (x5..x9 are irrelevant) and Gaussian noise of standard deviation 1; the same 1,000 rows on every
+    machine. A linear model explains about 74% of the variance; a small sigmoid network about 90%,
+    so the seed's lesson -- non-linearity helps -- is visible on it.
 
     Returns:
         ``Dataset`` named ``"friedman1"``, ``X`` shape ``(1000, 10)``, ``y`` shape ``(1000,)``
