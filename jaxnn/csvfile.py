@@ -1,9 +1,10 @@
-"""The strict CSV reader and the choice of columns, importing neither NumPy, JAX nor scikit-learn.
+"""CSV files: the strict reader, the choice of columns, and :func:`load_csv` (a file to a Dataset).
 
-:func:`jaxnn.datasets.load_csv` reads every file through :func:`read_table` and picks its
-target, dropped and one-hot columns with :func:`resolve_columns`; the command line runs the same
-two on the header alone before its slow imports (``jaxnn.cli.userinput``), so a misspelt
-``--target`` or a header of numbers is refused at once, in the same words.
+:func:`load_csv` reads every file through :func:`read_table` and picks its target, dropped and
+one-hot columns with :func:`resolve_columns`; the command line runs the same two on the header alone
+before its slow imports (``jaxnn.cli.userinput``), so a misspelt ``--target`` or a header of numbers
+is refused at once, in the same words. Importing this module imports neither NumPy, JAX nor
+scikit-learn (:func:`load_csv` imports NumPy when called).
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxnn.errors import InputError, InputTypeError
 from jaxnn.files import open_regular_file
 
-__all__ = ["MISSING_MARKERS", "CsvOptions", "number", "read_header", "read_table", "resolve_columns"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from jaxnn.datasets import Dataset
+
+__all__ = ["MISSING_MARKERS", "CsvOptions", "load_csv", "number", "parse_column", "read_header", "read_table",
+           "resolve_columns"]
 
 #: Cells read as a missing value (compared after stripping, case-insensitively).
 MISSING_MARKERS: frozenset[str] = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -179,3 +187,125 @@ def resolve_columns(names: list[str], target: str | None, options: CsvOptions | 
     if len([j for j in range(len(names)) if j not in dropped]) < 2:
         raise InputError(f"{str(path)!r} has only the target column {names[t]!r}; no features")
     return t, dropped, encoded
+
+
+def parse_column(cells: list[str], name: str, lines: list[int], p: Any) -> np.ndarray:
+    """A column's cells as float64 numbers, refusing a missing, unparsable or infinite one by its place."""
+    import numpy as np
+
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, text in enumerate(cells):
+        value = number(text)
+        where = f"{str(p)!r} line {lines[i]} (data row {i + 1}), column {name!r}"
+        if text.lower() in MISSING_MARKERS:
+            raise InputError(f"{where}: missing value {text!r} ({'empty' if not text else 'NA'}); "
+                             "every feature needs a number")
+        if value is None:
+            raise InputError(f"{where}: cannot parse {text!r} as a number")
+        if not math.isfinite(value):
+            raise InputError(f"{where}: non-finite value {text!r}; inf is not allowed in features or target")
+        out[i] = value
+    return out
+
+
+def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
+             options: CsvOptions | None = None) -> Dataset:
+    """Load a CSV file; one column is the target, the others (numeric or one-hot) the features.
+
+    UTF-8 (a byte-order mark is fine), ``options.delimiter``-separated, a header row unless
+    ``options.header`` is False (columns ``x0``, ``x1``, ...); blank lines are skipped. Feature and
+    regression-target cells must be finite ASCII numbers. The task is never guessed: with
+    ``task="classification"`` the sorted distinct target values become ``Dataset.classes`` (int64
+    when all are integers, float when numbers, else strings) and ``y`` indexes into them.
+
+    Args:
+        path: the CSV file.
+        target: the target column's name (exact, after stripping spaces), or without a header also
+            its 0-based index; None: the last column.
+        task: ``"regression"`` (default) or ``"classification"``.
+        options: :class:`CsvOptions` (header, delimiter, columns to drop or one-hot, missing values).
+
+    Returns:
+        ``Dataset`` named after the file's stem.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file, or a directory.
+        ValueError: a malformed file or an unknown column, naming the file line, data row and column
+            (everything refused is listed in docs/explanation/reliability.md).
+    """
+    import numpy as np
+
+    from jaxnn.datasets import TASKS, Dataset
+
+    opts = options or CsvOptions()
+    if task is None:
+        task = "regression"
+    if task not in TASKS:
+        raise InputError(f"task must be one of {TASKS} or None, got {task!r}")
+    if target is not None and not isinstance(target, str):
+        raise InputTypeError(f"target must be a column name (str), got {type(target).__name__}")
+    names, rows = read_table(path, opts)
+    t, dropped, encoded = resolve_columns(names, target, opts, path)
+    target = names[t]
+    used = [j for j in range(len(names)) if j not in dropped]
+    # Missing values: refused with their count, or their rows dropped.
+    missing = [[j for j in used if cells[j].lower() in MISSING_MARKERS] for _, cells in rows]
+    bad_rows = [i for i, cols in enumerate(missing) if cols]
+    if bad_rows and not opts.drop_missing:
+        line, cells = rows[bad_rows[0]]
+        j = missing[bad_rows[0]][0]
+        count = sum(len(cols) for cols in missing)
+        first = "empty value" if not cells[j] else f"missing value {cells[j]!r}"
+        raise InputError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
+                         f"row{'s' * (len(bad_rows) != 1)}, the first at line {line} (data row "
+                         f"{bad_rows[0] + 1}), column {names[j]!r}: {first}; pass --drop-missing "
+                         "(drop_missing=True) to drop such rows")
+    keep = [i for i, cols in enumerate(missing) if not cols]
+    lines = [rows[i][0] for i in keep]
+    columns = [[rows[i][1][j] for i in keep] for j in range(len(names))]
+    if len(keep) < 2:
+        after = f" left after dropping {len(bad_rows)} with missing values" if bad_rows else ""
+        raise InputError(f"{str(path)!r} has only {len(keep)} data row{after}; need at least 2 "
+                         "(one to train on and one to test on)")
+    features: list[np.ndarray] = []
+    feature_names: list[str] = []
+    for j in used:
+        if j == t:
+            continue
+        if j in encoded:
+            cats = sorted(set(columns[j]))
+            features += [np.asarray([c == cat for c in columns[j]], dtype=np.float64) for cat in cats]
+            feature_names += [f"{names[j]}={cat}" for cat in cats]
+        else:
+            features.append(parse_column(columns[j], names[j], lines, path))
+            feature_names.append(names[j])
+    if len(set(feature_names)) != len(feature_names):
+        raise InputError(f"one_hot: the encoded names {feature_names} collide with other columns")
+    X = np.stack(features, axis=1)
+    classes = None
+    if task == "classification":
+        labels = columns[t]
+        parsed = [number(c) for c in labels]
+        if all(v is not None and math.isfinite(v) for v in parsed):
+            uniq, y_idx = np.unique(np.asarray(parsed, dtype=np.float64), return_inverse=True)
+            classes = uniq.astype(np.int64) if np.all(uniq == np.round(uniq)) else uniq
+        else:  # string class labels, as the scikit-learn estimators take them
+            uniq, y_idx = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+            classes = uniq
+        if uniq.shape[0] < 2:
+            raise InputError(
+                f"target: column {target!r} has a single value {labels[0]!r}; "
+                "classification needs at least 2 classes"
+            )
+        y = y_idx.reshape(-1).astype(np.int64)
+    else:
+        y = parse_column(columns[t], target, lines, path)
+    return Dataset(
+        name=Path(path).stem,
+        X=X,
+        y=y,
+        feature_names=tuple(feature_names),
+        target_name=target,
+        task=task,
+        classes=classes,
+    )

@@ -1,23 +1,9 @@
-"""Datasets as plain NumPy arrays, a strict CSV reader, standardisation and the seed's split.
+"""Datasets as read-only float64 NumPy arrays: the built-in ones, standardisation and splits.
 
-The seed notebook (sections 1.3-1.4) standardises Boston housing and splits it with::
-
-    X = StandardScaler().fit_transform(data)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=80718)
-
-:func:`split_dataset` reproduces that exactly with ``scale_before_split=True``. Its default
-fits the scaler on the training rows only, which is the sound practice: statistics of the
-test rows must not leak into training.
-
-Everything here is NumPy (float64) on purpose: data loading is host-side I/O, and the
-training code converts to ``jax.numpy`` in the dtype it trains in. Arrays held by
-:class:`Dataset`, :class:`Scaler` and :class:`Split` are made read-only, so a dataset
-cannot be changed in place behind a caller's back.
-
-Bad input raises :class:`~jaxnn.errors.InputError`, a :class:`ValueError` (or
-:class:`FileNotFoundError` / :class:`IsADirectoryError`, both :class:`OSError`), with a message
-naming the argument, the place (file line and 1-based data row, column name) and what was
-expected.
+:func:`split_dataset` reproduces the seed notebook's ``StandardScaler`` + ``train_test_split``
+(``scale_before_split=True`` exactly; by default the scaler sees the training rows only). Bad input
+raises :class:`~jaxnn.errors.InputError` naming the argument. CSV files: :mod:`jaxnn.csvfile`
+(:func:`load_csv` is re-exported here).
 """
 
 from __future__ import annotations
@@ -30,23 +16,15 @@ import os
 import socket
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from jaxnn import names
-from jaxnn.csvfile import MISSING_MARKERS, CsvOptions, column, number, read_table, resolve_columns
+from jaxnn.csvfile import CsvOptions, load_csv, read_table
 from jaxnn.errors import InputError, InputTypeError
-
-
-def fetch_openml(*args: Any, **kwargs: Any) -> Any:
-    """``sklearn.datasets.fetch_openml``, imported when called (sklearn.datasets is slow to import)."""
-    from sklearn.datasets import fetch_openml as fetch
-
-    return fetch(*args, **kwargs)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -65,7 +43,6 @@ __all__ = [
     "with_validation",
 ]
 
-Task = Literal["regression", "classification"]
 TASKS: tuple[str, ...] = ("regression", "classification")
 BUILTIN_DATASETS: tuple[str, ...] = names.DATASETS
 
@@ -78,6 +55,13 @@ BOSTON_TARGET = "medv"
 #: hang it for minutes). ``JAXNN_FETCH_TIMEOUT`` overrides it.
 FETCH_TIMEOUT = 20.0
 ENV_FETCH_TIMEOUT = "JAXNN_FETCH_TIMEOUT"
+
+
+def fetch_openml(*args: Any, **kwargs: Any) -> Any:
+    """``sklearn.datasets.fetch_openml``, imported when called (sklearn.datasets is slow to import)."""
+    from sklearn.datasets import fetch_openml as fetch
+
+    return fetch(*args, **kwargs)
 
 
 def fetch_timeout() -> float:
@@ -227,12 +211,7 @@ class Scaler:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Scaler:
-        """Fit on ``X``; numerically identical to ``sklearn.preprocessing.StandardScaler``.
-
-        The statistics come from ``StandardScaler`` itself, so the standardised numbers are
-        bit-for-bit those of the seed notebook (scikit-learn's variance uses a corrected
-        two-pass formula and a tolerance for "constant" columns that is not worth
-        re-deriving here).
+        """Fit on ``X`` with ``sklearn.preprocessing.StandardScaler`` itself: the seed notebook's numbers.
 
         Args:
             X: data, shape ``(n, d)`` with ``n >= 1``.
@@ -381,22 +360,13 @@ def load_digits() -> Dataset:
     )
 
 
-# --- friedman1 (used by `jaxnn demo`; see jaxnn/cli/demo.py) ---------------------------------
-
-#: Fixed parameters of the bundled ``friedman1`` data: the same 1,000 rows on every machine.
-FRIEDMAN1_N_SAMPLES = 1000
-FRIEDMAN1_NOISE = 1.0
-FRIEDMAN1_RANDOM_STATE = 0
-
-
 def load_friedman1() -> Dataset:
     """Friedman's benchmark #1 (generated offline by scikit-learn): a *non-linear* regression.
 
     ``y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise`` with ``x ~ U(0, 1)^10``
-    (x5..x9 are irrelevant) and Gaussian noise of standard deviation 1, from
-    ``sklearn.datasets.make_friedman1(n_samples=1000, n_features=10, noise=1.0,
-    random_state=0)``. A linear model explains about 74% of the variance; a small sigmoid
-    network about 90%, so the seed's lesson -- non-linearity helps -- is visible on it.
+    (x5..x9 are irrelevant) and Gaussian noise of standard deviation 1; the same 1,000 rows on every
+    machine. A linear model explains about 74% of the variance; a small sigmoid network about 90%,
+    so the seed's lesson -- non-linearity helps -- is visible on it.
 
     Returns:
         ``Dataset`` named ``"friedman1"``, ``X`` shape ``(1000, 10)``, ``y`` shape ``(1000,)``
@@ -404,10 +374,7 @@ def load_friedman1() -> Dataset:
     """
     import sklearn.datasets
 
-    X, y = sklearn.datasets.make_friedman1(
-        n_samples=FRIEDMAN1_N_SAMPLES, n_features=10, noise=FRIEDMAN1_NOISE,
-        random_state=FRIEDMAN1_RANDOM_STATE,
-    )
+    X, y = sklearn.datasets.make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)
     return Dataset(
         name="friedman1",
         X=X,
@@ -486,149 +453,6 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
     )
 
 
-# ------------------------------------------------------------------------ CSV reader
-
-
-# The reader and the choice of columns live in jaxnn.csvfile (no NumPy, JAX or scikit-learn: the
-# command line checks a CSV's header with them before its slow imports).
-_number = number
-_column = column
-
-
-def _numbers(cells: list[str], name: str, lines: list[int], p: Any) -> np.ndarray:
-    out = np.empty(len(cells), dtype=np.float64)
-    for i, text in enumerate(cells):
-        value = _number(text)
-        where = f"{str(p)!r} line {lines[i]} (data row {i + 1}), column {name!r}"
-        if text.lower() in MISSING_MARKERS:
-            raise InputError(f"{where}: missing value {text!r} ({'empty' if not text else 'NA'}); "
-                             "every feature needs a number")
-        if value is None:
-            raise InputError(f"{where}: cannot parse {text!r} as a number")
-        if not math.isfinite(value):
-            raise InputError(f"{where}: non-finite value {text!r}; inf is not allowed in features or target")
-        out[i] = value
-    return out
-
-
-def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
-             options: CsvOptions | None = None) -> Dataset:
-    """Load a CSV file; one column is the target, the others (numeric or one-hot) the features.
-
-    Format: UTF-8 (a byte-order mark is fine), ``options.delimiter``-separated; the first non-blank
-    line is the header (``options.header=False``: there is none, columns are ``x0..``), every other
-    non-blank line a data row with exactly as many fields. Feature and regression-target cells must
-    be finite ASCII numbers; blank lines are skipped. Missing values (empty, ``NA``, ``N/A``,
-    ``NaN``, ``null``, ``None``) are refused with their count unless ``options.drop_missing``.
-
-    The task is never guessed from the numbers: it is ``"regression"`` unless
-    ``task="classification"`` is given. Then the distinct target values, sorted, become
-    ``Dataset.classes`` -- int64 when they are all integers, float when numbers, else the labels
-    as strings -- and ``y`` indexes into them.
-
-    Args:
-        path: the CSV file (a regular file; FIFOs and devices are refused before opening).
-        target: the target column's name (exact, after stripping spaces), or without a header also
-            its 0-based index; None: the last column.
-        task: ``"regression"`` (default) or ``"classification"``.
-        options: :class:`CsvOptions` (header, delimiter, columns to drop or one-hot, missing values).
-
-    Returns:
-        ``Dataset`` named after the file's stem.
-
-    Raises:
-        FileNotFoundError / IsADirectoryError: no such file, or a directory.
-        ValueError: a FIFO or device, an empty file, only a header, a header of numbers, a single
-            data row (2 are needed to split), ragged rows, duplicate or empty column names, a
-            non-numeric (or non-ASCII-digit) or inf cell (the message gives file line, 1-based data
-            row, column and value), missing values (with their count), no feature columns, an
-            unknown ``target``/``drop``/``one_hot`` column, a bad ``task``, or fewer than 2 classes.
-    """
-    if target is not None and not isinstance(target, str):
-        raise InputTypeError(f"target must be a column name (str), got {type(target).__name__}")
-    return _load_csv(path, target, task, options)
-
-
-def _load_csv(path: str | os.PathLike[str], target: str | None, task: str | None,
-              options: CsvOptions | None = None) -> Dataset:
-    """``load_csv`` with ``target=None`` meaning the last column (file read once)."""
-    opts = options or CsvOptions()
-    if task is None:
-        task = "regression"
-    if task not in TASKS:
-        raise InputError(f"task must be one of {TASKS} or None, got {task!r}")
-    if target is not None and not isinstance(target, str):
-        raise InputTypeError(f"target must be a column name (str), got {type(target).__name__}")
-    names, rows = read_table(path, opts)
-    t, dropped, encoded = resolve_columns(names, target, opts, path)
-    target = names[t]
-    used = [j for j in range(len(names)) if j not in dropped]
-    # Missing values: refused with their count, or their rows dropped.
-    missing = [[j for j in used if cells[j].lower() in MISSING_MARKERS] for _, cells in rows]
-    bad_rows = [i for i, cols in enumerate(missing) if cols]
-    if bad_rows and not opts.drop_missing:
-        line, cells = rows[bad_rows[0]]
-        j = next(j for j in used if cells[j].lower() in MISSING_MARKERS)
-        count = sum(len(cols) for cols in missing)
-        first = "empty value" if not cells[j] else f"missing value {cells[j]!r}"
-        raise InputError(f"{str(path)!r}: {count} missing value{'s' * (count != 1)} in {len(bad_rows)} "
-                         f"row{'s' * (len(bad_rows) != 1)}, the first at line {line} (data row "
-                         f"{bad_rows[0] + 1}), column {names[j]!r}: {first}; pass --drop-missing "
-                         "(drop_missing=True) to drop such rows")
-    keep = sorted(set(range(len(rows))) - set(bad_rows))
-    lines = [rows[i][0] for i in keep]
-    columns = [[rows[i][1][j] for i in keep] for j in range(len(names))]
-    if len(keep) < 2:
-        raise InputError(
-            f"{str(path)!r} has only {len(keep)} data row"
-            f"{f' left after dropping {len(bad_rows)} with missing values' if bad_rows else ''}; "
-            "need at least 2 "
-            "(one to train on and one to test on)"
-        )
-    features: list[np.ndarray] = []
-    feature_names: list[str] = []
-    for j in used:
-        if j == t:
-            continue
-        if j in encoded:
-            cats = sorted(set(columns[j]))
-            features += [np.asarray([c == cat for c in columns[j]], dtype=np.float64) for cat in cats]
-            feature_names += [f"{names[j]}={cat}" for cat in cats]
-        else:
-            features.append(_numbers(columns[j], names[j], lines, path))
-            feature_names.append(names[j])
-    if len(set(feature_names)) != len(feature_names):
-        raise InputError(f"one_hot: the encoded names {feature_names} collide with other columns")
-    X = np.stack(features, axis=1)
-    classes = None
-    if task == "classification":
-        labels = columns[t]
-        parsed = [_number(c) for c in labels]
-        if all(v is not None and math.isfinite(v) for v in parsed):
-            uniq, y_idx = np.unique(np.asarray(parsed, dtype=np.float64), return_inverse=True)
-            classes = uniq.astype(np.int64) if np.all(uniq == np.round(uniq)) else uniq
-        else:  # string class labels, as the scikit-learn estimators take them
-            uniq, y_idx = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-            classes = uniq
-        if uniq.shape[0] < 2:
-            raise InputError(
-                f"target: column {target!r} has a single value {labels[0]!r}; "
-                "classification needs at least 2 classes"
-            )
-        y = y_idx.reshape(-1).astype(np.int64)
-    else:
-        y = _numbers(columns[t], target, lines, path)
-    return Dataset(
-        name=Path(path).stem,
-        X=X,
-        y=y,
-        feature_names=tuple(feature_names),
-        target_name=target,
-        task=task,
-        classes=classes,
-    )
-
-
 def load_dataset(
     spec: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
     options: CsvOptions | None = None,
@@ -667,7 +491,7 @@ def load_dataset(
             raise InputError(f"task: {spec_str!r} is a {ds.task} dataset, got {task!r}")
         return ds
     if spec_str.lower().endswith(".csv"):
-        return _load_csv(spec_str, target, task, options)
+        return load_csv(spec_str, target, task=task, options=options)
     if os.path.isdir(spec_str):  # say so, rather than "unknown dataset", for `--data some/dir`
         raise IsADirectoryError(f"spec: {spec_str!r} is a directory, expected a CSV file")
     raise InputError(
@@ -717,11 +541,7 @@ def split_dataset(
             set empty; ``scale_before_split`` without ``scale``; ``stratify`` for
             regression (or classes too small to stratify, from scikit-learn).
     """
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise InputTypeError(f"test_size must be a float in (0, 1), got {test_size!r}")
-    test_size = float(test_size)
-    if not 0.0 < test_size < 1.0:  # also rejects NaN
-        raise InputError(f"test_size must be strictly between 0 and 1, got {test_size!r}")
+    test_size = _fraction("test_size", test_size)
     if scale_before_split and not scale:
         raise InputError("scale_before_split=True needs scale=True")
     if stratify and ds.task != "classification":
@@ -786,22 +606,27 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(X_fit, X_val, y_fit, y_val): ``ceil(fraction * n)`` validation rows, stratified for
     classes when every class has at least 2 training rows (as scikit-learn's MLPs do)."""
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise InputTypeError(f"validation_fraction: expected a number in (0, 1), got {fraction!r}")
-    if not 0.0 < float(fraction) < 1.0:
-        raise InputError(f"validation_fraction: expected a number strictly between 0 and 1, got {fraction!r}")
+    fraction = _fraction("validation_fraction", fraction)
     n = X.shape[0]
-    n_val = math.ceil(float(fraction) * n)
+    n_val = math.ceil(fraction * n)
     if n - n_val < 1 or n_val < 1:
         raise InputError(f"validation_fraction={fraction} of {n} training rows leaves {n - n_val} to train "
-                         f"on "
-                         f"and {n_val} to validate on; both must be non-empty")
+                         f"on and {n_val} to validate on; both must be non-empty")
     stratify = None
     if classes:
         _, counts = np.unique(y, return_counts=True)
         if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
             stratify = y
     seed = None if random_state is None else int(random_state) % (1 << 32)
-    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=float(fraction), random_state=seed,
+    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=fraction, random_state=seed,
                                                   stratify=stratify)
     return X_fit, X_val, y_fit, y_val
+
+
+def _fraction(name: str, value: Any) -> float:
+    """``value`` as a float strictly between 0 and 1 (NaN, bools and non-numbers refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+    if not 0.0 < float(value) < 1.0:  # also rejects NaN
+        raise InputError(f"{name} must be strictly between 0 and 1, got {value!r}")
+    return float(value)

@@ -1,32 +1,9 @@
 """Data parallelism on JAX's own runtime: a ``data`` mesh axis, in one process or across several.
 
-What is sharded and what is replicated (see the docs, "Several devices and processes"):
-
-* every **minibatch** ``(B, d)`` is sharded over the mesh axis ``"data"``
-  (``NamedSharding(mesh, P("data"))``): each of the ``D`` devices computes the
-  forward and backward pass of ``B / D`` rows;
-* **parameters, optimizer state and the PRNG key** are replicated
-  (``P()``); XLA's SPMD partitioner inserts the all-reduce that sums the
-  per-device gradients, so every device applies the same update and the whole
-  training run stays one compiled ``lax.scan``;
-* the **dataset arrays** ``X, Y`` (and the validation split) are replicated too:
-  every device holds the whole (small) dataset, draws the same permutation and
-  gathers its own rows of each minibatch on device. Across processes this means
-  every process loads the full dataset; each process then *computes* only its
-  share of every global batch. (Sharding the dataset itself would need a
-  cross-device gather per step; for the datasets jaxnn targets it is not worth it.)
-
-Several processes (hosts) join through :func:`initialize`, a thin wrapper of
-``jax.distributed.initialize`` that must run before anything touches JAX devices.
-After it, ``jax.devices()`` lists the devices of *all* processes, so the same
-:func:`make_data_mesh` spans hosts. Only the primary process (:func:`is_primary`)
-should write files.
-
-Typical use::
-
-    from jaxnn import distributed, training
-    distributed.initialize("10.0.0.1:1234", num_processes=2, process_id=0)  # optional
-    result = training.fit(config, X, Y, devices=8)   # or devices=mesh / a device list
+Minibatches are sharded over ``"data"``; parameters, optimizer state, key and the dataset are
+replicated, and XLA inserts the gradient all-reduce. Several processes join with
+:func:`initialize` first; only :func:`is_primary` writes files. What is placed where, and why:
+docs/how-to/devices.md.
 """
 
 from __future__ import annotations

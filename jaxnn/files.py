@@ -26,11 +26,7 @@ def open_regular_file(path: str | os.PathLike[str], what: str) -> IO[bytes]:
     except IsADirectoryError:
         raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file") from None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
+        _refuse_mode(os.fstat(fd).st_mode, p, what)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -42,18 +38,21 @@ def open_regular_file(path: str | os.PathLike[str], what: str) -> IO[bytes]:
 def check_regular_file(path: str | os.PathLike[str], what: str) -> None:
     """Refuse what :func:`open_regular_file` would refuse, with the same errors, without opening.
 
-    ``os.stat`` never blocks, even on a FIFO: the command line runs this on the files it was
-    named before its slow start-up (importing JAX and scikit-learn takes seconds), so a mistyped
-    path fails at once. ``open_regular_file`` still guards the real open.
+    ``os.stat`` never blocks, even on a FIFO: the command line checks the files it was named
+    before its slow imports, so a mistyped path fails at once.
     """
     p = os.fspath(path)
     try:
-        st = os.stat(p)
+        mode = os.stat(p).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"{what}: no such file: {p!r}") from None
-    if stat.S_ISDIR(st.st_mode):
+    _refuse_mode(mode, p, what)
+
+
+def _refuse_mode(mode: int, p: str, what: str) -> None:
+    if stat.S_ISDIR(mode):
         raise IsADirectoryError(f"{what}: {p!r} is a directory, expected a file")
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(mode):
         raise InputError(f"{what}: {p!r} is not a regular file (a FIFO, device or socket)")
 
 

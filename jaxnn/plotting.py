@@ -1,19 +1,8 @@
 """Figures with matplotlib: loss curves, predictions, weights, and the seed's calculus lessons.
 
-Every function builds a :class:`matplotlib.figure.Figure` directly (no ``pyplot``: no
-global figure state, no GUI backend, never ``show()``), optionally saves it to
-``path`` (the format follows the extension; PNG at 120 dpi by default) and returns it.
-They work headless on any backend; display a returned figure in a notebook by leaving it
-as a cell's last expression.
-
-* :func:`loss_curves` -- per-step training loss and per-epoch validation loss;
-* :func:`predicted_vs_actual` -- regression predictions against targets;
-* :func:`confusion_matrix` -- classification counts, with the accuracy in the title;
-* :func:`feature_weights` -- linear coefficients, or first-layer weight norms, by feature;
-* :func:`seed_functions` -- square, sigmoid, relu, leaky_relu, tanh and their derivatives;
-* :func:`chain_rule` -- the chain rule's derivative against the seed's numerical ``deriv``;
-* :func:`save_training_figures` / :func:`save_demo_figures` -- what ``jaxnn train --out``
-  and ``jaxnn demo --out`` write.
+Every function builds a :class:`matplotlib.figure.Figure` directly (no ``pyplot``: no global
+figure state, no GUI backend, never ``show()``, so they work headless), optionally saves it to
+``path`` (the format follows the extension, at 120 dpi) and returns it.
 """
 
 from __future__ import annotations
@@ -51,6 +40,15 @@ def _finish(fig: Figure, path: PathLike | None) -> Figure:
             raise FileNotFoundError(f"path: directory {str(p.parent)!r} does not exist")
         fig.savefig(p, dpi=DPI)
     return fig
+
+
+def _out_dir(out_dir: PathLike) -> Path:
+    """``out_dir``, created if missing (``--out``)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out: {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _1d(name: str, a: Any) -> np.ndarray:
@@ -285,10 +283,7 @@ def save_training_figures(report: Any, split: Any, out_dir: PathLike) -> list[Pa
     """
     from jaxnn.experiment import predict
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out: {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out_dir)
     ds = split.dataset
     res = report.fit
     from jaxnn.training import steps_per_epoch
@@ -311,10 +306,7 @@ def save_training_figures(report: Any, split: Any, out_dir: PathLike) -> list[Pa
 
 def save_demo_figures(out_dir: PathLike) -> list[Path]:
     """The figures of ``jaxnn demo --out DIR``: ``seed_functions.png`` and ``chain_rule.png``."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out: {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(out_dir)
     written = [out / "seed_functions.png", out / "chain_rule.png"]
     seed_functions(path=written[0]).clear()
     chain_rule(path=written[1]).clear()

@@ -1,19 +1,11 @@
-"""A tqdm progress bar for :func:`jaxnn.training.fit`, fed between compiled chunks.
+"""A tqdm progress bar for :func:`jaxnn.training.fit`, moved between compiled chunks.
 
-The training scan never calls back to the host (ordered host callbacks break on
-several devices and would cost a device-host round trip per step). Instead
-``fit`` hands a :class:`~jaxnn.training.ChunkInfo` to its ``callback`` after each
-compiled chunk -- about 20 per run -- and :meth:`ProgressBar.update` moves the
-bar to ``info.steps_done`` and shows the chunk's latest loss::
+The training scan never calls back to the host (a host callback per step would cost a round trip
+and breaks on several devices); ``fit`` hands each chunk's :class:`~jaxnn.training.ChunkInfo` to
+its callback instead::
 
     with ProgressBar(total_steps, desc="train") as bar:
         fit(config, X, Y, callback=bar.update)
-
-When is it shown? ``enable=None`` (the default) shows it only when the stream is
-a terminal, so logs, pipes and test captures stay clean; ``JAXNN_PROGRESS=1``
-forces it on and ``JAXNN_PROGRESS=0`` off. ``enable=False`` (``--quiet`` on the
-CLI, ``verbose=False`` in the estimators) is always silent. On a terminal a run
-shorter than ``delay`` seconds never draws the bar at all.
 """
 
 from __future__ import annotations

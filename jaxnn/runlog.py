@@ -1,18 +1,7 @@
-"""A JSON-lines metrics log: one JSON object per compiled chunk, then one summary line.
+"""A JSON-lines metrics log (``jaxnn train --log-jsonl``): one line per compiled chunk, then a summary.
 
-For people who track runs with ``jq``, pandas (``pd.read_json(path, lines=True)``) or an
-experiment tracker. Every line is a complete JSON object, flushed as soon as it is
-written, so a crashed or interrupted run leaves a readable log up to its last chunk::
-
-    {"event": "chunk", "step": 40, "total_steps": 400, "epoch": 4, "train_loss": 0.61,
-     "val_loss": 0.58, "elapsed": 0.42}
-    ...
-    {"event": "summary", "status": "ok", "step": 400, "epoch": 40, "elapsed": 3.1, ...}
-
-``train_loss`` is the mean of the chunk's per-step minibatch losses, ``val_loss`` the
-validation loss after the chunk's last epoch (``null`` without validation data),
-``elapsed`` seconds since the log was opened. Non-finite numbers are written as
-``null`` (strict JSON has no NaN).
+Every line is flushed as written, so an interrupted run leaves a readable log; non-finite numbers
+are written as ``null`` (strict JSON has no NaN). The fields: docs/how-to/save-resume-predict.md.
 """
 
 from __future__ import annotations

@@ -92,13 +92,7 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array,
     values as they are.
     """
     if opt_state is not None:
-        dtype = _float_dtype(params)
-        return TrainState(params=params, opt_state=opt_state, key=key, step=np.int32(0),  # type: ignore[arg-type]
-                          best_params=params if track_best else None,
-                          best_loss=np.asarray(np.inf, dtype),  # type: ignore[arg-type]
-                          bad_epochs=np.int32(0), stopped=np.bool_(False),  # type: ignore[arg-type]
-                          diverged_step=np.int32(-1),  # type: ignore[arg-type]
-                          epoch_loss=np.asarray(0, dtype), epoch_rows=np.asarray(0, dtype))  # type: ignore[arg-type]
+        return _fresh(params, opt_state, key, track_best, _float_dtype(params), np)
     try:
         init = _init_state_jit(optimizer, track_best)
     except TypeError:  # an unhashable optimizer: initialise without caching the program
@@ -109,18 +103,22 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array,
 def _init_state(params: Any, optimizer: optax.GradientTransformation, key: Array, *,
                 track_best: bool) -> TrainState:
     dtype = _float_dtype(params)
-    i32 = jnp.int32
     params = jax.tree_util.tree_map(jnp.asarray, params)
+    return _fresh(params, optimizer.init(params), key, track_best, dtype, jnp)
+
+
+def _fresh(params: Any, opt_state: Any, key: Array, track_best: bool, dtype: Any, xp: Any) -> TrainState:
+    """Step 0 of a run, its counters made by ``xp``: NumPy on the host, ``jax.numpy`` in a program."""
     return TrainState(
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=opt_state,
         key=key,
-        step=jnp.zeros((), i32),
+        step=xp.asarray(0, xp.int32),
         best_params=params if track_best else None,
-        best_loss=jnp.full((), jnp.inf, dtype),
-        bad_epochs=jnp.zeros((), i32),
-        stopped=jnp.zeros((), bool),
-        diverged_step=jnp.full((), -1, i32),
-        epoch_loss=jnp.zeros((), dtype),
-        epoch_rows=jnp.zeros((), dtype),
+        best_loss=xp.asarray(xp.inf, dtype),
+        bad_epochs=xp.asarray(0, xp.int32),
+        stopped=xp.asarray(False),
+        diverged_step=xp.asarray(-1, xp.int32),
+        epoch_loss=xp.asarray(0, dtype),
+        epoch_rows=xp.asarray(0, dtype),
     )

@@ -77,6 +77,7 @@ def _tampered(src, dst, change):
     (lambda a, m: m["classes"].update(values=[0, 1, 2, 3, 4, 5, 6, 7, 9, 8]), "sorted, distinct"),
     (lambda a, m: a["coefs/0"].__setitem__((0, 0), np.nan), "NaN or inf"),
     (lambda a, m: m["fitted"].update(n_features_in_=5), "n_features_in_"),
+    (lambda a, m: a.pop("opt_state/1"), r"another structure than the estimator's optimizer state"),
 ])
 def test_estimator_file_with_tampered_fields_is_refused(digits, tmp_path, change, message):
     X, y = digits

@@ -59,6 +59,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
     """
     from jaxnn import datasets
     from jaxnn.cli.userinput import is_csv
+    from jaxnn.csvfile import parse_column
 
     target = info.get("target")
     names = info.get("feature_names")
@@ -74,7 +75,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
 
     def numeric(j: int) -> np.ndarray:
         col = columns[j]
-        return col if isinstance(col, np.ndarray) else datasets._numbers(col, header[j], lines, spec)
+        return col if isinstance(col, np.ndarray) else parse_column(col, header[j], lines, spec)
 
     check_columns(header, info, spec)
     keep = [j for j, name in enumerate(header) if name != target]

@@ -1,4 +1,4 @@
-"""Save and load a fitted estimator: jaxnn.checkpoint's validated, pickle-free ``.npz`` format."""
+"""Save and load a fitted estimator in jaxnn.npzfile's validated, pickle-free ``.npz`` format."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from jaxnn import training
+from jaxnn import npzfile, training
 from jaxnn.errors import InputError, InputTypeError
 
 _FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
@@ -21,12 +21,10 @@ _FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_"
 def save_estimator(est: Any, path: Any) -> None:
     """Save a fitted estimator: weights, optimizer state, shuffle key, fitted attributes and parameters.
 
-    Written atomically as ``.npz`` + JSON metadata by :func:`jaxnn.checkpoint.save_arrays`; loading
+    Written atomically as ``.npz`` + JSON metadata by :func:`jaxnn.npzfile.save_arrays`; loading
     never unpickles. ``load_estimator(path)`` gives back an estimator that predicts identically and
     whose ``partial_fit`` continues exactly where this one stopped.
     """
-    from jaxnn import checkpoint
-
     check_is_fitted(est, "coefs_")
     arrays: dict[str, Any] = {}
     for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
@@ -57,15 +55,14 @@ def save_estimator(est: Any, path: Any) -> None:
                            "y_type": est._label_binarizer.y_type_}
     if hasattr(est, "_optimizer"):
         meta["learning_rate"] = float(est._optimizer.learning_rate)
-    checkpoint.save_arrays(path, arrays, meta, kind="estimator")
+    npzfile.save_arrays(path, arrays, meta, kind="estimator")
 
 
 def load_estimator(path: Any) -> Any:
     """Load an estimator written by :func:`save_estimator` (validated; ``ValueError`` if tampered)."""
-    from jaxnn import checkpoint
     from jaxnn.estimators._mlp import MLPClassifier, MLPRegressor, _Optimizer
 
-    arrays, meta = checkpoint.load_arrays(path, kind="estimator")
+    arrays, meta = npzfile.load_arrays(path, kind="estimator")
     classes = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
     name = meta.get("class")
     if name not in classes or not isinstance(meta.get("params"), dict):
@@ -144,11 +141,10 @@ def load_estimator(path: Any) -> Any:
                        for W, b in zip(est.coefs_, est.intercepts_, strict=True)]
         template = est._make_optimizer().init(params_tree)
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    saved = [arrays.get(f"opt_state/{i}") for i in range(len(leaves))]
-    if any(a is None or a.shape != np.shape(t) for a, t in zip(saved, leaves, strict=True)) or \
-            any(k.startswith("opt_state/") and int(k.split("/")[1]) >= len(leaves) for k in arrays):
-        raise InputError(f"{path}: the optimizer state does not match the estimator's optimizer")
-    est._opt_state = jax.tree_util.tree_unflatten(treedef, saved)
+    layout = {f"opt_state/{i}": (np.shape(t), np.dtype(t.dtype)) for i, t in enumerate(leaves)}
+    saved = {k: (a.shape, a.dtype) for k, a in arrays.items() if k.startswith("opt_state/")}
+    npzfile.check_layout(path, saved, layout, "the estimator's optimizer state")
+    est._opt_state = jax.tree_util.tree_unflatten(treedef, [arrays[k] for k in layout])
     return est
 
 
