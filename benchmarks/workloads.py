@@ -73,7 +73,7 @@ def w1(quick: bool) -> dict[str, Any]:
     from jaxnn.training import fit
 
     X, Y = seed_data()
-    steps = 500 if quick else 10_000
+    steps = 50 if quick else 10_000
     reps = 1 if quick else 3
     kw = dict(hidden=HIDDEN, batch_size=BATCH, lr=LR)
     out: dict[str, Any] = {"steps": steps}
@@ -147,7 +147,7 @@ def _seed_engine(fit: Any, X: np.ndarray, Y: np.ndarray, steps: int, reps: int) 
 
 def cli(quick: bool) -> dict[str, Any]:
     """End-to-end ``jaxnn train`` in a fresh process: cold, then warm persistent compilation cache."""
-    steps = 500 if quick else 10_000
+    steps = 50 if quick else 10_000
     with tempfile.TemporaryDirectory() as tmp:
         data = str(BOSTON_CSV)
         if not BOSTON_CSV.is_file():  # the seed's shape, written as a CSV
@@ -202,7 +202,7 @@ def w2(quick: bool, n_models: int | None = None) -> dict[str, Any]:
     import jax
 
     M = n_models or (16 if quick else 256)
-    steps = 200 if quick else 2_000
+    steps = 20 if quick else 2_000
     # fit_many: the engine's step on the models stacked on a trailing axis
     sweep = _sweep_rate(M, steps, reps=1 if quick else 3)
     return {"steps": steps, **sweep, "bound": _packed_bound(M, steps, devices=1),
@@ -225,7 +225,7 @@ def w2_cores(quick: bool) -> dict[str, Any]:
 
     M = 16 if quick else 256
     n_dev = max(d for d in range(1, jax.device_count() + 1) if M % d == 0)
-    steps = 200 if quick else 2_000
+    steps = 20 if quick else 2_000
     out = _sweep_rate(M, steps, devices=n_dev, reps=1 if quick else 3)
     return {**out, "devices": n_dev, "bound": _packed_bound(M, steps, devices=n_dev),
             "device": str(jax.devices()[0].device_kind)}
@@ -236,7 +236,7 @@ def w2_memory(quick: bool) -> dict[str, Any]:
     from jaxnn.sweep import fit_grid as fit_many
 
     X, Y = seed_data()
-    steps = 100 if quick else 2_000
+    steps = 10 if quick else 2_000
     r = fit_many(jaxnn_seed_config(steps), X, Y, seeds=range(256), lrs=[1e-3, 3e-3, 1e-2, 3e-2])
     return {"models": r.n_models, "steps": steps, "train_s": r.seconds["train"],
             "compile_s": r.seconds["compile"],
@@ -327,10 +327,8 @@ def w3(quick: bool) -> dict[str, Any]:
     from jaxnn import xla_cpu
     from jaxnn.training import TrainConfig, fit
 
-    n, d, k, B = (6_000, 784, 10, 128)
+    n, d, k, B = (1_280 if quick else 60_000, 784, 10, 128)
     hidden = (64, 64) if quick else (512, 512)
-    if not quick:
-        n = 60_000
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d)).astype(np.float32)
     Y = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
@@ -463,7 +461,7 @@ def user(quick: bool) -> dict[str, Any]:
     opt = optax.adam(USER_LR)
     # epochs of the scans (13 steps each; the tutorial loop runs E // 10): short runs, many rounds,
     # so that the best of each has a fair chance to run undisturbed on a shared machine
-    E = 20 if quick else 300
+    E = 4 if quick else 300
     E_loop = max(E // 10, 2)
     rounds = 1 if quick else 15
     timers: dict[str, tuple[Any, int]] = {}
