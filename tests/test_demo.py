@@ -1,8 +1,9 @@
 """`jaxnn demo`: the seed's study end to end, against scikit-learn and the seed's printed numbers.
 
-One real subprocess runs the default demo (``--json``); the Boston runs are in-process
-(``jaxnn.cli.main``) with ``--gradcheck off`` to keep the suite quick -- the subprocess run
-already covers the gradient check.
+The default demo (``--json``) runs in real subprocesses, as in test_default_path: with an empty
+compilation cache, then with what it left (the same report but for its seconds); the Boston runs
+are in-process (``jaxnn.cli.main``) with ``--gradcheck off`` to keep the suite quick -- the
+subprocess runs already cover the gradient check.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +26,6 @@ from jaxnn.cli import main
 from jaxnn.cli.demo import DEMO_GRADCHECK, SEED_PUBLISHED
 from jaxnn.datasets import BUILTIN_DATASETS, load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL_KEYS = {"linear_manual", "linear_autodiff", "sklearn_linear", "mlp_manual", "mlp_autodiff"}
 
 # scikit-learn's LinearRegression on the DLFS split of Boston (test_size 0.3, random_state 80718).
@@ -41,14 +42,35 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 @pytest.fixture(scope="module")
-def default_report() -> dict:
-    proc = subprocess.run([sys.executable, "-m", "jaxnn.cli", "demo", "--json"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json must print exactly one line on stdout"
-    report = json.loads(lines[0])
+def demo_cold_and_warm(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """``jaxnn demo --json`` as a user runs it: once with an empty compilation cache, once with
+    what the first run left (test_default_path's fresh processes and environment)."""
+    from test_default_path import cold_then_warm, jaxnn_cli
+
+    reports: list[dict] = []
+
+    def workflow(cache: Path, work: Path) -> None:
+        lines = jaxnn_cli(cache, work, "demo", "--json").strip().splitlines()
+        assert len(lines) == 1, "--json must print exactly one line on stdout"
+        reports.append(json.loads(lines[0]))
+
+    cold_then_warm(tmp_path_factory.mktemp("demo"), workflow)
+    return reports
+
+
+@pytest.fixture(scope="module")
+def default_report(demo_cold_and_warm: list[dict]) -> dict:
+    report = demo_cold_and_warm[0]
     assert isinstance(report, dict)
+    return report
+
+
+def _without_seconds(report: Any) -> Any:
+    """The report without its timings (every ``seconds`` entry): all that may differ between runs."""
+    if isinstance(report, dict):
+        return {k: _without_seconds(v) for k, v in report.items() if k != "seconds"}
+    if isinstance(report, list):
+        return [_without_seconds(v) for v in report]
     return report
 
 
@@ -74,7 +96,13 @@ def test_friedman1_is_a_builtin_dataset_equal_to_make_friedman1():
         load_dataset("friedman1", "not_y")
 
 
-# --- The default demo (one subprocess) ------------------------------------------------------
+# --- The default demo (subprocesses, cold and warm) ----------------------------------------
+
+
+def test_default_demo_reports_the_same_with_a_warm_cache(demo_cold_and_warm):
+    cold, warm = demo_cold_and_warm
+    assert _without_seconds(warm) == _without_seconds(cold)
+    assert warm["seconds"]["total"] > 0
 
 
 def test_default_demo_gradcheck_passes(default_report):
