@@ -257,16 +257,19 @@ print(json.dumps({"params": [np.asarray(l["W"]).tolist() for l in r.params],
 """
 
 
-def _no_cache_result(tmp_path: Path, seed: str = "0") -> Any:
-    unused = tmp_path / "unused"
-    return _run(_FIT, unused, seed, env=_env(unused, JAXNN_NO_COMPILATION_CACHE="1"))
+@pytest.fixture(scope="module")
+def no_cache_params(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``_FIT``'s parameters from a process without a cache: what every cached run must give."""
+    unused = tmp_path_factory.mktemp("no-cache") / "unused"
+    return _run(_FIT, unused, "0", env=_env(unused, JAXNN_NO_COMPILATION_CACHE="1"))["params"]
 
 
 def _leftovers(cache: Path) -> list[str]:
     return sorted(p.name for p in cache.rglob("*")) if cache.is_dir() else []
 
 
-def test_processes_racing_on_one_empty_cache_all_succeed_with_the_same_numbers(tmp_path: Path) -> None:
+def test_processes_racing_on_one_empty_cache_all_succeed_with_the_same_numbers(
+        tmp_path: Path, no_cache_params: Any) -> None:
     cache = tmp_path / "cache"
     procs = [subprocess.Popen([sys.executable, "-c", _FIT, "0"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env(cache))
@@ -278,7 +281,7 @@ def test_processes_racing_on_one_empty_cache_all_succeed_with_the_same_numbers(t
         outs.append(json.loads(out.strip().splitlines()[-1])["params"])
     assert all(o == outs[0] for o in outs)
     assert not [n for n in _leftovers(cache) if n.startswith(".tmp-")]
-    assert _run(_FIT, cache, "0")["params"] == outs[0] == _no_cache_result(tmp_path)["params"]
+    assert _run(_FIT, cache, "0")["params"] == outs[0] == no_cache_params
 
 
 def _read_only(prefix_dir: Path) -> dict[str, Any]:
@@ -291,7 +294,7 @@ def _read_only(prefix_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def test_a_read_only_cache_changes_nothing(tmp_path: Path) -> None:
+def test_a_read_only_cache_changes_nothing(tmp_path: Path, no_cache_params: Any) -> None:
     cache = tmp_path / "cache"
     _run(_FIT, cache, "0")  # filled once...
     before = {p.name: p.read_bytes() for p in cache.iterdir()}
@@ -301,7 +304,7 @@ def test_a_read_only_cache_changes_nothing(tmp_path: Path) -> None:
         out = _run(_FIT, cache, "0", **_read_only(cache))  # ...then read-only: loads, writes nothing
     finally:
         cache.chmod(0o700)
-    assert out["params"] == _no_cache_result(tmp_path)["params"]
+    assert out["params"] == no_cache_params
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o700)
@@ -309,7 +312,7 @@ def test_a_read_only_cache_changes_nothing(tmp_path: Path) -> None:
         out = _run(_FIT, empty, "0", **_read_only(empty))  # read-only and empty: compiles, writes nothing
     finally:
         empty.chmod(0o700)
-    assert out["params"] == _no_cache_result(tmp_path)["params"] and _leftovers(empty) == []
+    assert out["params"] == no_cache_params and _leftovers(empty) == []
 
 
 # first thing in the child: every file it writes is limited to 4 kB (EFBIG past it), as on a full disk
@@ -320,16 +323,17 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 """
 
 
-def test_a_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_a_full_disk_leaves_nothing_behind(tmp_path: Path, no_cache_params: Any) -> None:
     cache = tmp_path / "cache"
     out = _run(_FULL_DISK + _FIT, cache, "0")
-    assert out["params"] == _no_cache_result(tmp_path)["params"]
+    assert out["params"] == no_cache_params
     assert _leftovers(cache) == []  # no truncated entry, no temporary file
     assert _run(_FIT, cache, "0")["params"] == out["params"]  # and the next run fills it
 
 
-def test_an_unsafe_cache_directory_is_refused_and_the_run_goes_on(tmp_path: Path) -> None:
-    want = _no_cache_result(tmp_path)["params"]
+def test_an_unsafe_cache_directory_is_refused_and_the_run_goes_on(tmp_path: Path,
+                                                                  no_cache_params: Any) -> None:
+    want = no_cache_params
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)

@@ -151,10 +151,10 @@ EIGHT_DEVICES = textwrap.dedent('''
     X = rng.normal(size=(200, 5))
     Y = np.sin(X @ rng.normal(size=(5, 2)))
     Xv, Yv = X[:40] + 0.1, Y[:40]
-    for dtype in ("float64", "float32"):
+    for dtype, splits in (("float64", (None, 2, 8)), ("float32", (None, 8))):
         c = training.TrainConfig(hidden=(16,), activation="tanh", optimizer="adam", lr=0.01,
                                  batch_size=32, epochs=12, dtype=dtype, init="glorot")
-        for devices in (None, 2, 8):
+        for devices in splits:
             r = training.fit(c, X, Y, X_val=Xv, Y_val=Yv, devices=devices)
             out[f"reg_{dtype}_{devices}"] = {"params": flat(r.params).tolist(),
                                              "train_loss": r.history.train_loss.tolist(),
