@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from jaxnn import names
 from jaxnn.csvfile import CsvOptions, load_csv, read_table
@@ -219,6 +217,8 @@ class Scaler:
         Returns:
             The fitted scaler.
         """
+        from sklearn.preprocessing import StandardScaler  # imported when used: it is slow to import
+
         X = _as_2d_float(X, "X")
         if X.shape[0] == 0:
             raise InputError("X is empty; cannot fit a Scaler on 0 rows")
@@ -554,6 +554,8 @@ def split_dataset(
             f"test_size={test_size} on {n} rows gives {n_train} train and {n_test} test "
             "rows; both sets must be non-empty (use a smaller test_size or more data)"
         )
+    from sklearn.model_selection import train_test_split
+
     X = ds.X
     scaler = None
     if scale and scale_before_split:
@@ -617,6 +619,8 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
         _, counts = np.unique(y, return_counts=True)
         if counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size:
             stratify = y
+    from sklearn.model_selection import train_test_split
+
     seed = None if random_state is None else int(random_state) % (1 << 32)
     X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=fraction, random_state=seed,
                                                   stratify=stratify)
