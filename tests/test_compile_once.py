@@ -251,12 +251,18 @@ def _fit_in_process(env: dict[str, str], *args: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_a_second_process_loads_the_training_program_from_the_verified_store(tmp_path):
-    store = tmp_path / "jaxnn" / "jax"
+@pytest.fixture(scope="module")
+def first_fit(tmp_path_factory) -> tuple[Path, dict, list[Path]]:
+    """The fit in a fresh process with an empty cache directory: (the directory, the result, its entries)."""
+    store = tmp_path_factory.mktemp("first") / "jaxnn" / "jax"
+    first = _fit_in_process({"JAXNN_CACHE_DIR": str(store)})
+    return store, first, sorted(store.glob("*.jaxnn"))
+
+
+def test_a_second_process_loads_the_training_program_from_the_verified_store(first_fit):
+    store, first, entries = first_fit
     env = {"JAXNN_CACHE_DIR": str(store)}
-    first = _fit_in_process(env)
     assert first["hits"] == 0 and first["compiles"] >= 1 and first["why_off"] is None
-    entries = sorted(store.glob("*.jaxnn"))
     assert any(p.name.startswith("jit_run_chunk-") for p in entries), entries
     assert stat.S_IMODE(store.stat().st_mode) == 0o700  # created private
     second = _fit_in_process(env)
@@ -270,9 +276,9 @@ def test_a_second_process_loads_the_training_program_from_the_verified_store(tmp
     assert _fit_in_process(env)["hits"] >= 1  # and the rewritten entry loads
 
 
-def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(tmp_path):
-    on = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "on" / "jax")})
-    assert on["why_off"] is None and any((tmp_path / "on" / "jax").iterdir())
+def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(first_fit, tmp_path):
+    _, on, entries = first_fit
+    assert on["why_off"] is None and entries
     off = _fit_in_process({"JAXNN_CACHE_DIR": str(tmp_path / "off" / "jax"),
                            "JAXNN_NO_COMPILATION_CACHE": "1"})
     assert off["cache_dir"] is None and not (tmp_path / "off").exists()
