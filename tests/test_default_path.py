@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from jaxnn import checkpoint
 
@@ -155,11 +156,18 @@ def test_estimator_save_load_and_pickle_in_a_new_process(tmp_path: Path) -> None
     assert probs.shape == (1797, 10)
 
 
-_TREE = """
-    import json, sys
+# Two ways a fit's state crosses processes, in one script (each process starts once for both): a tree
+# checkpoint (checkpoint.save_tree / load_tree) and a pickled TrainState (the in-memory path of
+# save/load). "first" saves each state part-way and prints the straight runs' parameters; "second"
+# resumes from each and prints the resumed runs' parameters.
+_STATES = """
+    import json, pickle, sys
     import jax, jax.numpy as jnp, numpy as np, optax
     import jaxnn
     from jaxnn import checkpoint
+
+    def tolist(tree):
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), tree)
 
     def loss_fn(p, x, y):
         return (jnp.tanh(x @ p["W"] + p["b"]) @ p["V"] - y) ** 2
@@ -170,27 +178,48 @@ _TREE = """
     params = {"W": jax.random.normal(k[0], (3, 8)), "b": jnp.zeros(8), "V": jax.random.normal(k[1], (8,)) / 3}
     opt = optax.adam(1e-2)
     kw = dict(optimizer=opt, batch_size=16, key=jax.random.key(5))
+
+    loss = lambda p, x, y: (x @ p - y) ** 2
+    X2 = np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2); Y2 = X2[:, 0] - X2[:, 1]
+    p0 = jnp.zeros(2)
+    kw2 = dict(optimizer=optax.sgd(0.1), batch_size=4)
+
     if sys.argv[1] == "first":
         r = jaxnn.fit(loss_fn, params, (X, Y), steps=20, **kw)
         checkpoint.save_tree("state.npz", r.state)
-        straight = jaxnn.fit(loss_fn, params, (X, Y), steps=45, **kw)
-        print(json.dumps(jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), straight.params)))
+        r = jaxnn.fit(loss, p0, (X2, Y2), steps=7, **kw2)
+        pickle.dump(r.state, open("s.pkl", "wb"))
+        out = {"tree": jaxnn.fit(loss_fn, params, (X, Y), steps=45, **kw).params,
+               "pickle": jaxnn.fit(loss, p0, (X2, Y2), steps=15, **kw2).params}
     else:
         like = jax.eval_shape(lambda: jaxnn.engine.init_state(params, opt, jax.random.key(5)))
         state, _ = checkpoint.load_tree("state.npz", like)
-        r = jaxnn.fit(loss_fn, params, (X, Y), steps=45, state=state, **kw)
-        print(json.dumps(jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), r.params)))
+        s = pickle.load(open("s.pkl", "rb"))
+        out = {"tree": jaxnn.fit(loss_fn, params, (X, Y), steps=45, state=state, **kw).params,
+               "pickle": jaxnn.fit(loss, p0, (X2, Y2), steps=15, state=s, **kw2).params}
+    print(json.dumps(tolist(out)))
 """
 
 
-def test_tree_checkpoint_of_a_fit_state_resumes_bit_for_bit_in_a_new_process(tmp_path: Path) -> None:
-    def workflow(cache: Path, work: Path) -> Any:
-        straight = python(cache, work, _TREE, "first")
-        resumed = python(cache, work, _TREE, "second")
-        assert resumed == straight
-        return straight
+@pytest.fixture(scope="module")
+def saved_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``_STATES`` cold and warm: ``{"straight": ..., "resumed": ...}``, each with a "tree" and a
+    "pickle" result."""
 
-    cold_then_warm(tmp_path, workflow)
+    def workflow(cache: Path, work: Path) -> Any:
+        return {"straight": python(cache, work, _STATES, "first"),
+                "resumed": python(cache, work, _STATES, "second")}
+
+    return cold_then_warm(tmp_path_factory.mktemp("states"), workflow)
+
+
+def test_tree_checkpoint_of_a_fit_state_resumes_bit_for_bit_in_a_new_process(saved_states: dict) -> None:
+    assert saved_states["resumed"]["tree"] == saved_states["straight"]["tree"]
+
+
+def test_pickle_of_a_fit_result_state_round_trips(saved_states: dict) -> None:
+    """A TrainState pickled by one process is usable by another (the in-memory path of save/load)."""
+    assert saved_states["resumed"]["pickle"] == saved_states["straight"]["pickle"]
 
 
 def test_ctrl_c_and_divergence_checkpoints_load_and_resume(tmp_path: Path) -> None:
@@ -234,34 +263,6 @@ def test_ctrl_c_and_divergence_checkpoints_load_and_resume(tmp_path: Path) -> No
         return len(out["predictions"])
 
     assert cold_then_warm(tmp_path, workflow) == 442
-
-
-def test_pickle_of_a_fit_result_state_round_trips(tmp_path: Path) -> None:
-    """A TrainState pickled by one process is usable by another (the in-memory path of save/load)."""
-    code = """
-        import json, pickle, sys
-        import jax, jax.numpy as jnp, numpy as np, optax
-        import jaxnn
-        loss = lambda p, x, y: (x @ p - y) ** 2
-        X = np.linspace(-1, 1, 40, dtype=np.float32).reshape(20, 2); Y = X[:, 0] - X[:, 1]
-        p0 = jnp.zeros(2)
-        if sys.argv[1] == "first":
-            r = jaxnn.fit(loss, p0, (X, Y), optimizer=optax.sgd(0.1), batch_size=4, steps=7)
-            pickle.dump(r.state, open("s.pkl", "wb"))
-            print(json.dumps(np.asarray(jaxnn.fit(loss, p0, (X, Y), optimizer=optax.sgd(0.1), batch_size=4,
-                                                  steps=15).params).tolist()))
-        else:
-            s = pickle.load(open("s.pkl", "rb"))
-            r = jaxnn.fit(loss, p0, (X, Y), optimizer=optax.sgd(0.1), batch_size=4, steps=15, state=s)
-            print(json.dumps(np.asarray(r.params).tolist()))
-    """
-
-    def workflow(cache: Path, work: Path) -> Any:
-        first = python(cache, work, code, "first")
-        assert python(cache, work, code, "second") == first
-        return first
-
-    cold_then_warm(tmp_path, workflow)
 
 
 def test_every_readme_python_block_runs_in_a_fresh_process_cold_and_warm(tmp_path: Path) -> None:
