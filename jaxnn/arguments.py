@@ -48,17 +48,17 @@ def float_dtype(params: Any) -> Any:
 
     Raises TypeError naming the first leaf that is not floating: every leaf is trained.
     """
-    dtypes = []
+    first = None
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dt = np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
         if not jnp.issubdtype(dt, jnp.floating):
             raise InputTypeError(f"params{jax.tree_util.keystr(path)}: expected a floating-point array, got "
                                  f"{dt}; every leaf of params is trained (pass integer settings through "
                                  "loss_args or a closure)")
-        dtypes.append(jnp.dtype(dt))
-    if not dtypes:
+        first = jnp.dtype(dt) if first is None else first
+    if first is None:
         raise InputError("params: expected a pytree with at least one floating-point array")
-    return dtypes[0]
+    return first
 
 
 def as_data(name: str, data: Any, dtype: Any) -> tuple[np.ndarray, ...]:

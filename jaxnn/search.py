@@ -179,18 +179,21 @@ class _Job:
     est: Any
     X: np.ndarray
     Y: np.ndarray
+    X_given: np.ndarray
+    y_given: np.ndarray | None
 
     def __init__(self, est: Any, X: Any, y: Any, like: _Job | None = None) -> None:
         import scipy.sparse
 
         self.key = _params_key(est)
-        self.X_given, self.y_given = _as_array(X), None if y is None else _as_array(y)
         est._check_params()
         if like is None:
+            self.X_given, self.y_given = _as_array(X), None if y is None else _as_array(y)
             Xv, Y, _ = est._validate(X, y, incremental=False, reset=True)
             if scipy.sparse.issparse(Xv):
                 Xv = Xv.toarray()
-        else:  # the same rows as `like`'s fit: its validation's results, not a second validation
+        else:  # the same rows as `like`'s fit: its arrays and validation's results, not copies
+            self.X_given, self.y_given = like.X_given, like.y_given
             Xv, Y = like.X, like.Y
             for name in _VALIDATED:
                 if hasattr(like.est, name):
@@ -219,7 +222,8 @@ def _train_group(jobs: list[_Job]) -> list[tuple[str, Any]]:
     names = tuple(_HYPER[first.solver])
     hyper = {name: np.array([float(getattr(j.est, _HYPER[first.solver][name])) for j in jobs])
              for name in names}
-    shared = all(np.array_equal(j.X, jobs[0].X) and np.array_equal(j.Y, jobs[0].Y) for j in jobs)
+    shared = all(j.X is jobs[0].X or (np.array_equal(j.X, jobs[0].X) and np.array_equal(j.Y, jobs[0].Y))
+                 for j in jobs)
     if shared:  # (a Pipeline whose earlier steps vary gives each candidate other rows)
         data: Any = (jobs[0].X.astype(dtype), jobs[0].Y.astype(dtype))
         weights: Any = np.ones(jobs[0].X.shape[0])
