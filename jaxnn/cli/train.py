@@ -228,16 +228,6 @@ def check_model_flags(args: argparse.Namespace, task: str) -> str:
     return loss
 
 
-def check_total_steps(config: Any, n_train: int) -> None:
-    """Refuse a run whose step count does not fit the int32 step counter."""
-    from jaxnn.training import steps_per_epoch, total_steps
-
-    n = total_steps(config, n_train)
-    if n > INT32_MAX:
-        raise InputError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
-                         f"steps is {n} steps, at most {INT32_MAX}")
-
-
 def load_split(args: argparse.Namespace) -> Any:
     from jaxnn.cli.userinput import DATA_FLAGS, SPLIT_FLAGS, csv_options, flag_names
     from jaxnn.datasets import load_dataset, split_dataset
@@ -312,7 +302,6 @@ def run(args: argparse.Namespace) -> int:
     split = load_split(args)
     interrupt.check()
     config = outputs.resolve(config_from_args(args, split.dataset.task), split)
-    check_total_steps(config, split.X_train.shape[0])
     with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
         interrupt.check()
         with progress_bar(args, config, split) as bar:  # closed before anything is printed
