@@ -606,7 +606,8 @@ def test_estimator_predict_rejects_bad_arrays(fitted, X: np.ndarray, pieces: tup
         ({"batch_size": 0}, ("batch_size", "positive integer")),
         ({"activation": "swish"}, ("activation", "'swish'", "relu", "tanh", "logistic")),
         ({"solver": "rmsprop"}, ("solver", "'lbfgs'", "'sgd'", "'adam'")),
-        ({"early_stopping": True, "validation_fraction": 1.0}, ("validation_fraction", "(0, 1)")),
+        ({"early_stopping": True, "validation_fraction": 1.0},
+         ("validation_fraction", "strictly between 0 and 1")),
     ],
 )
 def test_estimator_bad_parameters(params: dict[str, object], pieces: tuple[str, ...]) -> None:
