@@ -8,6 +8,7 @@ the minibatch's rows or an optimizer whose update is malformed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -152,6 +153,11 @@ def as_key(key: Any) -> Array:
 
 def is_x64(dtype: Any) -> bool:
     return jnp.dtype(dtype).itemsize == 8
+
+
+def x64_context(dtype: Any) -> contextlib.AbstractContextManager[Any]:
+    """``jax.enable_x64()`` for a 64-bit ``dtype`` (``"float64"``, ``np.float64``); nothing otherwise."""
+    return jax.enable_x64(True) if is_x64(dtype) else contextlib.nullcontext()
 
 
 def describe(tree: Any) -> list[tuple[str, tuple[int, ...], str]]:

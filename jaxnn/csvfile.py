@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from jaxnn.datasets import Dataset
 
-__all__ = ["MISSING_MARKERS", "CsvOptions", "load_csv", "number", "parse_column", "read_header", "read_table",
-           "resolve_columns"]
+__all__ = ["MISSING_MARKERS", "CsvOptions", "load_csv", "number", "one_hot", "parse_column", "read_header",
+           "read_table", "resolve_columns"]
 
 #: Cells read as a missing value (compared after stripping, case-insensitively).
 MISSING_MARKERS: frozenset[str] = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -208,6 +208,14 @@ def parse_column(cells: list[str], name: str, lines: list[int], p: Any) -> np.nd
     return out
 
 
+def one_hot(cells: list[str], categories: list[str]) -> list[np.ndarray]:
+    """The 0/1 float64 indicator column of each category: ``cells == category`` (features
+    ``"col=category"`` of ``--one-hot col``)."""
+    import numpy as np
+
+    return [np.asarray([c == cat for c in cells], dtype=np.float64) for cat in categories]
+
+
 def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: str | None = None,
              options: CsvOptions | None = None) -> Dataset:
     """Load a CSV file; one column is the target, the others (numeric or one-hot) the features.
@@ -274,7 +282,7 @@ def load_csv(path: str | os.PathLike[str], target: str | None = None, *, task: s
             continue
         if j in encoded:
             cats = sorted(set(columns[j]))
-            features += [np.asarray([c == cat for c in columns[j]], dtype=np.float64) for cat in cats]
+            features += one_hot(columns[j], cats)
             feature_names += [f"{names[j]}={cat}" for cat in cats]
         else:
             features.append(parse_column(columns[j], names[j], lines, path))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import numbers
 import os
 import socket
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 
 from jaxnn import names
 from jaxnn.csvfile import CsvOptions, load_csv, read_table
-from jaxnn.errors import InputError, InputTypeError
+from jaxnn.errors import InputError
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -541,7 +540,7 @@ def split_dataset(
             set empty; ``scale_before_split`` without ``scale``; ``stratify`` for
             regression (or classes too small to stratify, from scikit-learn).
     """
-    test_size = _fraction("test_size", test_size)
+    test_size = names.fraction("test_size", test_size)
     if scale_before_split and not scale:
         raise InputError("scale_before_split=True needs scale=True")
     if stratify and ds.task != "classification":
@@ -608,7 +607,7 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(X_fit, X_val, y_fit, y_val): ``ceil(fraction * n)`` validation rows, stratified for
     classes when every class has at least 2 training rows (as scikit-learn's MLPs do)."""
-    fraction = _fraction("validation_fraction", fraction)
+    fraction = names.fraction("validation_fraction", fraction)
     n = X.shape[0]
     n_val = math.ceil(fraction * n)
     if n - n_val < 1 or n_val < 1:
@@ -625,12 +624,3 @@ def _carve(X: np.ndarray, y: np.ndarray, fraction: float, random_state: int | No
     X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=fraction, random_state=seed,
                                                   stratify=stratify)
     return X_fit, X_val, y_fit, y_val
-
-
-def _fraction(name: str, value: Any) -> float:
-    """``value`` as a float strictly between 0 and 1 (NaN, bools and non-numbers refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputTypeError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
-    if not 0.0 < float(value) < 1.0:  # also rejects NaN
-        raise InputError(f"{name} must be strictly between 0 and 1, got {value!r}")
-    return float(value)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import softmax
 
-from jaxnn import metrics, models
+from jaxnn import metrics, models, names
 from jaxnn.datasets import Scaler, Split
 from jaxnn.errors import InputError
 from jaxnn.training import FitResult, TrainConfig, as_2d_float, fit, x64_context
@@ -59,7 +59,8 @@ def predict(params: Any, config: TrainConfig, X: np.ndarray,
         d = params[0]["W"].shape[0]
         if Xj.shape[1] != d:
             raise InputError(f"X: the model expects {d} feature columns, got {Xj.shape[1]}")
-        out = np.asarray(jax.jit(models.predict, static_argnums=2)(params, Xj, config.activation))
+        activation = names.activation(config.activation)
+        out = np.asarray(jax.jit(models.predict, static_argnums=2)(params, Xj, activation))
     if target_scaler is not None:
         out = target_scaler.inverse_transform(out).astype(out.dtype)
     return out

@@ -69,7 +69,7 @@ def he(key: Array, d_in: int, d_out: int, dtype: Any) -> tuple[Array, Array]:
     return math.sqrt(2.0 / d_in) * jax.random.normal(kw, (d_in, d_out), dtype), jnp.zeros((d_out,), dtype)
 
 
-def init_params(key: Array, sizes: Sequence[int], *, init: Initializer | str = normal,
+def init_params(key: Array, sizes: Sequence[int], *, init: Initializer = normal,
                 dtype: Any = jnp.float32) -> Params:
     """Initial parameters for an MLP with layer sizes ``(d, h_1, ..., h_L, k)``.
 
@@ -77,15 +77,13 @@ def init_params(key: Array, sizes: Sequence[int], *, init: Initializer | str = n
         key: a typed PRNG key (``jax.random.key``); layer i draws from its i-th split.
         sizes: layer widths, inputs first.
         init: an :data:`Initializer` -- :func:`normal` (the seed's), :func:`glorot`, :func:`he`
-            or the user's own. (A name of :data:`jaxnn.names.INITS` is still taken, for the
-            callers that hold a :class:`~jaxnn.training.TrainConfig`'s string.)
+            or the user's own (:func:`jaxnn.names.initializer` turns a configuration's name into one).
         dtype: float32 or float64.
     Returns:
         ``[{"W": (sizes[i], sizes[i+1]), "b": (sizes[i+1],)}, ...]``.
     """
-    draw: Initializer = names.initializer(init) if isinstance(init, str) else init
     keys = jax.random.split(key, len(sizes) - 1)
-    return [dict(zip(("W", "b"), draw(k, d_in, d_out, dtype), strict=True))
+    return [dict(zip(("W", "b"), init(k, d_in, d_out, dtype), strict=True))
             for k, (d_in, d_out) in zip(keys, itertools.pairwise(sizes), strict=True)]
 
 
@@ -121,11 +119,9 @@ def network(params: Params, X: Array, activation: Any = foundations.sigmoid, *,
 def predict(params: Params, X: Array, activation: Any = foundations.sigmoid) -> Array:
     """Network output (n, k): regression predictions or classification logits.
 
-    ``activation``: the hidden activation (a name of :data:`jaxnn.names.ACTIVATIONS` is still
-    taken, for the callers that hold a :class:`~jaxnn.training.TrainConfig`'s string).
+    ``activation``: the hidden activation function (:func:`jaxnn.names.activation` turns a
+    configuration's name into one).
     """
-    if isinstance(activation, str):
-        activation = names.activation(activation)
     return network(params, X, activation, layer=dense)
 
 
@@ -136,7 +132,7 @@ def l2_penalty(params: Params) -> Array:
 
 @functools.lru_cache(maxsize=64)
 def make_loss_fn(activation: Any, loss: Any, *, layer: Any = dense_layer, l2: float = 0.0,
-                 scale: float = 1.0, summed: bool = False, gradients: str | None = None) -> Any:
+                 scale: float = 1.0, summed: bool = False) -> Any:
     """``loss_fn(params, X, Y) -> (n,)``: per-example losses of the MLP, for :func:`jaxnn.fit`.
 
     Args:
@@ -150,17 +146,9 @@ def make_loss_fn(activation: Any, loss: Any, *, layer: Any = dense_layer, l2: fl
         summed: for a minibatch summed, not averaged (the seed's reductions): the penalty is
             spread over its B rows (``l2 * penalty / B`` each), so a full minibatch's sum
             carries it once.
-        gradients: only with names for ``activation`` and ``loss`` (the callers that hold a
-            :class:`~jaxnn.training.TrainConfig`'s strings): they go through
-            :func:`jaxnn.training.resolve_network`.
     Cached: the same arguments give the same function, so the engine's compiled programs are
     reused.
     """
-    if isinstance(activation, str):
-        from jaxnn.training import resolve_network
-
-        activation, loss, layer = resolve_network(activation, loss, gradients or "manual")
-
     def loss_fn(params: Params, X: Array, Y: Array) -> Array:
         out = loss(network(params, X, activation, layer=layer), Y)
         if scale != 1.0:

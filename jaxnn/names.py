@@ -83,6 +83,16 @@ def finite_float(name: str, value: Any, *, positive: bool = False) -> None:
         raise InputError(f"{name}: expected a finite number {kind}, got {value!r}")
 
 
+def fraction(name: str, value: Any) -> float:
+    """``value`` as a float strictly between 0 and 1 (``test_size``, ``validation_fraction``); raise
+    ``InputTypeError`` (not a number) or ``InputError`` (outside, or NaN) naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name}: expected a number strictly between 0 and 1, got {value!r}")
+    if not 0.0 < float(value) < 1.0:  # also rejects NaN
+        raise InputError(f"{name}: expected a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
 # --- Names to values ---------------------------------------------------------------------------
 
 

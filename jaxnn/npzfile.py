@@ -219,7 +219,8 @@ Check = Callable[[dict[str, Spec], dict[str, Any], Callable[[str], np.ndarray]],
 
 
 def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None, check: Check | None = None,
-                max_bytes: int = MAX_TOTAL_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                max_bytes: int = MAX_TOTAL_BYTES, arrays: bool = True
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`save_arrays`, validating everything first.
 
     Nothing is decompressed before the zip directory, every member's ``.npy`` header, the metadata
@@ -232,6 +233,8 @@ def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None, check:
             ``declared`` maps name -> (shape, dtype); ``read(name)`` reads one array (for small
             ones, e.g. a step counter). Raise ``ValueError`` to refuse the file.
         max_bytes: the most array data the file may declare in all.
+        arrays: False: read no array data, only the checked headers and metadata (``arrays`` is
+            then ``{}``; ``jaxnn predict`` reads a model's columns so, before importing JAX).
     Returns:
         ``(arrays, meta)``: name -> read-only NumPy array, and the writer's ``meta`` dict.
     Raises:
@@ -253,7 +256,7 @@ def load_arrays(path: str | os.PathLike[str], *, kind: str | None = None, check:
             raise refuse(p, "a single .npy array, expected an .npz archive")
         with loaded as npz:
             try:
-                return _read_validated(p, npz, kind, check, max_bytes)
+                return _read_validated(p, npz, kind, check, max_bytes, arrays)
             except (EOFError, zipfile.BadZipFile, OSError, KeyError, NotImplementedError,
                     RuntimeError) as e:  # truncated or corrupt members
                 raise refuse(p, f"corrupt archive ({type(e).__name__}: {e})") from None
@@ -272,8 +275,8 @@ def _check_zip_directory(p: Path, infos: list[zipfile.ZipInfo]) -> None:
                              f"at most {_MAX_ZIP_VERSION / 10:.1f} is read")
 
 
-def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, max_bytes: int
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, max_bytes: int,
+                    read_arrays: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     _check_zip_directory(p, npz.zip.infolist())
     members = [i.filename for i in npz.zip.infolist()]
     if len(members) > MAX_ARRAYS + 1:
@@ -313,6 +316,8 @@ def _read_validated(p: Path, npz: Any, kind: str | None, check: Check | None, ma
             raise refuse(p, f"array {name!r}: member holds {sizes[name + '.npy'] - hlen} data "
                              f"bytes, shape {shape} needs {nbytes}")
         headers[name] = (shape, dtype)
+    if not read_arrays:
+        return {}, header["meta"]
     arrays: dict[str, np.ndarray] = {}
 
     def read(name: str) -> np.ndarray:

@@ -102,7 +102,7 @@ class SweepResult:
 @partial(jax.jit, static_argnums=2)
 def _predict_many(params: Any, X: Array, activation: str) -> Array:
     """(M, n, k): the network's forward, ``vmap``-ed over the models."""
-    return jax.vmap(lambda p: models.predict(p, X, activation))(params)
+    return jax.vmap(lambda p: models.predict(p, X, names.activation(activation)))(params)
 
 
 def _hyper(name: str, values: Any, default: float, *, positive: bool) -> tuple[float, ...]:
@@ -145,7 +145,8 @@ def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -
     """Stacked initial params (M, ...) and data-order keys (M,): exactly ``training.init_state``'s."""
     def one(seed: Array) -> tuple[Any, Array]:
         k_init, k_shuffle = jax.random.split(jax.random.key(seed))
-        return models.init_params(k_init, sizes, init=init, dtype=jnp.dtype(dtype)), k_shuffle
+        params = models.init_params(k_init, sizes, init=names.initializer(init), dtype=jnp.dtype(dtype))
+        return params, k_shuffle
 
     return jax.vmap(one)(seeds)
 

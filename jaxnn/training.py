@@ -11,7 +11,6 @@ contracts).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -25,7 +24,7 @@ import optax
 from jax import Array
 
 from jaxnn import engine, layers, models, names
-from jaxnn.arguments import finite_cast, real_array
+from jaxnn.arguments import finite_cast, real_array, x64_context
 from jaxnn.backward import forward_of
 from jaxnn.errors import DivergedError, InputError, InputTypeError
 
@@ -285,11 +284,6 @@ def as_2d_host(name: str, A: Any, dtype: Any) -> np.ndarray:
 def default_chunk_epochs(n_epochs: int) -> int:
     """About 20 chunks: enough for progress and Ctrl-C, few enough to cost nothing."""
     return max(1, math.ceil(n_epochs / 20))
-
-
-def x64_context(dtype: str) -> contextlib.AbstractContextManager[Any]:
-    """``jax.enable_x64()`` for float64 runs; nothing for float32."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
 def _key_parts(c: TrainConfig) -> tuple[Array, Array]:

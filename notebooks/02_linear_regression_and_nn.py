@@ -133,7 +133,7 @@ print(f"{ds.name}: X_train {X_train.shape}, X_test {X_test.shape}, target {ds.ta
 
 # %%
 params = models.init_params(jax.random.key(0), models.layer_sizes(ds.n_features, (), 1),
-                            init="normal", dtype=jnp.float64)
+                            init=models.normal, dtype=jnp.float64)
 Xb, yb = X_train[:23], y_train[:23]  # one minibatch of the seed's size
 W, b = params[0]["W"], params[0]["b"]
 N = Xb @ W
@@ -374,7 +374,7 @@ def backward_walk(params, residuals, dLdP, act_deriv=F.sigmoid_deriv):
 
 
 net = models.init_params(jax.random.key(1), models.layer_sizes(ds.n_features, (13,), 1),
-                         init="normal", dtype=jnp.float64)
+                         init=models.normal, dtype=jnp.float64)
 out, res = forward_walk(net, Xb)
 g_walk = backward_walk(net, res, -(yb - out))  # the seed's dLdP, of L = 1/2 sum (y - P)^2
 
@@ -425,7 +425,7 @@ if SEED_DATA:
     print("the seed printed:  MSE 10.839123211769357, R^2 0.8545 (its own random initialisation)")
 
 # %% tags=["figure"]
-pred_mlp = np.asarray(models.predict(mlp["manual"].fit.params, X_test, "sigmoid"))[:, 0]
+pred_mlp = np.asarray(models.predict(mlp["manual"].fit.params, X_test, F.sigmoid))[:, 0]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True, sharey=True)
 for ax, pred, title in ((axes[0], pred_lin, "linear regression"),
                         (axes[1], pred_mlp, "13 sigmoid units")):

@@ -206,7 +206,7 @@ def test_config_types_are_checked() -> None:
 def test_test_size_outside_open_unit_interval(test_size: float, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     ds = load_csv(write(tmp_path, "ok.csv", GOOD), "y")
-    with pytest.raises(ValueError, match=r"test_size must be strictly between 0 and 1"):
+    with pytest.raises(ValueError, match=r"test_size: expected a number strictly between 0 and 1"):
         split_dataset(ds, test_size=test_size)
     status, out, err = run_cli(["train", "--data", str(tmp_path / "ok.csv"), "--test-size", str(test_size)],
                                capsys)
@@ -606,7 +606,8 @@ def test_estimator_predict_rejects_bad_arrays(fitted, X: np.ndarray, pieces: tup
         ({"batch_size": 0}, ("batch_size", "positive integer")),
         ({"activation": "swish"}, ("activation", "'swish'", "relu", "tanh", "logistic")),
         ({"solver": "rmsprop"}, ("solver", "'lbfgs'", "'sgd'", "'adam'")),
-        ({"early_stopping": True, "validation_fraction": 1.0}, ("validation_fraction", "(0, 1)")),
+        ({"early_stopping": True, "validation_fraction": 1.0},
+         ("validation_fraction", "strictly between 0 and 1")),
     ],
 )
 def test_estimator_bad_parameters(params: dict[str, object], pieces: tuple[str, ...]) -> None:

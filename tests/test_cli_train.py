@@ -25,7 +25,7 @@ from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from jaxnn import models
+from jaxnn import models, names
 from jaxnn.cli import main
 from jaxnn.training import TrainConfig, fit
 
@@ -93,7 +93,7 @@ def reference_outputs(config: TrainConfig, X_tr, y_tr, X_te, *, n_classes: int |
     mean, std = (Y.mean(axis=0), Y.std(axis=0)) if standardise else (0.0, 1.0)
     res = fit(config, X_tr, (Y - mean) / std)
     with jax.enable_x64(config.dtype == "float64"):
-        out = models.predict(res.params, jnp.asarray(X_te, config.dtype), config.activation)
+        out = models.predict(res.params, jnp.asarray(X_te, config.dtype), names.activation(config.activation))
         return np.asarray(out, dtype=np.float64) * std + mean, res
 
 

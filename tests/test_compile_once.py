@@ -315,7 +315,7 @@ def test_initial_weights_are_the_documented_draw_with_an_empty_and_a_warm_cache(
 
     first, second = run(), run()
     k_init, _ = jax.random.split(jax.random.key(7))  # the documented draw, here in plain JAX
-    want = models.init_params(k_init, [5, 4, 3, 2], init="glorot")
+    want = models.init_params(k_init, [5, 4, 3, 2], init=models.glorot)
     for got in (first["params"], second["params"]):
         for layer, ref in zip(got, want, strict=True):
             for name in ("W", "b"):

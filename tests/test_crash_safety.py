@@ -154,13 +154,14 @@ def test_divergence_saves_last_finite_params_and_exits_3(tmp_path: Path, capsys)
     ck = checkpoint.load(f)
     step = int(ck.state.diverged_step)
     assert step >= 0 and int(ck.state.step) == step  # stopped at the first non-finite step
-    from jaxnn import models
+    from jaxnn import models, names
     from jaxnn.datasets import load_dataset
 
     for leaf in (ck.params[0]["W"], ck.params[0]["b"], ck.params[1]["W"]):
         assert np.all(np.isfinite(np.asarray(leaf)))
     X = ck.scaler.transform(load_dataset("diabetes").X).astype(np.float32)
-    assert np.all(np.isfinite(np.asarray(models.predict(ck.params, X, ck.config.activation))))
+    activation = names.activation(ck.config.activation)
+    assert np.all(np.isfinite(np.asarray(models.predict(ck.params, X, activation))))
     summary = json.loads((tmp_path / "div.jsonl").read_text().splitlines()[-1])
     assert summary["status"] == "diverged" and summary["step"] == step
     # Resuming a diverged run is refused: it would only diverge again.

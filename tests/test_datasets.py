@@ -300,7 +300,7 @@ def test_unknown_spec_and_contradicting_builtin_options():
 @pytest.mark.parametrize("test_size", [0.0, 1.0, -0.1, 1.5, float("nan")])
 def test_test_size_outside_unit_interval(tmp_path, test_size):
     ds = load_csv(_write(tmp_path, GOOD), "y")
-    with pytest.raises(ValueError, match="test_size must be strictly between 0 and 1"):
+    with pytest.raises(ValueError, match="test_size: expected a number strictly between 0 and 1"):
         split_dataset(ds, test_size=test_size)
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, experiment, models
+from jaxnn import checkpoint, experiment, foundations, models
 from jaxnn.cli import main
 from jaxnn.datasets import load_dataset, split_dataset
 from jaxnn.errors import EXIT_DIVERGED, DivergedError
@@ -79,7 +79,7 @@ def test_diverged_run_stops_at_the_end_of_its_chunk_and_keeps_finite_params(diab
     Xj, Yj = jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.float32)
 
     def loss(p):
-        return jnp.mean(jnp.square(models.predict(p, Xj, "sigmoid") - Yj))
+        return jnp.mean(jnp.square(models.predict(p, Xj, foundations.sigmoid) - Yj))
 
     value, grads = jax.value_and_grad(loss)(r.params)
     nxt = jax.tree_util.tree_map(lambda p, g: p - LR * g, r.params, grads)

@@ -74,7 +74,7 @@ def test_grid_search_picks_a_setting_and_refits():
 def test_loss_curve_is_sklearns_objective_and_predict_is_jaxnns_forward():
     """With one full batch per epoch, loss_curve_[-1] is scikit-learn's objective (0.5 * MSE + 0.5 *
     alpha * ||W||^2 / n) at the parameters before the last epoch, recomputed here in NumPy."""
-    from jaxnn import models
+    from jaxnn import foundations, models
 
     X, y = load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
@@ -94,7 +94,7 @@ def test_loss_curve_is_sklearns_objective_and_predict_is_jaxnns_forward():
     # predict's NumPy forward is jaxnn.models.predict on the fitted parameters
     params = [{"W": W, "b": b} for W, b in zip(reg.coefs_, reg.intercepts_, strict=True)]
     with jax.enable_x64(True):
-        expected = np.asarray(models.predict(params, np.asarray(X), "sigmoid"))[:, 0]
+        expected = np.asarray(models.predict(params, np.asarray(X), foundations.sigmoid))[:, 0]
     np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-12)
 
 
@@ -227,4 +227,5 @@ def test_host_activations_equal_jaxnns_and_predict_runs_models_network():
         assert isinstance(out, np.ndarray) and out.dtype == np.float64
         params = [{"W": W, "b": b} for W, b in zip(coefs, intercepts, strict=True)]
         with jax.enable_x64(True):
-            np.testing.assert_allclose(out, np.asarray(models.predict(params, X, name)), rtol=1e-13)
+            expected = models.predict(params, X, names.activation(name))
+            np.testing.assert_allclose(out, np.asarray(expected), rtol=1e-13)

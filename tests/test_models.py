@@ -81,7 +81,7 @@ def problem(sizes, loss_name, *, n=9, seed=0, dtype=jnp.float64):
 @pytest.mark.parametrize("init", names.INITS)
 @pytest.mark.parametrize("sizes", [(13, 1), (13, 13, 1), (4, 6, 5, 3)])
 def test_init_shapes_and_dtype(init, sizes):
-    params = models.init_params(jax.random.key(1), sizes, init=init)
+    params = models.init_params(jax.random.key(1), sizes, init=names.initializer(init))
     assert len(params) == len(sizes) - 1
     for layer, (d_in, d_out) in zip(params, itertools.pairwise(sizes), strict=True):
         assert set(layer) == {"W", "b"}
@@ -98,7 +98,7 @@ def test_init_float64(x64):
 
 def test_init_normal_is_standard_normal_like_the_seed():
     # the seed draws W and B with np.random.randn: mean 0, standard deviation 1
-    (layer,) = models.init_params(jax.random.key(2), (400, 500), init="normal")
+    (layer,) = models.init_params(jax.random.key(2), (400, 500), init=models.normal)
     W = np.asarray(layer["W"], dtype=np.float64)  # 200,000 draws: sd of the mean is 0.0022
     assert abs(W.mean()) < 0.01
     assert abs(W.std() - 1.0) < 0.01
@@ -109,7 +109,7 @@ def test_init_normal_is_standard_normal_like_the_seed():
 
 def test_init_glorot_is_uniform_within_its_bounds():
     d_in, d_out = 300, 200
-    (layer,) = models.init_params(jax.random.key(3), (d_in, d_out), init="glorot")
+    (layer,) = models.init_params(jax.random.key(3), (d_in, d_out), init=models.glorot)
     lim = math.sqrt(6.0 / (d_in + d_out))
     W = np.asarray(layer["W"], dtype=np.float64)
     assert W.min() >= -lim and W.max() <= lim
@@ -123,7 +123,7 @@ def test_init_glorot_is_uniform_within_its_bounds():
 
 def test_init_he_has_std_sqrt_2_over_fan_in():
     d_in, d_out = 250, 400
-    (layer,) = models.init_params(jax.random.key(4), (d_in, d_out), init="he")
+    (layer,) = models.init_params(jax.random.key(4), (d_in, d_out), init=models.he)
     W = np.asarray(layer["W"], dtype=np.float64)
     assert abs(W.std() - math.sqrt(2.0 / d_in)) < 0.01 * math.sqrt(2.0 / d_in)
     assert abs(W.mean()) < 0.01 * math.sqrt(2.0 / d_in) * 3
@@ -146,7 +146,7 @@ def test_init_is_a_pure_function_of_the_key():
 @pytest.mark.parametrize("sizes", DEPTHS)
 def test_predict_matches_numpy_forward(x64, sizes, activation):
     params, X, _, _ = problem(sizes, "mse")
-    out = models.predict(params, X, activation)
+    out = models.predict(params, X, names.activation(activation))
     assert out.shape == (X.shape[0], sizes[-1])
     assert out.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(out), np_forward(params, X, activation), rtol=1e-12, atol=1e-12)
@@ -396,10 +396,9 @@ def test_layer_sizes_returns_the_sizes():
 
 def test_bad_names_raise_value_error_listing_the_valid_ones():
     with pytest.raises(ValueError, match=r"init.*glorot"):
-        models.init_params(jax.random.key(0), (3, 1), init="xavier")
-    params, X, _, _ = problem((5, 4, 3), "mse", dtype=jnp.float32)
+        names.initializer("xavier")
     with pytest.raises(ValueError, match=r"activation.*leaky_relu"):
-        models.predict(params, X, "softplus")
+        names.activation("softplus")
     with pytest.raises(ValueError, match=r"gradients.*autodiff"):
         training.resolve_network("tanh", "mse", "numeric")
     with pytest.raises(ValueError, match=r"loss.*cross_entropy"):
@@ -435,7 +434,7 @@ def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
 def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, sizes):
     with jax.enable_x64(True):
         kp, kx, ky = jax.random.split(jax.random.key(7), 3)
-        params = models.init_params(kp, sizes, init="glorot", dtype=jnp.float64)
+        params = models.init_params(kp, sizes, init=models.glorot, dtype=jnp.float64)
         X = 2 * jax.random.normal(kx, (9, sizes[0]), jnp.float64)
         if loss_name == "cross_entropy":
             Y = jax.nn.one_hot(jax.random.randint(ky, (9,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
@@ -461,7 +460,7 @@ def test_vmapped_models_are_each_model_and_their_gradients_the_autodiff_ones(sha
     M = 3
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(11), M)
-        each = [models.init_params(k, sizes, init="glorot", dtype=jnp.float64) for k in keys]
+        each = [models.init_params(k, sizes, init=models.glorot, dtype=jnp.float64) for k in keys]
         many = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *each)  # the model axis leading
         kx, ky = jax.random.split(jax.random.key(5))
         Xs = [2 * jax.random.normal(k, (9, sizes[0]), jnp.float64) for k in jax.random.split(kx, M)]

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import engine, models, xla_cpu
+from jaxnn import engine, models, training, xla_cpu
 from jaxnn.errors import DivergedError
 from jaxnn.sweep import fit_grid as fit_many
 from jaxnn.training import TrainConfig, fit, init_state
@@ -104,7 +104,8 @@ def test_reported_loss_is_the_data_loss_without_the_penalty():
     res = fit_many(cfg, X, Y, seeds=[3], l2s=[0.0, 0.5])
     with jax.enable_x64(True):
         p0 = init_state(dataclasses.replace(cfg, seed=3), 3, 1, len(X)).params
-        want = float(np.mean(models.make_loss_fn("sigmoid", "mse", gradients="autodiff")(p0, X, Y)))
+        act, loss, layer = training.resolve_network("sigmoid", "mse", "autodiff")
+        want = float(np.mean(models.make_loss_fn(act, loss, layer=layer)(p0, X, Y)))
     np.testing.assert_allclose(res.train_loss[:, 0], [want, want], rtol=RTOL)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import jaxnn.plan
-from jaxnn import datasets, engine, models, training
+from jaxnn import datasets, engine, foundations, models, training
 from jaxnn.errors import DivergedError
 from jaxnn.training import TrainConfig
 
@@ -108,7 +108,7 @@ def test_sgd_step_is_w_minus_lr_times_grad(x64):
     c = TrainConfig(hidden=(5,), activation="tanh", optimizer="sgd", lr=0.3, batch_size=12, steps=1,
                     dtype="float64", shuffle=False)
     p0 = initial_params(c, X, Y)
-    g = jax.grad(lambda p: jnp.mean(jnp.square(models.predict(p, jnp.asarray(X), "tanh") - Y)))(p0)
+    g = jax.grad(lambda p: jnp.mean(jnp.square(models.predict(p, jnp.asarray(X), foundations.tanh) - Y)))(p0)
     result = training.fit(c, X, Y)
     for got, p, gi in zip(result.params, p0, g, strict=True):
         for name in ("W", "b"):
@@ -313,7 +313,7 @@ def test_early_stopping_restores_the_best_parameters(x64):
     assert result.epochs == best + 1 + 10  # stopped exactly `patience` epochs after the best
     # the returned parameters are the best epoch's: re-evaluate their validation loss
     def mse(params):
-        return jnp.mean(jnp.square(models.predict(params, jnp.asarray(X[15:]), "tanh") - Y[15:]))
+        return jnp.mean(jnp.square(models.predict(params, jnp.asarray(X[15:]), foundations.tanh) - Y[15:]))
 
     again = mse(result.params)
     assert float(again) == pytest.approx(val.min(), rel=1e-12)

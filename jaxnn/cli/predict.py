@@ -59,7 +59,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
     """
     from jaxnn import datasets
     from jaxnn.cli.userinput import is_csv
-    from jaxnn.csvfile import parse_column
+    from jaxnn.csvfile import one_hot, parse_column
 
     target = info.get("target")
     names = info.get("feature_names")
@@ -94,7 +94,7 @@ def read_features(spec: str, info: dict[str, Any], options: Any = None) -> np.nd
         if unseen:
             raise InputError(f"--data: column {base!r} has values {unseen[:5]} the model was not trained "
                              f"on (it knows {sorted(known)})")
-        out.append(np.asarray([v == value for v in col], dtype=np.float64))
+        out += one_hot(col, [value])
     return np.stack(out, axis=1)
 
 

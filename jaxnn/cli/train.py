@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from jaxnn import names
@@ -46,45 +48,39 @@ INT32_MAX = 2**31 - 1
 SEED_MAX = 2**32 - 1
 
 
-def _int_in(lo: int, hi: int) -> Any:
-    """An argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
-    want = (f"a positive integer, got {{}} (at most {hi})" if lo == 1
-            else f"an integer in [{lo}, {hi}], got {{}}")
+def _checked(parse: Callable[[str], Any], what: str, check: Callable[[str, Any], Any]) -> Any:
+    """An argparse type: the text parsed by ``parse`` (else "expected ``what``"), then refused or
+    kept by the library's check of that kind of argument (:mod:`jaxnn.names`), whose message
+    argparse prints after the flag's name."""
 
-    def parse(text: str) -> int:
+    def convert(text: str) -> Any:
         try:
-            v = int(text)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("expected " + want.format(repr(text))) from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError("expected " + want.format(repr(text)))
-        return v
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        try:
+            check("", value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(": ")) from None
+        return value
 
-    return parse
+    return convert
 
 
-_positive_int = _int_in(1, INT32_MAX)
+def _int_in(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi] (a seed, a process index)."""
+
+    def check(name: str, value: int) -> None:
+        if not lo <= value <= hi:
+            raise InputError(f"{name}: expected an integer in [{lo}, {hi}], got {value!r}")
+
+    return _checked(int, f"an integer in [{lo}, {hi}]", check)
+
+
+_positive_int = _checked(int, "a positive integer", names.positive_int)
+_positive_float = _checked(float, "a number", functools.partial(names.finite_float, positive=True))
+_fraction = _checked(float, "a number strictly between 0 and 1", names.fraction)
 _seed = _int_in(0, SEED_MAX)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    return v
 
 
 def _delimiter(text: str) -> str:
@@ -232,16 +228,6 @@ def check_model_flags(args: argparse.Namespace, task: str) -> str:
     return loss
 
 
-def check_total_steps(config: Any, n_train: int) -> None:
-    """Refuse a run whose step count does not fit the int32 step counter."""
-    from jaxnn.training import steps_per_epoch, total_steps
-
-    n = total_steps(config, n_train)
-    if n > INT32_MAX:
-        raise InputError(f"--epochs: {config.epochs} epochs of {steps_per_epoch(n_train, config.batch_size)} "
-                         f"steps is {n} steps, at most {INT32_MAX}")
-
-
 def load_split(args: argparse.Namespace) -> Any:
     from jaxnn.cli.userinput import DATA_FLAGS, SPLIT_FLAGS, csv_options, flag_names
     from jaxnn.datasets import load_dataset, split_dataset
@@ -316,7 +302,6 @@ def run(args: argparse.Namespace) -> int:
     split = load_split(args)
     interrupt.check()
     config = outputs.resolve(config_from_args(args, split.dataset.task), split)
-    check_total_steps(config, split.X_train.shape[0])
     with outputs:  # saves a checkpoint on Ctrl-C and divergence, then re-raises
         interrupt.check()
         with progress_bar(args, config, split) as bar:  # closed before anything is printed

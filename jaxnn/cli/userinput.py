@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -133,31 +131,15 @@ def check_out_dir(out: str | None) -> None:
 
 # --- jaxnn predict: the model's columns, read from its checkpoint without JAX ---
 
-#: The most bytes of metadata read from a checkpoint here (jaxnn.checkpoint.MAX_META_BYTES + header).
-_MAX_META = (1 << 20) + 4096
-
 
 def peek_model(path: str) -> dict[str, Any] | None:
     """The ``dataset`` description and the CLI flags stored in a jaxnn checkpoint, read from its
-    metadata alone (no arrays, no JAX); None when the file cannot be read so simply -- then
-    :func:`jaxnn.checkpoint.load`, which checks everything, says what is wrong with it."""
-    import numpy as np
-
-    from jaxnn.files import open_regular_file
+    checked metadata alone (:func:`jaxnn.npzfile.load_arrays` without the arrays, no JAX); None when
+    the file cannot be read so -- then :func:`jaxnn.checkpoint.load` says what is wrong with it."""
+    from jaxnn.npzfile import load_arrays
 
     try:
-        with open_regular_file(path, "--model") as fh, zipfile.ZipFile(fh) as zf:
-            info = zf.getinfo("__meta__.npy")
-            if (info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-                    or info.file_size > _MAX_META):
-                return None
-            with zf.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0(f))
-                if dtype != np.uint8 or len(shape) != 1:
-                    return None
-                meta = json.loads(f.read(shape[0]).decode("utf-8"))["meta"]
+        _, meta = load_arrays(path, arrays=False)
         dataset, extra = meta["dataset"], meta.get("extra", {})
         cli_args = extra.get("cli_args", {}) if isinstance(extra, dict) else {}
         if not isinstance(dataset, dict) or not isinstance(cli_args, dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import sys
 import warnings
 from typing import Any
 
@@ -34,7 +35,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from jaxnn import engine, names, training
-from jaxnn.errors import InputError, InputTypeError
+from jaxnn.errors import InputError
 from jaxnn.estimators import _io, _lbfgs, _network, _optim
 from jaxnn.estimators._stochastic import _NON_FINITE, _Optimizer, _Run
 
@@ -64,55 +65,38 @@ class _BaseMLP(BaseEstimator):
         h = self.hidden_layer_sizes
         sizes = list(h) if hasattr(h, "__iter__") else [h]
         for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-                raise InputError(f"hidden_layer_sizes: expected positive integers, got {h!r}")
-            if int(s) > MAX_STEPS:
-                raise InputError(f"hidden_layer_sizes: {s} units are above the limit of {MAX_STEPS}")
+            names.positive_int("hidden_layer_sizes", s, what=f"expected positive integers in {h!r}")
         return tuple(int(s) for s in sizes)
 
     def _check_params(self) -> None:
-        def one_of(name: str, options: tuple[str, ...]) -> None:
-            if getattr(self, name) not in options:
-                raise InputError(f"{name}: expected one of {list(options)}, got {getattr(self, name)!r}")
-
-        one_of("activation", _network.ACTIVATIONS)
-        one_of("solver", ("lbfgs", "sgd", "adam"))
-        one_of("learning_rate", ("constant", "invscaling", "adaptive"))
+        names.check("activation", self.activation, _network.ACTIVATIONS)
+        names.check("solver", self.solver, ("lbfgs", "sgd", "adam"))
+        names.check("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
         if not self._classifier:
-            one_of("loss", ("squared_error", "poisson"))
+            names.check("loss", self.loss, ("squared_error", "poisson"))
         self._hidden()
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto") and (
                 isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral)
                 or self.batch_size < 1):
             raise InputError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
         # max_iter epochs of at least one step each; n_iter_no_change + 1 epochs of patience
-        for name, limit in (("max_iter", MAX_STEPS), ("n_iter_no_change", MAX_STEPS - 1), ("max_fun", None)):
-            v = getattr(self, name)
-            if name == "n_iter_no_change" and v == np.inf:
-                continue
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise InputError(f"{name}: expected a positive integer{' or np.inf' if limit else ''}, "
-                                 f"got {v!r}")
-            if limit is not None and int(v) > limit:
-                raise InputError(f"{name}: {v} is above the limit of {limit} (jaxnn counts steps in int32)")
+        names.positive_int("max_iter", self.max_iter, limit=MAX_STEPS)
+        if self.n_iter_no_change != np.inf:
+            names.positive_int("n_iter_no_change", self.n_iter_no_change, limit=MAX_STEPS - 1,
+                               what="expected a positive integer or np.inf")
+        names.positive_int("max_fun", self.max_fun, limit=sys.maxsize)
         if not isinstance(self.verbose, bool | np.bool_) and (
                 not isinstance(self.verbose, numbers.Integral) or self.verbose < 0):
             raise InputError(f"verbose: expected True, False or an integer >= 0, got {self.verbose!r}")
-        inf = math.inf
-        for name, low, high, closed in (("alpha", 0, inf, "[)"), ("learning_rate_init", 0, inf, "()"),
-                                        ("tol", 0, inf, "[)"), ("momentum", 0, 1, "[]"),
-                                        ("power_t", 0, math.inf, "[)"), ("beta_1", 0, 1, "[)"),
-                                        ("beta_2", 0, 1, "[)"), ("epsilon", 0, math.inf, "()"),
-                                        ("validation_fraction", 0, 1, "()")):
+        for name in ("alpha", "tol", "power_t", "momentum", "beta_1", "beta_2"):
+            names.finite_float(name, getattr(self, name))
+        for name in ("learning_rate_init", "epsilon"):
+            names.finite_float(name, getattr(self, name), positive=True)
+        for name, top in (("momentum", "1]"), ("beta_1", "1)"), ("beta_2", "1)")):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise InputTypeError(f"{name}: expected a number, got {type(v).__name__}")
-            v = float(v)
-            ok = (v > low if closed[0] == "(" else v >= low) and (v < high if closed[1] == ")" else v <= high)
-            if not ok or math.isnan(v):
-                want = (f"a finite number {'>' if closed[0] == '(' else '>='} {low}" if high == inf
-                        else f"a number in {closed[0]}{low}, {high}{closed[1]}")
-                raise InputError(f"{name}: expected {want}, got {getattr(self, name)!r}")
+            if v > 1 or (v == 1 and top == "1)"):
+                raise InputError(f"{name}: expected a number in [0, {top}, got {v!r}")
+        names.fraction("validation_fraction", self.validation_fraction)
         names.check("gradients", self.gradients, names.GRADIENTS)
         if self.dtype is not None:
             names.check("dtype", self.dtype, names.DTYPES)

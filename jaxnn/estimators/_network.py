@@ -33,7 +33,7 @@ from jax import Array
 from jax.scipy.special import xlogy
 from scipy.special import expit, softmax
 
-from jaxnn import layers, models, names
+from jaxnn import foundations, layers, models, names
 from jaxnn.backward import forward_of, with_backward
 from jaxnn.layers import dense_layer
 
@@ -41,26 +41,11 @@ ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "sigmoid", "leaky_relu")
 """``activation`` values: scikit-learn's four, jaxnn's "sigmoid" (= "logistic") and "leaky_relu"."""
 
 _LEAKY_SLOPE = 0.2  # jaxnn.foundations.leaky_relu's default slope
-_JAXNN_NAME = {"logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "leaky_relu": "leaky_relu"}
-
-
-def _identity(z: Array) -> Array:
-    return z
-
-
-def _identity_backward(z: Array, cotangent: Array) -> tuple[Array]:
-    return (cotangent,)
-
-
-_IDENTITY = with_backward(_identity, _identity_backward)
 
 
 def hidden_activation(name: str, gradients: str) -> Any:
     """The hidden activation ``name`` for the training loss: hand-written backward or plain forward."""
-    if name == "identity":
-        return _IDENTITY if gradients == "manual" else _identity
-    func = names.activation(_JAXNN_NAME[name])
+    func = foundations.identity if name == "identity" else names.activation(name)
     return models.hand_written(func) if gradients == "manual" else func
 
 

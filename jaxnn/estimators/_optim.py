@@ -74,10 +74,6 @@ def sklearn_adam(learning_rate: Any, beta_1: Any, beta_2: Any, epsilon: Any) -> 
     return optax.GradientTransformation(init, update)  # type: ignore[arg-type]
 
 
-HYPERPARAMS = {"sgd": ("learning_rate", "momentum"),
-               "adam": ("learning_rate", "beta_1", "beta_2", "epsilon")}
-
-
 @functools.lru_cache(maxsize=8)
 def optimizer(solver: str, nesterov: bool = True) -> optax.GradientTransformation:
     """The solver's transformation, its hyper-parameters injected (set them with :func:`with_hyperparams`).

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from jaxnn import engine
+from jaxnn import engine, models
 from jaxnn.errors import InputError
 from jaxnn.estimators import _network
 
@@ -51,21 +51,17 @@ class _Optimizer:
         self.learning_rate = learning_rate
 
 
+@functools.cache
 def _score_fn(out_activation: str, kind: str) -> Any:
-    """``-score(params, X, Y, w, l2)``, the engine's monitored value with a validation set (lower is better).
+    """``-score(z, Y, w)`` of the network's linear output z, the engine's monitored value with a
+    validation set (lower is better).
 
     The score is scikit-learn's ``score`` on the network's outputs: weighted accuracy (subset
     accuracy for multilabel; a single class is always right) or R^2 averaged over the outputs (a
     constant target scores 1 if predicted exactly, else 0, as ``r2_score``'s ``force_finite``);
-    NaN when a prediction is not finite, as scikit-learn's. ``activation`` and ``l2`` are bound.
+    NaN when a prediction is not finite, as scikit-learn's.
     """
-    return _SCORE_FNS.setdefault((out_activation, kind), _make_score_fn(out_activation, kind))
 
-
-_SCORE_FNS: dict[tuple[str, str], Any] = {}
-
-
-def _make_score_fn(out_activation: str, kind: str) -> Any:
     def negative_score(z: jax.Array, Y: jax.Array, w: jax.Array) -> jax.Array:
         out = _network.output(out_activation, z)
         total = jnp.sum(w)
@@ -87,23 +83,16 @@ def _make_score_fn(out_activation: str, kind: str) -> Any:
     return negative_score
 
 
-_VAL_FNS: dict[tuple[str, str, str, str], Any] = {}
-
-
+@functools.cache
 def _val_fn(activation: str, out_activation: str, kind: str, gradients: str) -> Any:
     """The engine's ``val_fn(params, X, Y, w, l2)``: the negative score (cached: one program)."""
-    key = (activation, out_activation, kind, gradients)
-    if key not in _VAL_FNS:
-        from jaxnn import models
+    act = _network.hidden_activation(activation, "autodiff")
+    score = _score_fn(out_activation, kind)
 
-        act = _network.hidden_activation(activation, "autodiff")
-        score = _score_fn(out_activation, kind)
+    def val_fn(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> jax.Array:
+        return score(models.network(params, X, act), Y, w)
 
-        def val_fn(params: Any, X: jax.Array, Y: jax.Array, w: jax.Array, l2: jax.Array) -> jax.Array:
-            return score(models.network(params, X, act), Y, w)
-
-        _VAL_FNS[key] = val_fn
-    return _VAL_FNS[key]
+    return val_fn
 
 
 @functools.lru_cache(maxsize=64)
