@@ -67,12 +67,11 @@ from jax import Array
 
 from jaxnn import accelerations, compilation_cache, distributed, xla_cpu
 from jaxnn import shuffle as _shuffle
-from jaxnn.arguments import MAX_STEPS, check_model, check_run, pad_rows
+from jaxnn.arguments import MAX_STEPS, check_model, check_run, pad_rows, x64_context
 from jaxnn.arguments import as_data as _as_data
 from jaxnn.arguments import as_key as _as_key
 from jaxnn.arguments import as_loss_args as _as_loss_args
 from jaxnn.arguments import float_dtype as _float_dtype
-from jaxnn.arguments import is_x64 as _is_x64
 from jaxnn.arguments import opt_state_shapes as opt_state_shapes
 from jaxnn.arguments import positive_int as _positive_int
 from jaxnn.arguments import to_device as _to_device
@@ -348,38 +347,47 @@ _COMPILED_MAX = 32
 _COMPILE_LOCK = threading.RLock()
 
 
-def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
-                    check_params: bool, mesh: Any, batch_sharding: Any) -> Any:
-    """The jitted chunk for ``args``' shapes, compiled (or loaded from the persistent cache) already."""
+def cached_program(key: Any, build: Callable[[], Any]) -> Any:
+    """The jitted program kept under ``key``, else ``build()`` -- kept, the least recently used of
+    :data:`_COMPILED_MAX` evicted. A ``key`` of None, or one that cannot be hashed (an unhashable
+    loss or optimizer), builds every time."""
     with _COMPILE_LOCK:
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
-        # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
-        n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
-        tiny = (mesh is None and accelerations.enabled("xla_cpu")
-                and xla_cpu.is_tiny_step(plan.batch, n_params))
-        key: Any = (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals, tiny)
         try:
             hash(key)
-        except TypeError:  # an unhashable loss or optimizer: compile every time
-            key = None
-        if mesh is not None:
+        except TypeError:
             key = None
         if key is not None and key in _COMPILED:
             _COMPILED.move_to_end(key)
             return _COMPILED[key]
+        jitted = build()
+        if key is not None:
+            _COMPILED[key] = jitted
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+        return jitted
+
+
+def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args: tuple[Any, ...], *,
+                    check_params: bool, mesh: Any, batch_sharding: Any) -> Any:
+    """The jitted chunk for ``args``' shapes, compiled (or loaded from the persistent cache) already."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
+    # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
+    n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
+    tiny = (mesh is None and accelerations.enabled("xla_cpu")
+            and xla_cpu.is_tiny_step(plan.batch, n_params))
+
+    def build() -> Any:
         check_model(loss_fn, optimizer, args[0], args[1], args[5], pass_weights=plan.pass_weights)
         chunk = _build_chunk(loss_fn, optimizer, val_fn, plan, check_params=check_params,
                              batch_sharding=batch_sharding)
         jit_kw: dict[str, Any] = {}
         if mesh is not None:
             jit_kw["out_shardings"] = distributed.replicated(mesh)
-        jitted = xla_cpu.jit(chunk, no_ynnpack=tiny, args=args, **jit_kw)
-        if key is not None:
-            _COMPILED[key] = jitted
-            while len(_COMPILED) > _COMPILED_MAX:
-                _COMPILED.popitem(last=False)
-        return jitted
+        return xla_cpu.jit(chunk, no_ynnpack=tiny, args=args, **jit_kw)
+
+    key = None if mesh is not None else (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals, tiny)
+    return cached_program(key, build)
 
 
 # --- fit ------------------------------------------------------------------------------------
@@ -511,7 +519,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     if reduction not in ("mean", "sum"):
         raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     dtype = _float_dtype(params)
-    with compiling(), jax.enable_x64(True) if _is_x64(dtype) else contextlib.nullcontext():
+    with compiling(), x64_context(dtype):
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),

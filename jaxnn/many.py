@@ -29,7 +29,6 @@ with M weight matrices is one batched product, which every backend's matrix kern
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -292,8 +291,7 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
     arguments.check_run(loss_fn, optimizer, val_fn, batch_size, epochs, steps, shuffle)
     M = _n_models(params)
     dtype = arguments.float_dtype(params)
-    x64 = jax.enable_x64(True) if arguments.is_x64(dtype) else contextlib.nullcontext()
-    with engine.compiling(), x64:
+    with engine.compiling(), arguments.x64_context(dtype):
         return _run(loss_fn, params, data, M=M, dtype=dtype, optimizer=optimizer, hyperparams=hyperparams,
                     key=key, batch_size=int(batch_size), epochs=epochs, steps=steps, shuffle=bool(shuffle),
                     sample_weight=sample_weight, val_data=val_data, val_fn=val_fn, patience=patience,
@@ -549,21 +547,12 @@ def _put_models(tree: Any, mesh: Mesh, axis: Any) -> Any:
 def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: tuple[Any, ...],
                    axes: tuple[Any, ...], *, check_params: bool, mesh: Mesh | None) -> Any:
     """The engine's chunk, ``jax.vmap``-ed over the models (``axes``: each argument's model axis)."""
-    with engine._COMPILE_LOCK:
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        avals = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-        n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
-        tiny = mesh is None and accelerations.enabled("xla_cpu") and xla_cpu.is_tiny_step(plan.batch,
-                                                                                           n_params)
-        key: Any = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals, tiny,
-                    None if mesh is None else tuple(d.id for d in mesh.devices.flat))
-        try:
-            hash(key)
-        except TypeError:
-            key = None
-        if key is not None and key in engine._COMPILED:
-            engine._COMPILED.move_to_end(key)
-            return engine._COMPILED[key]
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    avals = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
+    n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
+    tiny = mesh is None and accelerations.enabled("xla_cpu") and xla_cpu.is_tiny_step(plan.batch, n_params)
+
+    def build() -> Any:
         first = jax.tree_util.tree_map(lambda a: a[0], args[0])
         data_one = tuple(a[0] for a in args[1]) if axes[1] == 0 else args[1]
         loss_one = tuple(a[0] for a in args[5])
@@ -575,9 +564,8 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
             in_specs = tuple(jax.tree_util.tree_map(_spec(ax), a) for a, ax in zip(args, axes, strict=True))
             out_specs = (jax.tree_util.tree_map(_spec(0), args[0]), *[P(MODEL_AXIS)] * 5)
             many = jax.shard_map(many, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-        jitted = xla_cpu.jit(many, no_ynnpack=tiny, args=args)
-        if key is not None:
-            engine._COMPILED[key] = jitted
-            while len(engine._COMPILED) > engine._COMPILED_MAX:
-                engine._COMPILED.popitem(last=False)
-        return jitted
+        return xla_cpu.jit(many, no_ynnpack=tiny, args=args)
+
+    key = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals, tiny,
+           None if mesh is None else tuple(d.id for d in mesh.devices.flat))
+    return engine.cached_program(key, build)
