@@ -343,9 +343,6 @@ def _mean_loss(loss_fn: Callable[..., Array]) -> Callable[..., Array]:
 
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 32
-# the shortest chunk an explicit ``chunk_epochs`` longer than the run is cut to: runs of up to this
-# many epochs share one program (an epoch past the run's end is skipped, not computed)
-SHARED_CHUNK = 256
 # fits in several threads (joblib's threading backend) build each program once, not once per thread
 _COMPILE_LOCK = threading.RLock()
 
@@ -503,8 +500,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     """:func:`fit` with the package's internal knobs (the built-in models, estimators and CLI use them).
 
     progress: a tqdm bar on stderr (True, False, or None: only on a terminal). chunk_epochs: epochs
-    per compiled call (default about 20 calls per run; one longer than the run is cut to the power
-    of two at or above its epochs, but not below :data:`SHARED_CHUNK`; never changes a result). reduction:
+    per compiled call (default about 20 calls per run; never changes a result). reduction:
     ``"sum"`` minimises the (weighted) sum of a step's losses instead of their mean -- the seed's
     linear regression, whose gradient is that of the sum of squares. pass_weights: call
     ``loss_fn(params, *batch, *loss_args, w)`` with ``w`` (B,) each row's weight in the step's mean
@@ -569,9 +565,8 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)
     # default: about 20 compiled calls per run, rounded up to a power of two so that runs of
     # nearby lengths share a program (epochs past the end are skipped, not computed); a chunk longer
-    # than the run is cut to the power of two at or above its epochs, but not below SHARED_CHUNK
-    # epochs, for the same reason: runs of up to SHARED_CHUNK epochs share one program
-    chunk = (min(chunk_epochs, max(1 << (n_epochs - 1).bit_length(), SHARED_CHUNK)) if chunk_epochs
+    # than the run is the power of two at or above its epochs, for the same reason
+    chunk = (min(chunk_epochs, 1 << (n_epochs - 1).bit_length()) if chunk_epochs
              else 1 << (math.ceil(n_epochs / 20) - 1).bit_length())
     if state is None:
         state = init_state(params, optimizer, _as_key(key), track_best=track_best)

@@ -144,7 +144,7 @@ def test_estimator_hyperparameters_compile_nothing(compiles):
         assert c.count == 0, (change, c.names)
 
 
-def test_a_chunk_longer_than_the_run_is_cut_to_one_shared_length_so_nearby_lengths_share_it(compiles):
+def test_a_chunk_longer_than_the_run_is_its_power_of_two_so_nearby_lengths_share_it(compiles):
     X, Y = jnp.ones((40, 3)), jnp.ones((40, 1))
     p0 = {"W": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
 
@@ -156,14 +156,8 @@ def test_a_chunk_longer_than_the_run_is_cut_to_one_shared_length_so_nearby_lengt
         with compiles as c:
             runs.append(engine._fit(loss_fn, p0, (X, Y), optimizer=sgd, batch_size=10, epochs=epochs,
                                   chunk_epochs=1000))
-        assert c.programs("run_chunk") == (epochs == 6), (epochs, c.names)  # one SHARED_CHUNK program
+        assert c.programs("run_chunk") == (epochs == 6), (epochs, c.names)  # one 8-epoch program
         assert runs[-1].steps == 4 * epochs
-    # longer than SHARED_CHUNK: the power of two at or above the run's epochs, a program of its own
-    with compiles as c:
-        long = engine._fit(loss_fn, p0, (X, Y), optimizer=sgd, batch_size=10,
-                           epochs=engine.SHARED_CHUNK + 1, chunk_epochs=1000)
-    assert c.programs("run_chunk") == 1, c.names
-    assert long.steps == 4 * (engine.SHARED_CHUNK + 1)
 
 
 def test_small_estimator_fits_take_few_compiled_calls(compiles):
@@ -175,14 +169,14 @@ def test_small_estimator_fits_take_few_compiled_calls(compiles):
     assert _chunk_epochs(40, 1797, 200, digits) == 16
     # a large network gets one epoch per call, as Ctrl-C wants
     assert _chunk_epochs(200, 60_000, 200, 784 * 512 + 512 * 512 + 512 * 10) == 1
-    # a small fit of up to engine.SHARED_CHUNK epochs: one length for every max_iter and fold size
-    assert _chunk_epochs(12, 150, 200, 100) == _chunk_epochs(150, 149, 200, 100) == 256
+    # never more than the run's power of two, the same for nearby max_iter values and fold sizes
+    assert _chunk_epochs(12, 150, 200, 100) == _chunk_epochs(15, 149, 200, 100) == 16
     X, y = _classes(300)
-    for max_iter in (12, 15, 100, 200):  # one program for all
+    for max_iter in (12, 15):  # one program for both
         with compiles as c:
             MLPClassifier(hidden_layer_sizes=(9,), max_iter=max_iter, random_state=0).fit(X, y)
-        if max_iter != 12:
-            assert c.programs("run_chunk") == 0, (max_iter, c.names)
+        if max_iter == 15:
+            assert c.programs("run_chunk") == 0, c.names
 
 
 def test_cross_validation_folds_share_one_program(compiles):

@@ -36,13 +36,12 @@ def _chunk_epochs(epochs: int, n: int, batch: int, n_params: int) -> int:
 
     Each call of the engine's compiled chunk has a fixed cost of dispatch and host bookkeeping, so
     a small model takes as many epochs per call as fit in ``_CHUNK_WORK`` (docs/development.md). A power
-    of two, and for a short run at most the power of two at or above ``epochs`` but never below
-    ``engine.SHARED_CHUNK``: every ``max_iter`` up to it and nearby CV folds share one program (epochs
-    past the end are skipped, not computed).
+    of two, and at most the power of two at or above ``epochs``: nearby ``max_iter`` values and CV
+    folds share one program (epochs past the end are skipped, not computed).
     """
     per_epoch = engine.steps_per_epoch(n, batch) * min(batch, n) * n_params
     want = max(1, _CHUNK_WORK // max(per_epoch, 1))
-    return min(1 << (want - 1).bit_length(), max(1 << (max(epochs, 1) - 1).bit_length(), engine.SHARED_CHUNK))
+    return min(1 << (want - 1).bit_length(), 1 << (max(epochs, 1) - 1).bit_length())
 
 
 class _Optimizer:
@@ -210,7 +209,7 @@ class _Run:
 
         verbose = bool(est.verbose)
         result = self._engine_fit(state, self.epochs, patience=patience, callback=report if verbose else None,
-                                  chunk=1 if verbose or self.incremental else None)
+                                  chunk=1 if verbose else None)
         verbose_was, est.verbose = est.verbose, False  # printed by report
         try:
             self._record(result, 0)
