@@ -27,6 +27,7 @@ from jax import Array
 
 from jaxnn import foundations, names
 from jaxnn.backward import forward_of, with_backward
+from jaxnn.errors import InputTypeError
 from jaxnn.gradients import Entry, register
 from jaxnn.layers import dense, dense_layer
 
@@ -69,6 +70,14 @@ def he(key: Array, d_in: int, d_out: int, dtype: Any) -> tuple[Array, Array]:
     return math.sqrt(2.0 / d_in) * jax.random.normal(kw, (d_in, d_out), dtype), jnp.zeros((d_out,), dtype)
 
 
+def _function(arg: str, value: Any, decoder: str) -> None:
+    """Refuse what is not a function where the models take one; a name says how to decode it."""
+    if not callable(value):
+        hint = (f"; jaxnn.names.{decoder}({value!r}) turns a configuration's name into one"
+                if isinstance(value, str) else "")
+        raise InputTypeError(f"{arg}: expected a function, got {value!r}{hint}")
+
+
 def init_params(key: Array, sizes: Sequence[int], *, init: Initializer = normal,
                 dtype: Any = jnp.float32) -> Params:
     """Initial parameters for an MLP with layer sizes ``(d, h_1, ..., h_L, k)``.
@@ -82,6 +91,7 @@ def init_params(key: Array, sizes: Sequence[int], *, init: Initializer = normal,
     Returns:
         ``[{"W": (sizes[i], sizes[i+1]), "b": (sizes[i+1],)}, ...]``.
     """
+    _function("init", init, "initializer")
     keys = jax.random.split(key, len(sizes) - 1)
     return [dict(zip(("W", "b"), init(k, d_in, d_out, dtype), strict=True))
             for k, (d_in, d_out) in zip(keys, itertools.pairwise(sizes), strict=True)]
@@ -108,6 +118,7 @@ def network(params: Params, X: Array, activation: Any = foundations.sigmoid, *,
     own); ``layer`` is :func:`jaxnn.layers.dense_layer` (hand-written backward) or ``dense``
     (autodiff). X: (n, d); params: ``[{"W": (d_in, d_out), "b": (d_out,)}, ...]``.
     """
+    _function("activation", activation, "activation")
     h = X
     for i, p in enumerate(params):
         h = layer(h, p["W"], p["b"])
@@ -149,6 +160,9 @@ def make_loss_fn(activation: Any, loss: Any, *, layer: Any = dense_layer, l2: fl
     Cached: the same arguments give the same function, so the engine's compiled programs are
     reused.
     """
+    _function("activation", activation, "activation")
+    _function("loss", loss, "loss")
+
     def loss_fn(params: Params, X: Array, Y: Array) -> Array:
         out = loss(network(params, X, activation, layer=layer), Y)
         if scale != 1.0:

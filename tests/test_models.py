@@ -485,3 +485,16 @@ def test_vmapped_models_are_each_model_and_their_gradients_the_autodiff_ones(sha
             gm = jax.grad(lambda p, m=m: jnp.sum(weights[m] * auto(p, Xs[m], Y)))(each[m])
             for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(gm), strict=True):
                 np.testing.assert_allclose(a[m], b, rtol=1e-12, atol=1e-14)
+
+
+def test_the_models_refuse_a_name_and_say_how_to_decode_it():
+    """The models take functions; a configuration's name is decoded by jaxnn.names (the error says so)."""
+    with pytest.raises(TypeError, match=r"init: expected a function, got 'glorot'; jaxnn.names.initializer"):
+        models.init_params(jax.random.key(0), (3, 2), init="glorot")
+    params = models.init_params(jax.random.key(0), (3, 4, 2), init=names.initializer("glorot"))
+    with pytest.raises(TypeError, match=r"activation: expected a function, got 'tanh'; jaxnn.names.activ"):
+        models.predict(params, jnp.ones((5, 3)), "tanh")
+    with pytest.raises(TypeError, match=r"loss: expected a function, got 'mse'; jaxnn.names.loss"):
+        models.make_loss_fn(names.activation("tanh"), "mse")
+    # decoded, the same names give the functions the models use
+    assert models.predict(params, jnp.ones((5, 3)), names.activation("tanh")).shape == (5, 2)
