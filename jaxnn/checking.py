@@ -175,7 +175,8 @@ def check_vjp(
         args: tuple (or list) of the positional arguments, arrays or pytrees of arrays; a
             single array is taken as the only argument.
         cotangent: a cotangent of ``out``'s shape to check in addition to the random ones.
-        key: a ``jax.random.key`` for the random cotangents and directions (default key 0).
+        key: a ``jax.random.key`` seeding the random cotangents, directions and coefficients,
+            drawn with NumPy on the host from its key data (default: ``key(0)``'s).
         rtol: override the dtype's relative tolerance.
         atol: override the dtype's absolute tolerance.
         eps: override the finite-difference step.
@@ -206,9 +207,8 @@ def check_vjp(
     for arg_name, value, positive in (("rtol", rtol, True), ("atol", atol, False), ("eps", eps, True)):
         if value is not None:
             finite_float(arg_name, value, positive=positive)
-    if key is None:
-        key = jax.random.key(0)
-    elif not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+    if key is not None and not (isinstance(key, jax.Array)
+                                and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise InputTypeError("key: expected a typed key from jax.random.key(seed), got "
                              f"{type(key).__name__}")
     name = str(name or getattr(forward if f is None else f, "__name__", "forward"))
@@ -225,8 +225,8 @@ def check_vjp(
     dts += [jnp.result_type(o) for o in out_leaves]
     check_dtype = max(dts, key=lambda d: float(jnp.finfo(d).eps))
     tol = tolerances_for(check_dtype, rtol=rtol, atol=atol, eps=eps)
-    k_cot, k_dir, k_lin = jax.random.split(key, 3)
-    cots = _cotangents(cotangent, out, k_cot)
+    rng_cot, rng_lin, *rng_dir = _generators(key, 2 + len(args))
+    cots = _cotangents(cotangent, out, rng_cot)
     ones = _tree.tree_map(jnp.ones_like, out)
 
     result = VJPCheck(name, True, tol.dtype, "float64", tol, [], len(cots))
@@ -291,13 +291,12 @@ def check_vjp(
                           [r[i] for _, r in compared], tol, floor, args, out, names)
 
     # --- finite differences along random directions, one argument at a time
-    dir_keys = jax.random.split(k_dir, len(args))
     for i in ok_args:
-        _finite_differences(result.arguments[i], i, args, hand, cots, fd_fn, dir_keys[i], tol,
+        _finite_differences(result.arguments[i], i, args, hand, cots, fd_fn, rng_dir[i], tol,
                             independent, ref_dtype)
 
     _behaviour_checks(result, backward, call_backward, args, ok_args, hand, cots, ones, refs[-1],
-                      tol, floor, k_lin)
+                      tol, floor, rng_lin)
     if f is not None:
         _check_wrapped(result, f, forward, args, cots[0], hand[0], ok_args, tol, floor)
 
@@ -305,7 +304,22 @@ def check_vjp(
     return result
 
 
-def _cotangents(cotangent: Any, out: Any, key: jax.Array) -> list[Any]:
+def _generators(key: jax.Array | None, n: int) -> list[np.random.Generator]:
+    """``n`` independent NumPy generators seeded from ``key``'s data (``key(0)``'s for None).
+
+    The check's random draws are test inputs, drawn on the host: a ``jax.random`` draw would
+    compile a program for every new shape.
+    """
+    seed = [0, 0] if key is None else np.asarray(jax.random.key_data(key)).ravel().tolist()
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _normal_like(rng: np.random.Generator, o: Any) -> jax.Array:
+    """Standard normals of ``o``'s shape and floating dtype."""
+    return jnp.asarray(np.asarray(rng.standard_normal(jnp.shape(o)), dtype=jnp.result_type(o)))
+
+
+def _cotangents(cotangent: Any, out: Any, rng: np.random.Generator) -> list[Any]:
     """The user's cotangent (if any), then random normals in the output's dtypes."""
     out_leaves, out_def = _tree.tree_flatten(out)
     cots: list[Any] = []
@@ -319,11 +333,8 @@ def _cotangents(cotangent: Any, out: Any, key: jax.Array) -> list[Any]:
                 raise InputError(f"cotangent: shape {jnp.shape(c)} does not match the output's "
                                  f"shape {jnp.shape(o)}")
         cots.append(_tree.tree_map(lambda c, o: c.astype(jnp.result_type(o)), cotangent, out))
-    for k in jax.random.split(key, N_COTANGENTS):
-        ks = jax.random.split(k, len(out_leaves))
-        cots.append(_tree.tree_unflatten(out_def, [
-            jax.random.normal(kk, jnp.shape(o), jnp.result_type(o))
-            for kk, o in zip(ks, out_leaves, strict=True)]))
+    for _ in range(N_COTANGENTS):
+        cots.append(_tree.tree_unflatten(out_def, [_normal_like(rng, o) for o in out_leaves]))
     return cots
 
 
@@ -424,13 +435,12 @@ def _compare_argument(arg: ArgumentCheck, hands: list[Any], refs: list[Any], tol
 
 
 def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand: list[Any],
-                        cots: list[Any], fd_fn: Callable[..., Any], key: jax.Array,
+                        cots: list[Any], fd_fn: Callable[..., Any], rng: np.random.Generator,
                         tol: Tolerances, independent: bool, fd_dtype: str) -> None:
     """<cot, (f(x + h v) - f(x - h v)) / 2h> vs <hand, v> along random v for argument i."""
     leaves, treedef = _tree.tree_flatten(args[i])
     x64 = [f64(x) for x in leaves]
     scale = max([1.0] + [float(np.max(np.abs(x))) for x in x64 if x.size])
-    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     fd_eps = float(jnp.finfo(fd_dtype).eps)
     dtypes = [jnp.result_type(x) for x in leaves]
     worst, worst_abs, failed, inconclusive = 0.0, 0.0, False, False
@@ -487,7 +497,7 @@ def _finite_differences(arg: ArgumentCheck, i: int, args: tuple[Any, ...], hand:
 def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
                       call_backward: Callable[..., Any], args: tuple[Any, ...], ok_args: list[int],
                       hand: list[Any], cots: list[Any], ones: Any, ones_ref: tuple[Any, ...],
-                      tol: Tolerances, floor: float, key: jax.Array) -> None:
+                      tol: Tolerances, floor: float, rng: np.random.Generator) -> None:
     """Linear in the cotangent, zeros for a zero cotangent, the cotangent used, jit == no jit."""
     def close(x: Any, y: Any, scale_tree: Any) -> bool:
         leaves = zip(_tree.tree_leaves(x), _tree.tree_leaves(y), _tree.tree_leaves(scale_tree),
@@ -502,7 +512,7 @@ def _behaviour_checks(result: VJPCheck, backward: Callable[..., Any],
     g1, g2 = hand[-2], hand[-1]
     if not ok_args or isinstance(g1, str) or isinstance(g2, str):
         return
-    a, b = (float(x) for x in jax.random.uniform(key, (2,), minval=0.5, maxval=1.5))
+    a, b = (float(x) for x in rng.uniform(0.5, 1.5, 2))
     b = -b
     g12 = call_backward(_tree.tree_map(lambda x, y: a * x + b * y, cots[-2], cots[-1]))
     if isinstance(g12, str):

@@ -59,6 +59,30 @@ def test_correct_backward_passes_and_reports_tiny_errors(x64):
     assert "passed" in r.report() and "argument 0 (x): float64[4, 5]  ok" in r.report()
 
 
+def test_random_draws_follow_the_key_and_compile_nothing(x64, caplog):
+    """The cotangents, directions and coefficients come from the key (same key, same report; another
+    key, other draws), drawn on the host: a check at shapes never seen compiles no random program
+    (a ``jax.random`` draw would compile one per shape)."""
+    def dense(x, W, b):
+        return x @ W + b[None, :]
+
+    def wrong(x, W, b, c):  # a bias gradient that averages: its errors depend on the cotangents drawn
+        return c @ W.T, x.T @ c, jnp.mean(c, axis=0)
+
+    args = _dense_args(n=11, d=5, k=9)  # shapes no other test uses
+    with caplog.at_level("WARNING", logger="jax"), jax.log_compiles(True):
+        first = check_vjp(dense, wrong, args)
+    compiled = " ".join(r.getMessage() for r in caplog.records)
+    assert "Compiling jit(matmul)" in compiled  # the log is live: the forward compiled at new shapes
+    for random_program in ("_normal", "_uniform", "_randint", "_threefry_split", "_threefry_seed"):
+        assert f"Compiling jit({random_program})" not in compiled, random_program
+    again = check_vjp(dense, wrong, args)
+    other = check_vjp(dense, wrong, args, key=jax.random.key(1))
+    b0, b1, b2 = (r.arguments[2] for r in (first, again, other))
+    assert not first.passed and b0.max_abs_err == b1.max_abs_err and b0.fd_abs_err == b1.fd_abs_err
+    assert b2.max_abs_err != b0.max_abs_err and b2.fd_abs_err != b0.fd_abs_err
+
+
 def test_factor_two_errors_and_worst_element_are_the_true_ones(x64):
     """The report's numbers against an independent computation of the same errors."""
     x = _x()
