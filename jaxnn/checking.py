@@ -17,6 +17,7 @@ explained in docs/explanation/gradient-proof.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import compilation_cache
 from jaxnn.check_report import (
     ArgumentCheck,
     Tolerances,
@@ -147,6 +149,18 @@ def _resolve(forward: Any, backward: Any, args: Any) -> tuple[Callable, Callable
 # --- The checker ---------------------------------------------------------------------------
 
 
+def _through_the_cache(check: Callable[..., VJPCheck]) -> Callable[..., VJPCheck]:
+    """Run ``check`` where jaxnn compiles (:func:`jaxnn.compilation_cache.compiling`): the many small
+    programs of a check are kept on disk, so a check run again in a new process compiles nothing."""
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> VJPCheck:
+        with compilation_cache.compiling():
+            return check(*args, **kwargs)
+
+    return wrapper
+
+
+@_through_the_cache
 @jax.default_matmul_precision("highest")
 def check_vjp(
     forward: Callable[..., Any],

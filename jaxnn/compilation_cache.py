@@ -2,10 +2,10 @@
 
 jaxnn keeps JAX's compiled executables in its own directory, keyed by JAX's own persistent-cache
 key, each entry verified by a SHA-256 digest before JAX sees it, read only as a regular file, written
-atomically, and evicted least recently used past :data:`MAX_BYTES`. The first :func:`jaxnn.fit`
-(and every ``jaxnn`` command) installs it for the process unless ``JAXNN_NO_COMPILATION_CACHE=1``,
-:func:`disable` or the user's own JAX cache says otherwise; it reads and writes only inside
-:func:`scope`. What it guarantees, where it lives and how to opt out:
+atomically, and evicted least recently used past :data:`MAX_BYTES`. The first :func:`jaxnn.fit` or
+:func:`jaxnn.check_vjp` (and every ``jaxnn`` command) installs it for the process unless
+``JAXNN_NO_COMPILATION_CACHE=1``, :func:`disable` or the user's own JAX cache says otherwise; it
+reads and writes only inside :func:`scope`. What it guarantees, where it lives and how to opt out:
 ``docs/explanation/compile-once.md``, "Between processes".
 
 This module is the one place where jaxnn reaches into JAX's internals (``jax._src``): JAX has no
@@ -278,6 +278,18 @@ def disable() -> None:
                 return
             if jax_cache._cache is store:
                 jax_cache.reset_cache()
+
+
+def compiling() -> contextlib.AbstractContextManager[None]:
+    """Where jaxnn compiles (``jaxnn.fit``, ``fit_many``, ``check_vjp``): through this store, installed
+    once per process unless opted out, or plainly when the ``"compilation_cache"`` acceleration is
+    off (:mod:`jaxnn.accelerations`)."""
+    from jaxnn import accelerations
+
+    if not accelerations.enabled("compilation_cache"):
+        return contextlib.nullcontext()
+    enable_default()
+    return scope()
 
 
 def _active() -> bool:

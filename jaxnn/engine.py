@@ -50,7 +50,6 @@ How a run is computed (every one of these is a documented contract the tests che
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import math
@@ -393,15 +392,6 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
 # --- fit ------------------------------------------------------------------------------------
 
 
-def compiling() -> contextlib.AbstractContextManager[None]:
-    """Where jaxnn's programs compile: through its persistent cache (installed once per process,
-    unless opted out; :mod:`jaxnn.compilation_cache`), or plainly when that acceleration is off."""
-    if not accelerations.enabled("compilation_cache"):
-        return contextlib.nullcontext()
-    compilation_cache.enable_default()
-    return compilation_cache.scope()
-
-
 def fit(
     loss_fn: Callable[..., Array],
     params: Any,
@@ -519,7 +509,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     if reduction not in ("mean", "sum"):
         raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     dtype = _float_dtype(params)
-    with compiling(), x64_context(dtype):
+    with compilation_cache.compiling(), x64_context(dtype):
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
                     steps=steps, key=key, shuffle=bool(shuffle), sample_weight=sample_weight,
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),

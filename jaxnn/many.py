@@ -43,7 +43,7 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import accelerations, arguments, distributed, engine, xla_cpu
+from jaxnn import accelerations, arguments, compilation_cache, distributed, engine, xla_cpu
 from jaxnn import shuffle as _shuffle
 from jaxnn.engine import FitResult, History, Knobs, TrainState
 from jaxnn.errors import InputError, InputTypeError
@@ -291,7 +291,7 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
     arguments.check_run(loss_fn, optimizer, val_fn, batch_size, epochs, steps, shuffle)
     M = _n_models(params)
     dtype = arguments.float_dtype(params)
-    with engine.compiling(), arguments.x64_context(dtype):
+    with compilation_cache.compiling(), arguments.x64_context(dtype):
         return _run(loss_fn, params, data, M=M, dtype=dtype, optimizer=optimizer, hyperparams=hyperparams,
                     key=key, batch_size=int(batch_size), epochs=epochs, steps=steps, shuffle=bool(shuffle),
                     sample_weight=sample_weight, val_data=val_data, val_fn=val_fn, patience=patience,

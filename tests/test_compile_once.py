@@ -291,6 +291,44 @@ def test_library_use_turns_the_cache_on_unless_opted_out_or_chosen(first_fit, tm
     assert on["coef"] == off["coef"] == own["coef"]
 
 
+_CHECK = textwrap.dedent("""
+    import json, jax, jax.numpy as jnp
+    compiled, hits = [], []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda e, d, **k: compiled.append(e) if e.endswith("backend_compile_duration") else None)
+    jax.monitoring.register_event_listener(
+        lambda e, **k: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None)
+    import jaxnn
+    def softplus(x):
+        return jnp.logaddexp(x, 0.0)
+    def softplus_backward(x, c):
+        return (c * jax.nn.sigmoid(x),)
+    with jax.enable_x64(True):
+        r = jaxnn.check_vjp(softplus, softplus_backward, (jnp.linspace(-3.0, 3.0, 7),))
+    print(json.dumps({"passed": r.passed, "report": str(r), "compiles": len(compiled), "hits": len(hits)}))
+""")
+
+
+def test_check_vjp_keeps_its_programs_for_the_next_process(tmp_path):
+    """A check's many small programs go through jaxnn's store, as fit's do: a second process loads
+    them (and prints the same report); opted out, nothing is written."""
+    def run(**env: str) -> dict:
+        full = {**{k: v for k, v in os.environ.items() if k != "JAXNN_NO_COMPILATION_CACHE"}, **env}
+        p = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True, timeout=300,
+                           env=full, cwd=ROOT, check=False)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    cache = tmp_path / "jaxnn" / "jax"
+    first = run(JAXNN_CACHE_DIR=str(cache))
+    entries = len(list(cache.glob("*.jaxnn")))
+    second = run(JAXNN_CACHE_DIR=str(cache))
+    assert first["passed"] and first["hits"] == 0 and entries >= 10
+    assert second["hits"] >= entries and second["report"] == first["report"]
+    off = run(JAXNN_CACHE_DIR=str(tmp_path / "off"), JAXNN_NO_COMPILATION_CACHE="1")
+    assert off["hits"] == 0 and not (tmp_path / "off").exists() and off["report"] == first["report"]
+
+
 _INIT = textwrap.dedent("""
     import json, jax
     traced = []
