@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnn import compilation_cache
 from jaxnn.checking import VJPCheck, check_vjp, tolerances_for
 from jaxnn.errors import InputError, InputTypeError
 
@@ -204,7 +205,7 @@ def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> Che
     dtype_name = jnp.dtype(dtype).name
     if dtype_name not in TOLERANCES:
         raise InputError(f"dtype: expected float32 or float64, got {dtype_name!r}")
-    with jax.enable_x64(dtype_name == "float64"):
+    with compilation_cache.compiling(), jax.enable_x64(dtype_name == "float64"):  # as check_vjp
         k_ex, k_cmp = jax.random.split(jax.random.key(seed))
         args = entry.example(k_ex, jnp.dtype(dtype_name))
         r = check_vjp(entry.forward, entry.backward, tuple(args), key=k_cmp, name=entry.name)
