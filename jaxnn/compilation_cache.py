@@ -37,6 +37,7 @@ SUFFIX = ".jaxnn"
 _MAGIC = b"jaxnn-cache-entry 1\n"
 _DIGEST = 32  # SHA-256
 _STALE_TMP_S = 3600.0  # a temporary file this old was left by a killed process
+_RESCAN_S = 60.0  # a write scans the directory at least this often (see VerifiedStore.put)
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
 
 
@@ -75,6 +76,12 @@ class VerifiedStore:
     def __init__(self, directory: Path, max_bytes: int = MAX_BYTES) -> None:
         self._path = directory  # the attribute name JAX's reset_cache() logs
         self.max_bytes = int(max_bytes)
+        # the directory's size at the last scan plus what this process wrote since: a write scans
+        # the directory only when that passes max_bytes or the scan is _RESCAN_S old (other
+        # processes write too), not on every write -- a scan stats every entry
+        self._known: int | None = None
+        self._written = 0
+        self._scanned = 0.0
 
     def _file(self, key: str) -> Path:
         name = key if _SAFE_KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
@@ -112,13 +119,16 @@ class VerifiedStore:
                 f.write(_MAGIC + self._digest(key, value) + value)
             os.replace(tmp, self._file(key))
             tmp = None
+            self._written += len(_MAGIC) + _DIGEST + len(value)
         except OSError:
             pass  # a full disk or a read-only directory: the next process compiles again
         finally:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        self._evict()
+        if (self._known is None or self._known + self._written > self.max_bytes
+                or time.monotonic() - self._scanned > _RESCAN_S):
+            self._evict()
 
     def _evict(self) -> None:
         """Remove stale temporary files, then the least recently used entries past ``max_bytes``."""
@@ -143,6 +153,7 @@ class VerifiedStore:
                 break
             _discard(Path(path))
             total -= size
+        self._known, self._written, self._scanned = total, 0, time.monotonic()
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:

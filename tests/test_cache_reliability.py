@@ -132,6 +132,30 @@ def test_the_directory_has_a_size_cap_and_keeps_the_most_recently_used(tmp_path:
     assert "jit_f-1" + SUFFIX not in names  # the least recently used went first
 
 
+def test_a_write_scans_the_directory_only_when_the_cap_may_be_passed(tmp_path: Path) -> None:
+    """A scan stats every entry, so writes do not scan each time: only the first, one that takes the
+    size this process knows past the cap, or one a minute after the last scan."""
+    assert compilation_cache.private_dir(tmp_path / "s") is None
+    store = VerifiedStore(tmp_path / "s", max_bytes=1 << 20)
+    stale = store._path / (".tmp-dead" + SUFFIX)
+    with compilation_cache.scope():
+        store.put("jit_f-0", bytes(3000))  # the first write scans
+        stale.write_bytes(b"left by a killed process")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        for i in range(1, 20):
+            store.put(f"jit_f-{i}", bytes(3000))
+        assert stale.exists()  # 19 writes well under the cap: no scan
+        store.max_bytes = 30_000
+        store.put("jit_f-new", bytes(3000))  # past the cap: scanned, evicted
+        assert not stale.exists()
+        assert sum(p.stat().st_size for p in store._path.iterdir()) <= 30_000
+        stale.write_bytes(b"left by a killed process")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        store._scanned -= compilation_cache._RESCAN_S  # as if the last scan were a minute old
+        store.put("jit_f-late", bytes(10))
+        assert not stale.exists()
+
+
 def test_stale_temporary_files_are_removed(store: VerifiedStore) -> None:
     stale = store._path / (".tmp-dead" + SUFFIX)
     stale.write_bytes(b"left by a killed process")
