@@ -58,7 +58,7 @@ def why_off() -> str | None:
     """Why jaxnn's store is not in use in this process (None when it is)."""
     if _state["store"] is not None:
         return None
-    return _state["why"] or "not enabled yet (the first jaxnn.fit enables it)"
+    return _state["why"] or "not enabled yet (the first jaxnn.fit or jaxnn.check_vjp enables it)"
 
 
 # --- the store -------------------------------------------------------------------------------
