@@ -378,23 +378,38 @@ def _check_structure(arg: ArgumentCheck, a: Any, g: Any) -> None:
         arg.passed = False
 
 
+def _compiled_or_eager(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(fn)(*args)``, or ``fn(*args)`` op by op where ``fn`` cannot be traced (a Python
+    branch on a value); an error of ``fn`` itself is raised again by the eager call.
+
+    Op by op, ``jax.vjp`` of a forward compiles one program per operation (and shape) of its
+    linearized and transposed forms; compiled, the pullbacks of all cotangents are one program.
+    """
+    try:
+        return jax.jit(fn)(*args)
+    except Exception:
+        return fn(*args)
+
+
 def _references(forward: Callable[..., Any], args: tuple[Any, ...], diff: list[int],
                 cots: list[Any], result: VJPCheck
                 ) -> tuple[list[tuple[Any, ...]], Callable[..., Any], str]:
     """jax.vjp pullbacks (as float64 numpy) of every cotangent, the forward the finite
-    differences use, and their dtype: float64 where the forward runs in float64."""
+    differences use, and their dtype: float64 where the forward runs in float64. The pullbacks
+    are one compiled program where the forward can be traced (:func:`_compiled_or_eager`); the
+    finite differences run the forward as the caller does, op by op."""
     def to64(tree: Any) -> Any:
         return _tree.tree_map(
             lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
-    def pull(a: tuple[Any, ...], cast: Callable[[Any], Any]) -> list[tuple[Any, ...]]:
+    def pullbacks(a: tuple[Any, ...], cs: list[Any]) -> list[tuple[Any, ...]]:
         out, vjp_fn = jax.vjp(forward, *a)
-        res = []
-        for c in cots:
-            g = vjp_fn(_tree.tree_map(lambda c, o: c.astype(o.dtype), cast(c), out))
-            res.append(tuple(_tree.tree_map(f64, g[i]) if i in diff else None
-                             for i in range(len(a))))
-        return res
+        return [vjp_fn(_tree.tree_map(lambda c, o: c.astype(o.dtype), c, out)) for c in cs]
+
+    def pull(a: tuple[Any, ...], cast: Callable[[Any], Any]) -> list[tuple[Any, ...]]:
+        gs = _compiled_or_eager(pullbacks, a, [cast(c) for c in cots])
+        return [tuple(_tree.tree_map(f64, g[i]) if i in diff else None for i in range(len(a)))
+                for g in gs]
 
     try:
         with jax.enable_x64(True):

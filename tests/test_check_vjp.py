@@ -391,3 +391,22 @@ def test_pytree_output_and_low_precision_inputs():
         r = check_vjp(polar, polar_backward, (x,))
         assert r.passed and r.dtype == jnp.dtype(dtype).name, r.report()
         assert not check_vjp(polar, lambda x, c: (2 * polar_backward(x, c)[0],), (x,)).passed
+
+
+def test_references_are_one_compiled_program_or_eager_where_the_forward_cannot_be_traced(x64, caplog):
+    """jax.vjp's pullbacks of all cotangents compile as one program (op by op, every operation of
+    the linearized and transposed forward compiles its own); a forward with a Python branch on
+    an integer argument's value cannot be traced by jax.jit, and gets its references op by op."""
+    with caplog.at_level("WARNING", logger="jax"), jax.log_compiles(True):
+        r = check_vjp(softplus, softplus_backward, (_x(shape=(7, 3)),))
+    compiled = [m.getMessage() for m in caplog.records if m.getMessage().startswith("Compiling ")]
+    assert r.passed and sum("Compiling jit(pullbacks)" in m for m in compiled) == 1, compiled
+
+    def power(x, n):  # a Python branch on the integer argument's value: not traceable by jax.jit
+        return jnp.sin(x) if int(n) > 0 else -x
+
+    x, n = _x(), jnp.asarray(2)
+    right = check_vjp(power, lambda x, n, c: (c * jnp.cos(x), None), (x, n))
+    wrong = check_vjp(power, lambda x, n, c: (-c * jnp.cos(x), None), (x, n))
+    assert right.passed and right.max_rel_err < 1e-14 and right.reference_dtype == "float64"
+    assert not wrong.passed and wrong.arguments[0].max_rel_err > 1.0
