@@ -15,7 +15,9 @@ switch                        module                          what it does
                                                               passes them in (the program holds no sort)
 ``"row_buckets"``             :func:`jaxnn.engine.train_rows`  pads the rows to a bucket (weight-0 rows), so
                                                               data of nearby sizes share one program
-``"xla_cpu"``                 :mod:`jaxnn.xla_cpu`            compiles tiny steps without YNNPACK on CPU
+``"xla_cpu"``                 :mod:`jaxnn.xla_cpu`            compiles tiny steps without YNNPACK on CPU, and
+                                                              programs that run once (initial parameters,
+                                                              optimizer states) for a short compile
 ``"compilation_cache"``       :mod:`jaxnn.compilation_cache`  keeps compiled programs on disk, verified
 ============================  ==============================  ================================================
 

@@ -520,9 +520,9 @@ def _init_states(optimizer: Any, track_best: bool) -> Callable[[Any, Array], Tra
         return jax.vmap(lambda p, k: engine._init_state(p, optimizer, k, track_best=track_best))(params, keys)
 
     try:
-        return _INIT.setdefault((optimizer, track_best), jax.jit(init))  # type: ignore[no-any-return]
+        return _INIT.setdefault((optimizer, track_best), xla_cpu.jit_once(init))  # type: ignore[no-any-return]
     except TypeError:  # an unhashable optimizer
-        return jax.jit(init)
+        return xla_cpu.jit_once(init)  # type: ignore[no-any-return]
 
 
 def _model_mesh(devices: Any, M: int) -> Mesh | None:

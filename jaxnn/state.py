@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from jax import Array
 
+from jaxnn import xla_cpu
 from jaxnn.arguments import float_dtype as _float_dtype
 from jaxnn.arguments import opt_state_shapes
 from jaxnn.arguments import same_layout as _same_layout
@@ -61,7 +62,7 @@ def _init_state_jit(optimizer: optax.GradientTransformation, track_best: bool) -
     def init(params: Any, key: Array) -> TrainState:
         return _init_state(params, optimizer, key, track_best=track_best)
 
-    return jax.jit(init)
+    return xla_cpu.jit_once(init)
 
 
 def _check_state(state: Any, params: Any, optimizer: optax.GradientTransformation, track_best: bool) -> None:
@@ -96,7 +97,7 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array,
     try:
         init = _init_state_jit(optimizer, track_best)
     except TypeError:  # an unhashable optimizer: initialise without caching the program
-        init = jax.jit(lambda p, k: _init_state(p, optimizer, k, track_best=track_best))
+        init = xla_cpu.jit_once(lambda p, k: _init_state(p, optimizer, k, track_best=track_best))
     return init(params, key)
 
 

@@ -43,7 +43,7 @@ import optax
 from jax import Array
 from jax.sharding import Mesh
 
-from jaxnn import engine, models, names, training
+from jaxnn import engine, models, names, training, xla_cpu
 from jaxnn.errors import InputError, InputTypeError
 from jaxnn.training import TrainConfig
 
@@ -140,7 +140,7 @@ def grid(seeds: Sequence[int], lrs: Sequence[float], l2s: Sequence[float]
             np.array([r[2] for r in rows]))
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3))
+@partial(xla_cpu.jit_once, static_argnums=(1, 2, 3))
 def _init_stacked(seeds: Array, sizes: tuple[int, ...], init: str, dtype: str) -> tuple[Any, Array]:
     """Stacked initial params (M, ...) and data-order keys (M,): exactly ``training.init_state``'s."""
     def one(seed: Array) -> tuple[Any, Array]:

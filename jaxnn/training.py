@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from jaxnn import engine, layers, models, names
+from jaxnn import engine, layers, models, names, xla_cpu
 from jaxnn.arguments import finite_cast, real_array, x64_context
 from jaxnn.backward import forward_of
 from jaxnn.errors import DivergedError, InputError, InputTypeError
@@ -303,12 +303,11 @@ def _seed_key(seed: int) -> Array:
 def _init_program(sizes: tuple[int, ...], init: Callable[..., Any], dtype: str) -> Any:
     """``key -> (layers, data-order key)`` as one jitted program (not one per random array)."""
 
-    @jax.jit
     def draw(key: Array) -> tuple[Any, Array]:
         k_init, k_shuffle = jax.random.split(key)
         return models.init_params(k_init, list(sizes), init=init, dtype=jnp.dtype(dtype)), k_shuffle
 
-    return draw
+    return xla_cpu.jit_once(draw)
 
 
 def init_state(c: TrainConfig, n_features: int, n_outputs: int, n_train: int) -> TrainState:

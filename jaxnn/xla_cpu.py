@@ -1,7 +1,7 @@
-"""How jaxnn asks XLA:CPU to compile its training loops; nothing here changes a result.
+"""How jaxnn asks XLA:CPU to compile its programs; nothing here changes a result.
 
-Two settings (why, and what each gains: ``docs/development.md``, "Small training loops as one
-function"):
+Three settings (why, and what each gains: ``docs/development.md``, "Small training loops as one
+function" and "Programs that run once"):
 
 * :func:`request_small_loops` adds XLA:CPU's small-while-loop threshold to ``XLA_FLAGS``, so the
   scan over minibatches of a small network compiles into one function. XLA reads it once, when JAX
@@ -9,6 +9,10 @@ function"):
   benchmarks); importing jaxnn changes nothing.
 * :func:`jit` compiles a program without YNNPACK on CPU, where asked: for tiny steps
   (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function.
+* :func:`jit_once` compiles a program that runs once per fit (drawing the initial parameters,
+  creating the optimizer's state) for a short compile rather than fast code (:data:`ONCE`):
+  XLA:CPU's classic kernel emitters and LLVM's level-1 optimisations. Such a program has no
+  loop, so its compile time is all it costs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ ENV_OPT_OUT = "JAXNN_NO_XLA_FLAGS"
 SMALL_LOOP_BYTES = 1 << 18  # 256 KiB per iteration: the seed network's scan needs about 100 KiB
 SMALL_LOOP_FLAG = f"--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
 NO_YNNPACK: dict[str, str | bool] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+ONCE: dict[str, str | bool | int] = {"xla_cpu_use_fusion_emitters": False,
+                                     "xla_backend_optimization_level": 1}
 TINY_STEP_FLOPS = 16_384  # forward FLOPs of one minibatch; the seed network's is 8,372
 
 
@@ -71,6 +77,30 @@ def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> A
         jitted.hlo_text = compiled.as_text  # (for compiled_text; not callable with data)
         return jitted
     raise AssertionError("unreachable: the last try returns or raises")
+
+
+def jit_once(fn: Any, **jit_kw: Any) -> Any:
+    """``jax.jit(fn, **jit_kw)`` for a program that runs once per fit: on CPU compiled with
+    :data:`ONCE` (same bits, a shorter compile); on another backend, inside another trace
+    (``jax.eval_shape``, an outer ``jit``) or with the ``"xla_cpu"`` acceleration off, as
+    ``jax.jit`` compiles it. The backend is read at the call, not at import."""
+    import functools
+
+    import jax
+
+    from jaxnn import accelerations
+
+    variants: dict[bool, Any] = {}
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves((args, kwargs)))
+        once = not traced and accelerations.enabled("xla_cpu") and jax.default_backend() == "cpu"
+        if once not in variants:
+            variants[once] = jax.jit(fn, **jit_kw, compiler_options=ONCE if once else None)
+        return variants[once](*args, **kwargs)
+
+    return call
 
 
 def compiled_text(jitted: Any) -> str:

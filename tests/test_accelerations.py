@@ -125,3 +125,39 @@ def test_with_the_cache_switched_off_nothing_is_written(tmp_path):
     assert out["why"] is None
     assert out["off"] == []
     assert any(name.startswith("jit_run_chunk") for name in out["on"]), out["on"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_programs_that_run_once_give_the_same_bits_compiled_for_a_short_compile(dtype):
+    """Initial parameters (each initializer, one model and stacked for a sweep) and optimizer
+    states from programs compiled with ``xla_cpu.ONCE`` equal, bit for bit, those that
+    ``jax.jit``'s defaults compile (the ``"xla_cpu"`` switch off)."""
+    from jaxnn import many, state, sweep, training, xla_cpu
+
+    def draw_all():
+        inits = [training.init_state(training.TrainConfig(hidden=hidden, init=init, steps=1, dtype=dtype),
+                                     5, 3, 40)
+                 for hidden, init in (((13,), "normal"), ((7, 9), "glorot"), ((11,), "he"))]
+        stacked = sweep._init_stacked(jnp.asarray([0, 3, 7], jnp.int32), (5, 9, 3), "glorot", dtype)
+        states = many._init_states(optax.adam(1e-3), True)(stacked[0], stacked[1])
+        out = (inits, stacked, states.opt_state)
+        return jax.device_get(jax.tree_util.tree_map(
+            lambda a: jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a, out))
+
+    def clear():
+        training._init_program.cache_clear()
+        state._init_state_jit.cache_clear()
+        many._INIT.clear()
+        jax.clear_caches()
+
+    with jax.enable_x64(dtype == "float64"):
+        clear()
+        fast = draw_all()
+        clear()
+        with accelerations.off("xla_cpu"):
+            plain = draw_all()
+    leaves_fast, leaves_plain = jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(plain)
+    assert len(leaves_fast) == len(leaves_plain) > 30
+    for a, b in zip(leaves_fast, leaves_plain, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert xla_cpu.ONCE["xla_cpu_use_fusion_emitters"] is False

@@ -414,11 +414,9 @@ def test_shape_mismatch_raises_value_error():
 @pytest.mark.parametrize("shape", [(128, 512, 10), (128, 16, 1), (7, 4, 3), (64, 256, 16)])
 def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
     n, d_in, d_out = shape
-    kx, kw, kb, kc = jax.random.split(jax.random.key(3), 4)
-    x = jax.random.normal(kx, (n, d_in), jnp.float64)
-    W = jax.random.normal(kw, (d_in, d_out), jnp.float64)
-    b = jax.random.normal(kb, (d_out,), jnp.float64)
-    c = jax.random.normal(kc, (n, d_out), jnp.float64)
+    rng = np.random.default_rng(3)  # test inputs: NumPy draws compile nothing
+    shapes = ((n, d_in), (d_in, d_out), (d_out,), (n, d_out))
+    x, W, b, c = (jnp.asarray(rng.standard_normal(s)) for s in shapes)
     want = jax.vjp(layers.dense, x, W, b)[1](c)
     got = jax.jit(layers.dense_vjp)(x, W, b, c)
     for g, w in zip(got, want, strict=True):
@@ -433,17 +431,17 @@ def test_dense_backward_of_narrow_and_wide_layers_equals_jax_vjp(x64, shape):
                                                 ("cross_entropy", 0.0, (5, 6, 3))])
 def test_hand_written_model_equals_autodiff_model(activation, loss_name, l2, sizes):
     with jax.enable_x64(True):
-        kp, kx, ky = jax.random.split(jax.random.key(7), 3)
-        params = models.init_params(kp, sizes, init=models.glorot, dtype=jnp.float64)
-        X = 2 * jax.random.normal(kx, (9, sizes[0]), jnp.float64)
+        params = models.init_params(jax.random.key(7), sizes, init=models.glorot, dtype=jnp.float64)
+        rng = np.random.default_rng(7)  # test inputs: NumPy draws compile nothing
+        X = jnp.asarray(2 * rng.standard_normal((9, sizes[0])))
         if loss_name == "cross_entropy":
-            Y = jax.nn.one_hot(jax.random.randint(ky, (9,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
+            Y = jnp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], 9)])
         else:
-            Y = jax.random.normal(ky, (9, sizes[-1]), jnp.float64)
+            Y = jnp.asarray(rng.standard_normal((9, sizes[-1])))
         manual, auto = loss_fns(activation, loss_name, l2=l2)
         assert manual is loss_fns(activation, loss_name, l2=l2)[0]  # cached: one compiled program
         np.testing.assert_array_equal(manual(params, X, Y), auto(params, X, Y))
-        weights = jax.random.uniform(jax.random.key(3), (9,), jnp.float64)  # any cotangent, not only ones
+        weights = jnp.asarray(rng.uniform(size=9))  # any cotangent, not only ones
         gm = jax.grad(lambda p: jnp.sum(weights * manual(p, X, Y)))(params)
         ga = jax.grad(lambda p: jnp.sum(weights * auto(p, X, Y)))(params)
         for a, b in zip(jax.tree_util.tree_leaves(gm), jax.tree_util.tree_leaves(ga), strict=True):
@@ -462,19 +460,19 @@ def test_vmapped_models_are_each_model_and_their_gradients_the_autodiff_ones(sha
         keys = jax.random.split(jax.random.key(11), M)
         each = [models.init_params(k, sizes, init=models.glorot, dtype=jnp.float64) for k in keys]
         many = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *each)  # the model axis leading
-        kx, ky = jax.random.split(jax.random.key(5))
-        Xs = [2 * jax.random.normal(k, (9, sizes[0]), jnp.float64) for k in jax.random.split(kx, M)]
+        rng = np.random.default_rng(5)  # test inputs: NumPy draws compile nothing
+        Xs = [jnp.asarray(2 * rng.standard_normal((9, sizes[0]))) for _ in range(M)]
         Xs = [Xs[0]] * M if shared else Xs
         if loss_name == "cross_entropy":
-            Y = jax.nn.one_hot(jax.random.randint(ky, (9,), 0, sizes[-1]), sizes[-1], dtype=jnp.float64)
+            Y = jnp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], 9)])
         else:
-            Y = jax.random.normal(ky, (9, sizes[-1]), jnp.float64)
+            Y = jnp.asarray(rng.standard_normal((9, sizes[-1])))
         manual, auto = loss_fns("tanh", loss_name, l2=l2)
         x_axis = None if shared else 0
         X = Xs[0] if shared else jnp.stack(Xs)
         out = jax.vmap(manual, in_axes=(0, x_axis, None))(many, X, Y)
         assert out.shape == (M, 9)
-        weights = jax.random.uniform(jax.random.key(3), (M, 9), jnp.float64)
+        weights = jnp.asarray(rng.uniform(size=(M, 9)))
 
         def total(p):
             return jnp.sum(weights * jax.vmap(manual, in_axes=(0, x_axis, None))(p, X, Y))
