@@ -17,6 +17,7 @@ function" and "Programs that run once"):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import MutableMapping, Sequence
@@ -83,9 +84,8 @@ def jit_once(fn: Any, **jit_kw: Any) -> Any:
     """``jax.jit(fn, **jit_kw)`` for a program that runs once per fit: on CPU compiled with
     :data:`ONCE` (same bits, a shorter compile); on another backend, inside another trace
     (``jax.eval_shape``, an outer ``jit``) or with the ``"xla_cpu"`` acceleration off, as
-    ``jax.jit`` compiles it. The backend is read at the call, not at import."""
-    import functools
-
+    ``jax.jit`` compiles it. The backend is read at the call, not at import. A jaxlib that does
+    not know an option of :data:`ONCE` compiles with its defaults instead (as :func:`jit`)."""
     import jax
 
     from jaxnn import accelerations
@@ -98,7 +98,13 @@ def jit_once(fn: Any, **jit_kw: Any) -> Any:
         once = not traced and accelerations.enabled("xla_cpu") and jax.default_backend() == "cpu"
         if once not in variants:
             variants[once] = jax.jit(fn, **jit_kw, compiler_options=ONCE if once else None)
-        return variants[once](*args, **kwargs)
+        try:
+            return variants[once](*args, **kwargs)
+        except jax.errors.JaxRuntimeError as e:
+            if not once or "compile option" not in str(e):
+                raise
+            variants[True] = variants.setdefault(False, jax.jit(fn, **jit_kw))  # never ask again
+            return variants[True](*args, **kwargs)
 
     return call
 

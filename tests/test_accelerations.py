@@ -161,3 +161,14 @@ def test_programs_that_run_once_give_the_same_bits_compiled_for_a_short_compile(
     for a, b in zip(leaves_fast, leaves_plain, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     assert xla_cpu.ONCE["xla_cpu_use_fusion_emitters"] is False
+
+
+def test_a_jaxlib_without_the_run_once_options_compiles_with_its_defaults(monkeypatch):
+    """As ``xla_cpu.jit``: an option the installed jaxlib does not know is dropped, not an error."""
+    from jaxnn import xla_cpu
+
+    monkeypatch.setitem(xla_cpu.ONCE, "xla_cpu_no_such_option_for_this_test", True)
+    draw = xla_cpu.jit_once(lambda k: jax.random.normal(k, (3, 2)))
+    got = draw(jax.random.key(4))
+    np.testing.assert_array_equal(got, jax.jit(lambda k: jax.random.normal(k, (3, 2)))(jax.random.key(4)))
+    assert np.array_equal(draw(jax.random.key(4)), got)  # the second call goes straight to the defaults
