@@ -403,9 +403,11 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
     Returns:
         ``Dataset`` named ``"boston"``, ``X`` shape ``(506, 13)``, ``y`` shape ``(506,)``.
 
-    The fetch gives up after ``JAXNN_FETCH_TIMEOUT`` seconds without an answer (default 20;
+    Each request gives up after ``JAXNN_FETCH_TIMEOUT`` seconds without an answer (default 20;
     sockets the process opens meanwhile get that default timeout, unless it set its own with
-    ``socket.setdefaulttimeout``), and retries once.
+    ``socket.setdefaulttimeout``). ``fetch_openml`` is asked for one retry (its least), 1 s after
+    a failure; scikit-learn 1.9 nests two retrying layers, so a network that never answers costs
+    four timeouts and three pauses (7 s with ``JAXNN_FETCH_TIMEOUT=1``) before the error.
 
     Raises:
         OSError: ``path=None`` and OpenML cannot be reached or does not answer in time; the
@@ -417,7 +419,7 @@ def load_boston(path: str | os.PathLike[str] | None = None) -> Dataset:
     timeout = fetch_timeout()
     try:
         # liac-arff needs no pandas; it returns the nominal columns (chas, rad) as codes
-        # into ``bunch.categories``, decoded below. One retry keeps offline failure quick.
+        # into ``bunch.categories``, decoded below. The fewest retries scikit-learn takes.
         with _socket_timeout(timeout), warnings.catch_warnings():
             # scikit-learn warns before its retry; the error below says all there is to say
             warnings.filterwarnings("ignore", message="A network error occurred", category=UserWarning)
