@@ -55,6 +55,11 @@ def step_flops(batch_size: int, sizes: Sequence[int]) -> int:
     return 2 * batch_size * sum(a * b for a, b in itertools.pairwise(sizes))
 
 
+def _unknown_option(e: Exception) -> bool:
+    """Whether a compile failed because the installed jaxlib does not know a compile option."""
+    return "compile option" in str(e)
+
+
 def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
     """``jax.jit(fn)``, without YNNPACK when asked and running on CPU, compiled for ``args`` now.
 
@@ -72,7 +77,7 @@ def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> A
         try:
             compiled = jitted.lower(*args).compile()
         except jax.errors.JaxRuntimeError as e:
-            if i == len(tries) - 1 or "compile option" not in str(e):
+            if i == len(tries) - 1 or not _unknown_option(e):
                 raise
             continue
         jitted.hlo_text = compiled.as_text  # (for compiled_text; not callable with data)
@@ -101,7 +106,7 @@ def jit_once(fn: Any, **jit_kw: Any) -> Any:
         try:
             return variants[once](*args, **kwargs)
         except jax.errors.JaxRuntimeError as e:
-            if not once or "compile option" not in str(e):
+            if not once or not _unknown_option(e):
                 raise
             variants[True] = variants.setdefault(False, jax.jit(fn, **jit_kw))  # never ask again
             return variants[True](*args, **kwargs)
