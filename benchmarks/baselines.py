@@ -328,7 +328,7 @@ def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, 
     drops the short last batch (``n // batch_size`` steps per epoch: the simplest code);
     ``pad=True`` pads it with weight-0 rows (``ceil(n / batch_size)`` steps, each the mean over
     its real rows: the same training as jaxnn.fit). ``tuned=True`` compiles it as jaxnn compiles
-    a tiny step (``jaxnn.xla_cpu.jit(..., no_ynnpack=True)``: without YNNPACK, so that
+    a tiny step (``jaxnn.xla_cpu.jit(..., accelerate=True, tiny=True)``: without YNNPACK, so that
     XLA:CPU's small-loop threshold, set in ``XLA_FLAGS`` at the process's start, can compile the
     inner loop as one function); otherwise with JAX's defaults. ``hoist=True`` draws every
     epoch's permutation before the scan (``jax.vmap`` over the epochs: the same orders, (E, n)
@@ -385,7 +385,8 @@ def bare_scan(loss_fn: Callable, params: dict, X: np.ndarray, Y: np.ndarray, *, 
     s0 = opt.init(p0)
     from jaxnn import xla_cpu
 
-    compiled = {e: xla_cpu.jit(functools.partial(train, length=e), no_ynnpack=tuned, args=(p0, s0))
+    compiled = {e: xla_cpu.jit(functools.partial(train, length=e), accelerate=tuned, tiny=tuned,
+                                 args=(p0, s0))
                 for e in epochs}
     last: dict[str, object] = {}
 

@@ -58,7 +58,7 @@ def packed_step_bound_us(X: np.ndarray, *, models: int, hidden: int, batch_size:
         run = jax.shard_map(run, mesh=mesh, in_specs=(*specs, P()), out_specs=specs[:2])
     best = float("inf")
     for no_ynnpack in (True, False):
-        compiled = xla_cpu.jit(run, no_ynnpack=no_ynnpack, args=(*args, jnp.int32(steps)))
+        compiled = xla_cpu.jit(run, accelerate=True, tiny=no_ynnpack, args=(*args, jnp.int32(steps)))
         jax.block_until_ready(compiled(*args, jnp.int32(1)))
 
         def seconds(n_steps: int, compiled: Any = compiled) -> float:

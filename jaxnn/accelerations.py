@@ -15,9 +15,11 @@ switch                        module                          what it does
                                                               passes them in (the program holds no sort)
 ``"row_buckets"``             :func:`jaxnn.engine.train_rows`  pads the rows to a bucket (weight-0 rows), so
                                                               data of nearby sizes share one program
-``"xla_cpu"``                 :mod:`jaxnn.xla_cpu`            compiles tiny steps without YNNPACK on CPU, and
+``"xla_cpu"``                 :mod:`jaxnn.xla_cpu`            compiles tiny steps without YNNPACK on CPU,
                                                               programs that run once (initial parameters,
-                                                              optimizer states) for a short compile
+                                                              optimizer states) for a short compile, and
+                                                              float64 weight gradients from a written-out
+                                                              transpose
 ``"compilation_cache"``       :mod:`jaxnn.compilation_cache`  keeps compiled programs on disk, verified
 ============================  ==============================  ================================================
 

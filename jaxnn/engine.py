@@ -371,10 +371,9 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
     """The jitted chunk for ``args``' shapes, compiled (or loaded from the persistent cache) already."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
-    # a tiny step on one device: no YNNPACK, so XLA:CPU can make the scan one function (xla_cpu)
+    # one device: XLA:CPU's options for the training program (xla_cpu)
+    accelerate = mesh is None and accelerations.enabled("xla_cpu")
     n_params = sum(int(np.prod(jnp.shape(x))) for x in jax.tree_util.tree_leaves(args[0].params))
-    tiny = (mesh is None and accelerations.enabled("xla_cpu")
-            and xla_cpu.is_tiny_step(plan.batch, n_params))
 
     def build() -> Any:
         check_model(loss_fn, optimizer, args[0], args[1], args[5], pass_weights=plan.pass_weights)
@@ -383,9 +382,11 @@ def _compiled_chunk(loss_fn: Any, optimizer: Any, val_fn: Any, plan: _Plan, args
         jit_kw: dict[str, Any] = {}
         if mesh is not None:
             jit_kw["out_shardings"] = distributed.replicated(mesh)
-        return xla_cpu.jit(chunk, no_ynnpack=tiny, args=args, **jit_kw)
+        return xla_cpu.jit(chunk, accelerate=accelerate, tiny=xla_cpu.is_tiny_step(plan.batch, n_params),
+                           args=args, **jit_kw)
 
-    key = None if mesh is not None else (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals, tiny)
+    key = None if mesh is not None else (loss_fn, optimizer, val_fn, plan, check_params, treedef, avals,
+                                          accelerate)
     return cached_program(key, build)
 
 

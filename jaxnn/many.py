@@ -550,7 +550,7 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
     leaves, treedef = jax.tree_util.tree_flatten(args)
     avals = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
     n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
-    tiny = mesh is None and accelerations.enabled("xla_cpu") and xla_cpu.is_tiny_step(plan.batch, n_params)
+    accelerate = mesh is None and accelerations.enabled("xla_cpu")
 
     def build() -> Any:
         first = jax.tree_util.tree_map(lambda a: a[0], args[0])
@@ -564,8 +564,9 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
             in_specs = tuple(jax.tree_util.tree_map(_spec(ax), a) for a, ax in zip(args, axes, strict=True))
             out_specs = (jax.tree_util.tree_map(_spec(0), args[0]), *[P(MODEL_AXIS)] * 5)
             many = jax.shard_map(many, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-        return xla_cpu.jit(many, no_ynnpack=tiny, args=args)
+        return xla_cpu.jit(many, accelerate=accelerate, tiny=xla_cpu.is_tiny_step(plan.batch, n_params),
+                           args=args)
 
-    key = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals, tiny,
+    key = ("many", loss_fn, optimizer, val_fn, plan, axes, check_params, treedef, avals, accelerate,
            None if mesh is None else tuple(d.id for d in mesh.devices.flat))
     return engine.cached_program(key, build)

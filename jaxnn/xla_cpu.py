@@ -1,4 +1,5 @@
-"""How jaxnn asks XLA:CPU to compile its programs; nothing here changes a result.
+"""How jaxnn asks XLA:CPU to compile its programs; nothing here changes a result beyond the
+order of floating-point operations.
 
 Three settings (why, and what each gains: ``docs/development.md``, "Small training loops as one
 function" and "Programs that run once"):
@@ -7,8 +8,11 @@ function" and "Programs that run once"):
   scan over minibatches of a small network compiles into one function. XLA reads it once, when JAX
   starts its CPU backend, so only a program that owns its process calls it (the CLI, the
   benchmarks); importing jaxnn changes nothing.
-* :func:`jit` compiles a program without YNNPACK on CPU, where asked: for tiny steps
-  (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function.
+* :func:`jit` compiles a training program for CPU: without YNNPACK for tiny steps
+  (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function; and,
+  in float64, with every weight gradient's product reading a written-out transpose
+  (:func:`written_out_transposes`), which XLA:CPU computes twice as fast as the same product
+  with its left operand contracted over its rows.
 * :func:`jit_once` compiles a program that runs once per fit (drawing the initial parameters,
   creating the optimizer's state) for a short compile rather than fast code (:data:`ONCE`):
   XLA:CPU's classic kernel emitters and LLVM's level-1 optimisations. Such a program has no
@@ -17,6 +21,7 @@ function" and "Programs that run once"):
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
@@ -60,18 +65,24 @@ def _unknown_option(e: Exception) -> bool:
     return "compile option" in str(e)
 
 
-def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
-    """``jax.jit(fn)``, without YNNPACK when asked and running on CPU, compiled for ``args`` now.
+def jit(fn: Any, *, accelerate: bool, tiny: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
+    """``jax.jit(fn)``, compiled for ``args`` now; with ``accelerate`` (one device, the ``"xla_cpu"``
+    switch on) and on CPU: without YNNPACK for a ``tiny`` step, and through
+    :func:`written_out_transposes` when ``args`` hold float64 arrays.
 
     Returns the jitted function -- never the compiled executable, so it stays traceable
     (``eval_shape``, ``vmap``, an outer ``jit``); its later calls with ``args``' shapes reuse the
     compilation. A jaxlib that does not know the option compiles with its defaults instead.
     """
     import jax
+    import numpy as np
 
     tries: list[dict[str, Any]] = [{}]
-    if no_ynnpack and jax.default_backend() == "cpu":
-        tries.insert(0, {"compiler_options": NO_YNNPACK})
+    if accelerate and jax.default_backend() == "cpu":
+        if tiny:
+            tries.insert(0, {"compiler_options": NO_YNNPACK})
+        if any(getattr(x, "dtype", None) == np.float64 for x in jax.tree_util.tree_leaves(args)):
+            fn = written_out_transposes(fn)
     for i, options in enumerate(tries):
         jitted: Any = jax.jit(fn, **options, **jit_kw)
         try:
@@ -83,6 +94,102 @@ def jit(fn: Any, *, no_ynnpack: bool, args: tuple[Any, ...], **jit_kw: Any) -> A
         jitted.hlo_text = compiled.as_text  # (for compiled_text; not callable with data)
         return jitted
     raise AssertionError("unreachable: the last try returns or raises")
+
+
+def written_out_transposes(fn: Any) -> Any:
+    """``fn`` with every float64 weight gradient ``a.T @ b`` (2-D ``a`` and ``b`` contracted over
+    their rows, hand-written or from ``jax.grad``) computed as ``copy(a.T) @ b``: a written-out
+    transpose, then a product of rows by columns, which XLA:CPU runs about twice as fast.
+
+    XLA folds a transpose into the product it feeds, and moves one that follows a product onto
+    its operands; ``optimization_barrier`` keeps the copy and the product apart. ``fn`` is traced
+    to a jaxpr and run again equation by equation with those products replaced, inside loops and
+    branches too; nothing else changes. Gain: ``docs/development.md``, "Weight gradients in
+    float64".
+    """
+    import jax
+
+    @functools.wraps(fn)  # (the program keeps fn's name)
+    def call(*args: Any) -> Any:
+        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+        out = _run(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args))
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), out)
+
+    return call
+
+
+def _rows_product(eqn: Any, made_by: dict[Any, Any]) -> tuple[Any, Any, Any] | None:
+    """For a float64 product whose 2-D left operand is contracted over its rows (``a.T @ b``): (``a``,
+    ``b``, ``b``'s contracted axes); else None. ``made_by``: each variable's transpose equation."""
+    import jax
+    import numpy as np
+
+    if eqn.primitive is not jax.lax.dot_general_p:
+        return None
+    a, b = eqn.invars
+    (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+    if lb or a.aval.ndim != 2 or a.aval.dtype != np.float64:
+        return None
+    if tuple(lc) == (0,):  # dot_general(c, x) contracting rows: jax.grad's form
+        return a, b, tuple(rc)
+    if tuple(lc) == (1,) and a in made_by:  # x.T @ c, written by hand
+        return made_by[a].invars[0], b, tuple(rc)
+    return None
+
+
+def _dot_options(eqn: Any) -> dict[str, Any]:
+    return {k: eqn.params[k] for k in ("precision", "preferred_element_type") if k in eqn.params}
+
+
+def _run(jaxpr: Any, consts: Any, args: Any) -> list[Any]:
+    """Evaluate ``jaxpr`` as ``jax.core.eval_jaxpr`` does, with :func:`written_out_transposes`'
+    products, here and in its sub-jaxprs."""
+    import jax
+    from jax.extend.core import ClosedJaxpr, Literal
+
+    def sub(closed: ClosedJaxpr) -> ClosedJaxpr:
+        avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in closed.in_avals]
+        return jax.make_jaxpr(lambda *a: _run(closed.jaxpr, closed.consts, a))(*avals)
+
+    def param(v: Any) -> Any:
+        if isinstance(v, ClosedJaxpr):
+            return sub(v)
+        if isinstance(v, tuple) and v and all(isinstance(b, ClosedJaxpr) for b in v):  # cond's branches
+            return tuple(sub(b) for b in v)
+        return v
+
+    def is_t(eqn: Any) -> bool:
+        return eqn.primitive is jax.lax.transpose_p and tuple(eqn.params["permutation"]) == (1, 0)
+
+    made_by = {e.outvars[0]: e for e in jaxpr.eqns if is_t(e)}
+    uses = collections.Counter(v for e in jaxpr.eqns for v in e.invars if not isinstance(v, Literal))
+    uses.update(v for v in jaxpr.outvars if not isinstance(v, Literal))
+    # jax.grad's ``transpose(dot_general(c, x))``: computed as x.T @ c, the transpose dropped
+    then_t = {e.invars[0]: e for e in jaxpr.eqns if is_t(e) and uses[e.invars[0]] == 1}
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+    barrier = jax.lax.optimization_barrier
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, Literal) else env[v]
+
+    for eqn in jaxpr.eqns:
+        if eqn.outvars[0] in env:  # a transpose already computed with its product
+            continue
+        pair = _rows_product(eqn, made_by)  # (a, b, b's contracted axes)
+        with eqn.ctx.manager:
+            if pair is not None:
+                a, b, rc = read(pair[0]), read(pair[1]), pair[2]
+                out = eqn.outvars[0]
+                if out in then_t and b.ndim == 2 and rc == (0,):
+                    a, b, out = b, a, then_t[out].outvars[0]
+                dims = (((1,), rc), ((), ()))
+                env[out] = barrier(jax.lax.dot_general(barrier(a.T), b, dims, **_dot_options(eqn)))
+                continue
+            params = eqn.primitive.get_bind_params({k: param(v) for k, v in eqn.params.items()})
+            outs = eqn.primitive.bind(*map(read, eqn.invars), **params)
+        env.update(zip(eqn.outvars, outs if eqn.primitive.multiple_results else [outs], strict=True))
+    return [read(v) for v in jaxpr.outvars]
 
 
 def jit_once(fn: Any, **jit_kw: Any) -> Any:

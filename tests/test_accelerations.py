@@ -172,3 +172,83 @@ def test_a_jaxlib_without_the_run_once_options_compiles_with_its_defaults(monkey
     got = draw(jax.random.key(4))
     np.testing.assert_array_equal(got, jax.jit(lambda k: jax.random.normal(k, (3, 2)))(jax.random.key(4)))
     assert np.array_equal(draw(jax.random.key(4)), got)  # the second call goes straight to the defaults
+
+
+def _weight_gradient_functions():
+    """Functions whose products contract a 2-D operand over its rows: written by hand, from
+    ``jax.grad`` of a user's model, inside a loop and a branch, and a hand-written one over a
+    shared minibatch under ``jax.vmap`` (as ``fit_many`` runs the estimators' models)."""
+    def user_loss(p, x, y):
+        return jnp.sum((jnp.tanh(x @ p["w"] + p["b"][None, :]) @ p["v"] - y) ** 2)
+
+    grad = jax.grad(user_loss)
+
+    def in_loop(p, x, y):
+        def body(q, _):
+            return jax.tree_util.tree_map(lambda a, g: a - 0.01 * g, q, grad(q, x, y)), None
+        return jax.lax.scan(body, p, None, length=3)[0]
+
+    def in_branch(p, x, y):
+        return jax.lax.cond(jnp.sum(x) > -1e9, lambda q: grad(q, x, y), lambda q: q, p)
+
+    def by_hand(p, x, y):  # a dense layer's dW = x.T @ c, for c = x @ w
+        return x.T @ (x @ p["w"])
+
+    def many(p, x, y):  # the same for two models sharing the minibatch: c is batched, x is not
+        return jax.vmap(by_hand, in_axes=({"w": 0, "b": None, "v": None}, None, None))(
+            dict(p, w=jnp.stack([p["w"], -p["w"]])), x, y)
+
+    return {"by hand": by_hand, "jax.grad": grad, "scan": in_loop, "cond": in_branch, "vmap": many}
+
+
+@pytest.mark.parametrize("name", ["by hand", "jax.grad", "scan", "cond", "vmap"])
+def test_float64_weight_gradients_read_a_written_out_transpose(name):
+    """``xla_cpu.written_out_transposes``: the same values (1e-12 in float64, bit for bit in float32,
+    where it changes nothing) from a program whose row-contracting products read a written-out
+    transpose (an ``optimization_barrier`` in the jaxpr, which XLA cannot fold away)."""
+    from jaxnn import xla_cpu
+
+    fn = _weight_gradient_functions()[name]
+    rng = np.random.default_rng(1)
+    for dtype in (np.float64, np.float32):
+        with jax.enable_x64(dtype == np.float64):
+            p = {"w": jnp.asarray(rng.normal(size=(5, 7)), dtype), "b": jnp.zeros(7, dtype),
+                 "v": jnp.asarray(rng.normal(size=(7, 3)), dtype)}
+            x, y = jnp.asarray(rng.normal(size=(40, 5)), dtype), jnp.asarray(rng.normal(size=(40, 3)), dtype)
+            rewritten = xla_cpu.written_out_transposes(fn)
+            text = str(jax.make_jaxpr(rewritten)(p, x, y))
+            want, got = jax.jit(fn)(p, x, y), jax.jit(rewritten)(p, x, y)
+            if dtype == np.float64:
+                assert "optimization_barrier" in text
+                _close(got, want)
+            else:
+                assert "optimization_barrier" not in text
+                for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_float64_fit_multiplies_rows_by_columns_unless_switched_off():
+    """In the compiled training program of a float64 ``jaxnn.fit``, no 2-D product contracts its left
+    operand over its rows (XLA:CPU's slow form); with the ``"xla_cpu"`` switch off, the weight
+    gradients do."""
+    import contextlib
+    import re
+
+    from jaxnn import xla_cpu
+
+    def loss(p, x, y):
+        return ((jnp.tanh(x @ p["w"]) @ p["v"] - y) ** 2).sum(-1)
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(60, 5)), rng.normal(size=(60, 2))
+    texts = {}
+    with jax.enable_x64(True):
+        p = {"w": jnp.asarray(rng.normal(size=(5, 8))), "v": jnp.asarray(rng.normal(size=(8, 2)))}
+        for on in (True, False):
+            engine._COMPILED.clear()
+            with contextlib.nullcontext() if on else accelerations.off("xla_cpu"):
+                jaxnn.fit(loss, p, (X, Y), optimizer=optax.adam(1e-2), batch_size=16, epochs=2)
+            texts[on] = xla_cpu.compiled_text(next(reversed(engine._COMPILED.values())))
+    rows_first = {on: len(re.findall(r"= f64\[\d+,\d+\]\S* dot\([^\n]*lhs_contracting_dims=\{0\}", t))
+                  for on, t in texts.items()}
+    assert rows_first[True] == 0 and rows_first[False] >= 2, rows_first
