@@ -9,8 +9,8 @@ function" and "Programs that run once"):
   starts its CPU backend, so only a program that owns its process calls it (the CLI, the
   benchmarks); importing jaxnn changes nothing.
 * :func:`jit` compiles a training program for CPU: without YNNPACK for tiny steps
-  (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function; and,
-  in float64, with every weight gradient's product reading a written-out transpose
+  (:func:`is_tiny_step`), whose loop a YNNPACK kernel would keep from being one function; and
+  for larger float64 steps, with every weight gradient's product reading a written-out transpose
   (:func:`written_out_transposes`), which XLA:CPU computes twice as fast as the same product
   with its left operand contracted over its rows.
 * :func:`jit_once` compiles a program that runs once per fit (drawing the initial parameters,
@@ -67,8 +67,9 @@ def _unknown_option(e: Exception) -> bool:
 
 def jit(fn: Any, *, accelerate: bool, tiny: bool, args: tuple[Any, ...], **jit_kw: Any) -> Any:
     """``jax.jit(fn)``, compiled for ``args`` now; with ``accelerate`` (one device, the ``"xla_cpu"``
-    switch on) and on CPU: without YNNPACK for a ``tiny`` step, and through
-    :func:`written_out_transposes` when ``args`` hold float64 arrays.
+    switch on) and on CPU: without YNNPACK for a ``tiny`` step, else through
+    :func:`written_out_transposes` when ``args`` hold float64 arrays (a tiny step's products are
+    too small for their form to matter, and the rewrite costs a second trace of the program).
 
     Returns the jitted function -- never the compiled executable, so it stays traceable
     (``eval_shape``, ``vmap``, an outer ``jit``); its later calls with ``args``' shapes reuse the
@@ -81,7 +82,7 @@ def jit(fn: Any, *, accelerate: bool, tiny: bool, args: tuple[Any, ...], **jit_k
     if accelerate and jax.default_backend() == "cpu":
         if tiny:
             tries.insert(0, {"compiler_options": NO_YNNPACK})
-        if any(getattr(x, "dtype", None) == np.float64 for x in jax.tree_util.tree_leaves(args)):
+        elif any(getattr(x, "dtype", None) == np.float64 for x in jax.tree_util.tree_leaves(args)):
             fn = written_out_transposes(fn)
     for i, options in enumerate(tries):
         jitted: Any = jax.jit(fn, **options, **jit_kw)
@@ -137,6 +138,23 @@ def _rows_product(eqn: Any, made_by: dict[Any, Any]) -> tuple[Any, Any, Any] | N
     return None
 
 
+def _transposes(jaxpr: Any) -> dict[Any, Any]:
+    """Each variable of ``jaxpr`` made by a 2-D transpose: its equation."""
+    import jax
+
+    return {e.outvars[0]: e for e in jaxpr.eqns
+            if e.primitive is jax.lax.transpose_p and tuple(e.params["permutation"]) == (1, 0)}
+
+
+def _has_rows_product(jaxpr: Any) -> bool:
+    """Whether :func:`_run` would replace a product in ``jaxpr`` or in a jaxpr inside it."""
+    from jax.extend.core import jaxprs_in_params
+
+    made_by = _transposes(jaxpr)
+    return any(_rows_product(e, made_by) is not None
+               or any(map(_has_rows_product, jaxprs_in_params(e.params))) for e in jaxpr.eqns)
+
+
 def _dot_options(eqn: Any) -> dict[str, Any]:
     return {k: eqn.params[k] for k in ("precision", "preferred_element_type") if k in eqn.params}
 
@@ -151,21 +169,19 @@ def _run(jaxpr: Any, consts: Any, args: Any) -> list[Any]:
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in closed.in_avals]
         return jax.make_jaxpr(lambda *a: _run(closed.jaxpr, closed.consts, a))(*avals)
 
-    def param(v: Any) -> Any:
-        if isinstance(v, ClosedJaxpr):
+    def param(v: Any) -> Any:  # a loop's or branch's jaxpr is traced again only if it has such a product
+        if isinstance(v, ClosedJaxpr) and _has_rows_product(v.jaxpr):
             return sub(v)
-        if isinstance(v, tuple) and v and all(isinstance(b, ClosedJaxpr) for b in v):  # cond's branches
+        if (isinstance(v, tuple) and v and all(isinstance(b, ClosedJaxpr) for b in v)  # cond's branches
+                and any(_has_rows_product(b.jaxpr) for b in v)):
             return tuple(sub(b) for b in v)
         return v
 
-    def is_t(eqn: Any) -> bool:
-        return eqn.primitive is jax.lax.transpose_p and tuple(eqn.params["permutation"]) == (1, 0)
-
-    made_by = {e.outvars[0]: e for e in jaxpr.eqns if is_t(e)}
+    made_by = _transposes(jaxpr)
     uses = collections.Counter(v for e in jaxpr.eqns for v in e.invars if not isinstance(v, Literal))
     uses.update(v for v in jaxpr.outvars if not isinstance(v, Literal))
     # jax.grad's ``transpose(dot_general(c, x))``: computed as x.T @ c, the transpose dropped
-    then_t = {e.invars[0]: e for e in jaxpr.eqns if is_t(e) and uses[e.invars[0]] == 1}
+    then_t = {e.invars[0]: e for e in made_by.values() if uses[e.invars[0]] == 1}
     env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
     env.update(zip(jaxpr.invars, args, strict=True))
     barrier = jax.lax.optimization_barrier

@@ -240,14 +240,15 @@ def test_a_float64_fit_multiplies_rows_by_columns_unless_switched_off():
         return ((jnp.tanh(x @ p["w"]) @ p["v"] - y) ** 2).sum(-1)
 
     rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(60, 5)), rng.normal(size=(60, 2))
+    X, Y = rng.normal(size=(100, 20)), rng.normal(size=(100, 2))
     texts = {}
     with jax.enable_x64(True):
-        p = {"w": jnp.asarray(rng.normal(size=(5, 8))), "v": jnp.asarray(rng.normal(size=(8, 2)))}
+        p = {"w": jnp.asarray(rng.normal(size=(20, 32))), "v": jnp.asarray(rng.normal(size=(32, 2)))}
+        assert not xla_cpu.is_tiny_step(50, 20 * 32 + 32 * 2)  # (a tiny step is left as it is)
         for on in (True, False):
             engine._COMPILED.clear()
             with contextlib.nullcontext() if on else accelerations.off("xla_cpu"):
-                jaxnn.fit(loss, p, (X, Y), optimizer=optax.adam(1e-2), batch_size=16, epochs=2)
+                jaxnn.fit(loss, p, (X, Y), optimizer=optax.adam(1e-2), batch_size=50, epochs=2)
             texts[on] = xla_cpu.compiled_text(next(reversed(engine._COMPILED.values())))
     rows_first = {on: len(re.findall(r"= f64\[\d+,\d+\]\S* dot\([^\n]*lhs_contracting_dims=\{0\}", t))
                   for on, t in texts.items()}
