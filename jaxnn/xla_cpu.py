@@ -190,7 +190,7 @@ def _run(jaxpr: Any, consts: Any, args: Any) -> list[Any]:
         return v.val if isinstance(v, Literal) else env[v]
 
     for eqn in jaxpr.eqns:
-        if eqn.outvars[0] in env:  # a transpose already computed with its product
+        if eqn.outvars and eqn.outvars[0] in env:  # a transpose already computed with its product
             continue
         pair = _rows_product(eqn, made_by)  # (a, b, b's contracted axes)
         with eqn.ctx.manager:

@@ -253,3 +253,42 @@ def test_a_float64_fit_multiplies_rows_by_columns_unless_switched_off():
     rows_first = {on: len(re.findall(r"= f64\[\d+,\d+\]\S* dot\([^\n]*lhs_contracting_dims=\{0\}", t))
                   for on, t in texts.items()}
     assert rows_first[True] == 0 and rows_first[False] >= 2, rows_first
+
+
+@jax.jit
+def _jitted_forward(p, x):
+    return jnp.tanh(x @ p["w"]) @ p["v"]
+
+
+def _loss_through_jit(p, x, y):  # a model whose forward the user jitted: the products sit in a pjit
+    return ((_jitted_forward(p, x) - y) ** 2).sum(-1)
+
+
+def _loss_with_remat(p, x, y):
+    return ((jax.checkpoint(lambda p, x: jnp.tanh(x @ p["w"]) @ p["v"])(p, x) - y) ** 2).sum(-1)
+
+
+def _loss_with_loop_and_callback(p, x, y):  # a scan, and an equation with no outputs
+    h, _ = jax.lax.scan(lambda h, _: (jnp.tanh(h @ p["u"]), None), jnp.tanh(x @ p["w"]), None, length=2)
+    jax.debug.callback(lambda v: None, h.sum())
+    return ((h @ p["v"] - y) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("loss", [_loss_through_jit, _loss_with_remat, _loss_with_loop_and_callback])
+def test_written_out_transposes_keep_what_a_users_model_computes(loss):
+    """A user's model with its own ``jax.jit``, ``jax.checkpoint``, ``lax.scan`` and a debug callback
+    trains, through ``jaxnn.fit`` and ``jaxnn.fit_many`` in float64, to the parameters of the plain
+    program (the ``"xla_cpu"`` switch off), to 1e-12."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(200, 20)), rng.normal(size=(200, 2))
+    kw = dict(optimizer=optax.adam(1e-2), batch_size=50, epochs=3)
+    with jax.enable_x64(True):
+        p = {name: jnp.asarray(rng.normal(size=shape) * 0.2)
+             for name, shape in (("w", (20, 32)), ("v", (32, 2)), ("u", (32, 32)))}
+        many = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), p)
+        fast = jaxnn.fit(loss, p, (X, Y), **kw), jaxnn.fit_many(loss, many, (X, Y), **kw)
+        with accelerations.off("xla_cpu"):
+            plain = jaxnn.fit(loss, p, (X, Y), **kw), jaxnn.fit_many(loss, many, (X, Y), **kw)
+    _close(fast[0].params, plain[0].params)
+    _close(fast[1].params, plain[1].params)
+    assert fast[0].history.train_loss.shape == (12,)
