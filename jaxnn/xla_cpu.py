@@ -197,10 +197,14 @@ def _run(jaxpr: Any, consts: Any, args: Any) -> list[Any]:
             if pair is not None:
                 a, b, rc = read(pair[0]), read(pair[1]), pair[2]
                 out = eqn.outvars[0]
-                if out in then_t and b.ndim == 2 and rc == (0,):
-                    a, b, out = b, a, then_t[out].outvars[0]
+                swap = out in then_t and b.ndim == 2 and rc == (0,)
+                if swap:  # the transposed product, computed directly
+                    a, b = b, a
                 dims = (((1,), rc), ((), ()))
-                env[out] = barrier(jax.lax.dot_general(barrier(a.T), b, dims, **_dot_options(eqn)))
+                product = barrier(jax.lax.dot_general(barrier(a.T), b, dims, **_dot_options(eqn)))
+                if swap:  # (the product itself stays readable: XLA drops it where nothing reads it)
+                    env[then_t[out].outvars[0]], product = product, product.T
+                env[out] = product
                 continue
             params = eqn.primitive.get_bind_params({k: param(v) for k, v in eqn.params.items()})
             outs = eqn.primitive.bind(*map(read, eqn.invars), **params)

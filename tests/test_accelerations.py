@@ -191,6 +191,9 @@ def _weight_gradient_functions():
     def in_branch(p, x, y):
         return jax.lax.cond(jnp.sum(x) > -1e9, lambda q: grad(q, x, y), lambda q: q, p)
 
+    def penalised(p, x, y):  # a gradient penalty: jax.grad's transposed product read by another product
+        return user_loss(p, x, y) + jnp.sum(grad(p, x, y)["v"] @ jnp.ones((3, 2)))
+
     def by_hand(p, x, y):  # a dense layer's dW = x.T @ c, for c = x @ w
         return x.T @ (x @ p["w"])
 
@@ -198,10 +201,11 @@ def _weight_gradient_functions():
         return jax.vmap(by_hand, in_axes=({"w": 0, "b": None, "v": None}, None, None))(
             dict(p, w=jnp.stack([p["w"], -p["w"]])), x, y)
 
-    return {"by hand": by_hand, "jax.grad": grad, "scan": in_loop, "cond": in_branch, "vmap": many}
+    return {"by hand": by_hand, "jax.grad": grad, "scan": in_loop, "cond": in_branch, "vmap": many,
+            "gradient penalty": jax.grad(penalised)}
 
 
-@pytest.mark.parametrize("name", ["by hand", "jax.grad", "scan", "cond", "vmap"])
+@pytest.mark.parametrize("name", ["by hand", "jax.grad", "scan", "cond", "vmap", "gradient penalty"])
 def test_float64_weight_gradients_read_a_written_out_transpose(name):
     """``xla_cpu.written_out_transposes``: the same values (1e-12 in float64, bit for bit in float32,
     where it changes nothing) from a program whose row-contracting products read a written-out
