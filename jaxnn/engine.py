@@ -76,6 +76,7 @@ from jaxnn.arguments import positive_int as _positive_int
 from jaxnn.arguments import to_device as _to_device
 from jaxnn.errors import DivergedError, InputError, InputTypeError
 from jaxnn.plan import Knobs, _Plan, _slot_indices, chunk_orders, make_knobs, make_plan, steps_per_epoch
+from jaxnn.plan import epochs_per_call as epochs_per_call  # (the trainers' one rule)
 from jaxnn.row_buckets import row_bucket as row_bucket  # (the estimators pad validation data to one)
 from jaxnn.row_buckets import train_rows as train_rows
 from jaxnn.shuffle import permutation as _permutation
@@ -554,11 +555,10 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
                          f"of {MAX_STEPS}")
     n_epochs = math.ceil(n_steps / nb)
     track_best = patience is not None and (restore_best if restore_best is not None else has_val)
-    # default: about 20 compiled calls per run, rounded up to a power of two so that runs of
-    # nearby lengths share a program (epochs past the end are skipped, not computed); a chunk longer
-    # than the run is the power of two at or above its epochs, for the same reason
+    # default: about 20 compiled calls (plan.epochs_per_call); a chunk given longer than the run is
+    # the power of two at or above its epochs, so that runs of nearby lengths share a program
     chunk = (min(chunk_epochs, 1 << (n_epochs - 1).bit_length()) if chunk_epochs
-             else 1 << (math.ceil(n_epochs / 20) - 1).bit_length())
+             else epochs_per_call(n_epochs, calls=20))
     if state is None:
         state = init_state(params, optimizer, _as_key(key), track_best=track_best)
     else:

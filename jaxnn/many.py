@@ -30,7 +30,6 @@ with M weight matrices is one batched product, which every backend's matrix kern
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -353,10 +352,9 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
         one = jax.tree_util.tree_map(lambda a: a[0], (state, params))
         engine._check_state(one[0], one[1], optimizer, track_best)
     # --- the static plan (rows padded to the largest model's bucket) and the per-model knobs ---
-    # about 4 compiled calls per run, at least 8 epochs each (the models' host bookkeeping is per call);
-    # a power of two, so runs of nearby lengths share a program
+    # about 4 compiled calls per run, at least 8 epochs each (the models' host bookkeeping is per call)
     longest = int(n_epochs.max())
-    chunk = max(1 << (math.ceil(longest / 4) - 1).bit_length(), min(8, 1 << (longest - 1).bit_length()))
+    chunk = engine.epochs_per_call(longest, calls=4, at_least=8)
     draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0]) and accelerations.enabled("host_orders")
     plan = engine.make_plan(n_max, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                             has_weights=sw is not None, track_best=track_best,

@@ -69,6 +69,20 @@ class Knobs(NamedTuple):
     tol: Any
 
 
+def epochs_per_call(n_epochs: int, *, calls: int | None = None, at_least: int = 1) -> int:
+    """Epochs per compiled call of a run of ``n_epochs`` epochs: the one rule of every trainer.
+
+    The fewest epochs that split the run into about ``calls`` calls (None: no such bound) and that
+    are at least ``at_least``, rounded up to a power of two and at most the power of two at or
+    above ``n_epochs``. A power of two, so runs of nearby lengths share one program (the epochs
+    past a run's end are skipped, not computed). ``jaxnn.fit`` asks for about 20 calls (progress
+    and Ctrl-C between them), ``fit_many`` for about 4 of at least 8 epochs (its host bookkeeping is
+    per call and per model), the estimators for at least a fixed amount of work per call.
+    """
+    want = max(1, at_least, math.ceil(n_epochs / calls) if calls else 1)
+    return min(1 << (want - 1).bit_length(), 1 << (max(n_epochs, 1) - 1).bit_length())
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """``ceil(n / min(batch_size, n))``."""
     return math.ceil(n / min(batch_size, n))

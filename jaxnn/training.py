@@ -60,7 +60,7 @@ class TrainConfig:
         patience: early stopping after this many epochs without improving the
             validation loss by at least ``tol`` (None: off).
         tol: minimum improvement for early stopping.
-        chunk_epochs: epochs per compiled call (None: chosen so there are about 20 chunks).
+        chunk_epochs: epochs per compiled call (None: about 20 calls, :func:`jaxnn.plan.epochs_per_call`).
     """
 
     hidden: tuple[int, ...] = (13,)
@@ -281,11 +281,6 @@ def as_2d_host(name: str, A: Any, dtype: Any) -> np.ndarray:
     return finite_cast(name, a, dtype)
 
 
-def default_chunk_epochs(n_epochs: int) -> int:
-    """About 20 chunks: enough for progress and Ctrl-C, few enough to cost nothing."""
-    return max(1, math.ceil(n_epochs / 20))
-
-
 def _key_parts(c: TrainConfig) -> tuple[Array, Array]:
     """(initialisation key, data-order key) of ``c.seed``: independent halves of ``key(seed)``."""
     k_init, k_shuffle = jax.random.split(jax.random.key(c.seed))
@@ -383,8 +378,6 @@ def fit(
         n_steps = total_steps(config, n)
         if n_steps > engine.MAX_STEPS:
             raise InputError(f"epochs/steps: {n_steps} steps in all, above the limit of {engine.MAX_STEPS}")
-        n_epochs = total_epochs(config, n)
-        chunk_epochs = min(config.chunk_epochs or default_chunk_epochs(n_epochs), n_epochs)
         if state is None:
             state = init_state(config, d, k, n)
         else:
@@ -401,7 +394,7 @@ def fit(
                 batch_size=config.batch_size, steps=n_steps, shuffle=config.shuffle,
                 val_data=val, val_fn=r.val_fn if has_val else None, patience=config.patience,
                 tol=float(config.tol), restore_best=config.patience is not None, state=state,
-                callback=callback, devices=devices, chunk_epochs=chunk_epochs,
+                callback=callback, devices=devices, chunk_epochs=config.chunk_epochs,
                 reduction=r.reduction, raise_on_divergence=False)
         except TrainingInterrupted as e:
             raise TrainingInterrupted(with_config(e.result)) from e.__cause__

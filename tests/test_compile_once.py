@@ -160,6 +160,34 @@ def test_a_chunk_longer_than_the_run_is_its_power_of_two_so_nearby_lengths_share
         assert runs[-1].steps == 4 * epochs
 
 
+def test_one_rule_gives_every_trainer_its_chunk_length() -> None:
+    """``plan.epochs_per_call``: a power of two, the fewest epochs that make at most ``calls`` calls
+    and at least ``at_least`` epochs, never above the run's own power of two; and ``jaxnn.fit`` and
+    the configuration path (``training.fit``) split one run alike."""
+    import math
+
+    from jaxnn import training
+    from jaxnn.plan import epochs_per_call
+
+    for n in range(1, 700):
+        top = 1 << (n - 1).bit_length()  # the power of two at or above n
+        for calls, at_least in ((20, 1), (4, 8), (None, 100)):
+            c = epochs_per_call(n, calls=calls, at_least=at_least)
+            assert c & (c - 1) == 0 and 1 <= c <= top, (n, calls, c)
+            if c < top:  # not capped: the bounds hold, and half as many epochs would break one
+                assert (calls is None or math.ceil(n / c) <= calls) and c >= at_least, (n, calls, c)
+                assert c == 1 or (calls is not None and math.ceil(n / (c // 2)) > calls) or c // 2 < at_least
+    X, Y = np.random.default_rng(0).standard_normal((40, 3)), np.random.default_rng(1).standard_normal((40, 1))
+    config = training.TrainConfig(hidden=(4,), epochs=200, batch_size=20)  # 200 / 20: 10, not a power of 2
+    calls_config: list[object] = []
+    training.fit(config, X, Y, callback=calls_config.append)
+    calls_fit: list[object] = []
+    p0 = models.init_params(jax.random.key(0), (3, 4, 1))
+    jaxnn.fit(lambda p, x, y: jnp.sum(jnp.square(models.predict(p, x) - y), axis=1), p0, (X, Y),
+              optimizer=optax.sgd(1e-3), batch_size=20, epochs=200, callback=calls_fit.append)
+    assert len(calls_config) == len(calls_fit) == math.ceil(200 / epochs_per_call(200, calls=20)) == 13
+
+
 def test_small_estimator_fits_take_few_compiled_calls(compiles):
     from jaxnn.estimators import _chunk_epochs
 

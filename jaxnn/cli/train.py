@@ -409,7 +409,8 @@ class TrainOutputs:
 
     def resolve(self, config: Any, split: Any) -> Any:
         """The config to train: chunks aligned with checkpoints; on resume, checked."""
-        from jaxnn.training import default_chunk_epochs, steps_per_epoch, total_epochs
+        from jaxnn.plan import epochs_per_call
+        from jaxnn.training import steps_per_epoch, total_epochs
 
         self.split = split
         self.target_scaler = self._target_scaler(split)
@@ -420,7 +421,7 @@ class TrainOutputs:
             config = dataclasses.replace(config, chunk_epochs=self.resumed.config.chunk_epochs)
         elif self.args.save is not None:  # pin the chunking so a resume compiles the same program
             config = dataclasses.replace(
-                config, chunk_epochs=default_chunk_epochs(total_epochs(config, split.X_train.shape[0])))
+                config, chunk_epochs=epochs_per_call(total_epochs(config, split.X_train.shape[0]), calls=20))
         if self.resumed is not None:
             self._check_resume(config, split)
             self.train_hist = [self.resumed.history.train_loss]

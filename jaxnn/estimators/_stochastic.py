@@ -40,8 +40,7 @@ def _chunk_epochs(epochs: int, n: int, batch: int, n_params: int) -> int:
     folds share one program (epochs past the end are skipped, not computed).
     """
     per_epoch = engine.steps_per_epoch(n, batch) * min(batch, n) * n_params
-    want = max(1, _CHUNK_WORK // max(per_epoch, 1))
-    return min(1 << (want - 1).bit_length(), 1 << (max(epochs, 1) - 1).bit_length())
+    return engine.epochs_per_call(epochs, at_least=_CHUNK_WORK // max(per_epoch, 1))
 
 
 class _Optimizer:
