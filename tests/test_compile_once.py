@@ -177,7 +177,8 @@ def test_one_rule_gives_every_trainer_its_chunk_length() -> None:
             if c < top:  # not capped: the bounds hold, and half as many epochs would break one
                 assert (calls is None or math.ceil(n / c) <= calls) and c >= at_least, (n, calls, c)
                 assert c == 1 or (calls is not None and math.ceil(n / (c // 2)) > calls) or c // 2 < at_least
-    X, Y = np.random.default_rng(0).standard_normal((40, 3)), np.random.default_rng(1).standard_normal((40, 1))
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((40, 3)), rng.standard_normal((40, 1))
     config = training.TrainConfig(hidden=(4,), epochs=200, batch_size=20)  # 200 / 20: 10, not a power of 2
     calls_config: list[object] = []
     training.fit(config, X, Y, callback=calls_config.append)

@@ -203,7 +203,8 @@ def test_an_infinite_loss_with_finite_gradients_stops_at_its_step(diabetes) -> N
         epoch, pos = divmod(first_bad_row, X.shape[0])
         assert r.diverged_step == epoch * nb + pos // 32
         ref = jaxnn.fit(loss, p0, (X, Y), steps=r.diverged_step, **kw)
-        for a, b in zip(jax.tree_util.tree_leaves(r.params), jax.tree_util.tree_leaves(ref.params), strict=True):
+        leaves = jax.tree_util.tree_leaves
+        for a, b in zip(leaves(r.params), leaves(ref.params), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         # two models, one that meets the row and one without it: the other trains on
         many = jaxnn.fit_many(loss, jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), p0),
