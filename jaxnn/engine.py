@@ -233,7 +233,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
                              "(e.g. optax.l2_loss(pred, y).sum(axis=-1)), fit takes their mean")
         w = w.astype(losses.dtype)
         total = jnp.sum(w * losses)
-        if plan.reduction == "sum":
+        if plan.summed:
             return total
         return total / jnp.maximum(jnp.sum(w), jnp.finfo(losses.dtype).tiny)
 
@@ -252,7 +252,7 @@ def _build_chunk(loss_fn: Callable[..., Array], optimizer: optax.GradientTransfo
         params, apply = guarded_update(s.params, updates, value, active, check_params=check_params)
         diverged = active & ~apply
         rows = jnp.sum(wb.astype(value.dtype))
-        total = value if plan.reduction == "sum" else value * rows  # sum(w * losses)
+        total = value if plan.summed else value * rows  # sum(w * losses)
         new = s._replace(
             params=params,
             opt_state=_select(apply, opt_state, s.opt_state),
@@ -462,7 +462,7 @@ def fit(
     compiling them; no ``jax.config`` value is changed. One program per (``loss_fn``,
     ``optimizer``, ``val_fn`` objects, row bucket,
     batch size, shapes and dtypes, and the on/off switches: shuffle, validation, weights, early
-    stopping's best parameters, reduction); reused by every later call in the process. Epochs,
+    stopping's best parameters, a summed loss); reused by every later call in the process. Epochs,
     steps, ``patience``, ``tol``, ``loss_args`` and the optimizer's ``inject_hyperparams`` values
     are runtime inputs. Pass the *same* ``loss_fn`` and ``optimizer`` objects to reuse a program
     (a new ``optax.adam(lr)`` per call is a new program: use ``optax.inject_hyperparams``).
@@ -487,13 +487,13 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
          val_data: Any = None, val_fn: Any = None, patience: int | None = None, tol: float = 0.0,
          restore_best: bool | None = None, state: TrainState | None = None, callback: Any = None,
          devices: Any = None, loss_args: Any = (), progress: bool | None = False,
-         chunk_epochs: int | None = None, reduction: str = "mean", pass_weights: bool = False,
+         chunk_epochs: int | None = None, summed: bool = False, pass_weights: bool = False,
          bucket_rows: bool = True, raise_on_divergence: bool = True) -> FitResult:
     """:func:`fit` with the package's internal knobs (the built-in models, estimators and CLI use them).
 
     progress: a tqdm bar on stderr (True, False, or None: only on a terminal). chunk_epochs: epochs
-    per compiled call (default about 20 calls per run; never changes a result). reduction:
-    ``"sum"`` minimises the (weighted) sum of a step's losses instead of their mean -- the seed's
+    per compiled call (default about 20 calls per run; never changes a result). summed: a step
+    minimises the (weighted) sum of its losses instead of their mean -- the seed's
     linear regression, whose gradient is that of the sum of squares. pass_weights: call
     ``loss_fn(params, *batch, *loss_args, w)`` with ``w`` (B,) each row's weight in the step's mean
     (0 for padding rows), for a loss that needs the minibatch's real rows (scikit-learn's L2 term).
@@ -508,8 +508,6 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
     if (isinstance(tol, bool) or not isinstance(tol, int | float | np.floating)
             or not math.isfinite(tol) or tol < 0):
         raise InputError(f"tol: expected a finite number >= 0, got {tol!r}")
-    if reduction not in ("mean", "sum"):
-        raise InputError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     dtype = _float_dtype(params)
     with compilation_cache.compiling(), x64_context(dtype):
         return _train(loss_fn, params, data, optimizer=optimizer, batch_size=int(batch_size), epochs=epochs,
@@ -517,7 +515,7 @@ def _fit(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: in
                     val_data=val_data, val_fn=val_fn, patience=patience, tol=float(tol),
                     restore_best=restore_best, state=state, callback=callback, progress=progress,
                     devices=devices, chunk_epochs=chunk_epochs, raise_on_divergence=raise_on_divergence,
-                    dtype=dtype, reduction=reduction, loss_args=loss_args, bucket_rows=bool(bucket_rows),
+                    dtype=dtype, summed=bool(summed), loss_args=loss_args, bucket_rows=bool(bucket_rows),
                     pass_weights=bool(pass_weights))
 
 
@@ -525,7 +523,7 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
            steps: int | None, key: Any, shuffle: bool, sample_weight: Any, val_data: Any, val_fn: Any,
            patience: int | None, tol: float, restore_best: bool | None, state: TrainState | None,
            callback: Any, progress: bool | None, devices: Any, chunk_epochs: int | None,
-           raise_on_divergence: bool, dtype: Any, reduction: str, loss_args: Any,
+           raise_on_divergence: bool, dtype: Any, summed: bool, loss_args: Any,
            bucket_rows: bool, pass_weights: bool) -> FitResult:
     params = jax.tree_util.tree_map(_to_device, params)
     host = _as_data("data", data, dtype)
@@ -564,7 +562,7 @@ def _train(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, batch_size: 
     else:
         _check_state(state, params, optimizer, track_best)
     plan = make_plan(n, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
-                     has_weights=sample_weight is not None, track_best=track_best, reduction=reduction,
+                     has_weights=sample_weight is not None, track_best=track_best, summed=summed,
                      bucket_rows=bucket_rows and accelerations.enabled("row_buckets"),
                      pass_weights=pass_weights,
                      host_orders=_shuffle.draws_on_host(state.key) and accelerations.enabled("host_orders"))

@@ -286,7 +286,7 @@ def _set_hyperparams(opt_state: Any, hyperparams: dict[str, Any] | None, M: int)
 def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperparams: Any, key: Any,
               batch_size: int, epochs: Any, steps: Any, shuffle: bool, sample_weight: Any, val_data: Any,
               val_fn: Any, patience: Any, tol: Any, restore_best: bool | None, state: Any, loss_args: Any,
-              callback: Any, devices: Any, reduction: str = "mean", pass_weights: bool = False) -> ManyResult:
+              callback: Any, devices: Any, summed: bool = False, pass_weights: bool = False) -> ManyResult:
     arguments.check_run(loss_fn, optimizer, val_fn, batch_size, epochs, steps, shuffle)
     M = _n_models(params)
     dtype = arguments.float_dtype(params)
@@ -295,13 +295,13 @@ def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperpara
                     key=key, batch_size=int(batch_size), epochs=epochs, steps=steps, shuffle=bool(shuffle),
                     sample_weight=sample_weight, val_data=val_data, val_fn=val_fn, patience=patience,
                     tol=tol, restore_best=restore_best, state=state, loss_args=loss_args,
-                    callback=callback, devices=devices, reduction=reduction, pass_weights=pass_weights)
+                    callback=callback, devices=devices, summed=summed, pass_weights=pass_weights)
 
 
 def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer: Any, hyperparams: Any,
          key: Any, batch_size: int, epochs: Any, steps: Any, shuffle: bool, sample_weight: Any,
          val_data: Any, val_fn: Any, patience: Any, tol: Any, restore_best: bool | None, state: Any,
-         loss_args: Any, callback: Any, devices: Any, reduction: str, pass_weights: bool) -> ManyResult:
+         loss_args: Any, callback: Any, devices: Any, summed: bool, pass_weights: bool) -> ManyResult:
     # --- the rows: shared (n,) or per model, with (M,) real row counts ---
     per_model = isinstance(data, PerModel)
     if per_model:
@@ -358,7 +358,7 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
     draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0]) and accelerations.enabled("host_orders")
     plan = engine.make_plan(n_max, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                             has_weights=sw is not None, track_best=track_best,
-                            reduction=reduction, host_orders=draws_on_host, pass_weights=pass_weights,
+                            summed=summed, host_orders=draws_on_host, pass_weights=pass_weights,
                             bucket_rows=accelerations.enabled("row_buckets"))
     if (per_model and len(set(ns.tolist())) > 1 and shuffle and not plan.host_orders
             and (plan.rows > _shuffle.MAX_PADDED or not _shuffle.partitionable())):

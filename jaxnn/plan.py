@@ -46,7 +46,7 @@ class _Plan(NamedTuple):
     has_val: bool
     has_weights: bool
     track_best: bool
-    reduction: str
+    summed: bool  # a step minimises the sum of its rows' losses, not their mean
     pass_weights: bool = False
     host_orders: bool = False  # the chunk takes its (E, slots, B) orders as an argument
 
@@ -102,7 +102,7 @@ def _slot_indices(key: Array, epoch: Array, n: Array, plan: _Plan) -> Array:
 
 
 def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = True, has_val: bool = False,
-              has_weights: bool = False, track_best: bool = False, reduction: str = "mean",
+              has_weights: bool = False, track_best: bool = False, summed: bool = False,
               bucket_rows: bool = True, pass_weights: bool = False, host_orders: bool = False) -> _Plan:
     """The static plan of a run over ``n`` real rows (padded to :func:`train_rows` unless told not to).
 
@@ -117,7 +117,7 @@ def make_plan(n: int, batch_size: int, *, chunk_epochs: int, shuffle: bool = Tru
     chunk_epochs = max(1, min(chunk_epochs, _MAX_ORDER_INDICES // (slots * B)))
     return _Plan(rows=N, batch=B, slots=slots, rounds=shuffle_rounds(n), chunk_epochs=chunk_epochs,
                  shuffle=shuffle, has_val=has_val, has_weights=has_weights, track_best=track_best,
-                 reduction=reduction, pass_weights=pass_weights, host_orders=host_orders and shuffle)
+                 summed=summed, pass_weights=pass_weights, host_orders=host_orders and shuffle)
 
 
 def chunk_orders(key_data: np.ndarray, e0: int, n: int, n_epochs: int, plan: _Plan) -> np.ndarray:

@@ -246,14 +246,15 @@ def fit_grid(
         optimizer = sweep_optimizer(base, nb, n_steps, with_l2)
         sizes = models.layer_sizes(d, config.hidden, Yj.shape[1])
         params, keys = _init_stacked(jnp.asarray(seed_a, jnp.int32), sizes, config.init, config.dtype)
+        network = training.resolve(base, n)  # the loss and its reduction, as values
         res = many._fit_many(
-            training._loss_fns(base)[0], params, (np.asarray(Xj), np.asarray(Yj)), optimizer=optimizer,
+            network.loss_fn, params, (np.asarray(Xj), np.asarray(Yj)), optimizer=optimizer,
             hyperparams={"learning_rate": lr_a, **({"l2": l2_a} if with_l2 else {})},
             key=training._key_parts(config)[1] if shared_order else keys,
             batch_size=config.batch_size, epochs=None, steps=n_steps, shuffle=config.shuffle,
             sample_weight=None, val_data=None, val_fn=None, patience=None, tol=0.0, restore_best=None,
             state=None, loss_args=(), callback=None, devices=devices,
-            reduction="mean" if config.reduction == "mean" else "sum")
+            summed=network.summed)
     losses = np.full((len(seed_a), n_steps), np.nan, res.history.train_loss.dtype)
     losses[:, :res.history.train_loss.shape[1]] = res.history.train_loss
     return SweepResult(

@@ -159,7 +159,8 @@ class Resolved:
             backward passes or autodiff (``gradients``).
         val_fn: ``(params, X, Y) -> ()``: the mean data loss (no L2 term), for validation.
         optimizer: the optax transformation of ``optimizer``, ``lr``, ``momentum``, ``schedule``.
-        reduction: the engine's ``"mean"`` or ``"sum"`` over a minibatch.
+        summed: a step minimises the sum of its rows' losses, not their mean (``reduction``
+            ``"sum"`` or ``"half_sum"``; the engine's ``summed``).
     """
 
     init: Callable[..., Any]
@@ -167,7 +168,7 @@ class Resolved:
     loss_fn: Callable[..., Array]
     val_fn: Callable[..., Array]
     optimizer: optax.GradientTransformation
-    reduction: str
+    summed: bool
 
 
 def resolve(c: TrainConfig, n_train: int) -> Resolved:
@@ -187,7 +188,7 @@ def resolve(c: TrainConfig, n_train: int) -> Resolved:
                               total_steps(c, n_train))
     return Resolved(init=names.initializer(c.init), activation=plain_act, loss_fn=loss_fn,
                     val_fn=_mean_loss(models.make_loss_fn(plain_act, plain_loss, layer=plain_layer)),
-                    optimizer=optimizer, reduction="mean" if c.reduction == "mean" else "sum")
+                    optimizer=optimizer, summed=c.reduction != "mean")
 
 
 def resolve_network(activation: str, loss: str, gradients: str) -> tuple[Any, Any, Any]:
@@ -395,7 +396,7 @@ def fit(
                 val_data=val, val_fn=r.val_fn if has_val else None, patience=config.patience,
                 tol=float(config.tol), restore_best=config.patience is not None, state=state,
                 callback=callback, devices=devices, chunk_epochs=config.chunk_epochs,
-                reduction=r.reduction, raise_on_divergence=False)
+                summed=r.summed, raise_on_divergence=False)
         except TrainingInterrupted as e:
             raise TrainingInterrupted(with_config(e.result)) from e.__cause__
         result = with_config(res)

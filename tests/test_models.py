@@ -316,7 +316,7 @@ def training_loss(reduction, gradients, hidden, activation="sigmoid"):
     """The training loss jaxnn.fit sums (``reduction="sum"``/``"half_sum"``) or averages over a minibatch."""
     c = TrainConfig(hidden=hidden, activation=activation, reduction=reduction, gradients=gradients, steps=1)
     r = training.resolve(c, 40)
-    reduce = jnp.mean if r.reduction == "mean" else jnp.sum
+    reduce = jnp.sum if r.summed else jnp.mean
     return lambda p, X, Y: reduce(r.loss_fn(p, X, Y))
 
 

@@ -101,5 +101,5 @@ def test_resolve_gives_values_shared_by_runs_that_differ_only_in_seed_or_stoppin
     b = training.resolve(TrainConfig(hidden=(3,), activation="tanh", optimizer="adam", epochs=2, seed=5,
                                      patience=3), 40)
     assert (a.loss_fn, a.val_fn, a.optimizer, a.init) == (b.loss_fn, b.val_fn, b.optimizer, b.init)
-    assert a.activation is foundations.tanh and a.reduction == "mean"
-    assert training.resolve(TrainConfig(reduction="half_sum", epochs=2), 40).reduction == "sum"
+    assert a.activation is foundations.tanh and not a.summed
+    assert training.resolve(TrainConfig(reduction="half_sum", epochs=2), 40).summed
