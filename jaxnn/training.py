@@ -210,12 +210,6 @@ def _mean_loss(per_example: Callable[..., Array]) -> Callable[..., Array]:
     return val_fn
 
 
-def _loss_fns(c: TrainConfig) -> tuple[Any, Any]:
-    """(training loss, validation loss) of ``c``: :func:`resolve`'s (for :mod:`jaxnn.sweep`)."""
-    r = resolve(c, c.batch_size)
-    return r.loss_fn, r.val_fn
-
-
 def make_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, *,
                    lr: Any = None) -> optax.GradientTransformation:
     """The optax optimizer of ``c``. Plain ``sgd`` is exactly the seed's ``W -= lr * grad``.

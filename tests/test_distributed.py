@@ -184,7 +184,7 @@ EIGHT_DEVICES = textwrap.dedent('''
     opt = training.make_optimizer(c, 7, 7)
     plan = engine.make_plan(200, 32, chunk_epochs=1, bucket_rows=False)
     knobs = engine.make_knobs(200, 32, 7)
-    fn = engine._build_chunk(training._loss_fns(c)[0], opt, None, plan, check_params=False,
+    fn = engine._build_chunk(training.resolve(c, c.batch_size).loss_fn, opt, None, plan, check_params=False,
                              batch_sharding=distributed.batch_sharding(mesh))
     state = training.init_state(c, 5, 2, 200)
     data = (X.astype(np.float32), Y.astype(np.float32))

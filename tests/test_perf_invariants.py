@@ -99,7 +99,8 @@ def test_steps_run_inside_the_compiled_scan():
     nb = math.ceil(n / B)
     plan = engine.make_plan(n, B, chunk_epochs=chunk, bucket_rows=False)
     knobs = engine.make_knobs(n, B, 6 * nb)
-    run_chunk = engine._build_chunk(training._loss_fns(cfg)[0], make_optimizer(cfg, nb, 6 * nb), None, plan,
+    loss_fn = training.resolve(cfg, cfg.batch_size).loss_fn
+    run_chunk = engine._build_chunk(loss_fn, make_optimizer(cfg, nb, 6 * nb), None, plan,
                                     check_params=False, batch_sharding=None)
     args = (init_state(cfg, 3, 1, n), (X, Y), (), (), knobs, (), None, np.int32(chunk))
     lengths = _scan_lengths(jax.make_jaxpr(run_chunk)(*args))

@@ -425,7 +425,7 @@ def run_chunk(c, opt, state, X, Y, *, n_steps, chunk_epochs, check_params):
     plan = engine.make_plan(n, c.batch_size, chunk_epochs=chunk_epochs, shuffle=c.shuffle,
                             track_best=c.patience is not None, bucket_rows=False)
     knobs = engine.make_knobs(n, c.batch_size, n_steps, patience=c.patience, tol=c.tol, dtype=X.dtype)
-    loss_fn, _ = training._loss_fns(c)
+    loss_fn = training.resolve(c, c.batch_size).loss_fn
     fn = engine._build_chunk(loss_fn, opt, None, plan, check_params=check_params, batch_sharding=None)
     return jax.jit(fn)(state, (X, Y), (), (), knobs, (), None, np.int32(chunk_epochs))
 
