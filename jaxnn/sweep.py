@@ -178,15 +178,6 @@ def sweep_optimizer(c: TrainConfig, steps_per_epoch: int, total_steps: int, with
     return optax.inject_hyperparams(make)(**hypers)
 
 
-def _with_hypers(opt_state: Any, lr: Array, l2: Array) -> Any:
-    """``opt_state`` with this model's learning rate and L2 coefficient."""
-    hp = dict(opt_state.hyperparams)
-    hp["learning_rate"] = lr.astype(hp["learning_rate"].dtype)
-    if "l2" in hp:
-        hp["l2"] = l2.astype(hp["l2"].dtype)
-    return opt_state._replace(hyperparams=hp)
-
-
 def fit_grid(
     config: TrainConfig,
     X: Any,
