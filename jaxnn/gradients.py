@@ -180,23 +180,6 @@ def _errors(r: VJPCheck) -> tuple[float, float, float]:
     return _err(r.max_abs_err), _err(r.max_rel_err), _err(r.fd_rel_err)
 
 
-def compare(
-    entry: Entry,
-    args: Sequence[Any],
-    cotangent: Any | None = None,
-    *,
-    key: jax.Array | None = None,
-    eps: float | None = None,
-) -> tuple[float, float, float]:
-    """Errors of ``entry.backward`` at ``args``: (max_abs_err, max_rel_err, fd_rel_err).
-
-    A thin view of :func:`jaxnn.checking.check_vjp` (whose result has the report); a
-    structural failure (a wrong shape) shows as infinite errors.
-    """
-    return _errors(check_vjp(entry.forward, entry.backward, tuple(args), cotangent=cotangent,
-                             key=key, eps=eps, name=entry.name))
-
-
 def check_entry(entry: Entry, *, dtype: Any = jnp.float64, seed: int = 0) -> CheckResult:
     """Check one entry at its example arguments in ``dtype`` (float64 by default).
 

@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from jaxnn import gradients
+from jaxnn.checking import check_vjp
 
 ENTRIES = gradients.registry()
 IDS = [e.name for e in ENTRIES]
+
+
+def compare(entry, args, cotangent=None, *, key=None):
+    """(max_abs_err, max_rel_err, fd_rel_err) of ``entry``'s backward at ``args``: check_vjp's errors,
+    infinite for a structural failure (the numbers `jaxnn gradcheck` prints)."""
+    r = check_vjp(entry.forward, entry.backward, tuple(args), cotangent=cotangent, key=key, name=entry.name)
+    return gradients._errors(r)
 
 
 def test_registry_names_are_unique_and_nonempty():
@@ -23,7 +31,7 @@ def test_float64_equals_jax_vjp(entry, x64):
     for seed in range(3):
         key = jax.random.key(seed)
         args = entry.example(key, jnp.float64)
-        abs_err, rel_err, fd_rel = gradients.compare(entry, args, key=jax.random.key(seed + 100))
+        abs_err, rel_err, fd_rel = compare(entry, args, key=jax.random.key(seed + 100))
         assert rel_err <= 1e-10, (entry.name, abs_err, rel_err)
         assert fd_rel <= 1e-6, (entry.name, fd_rel)
 
@@ -33,7 +41,7 @@ def test_float32_smoke(entry):
     args = entry.example(jax.random.key(1), jnp.float32)
     out = entry.forward(*args)
     assert out.dtype == jnp.float32
-    _, rel_err, _ = gradients.compare(entry, args, key=jax.random.key(2))
+    _, rel_err, _ = compare(entry, args, key=jax.random.key(2))
     assert rel_err <= 1e-5
 
 
@@ -105,4 +113,4 @@ def test_a_wrong_shape_is_a_failed_check_that_names_both_shapes(x64):
     assert "gradient has shape (3, 4), argument has shape (4, 3)" in result.report
     assert result.as_json()["report"] == result.report
     assert "report" not in gradients.check_entry(good).as_json()
-    assert gradients.compare(bad, good.example(jax.random.key(0), jnp.float64)) == (np.inf,) * 3
+    assert compare(bad, good.example(jax.random.key(0), jnp.float64)) == (np.inf,) * 3
