@@ -180,15 +180,15 @@ def resolve(c: TrainConfig, n_train: int) -> Resolved:
     """
     act, loss, layer = resolve_network(c.activation, c.loss, c.gradients)
     plain_act, plain_loss, plain_layer = resolve_network(c.activation, c.loss, "autodiff")
+    summed = c.reduction != "mean"  # "sum" and "half_sum"
     loss_fn = models.make_loss_fn(act, loss, layer=layer, l2=float(c.l2),
-                                  scale=0.5 if c.reduction == "half_sum" else 1.0,
-                                  summed=c.reduction != "mean")
+                                  scale=0.5 if c.reduction == "half_sum" else 1.0, summed=summed)
     spe = steps_per_epoch(n_train, c.batch_size)
     optimizer = _optimizer_of(c.optimizer, c.lr, c.momentum, c.schedule, c.decay_rate, c.dtype, spe,
                               total_steps(c, n_train))
     return Resolved(init=names.initializer(c.init), activation=plain_act, loss_fn=loss_fn,
                     val_fn=_mean_loss(models.make_loss_fn(plain_act, plain_loss, layer=plain_layer)),
-                    optimizer=optimizer, summed=c.reduction != "mean")
+                    optimizer=optimizer, summed=summed)
 
 
 def resolve_network(activation: str, loss: str, gradients: str) -> tuple[Any, Any, Any]:
