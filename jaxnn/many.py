@@ -260,17 +260,17 @@ def _sample_weights(sample_weight: Any, per_model: bool, ns: np.ndarray, M: int)
 
 
 def _set_hyperparams(opt_state: Any, hyperparams: dict[str, Any] | None, M: int) -> Any:
+    """``opt_state`` with each named hyper-parameter set to its (M,) values: every value
+    ``optax.tree_utils.tree_set`` would replace."""
     if hyperparams is None:
         return opt_state
     if not isinstance(hyperparams, dict):
         raise InputTypeError("hyperparams: expected a dict of name -> (M,) values, "
                         f"got {type(hyperparams).__name__}")
-    values = {}
+    leaves, treedef = jax.tree_util.tree_flatten(opt_state)
     for name, v in hyperparams.items():
-        try:
-            current = optax.tree_utils.tree_get(opt_state, name)
-        except KeyError:
-            current = None
+        slots = _hyperparam_leaves(treedef, opt_state, name)
+        current = leaves[slots[0]] if slots else None
         if current is None or not hasattr(current, "dtype"):
             raise InputError(f"hyperparams: the optimizer holds no hyper-parameter {name!r}; build it with "
                              f"optax.inject_hyperparams(...)({name}=...) to vary it per model")
@@ -279,8 +279,27 @@ def _set_hyperparams(opt_state: Any, hyperparams: dict[str, Any] | None, M: int)
             arr = np.full((M,), arr)
         if arr.shape != (M,) or not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
             raise InputError(f"hyperparams[{name!r}]: expected one finite number or {M} of them, got {v!r}")
-        values[name] = jnp.asarray(arr, current.dtype)
-    return optax.tree_utils.tree_set(opt_state, **values)
+        value = jax.device_put(arr.astype(current.dtype))
+        for i in slots:
+            leaves[i] = value
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+_SLOTS: dict[Any, list[int]] = {}
+
+
+def _hyperparam_leaves(treedef: Any, opt_state: Any, name: str) -> list[int]:
+    """The positions, among ``opt_state``'s leaves, of the values ``optax.tree_utils.tree_set``
+    replaces for ``name`` (found once per optimizer state layout; an empty list: none)."""
+    if (treedef, name) not in _SLOTS:
+        marker = object()  # a leaf of its own: where tree_set puts it is where the value goes
+        try:
+            marked = jax.tree_util.tree_leaves(optax.tree_utils.tree_set(opt_state, **{name: marker}))
+        except KeyError:  # no value of that name
+            marked = []
+        same_layout = len(marked) == treedef.num_leaves  # not a whole state named `name`
+        _SLOTS[(treedef, name)] = [i for i, leaf in enumerate(marked) if leaf is marker and same_layout]
+    return _SLOTS[(treedef, name)]
 
 
 def _fit_many(loss_fn: Any, params: Any, data: Any, *, optimizer: Any, hyperparams: Any, key: Any,
@@ -341,11 +360,15 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
             val_fn = engine._mean_loss(loss_fn)
     extra = _per_model_loss_args(loss_args, M, dtype)
     # --- states: fresh (keys shared or per model, hyper-parameters written in) or resumed ---
-    if state is None:
+    key_data = None  # the models' (M, 2) key data on the host, where it is known without the device
+    fresh = state is None
+    if fresh:
         keys = _model_keys(key, M)
         params = jax.tree_util.tree_map(arguments.to_device, params)
         state = _init_states(optimizer, track_best)(params, keys)
         state = state._replace(opt_state=_set_hyperparams(state.opt_state, hyperparams, M))
+        if shuffle and _shuffle.draws_each_on_host(keys):
+            key_data = np.broadcast_to(np.asarray(jax.random.key_data(keys)), (M, 2))
     else:
         if not isinstance(state, TrainState) or _n_models(state.params) != M:
             raise InputTypeError(f"state: expected the TrainState of {M} models (result.state of fit_many)")
@@ -355,10 +378,10 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
     # about 4 compiled calls per run, at least 8 epochs each (the models' host bookkeeping is per call)
     longest = int(n_epochs.max())
     chunk = engine.epochs_per_call(longest, calls=4, at_least=8)
-    draws_on_host = shuffle and _shuffle.draws_on_host(state.key[0]) and accelerations.enabled("host_orders")
+    on_host = shuffle and _shuffle.draws_each_on_host(state.key) and accelerations.enabled("host_orders")
     plan = engine.make_plan(n_max, batch_size, chunk_epochs=chunk, shuffle=shuffle, has_val=has_val,
                             has_weights=sw is not None, track_best=track_best,
-                            summed=summed, host_orders=draws_on_host, pass_weights=pass_weights,
+                            summed=summed, host_orders=on_host, pass_weights=pass_weights,
                             bucket_rows=accelerations.enabled("row_buckets"))
     if (per_model and len(set(ns.tolist())) > 1 and shuffle and not plan.host_orders
             and (plan.rows > _shuffle.MAX_PADDED or not _shuffle.partitionable())):
@@ -384,9 +407,12 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                   patience=(np.full((M,), arguments.MAX_STEPS, np.int32) if pat is None
                             else pat.astype(np.int32)),
                   tol=tols.astype(dtype))
-    key_data = (np.asarray(jax.device_get(jax.random.key_data(state.key))) if plan.host_orders else None)
+    if not plan.host_orders:
+        key_data = None
+    elif key_data is None:  # a resumed run: its keys are on the device
+        key_data = np.asarray(jax.device_get(jax.random.key_data(state.key)))
 
-    def orders_from(step: np.ndarray) -> tuple[np.ndarray | None, Any]:
+    def orders_from(step: np.ndarray, stopped: np.ndarray) -> tuple[np.ndarray | None, Any]:
         """The chunk's orders: (E, slots, B) shared by all models when they agree, else (M, E, slots, B)."""
         if key_data is None:
             return None, None
@@ -423,17 +449,17 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
 
     chunks: list[tuple[np.ndarray, ...]] = []  # each call's (train (M, E, slots), val, epoch, done (M, E))
     st = args[0]
+    if fresh:  # known on the host: no transfer, no wait for the states' program
+        step, stopped, diverged = np.zeros((M,), np.int32), np.zeros((M,), bool), np.full((M,), -1, np.int32)
+    else:
+        step, stopped, diverged = (np.asarray(x) for x in
+                                   jax.device_get((st.step, st.stopped, st.diverged_step)))
 
-    def host_counters(s: TrainState) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(jax.device_get(s.step)), np.asarray(jax.device_get(s.stopped))
-
-    step, stopped = host_counters(st)
-
-    def result(s: TrainState) -> ManyResult:
+    def result(s: TrainState, step_np: np.ndarray, stopped_np: np.ndarray, div: np.ndarray) -> ManyResult:
+        """The result of state ``s``, whose counters on the host are ``step_np``, ``stopped_np``, ``div``."""
         if mesh is not None:
             s = jax.device_put(s, jax.local_devices()[0])
-        step_np, stopped_np = host_counters(s)
-        div = np.asarray(jax.device_get(s.diverged_step)).astype(np.int64)
+        div = div.astype(np.int64)
         final = s.params
         if track_best and s.best_params is not None:
             use_best = jnp.isfinite(s.best_loss)  # (M,): the model saw at least one epoch end
@@ -462,19 +488,31 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                           steps=step_np.astype(np.int64), epochs=step_np.astype(np.int64) // spe,
                           diverged_step=div, stopped_early=stopped_np & (div < 0), seconds=dict(seconds))
 
+    ahead: tuple[np.ndarray, np.ndarray, Any] | None = None  # (step, stopped) drawn for, and the orders
     try:
         while np.any((step < total) & ~stopped):
             t1, compile_before = time.perf_counter(), seconds["compile"]
-            orders, o_axis = orders_from(step)
+            if ahead is not None and np.array_equal(ahead[0], step) and np.array_equal(ahead[1], stopped):
+                orders, o_axis = ahead[2]
+            else:
+                orders, o_axis = orders_from(step, stopped)
             e0 = step // spe
             running = (step < total) & ~stopped
             live = np.int32(min(plan.chunk_epochs, int(np.max((n_epochs - e0)[running]))))  # epochs to run
             after, tl, vl, el, done, clean = program(False, orders, o_axis)(st, *args[1:], orders, live)
-            if not bool(np.all(np.asarray(jax.device_get(clean)))):  # a model diverged: every step checked
+            if key_data is not None:  # the next chunk's orders, drawn while the device runs this one,
+                # for the steps every running model reaches unless it stops early or diverges
+                reached = np.where(running, np.minimum((e0 + live) * spe, total), step)
+                ahead = ((reached, stopped, orders_from(reached, stopped))
+                         if np.any((reached < total) & ~stopped) else None)
+            # the chunk's counters and losses: one transfer
+            got = jax.device_get((clean, after.step, after.stopped, after.diverged_step, tl, vl, el, done))
+            if not bool(np.all(got[0])):  # a model diverged: every step checked
                 after, tl, vl, el, done, _ = program(True, orders, o_axis)(st, *args[1:], orders, live)
+                got = jax.device_get((None, after.step, after.stopped, after.diverged_step, tl, vl, el, done))
             st = after
-            step, stopped = host_counters(st)
-            chunks.append(tuple(np.asarray(x) for x in jax.device_get((tl, vl, el, done))))
+            step, stopped, diverged = (np.asarray(x) for x in got[1:4])
+            chunks.append(tuple(np.asarray(x) for x in got[4:]))
             seconds["train"] += time.perf_counter() - t1 - (seconds["compile"] - compile_before)
             if callback is not None:
                 callback(engine.ChunkInfo(steps_done=int(step.max()), total_steps=int(total.max()),
@@ -482,8 +520,8 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                                           train_loss=chunks[-1][0].reshape(M, -1),
                                           val_loss=chunks[-1][1] if has_val else np.zeros((0,)), state=st))
     except KeyboardInterrupt as e:
-        raise engine.TrainingInterrupted(result(st)) from e  # type: ignore[arg-type]
-    return result(st)
+        raise engine.TrainingInterrupted(result(st, step, stopped, diverged)) from e  # type: ignore[arg-type]
+    return result(st, step, stopped, diverged)
 
 
 def _per_model_loss_args(loss_args: Any, M: int, dtype: Any) -> tuple[Any, ...]:
@@ -496,15 +534,14 @@ def _per_model_loss_args(loss_args: Any, M: int, dtype: Any) -> tuple[Any, ...]:
 
 
 def _model_keys(key: Any, M: int) -> Array:
-    """(M,) typed keys: ``key`` repeated (one key) or as given (M keys)."""
+    """The models' keys, checked: one typed key (every model's, repeated by :func:`_init_states`)
+    or (M,) keys."""
     if key is None:
         key = jax.random.key(0)
     if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise InputTypeError(f"key: expected a typed PRNG key or (M,) keys (jax.random.key), "
                         f"got {type(key).__name__}")
-    if key.shape == ():
-        return jnp.broadcast_to(key, (M,))  # type: ignore[no-any-return]
-    if key.shape != (M,):
+    if key.shape not in ((), (M,)):
         raise InputError(f"key: expected one key or {M} keys, got keys of shape {key.shape}")
     return key
 
@@ -513,8 +550,11 @@ _INIT: dict[Any, Any] = {}
 
 
 def _init_states(optimizer: Any, track_best: bool) -> Callable[[Any, Array], TrainState]:
-    """``vmap`` of the engine's fresh state, one compiled program per optimizer."""
+    """``vmap`` of the engine's fresh state, one compiled program per optimizer; ``keys``: (M,)
+    keys, or one key that every model gets."""
     def init(params: Any, keys: Array) -> TrainState:
+        if keys.ndim == 0:
+            keys = jnp.broadcast_to(keys, (_n_models(params),))
         return jax.vmap(lambda p, k: engine._init_state(p, optimizer, k, track_best=track_best))(params, keys)
 
     try:
@@ -546,11 +586,11 @@ def _compiled_many(loss_fn: Any, optimizer: Any, val_fn: Any, plan: Any, args: t
                    axes: tuple[Any, ...], *, check_params: bool, mesh: Mesh | None) -> Any:
     """The engine's chunk, ``jax.vmap``-ed over the models (``axes``: each argument's model axis)."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    avals = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-    n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
+    avals = tuple((x.shape, x.dtype) for x in leaves)
     accelerate = mesh is None and accelerations.enabled("xla_cpu")
 
     def build() -> Any:
+        n_params = sum(int(np.prod(jnp.shape(x)[1:])) for x in jax.tree_util.tree_leaves(args[0].params))
         first = jax.tree_util.tree_map(lambda a: a[0], args[0])
         data_one = tuple(a[0] for a in args[1]) if axes[1] == 0 else args[1]
         loss_one = tuple(a[0] for a in args[5])

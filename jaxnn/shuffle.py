@@ -126,7 +126,13 @@ def threefry2x32_np(k1: np.ndarray, k2: np.ndarray, x1: np.ndarray, x2: np.ndarr
 def draws_on_host(key: Array) -> bool:
     """Whether :func:`epoch_orders` draws ``key``'s orders: a single threefry key (JAX's default
     implementation) under ``jax_threefry_partitionable`` (JAX's default since 0.5)."""
-    return jnp.ndim(key) == 0 and str(jax.random.key_impl(key)) == "threefry2x32" and partitionable()
+    return jnp.ndim(key) == 0 and draws_each_on_host(key)
+
+
+def draws_each_on_host(keys: Array) -> bool:
+    """Whether :func:`epoch_orders` draws the orders of each of ``keys`` (typed keys of any shape,
+    one per model): threefry keys under ``jax_threefry_partitionable``."""
+    return str(jax.random.key_impl(keys)) == "threefry2x32" and partitionable()
 
 
 def epoch_orders(key_data: np.ndarray, epochs: np.ndarray, n: int, size: int) -> np.ndarray:
@@ -152,5 +158,14 @@ def epoch_orders(key_data: np.ndarray, epochs: np.ndarray, n: int, size: int) ->
         c1, c2 = threefry2x32_np(a[:, 1:], b[:, 1:], np.zeros(size, np.uint32), position)
         bits = c1 ^ c2
         bits[:, n:] = 0xFFFFFFFF  # padding positions sort last, in order
-        x = np.take_along_axis(x, np.argsort(bits, axis=1, kind="stable"), axis=1)
+        x = np.take_along_axis(x, _stable_argsort_rows(bits), axis=1)
     return x
+
+
+def _stable_argsort_rows(bits: np.ndarray) -> np.ndarray:
+    """``np.argsort(bits, axis=1, kind="stable")`` of (E, size) uint32 keys, by sorting each key
+    packed with its position into one uint64 (unique, so any sort is stable): the same indices,
+    several times faster than NumPy's stable sort of 32-bit keys."""
+    packed = (bits.astype(np.uint64) << np.uint64(32)) | np.arange(bits.shape[1], dtype=np.uint64)
+    packed.sort(axis=1)
+    return (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)

@@ -141,6 +141,25 @@ def test_early_stopping_per_model_with_validation_data_and_per_model_patience():
             assert _max_diff(mine.params, one.params) < TOL  # the restored best parameters
 
 
+def test_a_run_of_several_calls_draws_each_calls_orders_ahead_as_its_own_fit_would():
+    """20 and 13 epochs run in calls of 8: each call's orders, drawn on the host while the device
+    runs the call before, are the ones each model's own ``fit`` uses."""
+    with jax.enable_x64(True):
+        X, Y = _data()
+        params = _params(2, seed=8)
+        keys = jax.random.split(jax.random.key(5), 2)
+        res = jaxnn.fit_many(loss, params, (X, Y), optimizer=_adam(1e-3),
+                             hyperparams={"learning_rate": [1e-2, 3e-2]}, key=keys, batch_size=32,
+                             epochs=[20, 13], loss_args=(np.zeros(2),))
+        for i, epochs in enumerate((20, 13)):
+            one = jaxnn.fit(loss, _pick(params, i), (X, Y), optimizer=_adam([1e-2, 3e-2][i]), key=keys[i],
+                            batch_size=32, epochs=epochs, loss_args=(0.0,))
+            assert res.model(i).steps == one.steps == epochs * 4
+            assert _max_diff(res.model(i).params, one.params) < TOL
+            np.testing.assert_allclose(res.model(i).history.train_loss, one.history.train_loss,
+                                       rtol=0, atol=TOL)
+
+
 def test_resume_continues_exactly():
     with jax.enable_x64(True):
         X, Y = _data()

@@ -39,6 +39,16 @@ def test_stable_argsort_keeps_ties_in_order():
                                       np.argsort(np.asarray(keys), kind="stable"))
 
 
+def test_the_hosts_stable_argsort_keeps_ties_in_order():
+    """The host's packed sort (each key with its position in one uint64) is NumPy's stable argsort."""
+    rng = np.random.default_rng(1)
+    for high in (2, 70_000, 2**32):
+        keys = rng.integers(0, high, (3, 3000), dtype=np.uint64).astype(np.uint32)
+        keys[:, -5:] = 0xFFFFFFFF  # the padding's keys, tied
+        np.testing.assert_array_equal(shuffle._stable_argsort_rows(keys),
+                                      np.argsort(keys, axis=1, kind="stable"))
+
+
 def test_stable_argsort_refuses_what_it_cannot_sort():
     with pytest.raises(ValueError, match="keys"):
         shuffle.stable_argsort_u32(jnp.zeros(4, jnp.int32))
