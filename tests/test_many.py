@@ -160,6 +160,25 @@ def test_a_run_of_several_calls_draws_each_calls_orders_ahead_as_its_own_fit_wou
                                        rtol=0, atol=TOL)
 
 
+def test_a_hyper_parameter_held_in_two_places_is_set_in_both():
+    """A chain of two injected transformations holds two learning rates: ``hyperparams`` sets
+    both (as ``optax.tree_utils.tree_set`` does), and model i is its own fit with both at its rate."""
+    def chain(lr):
+        sgd = optax.inject_hyperparams(optax.sgd)
+        return optax.chain(sgd(learning_rate=lr), sgd(learning_rate=lr))
+
+    with jax.enable_x64(True):
+        X, Y = _data()
+        params = _params(2, seed=9)
+        lrs = np.array([0.05, 0.02])  # two sgd steps in a row: an update of +lr**2 g, kept small
+        res = jaxnn.fit_many(loss, params, (X, Y), optimizer=chain(1.0), hyperparams={"learning_rate": lrs},
+                             batch_size=32, epochs=3, loss_args=(np.zeros(2),))
+        for i in range(2):
+            one = jaxnn.fit(loss, _pick(params, i), (X, Y), optimizer=chain(lrs[i]), batch_size=32, epochs=3,
+                            loss_args=(0.0,))
+            assert _max_diff(res.model(i).params, one.params) < TOL
+
+
 def test_resume_continues_exactly():
     with jax.enable_x64(True):
         X, Y = _data()
