@@ -360,15 +360,12 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
             val_fn = engine._mean_loss(loss_fn)
     extra = _per_model_loss_args(loss_args, M, dtype)
     # --- states: fresh (keys shared or per model, hyper-parameters written in) or resumed ---
-    key_data = None  # the models' (M, 2) key data on the host, where it is known without the device
     fresh = state is None
     if fresh:
         keys = _model_keys(key, M)
         params = jax.tree_util.tree_map(arguments.to_device, params)
         state = _init_states(optimizer, track_best)(params, keys)
         state = state._replace(opt_state=_set_hyperparams(state.opt_state, hyperparams, M))
-        if shuffle and _shuffle.draws_each_on_host(keys):
-            key_data = np.broadcast_to(np.asarray(jax.random.key_data(keys)), (M, 2))
     else:
         if not isinstance(state, TrainState) or _n_models(state.params) != M:
             raise InputTypeError(f"state: expected the TrainState of {M} models (result.state of fit_many)")
@@ -407,10 +404,9 @@ def _run(loss_fn: Any, params: Any, data: Any, *, M: int, dtype: Any, optimizer:
                   patience=(np.full((M,), arguments.MAX_STEPS, np.int32) if pat is None
                             else pat.astype(np.int32)),
                   tol=tols.astype(dtype))
-    if not plan.host_orders:
-        key_data = None
-    elif key_data is None:  # a resumed run: its keys are on the device
-        key_data = np.asarray(jax.device_get(jax.random.key_data(state.key)))
+    # the models' (M, 2) key data on the host; a fresh run's from the keys given, not waiting for its states
+    key_data = (np.broadcast_to(np.asarray(jax.random.key_data(keys if fresh else state.key)), (M, 2))
+                if plan.host_orders else None)
 
     def orders_from(step: np.ndarray, stopped: np.ndarray) -> tuple[np.ndarray | None, Any]:
         """The chunk's orders: (E, slots, B) shared by all models when they agree, else (M, E, slots, B)."""
